@@ -1,0 +1,1 @@
+"""Teacher-LLM generation strategies; prompts live in prompts/ as text files."""

@@ -1,0 +1,134 @@
+"""Generation strategies (Dr.LLaMA style): the teacher rewrites existing questions and writes new ones.
+
+A strategy is a prompt file (prompts/<strategy>.txt, with {context}, {question}, {answer}) plus a parser for
+the line-based reply. The prompt works for a base model (it ends where the model continues, after
+"Question:") and for a chat model (it states the reply format), so the parser accepts both shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from medaug.data.jsonl import write_json, write_jsonl
+from medaug.data.schema import LABELS, Record, read_records, write_records
+from medaug.errors import MedaugError
+from medaug.llm.teacher import Completion, make_teacher
+from medaug.params import Params
+
+PROMPTS = Path(__file__).parent / "prompts"
+STRATEGIES = ("rewrite", "new")
+_FIELD = re.compile(r"^\s*(question|answer|explanation)\s*:\s*(.*)$", re.IGNORECASE)
+
+
+def load_prompt(strategy: str) -> tuple[str, str]:
+    """(template text, sha256 of the file text)."""
+    text = (PROMPTS / f"{strategy}.txt").read_text(encoding="utf-8")
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def build_prompt(template: str, r: Record) -> str:
+    # rstrip: the prompt ends right after "Question:", where a base model continues
+    return template.rstrip().format(context=r.context, question=r.question, answer=r.final_decision)
+
+
+def parse_fields(reply: str) -> dict[str, str]:
+    """Lines "Key: value" (first of each key wins); a reply that starts without a key (a base model
+    continuing after "Question:") has its first line taken as the question."""
+    fields: dict[str, str] = {}
+    lines = [line.strip() for line in reply.replace("**", "").splitlines() if line.strip()]
+    for line in lines:
+        m = _FIELD.match(line)
+        if m and m.group(1).lower() not in fields:
+            fields[m.group(1).lower()] = m.group(2).strip()
+    if "question" not in fields and lines and not _FIELD.match(lines[0]):
+        fields["question"] = lines[0]
+    return fields
+
+
+def _same(a: str, b: str) -> bool:
+    norm = lambda s: re.sub(r"\W+", " ", s.lower()).strip()  # noqa: E731
+    return norm(a) == norm(b)
+
+
+def parse(strategy: str, reply: str, parent: Record) -> dict[str, str] | str:
+    """The generated fields, or a reject reason."""
+    f = parse_fields(reply)
+    question = f.get("question", "").strip().strip('"').strip()
+    if not question:
+        return "no_question"
+    if _same(question, parent.question):
+        return "same_question"
+    if strategy == "rewrite":
+        return {"question": question, "final_decision": parent.final_decision, "long_answer": parent.long_answer}
+    words = re.findall(r"[a-z]+", f.get("answer", "").lower())
+    if not words or words[0] not in LABELS:
+        return "unknown_label"
+    return {"question": question, "final_decision": words[0], "long_answer": f.get("explanation", "")}
+
+
+def pick(records: list[Record], n: int, seed: int, strategy: str) -> list[Record]:
+    """n records (0 = all), the same ones for the same seed; each strategy draws its own."""
+    if n == 0 or n >= len(records):
+        return list(records)
+    rng = random.Random(f"{seed}:{strategy}")
+    return [records[i] for i in sorted(rng.sample(range(len(records)), n))]
+
+
+def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path: Path,
+        metrics_path: Path) -> dict[str, Any]:
+    train = read_records(Path(prepared_dir) / "train.jsonl")
+    teacher = make_teacher(p.teacher, Path(root))
+    sample_index = 0
+    generated: list[Record] = []
+    rejects: list[dict[str, Any]] = []
+    all_completions: list[Completion] = []
+    by_strategy = {}
+    for strategy in p.generate.strategies:
+        if strategy not in STRATEGIES:
+            raise MedaugError(f"params.yaml: generate.strategies names {strategy!r} (allowed: {', '.join(STRATEGIES)})")
+        template, prompt_sha = load_prompt(strategy)
+        parents = pick(train, p.generate.per_strategy, p.generate.seed, strategy)
+        completions = teacher.complete([build_prompt(template, r) for r in parents], sample_index=sample_index)
+        all_completions += completions
+        n_gen = n_rej = 0
+        for parent, c in zip(parents, completions):
+            if c.text is None:
+                continue
+            rid = f"{parent.id}-{strategy}-{sample_index}"
+            result = parse(strategy, c.text, parent)
+            if isinstance(result, str):
+                rejects.append({"id": rid, "parent_id": parent.id, "strategy": strategy, "reason": result,
+                                "reply": c.text, "request_sha": c.request_sha})
+                n_rej += 1
+                continue
+            generated.append(Record(id=rid, contexts=list(parent.contexts), meshes=list(parent.meshes),
+                                    labels=parent.labels, source=strategy, parent_id=parent.id,
+                                    teacher={"model": teacher.name, "prompt_sha": prompt_sha,
+                                             "request_sha": c.request_sha}, **result))
+            n_gen += 1
+        by_strategy[strategy] = {"requests": len(completions), "cache_hits": sum(c.cached for c in completions),
+                                 "teacher_errors": sum(c.text is None for c in completions),
+                                 "parse_rejects": n_rej, "generated": n_gen}
+
+    cs = all_completions
+    metrics = {"requests": len(cs), "cache_hits": sum(c.cached for c in cs),
+               "cache_misses": sum(not c.cached for c in cs), "teacher_errors": sum(c.text is None for c in cs),
+               "parse_rejects": len(rejects), "generated": len(generated), "by_strategy": by_strategy,
+               "input_tokens": sum(c.input_tokens for c in cs), "output_tokens": sum(c.output_tokens for c in cs)}
+    if cs and metrics["teacher_errors"] == len(cs):
+        reasons = Counter(c.error for c in cs).most_common()
+        raise MedaugError(f"generate: all {len(cs)} teacher requests failed ({', '.join(f'{k}: {v}' for k, v in reasons)}); "
+                          f"check teacher.model in params.yaml and OPENAI_BASE_URL / OPENAI_API_KEY")
+    write_records(out_path, generated)
+    write_jsonl(rejects_path, rejects)
+    write_json(metrics_path, metrics)
+    print(f"generate: {metrics['generated']} records from {metrics['requests']} requests "
+          f"({metrics['cache_hits']} cached, {metrics['teacher_errors']} teacher errors, "
+          f"{metrics['parse_rejects']} parse rejects)", file=sys.stderr)
+    return metrics

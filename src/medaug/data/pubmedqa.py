@@ -1,0 +1,117 @@
+"""PubMedQA PQA-L sources -> Records, in the source's own order (the official split depends on it).
+
+Sources (params `data.source`):
+- `sample`: the bundled synthetic records (data/sample/ori_pqal_sample.json, same format as ori_pqal.json);
+- `*.json`: PubMedQA's original `ori_pqal.json` (dict PMID -> {QUESTION, CONTEXTS, LABELS, MESHES, ...});
+- `hub`: `datasets.load_dataset(hub_id, hub_config, split="train")`, hub schema
+  (pubid, question, context{contexts, labels, meshes, ...}, long_answer, final_decision);
+- `*.parquet` / `*.jsonl`: a local file in the hub schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medaug.data.jsonl import read_json
+from medaug.data.schema import Record, validate
+from medaug.errors import MedaugError
+from medaug.params import DataParams
+
+SAMPLE_PATH = Path(__file__).parent / "sample" / "ori_pqal_sample.json"
+
+
+def _get(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise MedaugError(f"{where}: missing field '{key}'")
+    if not isinstance(obj[key], typ):
+        raise MedaugError(f"{where}: field '{key}' must be {typ.__name__}, got {type(obj[key]).__name__}")
+    return obj[key]
+
+
+def _record(rid: str, question: str, contexts: list, labels: list, meshes: list, long_answer: str,
+            decision: str, where: str) -> Record:
+    # schema.validate checks the label, the empty question/contexts and the element types
+    return validate({"id": rid, "question": question, "contexts": contexts, "labels": labels,
+                     "meshes": meshes, "long_answer": long_answer, "final_decision": decision,
+                     "source": "original"}, where)
+
+
+def from_original(path: Path) -> list[Record]:
+    """PubMedQA's ori_pqal.json: a dict keyed by PMID, in file order."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise MedaugError(f"{path}: expected a JSON object keyed by PMID, got {type(data).__name__}")
+    records = []
+    for pmid, item in data.items():
+        where = f"{path}: PMID {pmid}"
+        if not isinstance(item, dict):
+            raise MedaugError(f"{where}: expected an object, got {type(item).__name__}")
+        records.append(_record(
+            str(pmid), _get(item, "QUESTION", str, where), _get(item, "CONTEXTS", list, where),
+            _get(item, "LABELS", list, where), _get(item, "MESHES", list, where),
+            _get(item, "LONG_ANSWER", str, where), _get(item, "final_decision", str, where), where))
+    return records
+
+
+def from_hub_rows(rows: Any, name: str) -> list[Record]:
+    """Rows in the hub schema (qiaojin/PubMedQA, pqa_labeled) -> Records; `name` is used in error messages."""
+    records, seen = [], set()
+    for i, row in enumerate(rows):
+        where = f"{name}: row {i}"
+        pubid = _get(row, "pubid", object, where)
+        if isinstance(pubid, bool) or not isinstance(pubid, (int, str)):
+            raise MedaugError(f"{where}: field 'pubid' must be int or str, got {type(pubid).__name__}")
+        where = f"{name}: row {i} (pubid {pubid})"
+        if str(pubid) in seen:
+            raise MedaugError(f"{where}: duplicate pubid")
+        seen.add(str(pubid))
+        ctx = _get(row, "context", dict, where)
+        records.append(_record(
+            str(pubid), _get(row, "question", str, where), _get(ctx, "contexts", list, f"{where} context"),
+            _get(ctx, "labels", list, f"{where} context"), _get(ctx, "meshes", list, f"{where} context"),
+            _get(row, "long_answer", str, where), _get(row, "final_decision", str, where), where))
+    return records
+
+
+def _load_hub_file(path: Path) -> list[Record]:
+    import datasets  # heavy import, only for this source
+
+    if not path.exists():
+        raise MedaugError(f"{path}: file not found (params.yaml data.source)")
+    builder = "parquet" if path.suffix == ".parquet" else "json"
+    try:
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as e:  # arrow/json errors: keep the message on one line
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise MedaugError(f"{path}: cannot read as {builder} in the hub schema ({type(e).__name__}: {msg})") from None
+    return from_hub_rows(ds, str(path))
+
+
+def _load_hub(hub_id: str, config: str) -> list[Record]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(hub_id, config, split="train")
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise MedaugError(f"params.yaml: data.source = hub: cannot load {hub_id}/{config} ({type(e).__name__}: "
+                          f"{msg}); offline, point data.source at a local ori_pqal.json or .parquet") from None
+    return from_hub_rows(ds, f"{hub_id}/{config}")
+
+
+def load_source(p: DataParams, root: Path) -> list[Record]:
+    """Records from `p.source`, in the source's order; relative paths are resolved against `root`."""
+    if p.source == "sample":
+        return from_original(SAMPLE_PATH)
+    if p.source == "hub":
+        return _load_hub(p.hub_id, p.hub_config)
+    path = Path(p.source)
+    if not path.is_absolute():
+        path = Path(root) / path
+    if path.suffix == ".json":
+        return from_original(path)
+    if path.suffix in (".parquet", ".jsonl"):
+        return _load_hub_file(path)
+    raise MedaugError(f"params.yaml: data.source = {p.source!r} is not valid "
+                      f"(allowed: sample, hub, or a path ending in .json, .parquet or .jsonl)")

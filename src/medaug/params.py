@@ -1,0 +1,247 @@
+"""params.yaml, parsed once into typed dataclasses.
+
+Every knob of the pipeline lives here with its type, default and meaning (like TRL's SFTConfig).
+Unknown keys and bad values fail with the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from medaug.errors import MedaugError
+
+
+@dataclass
+class DataParams:
+    source: str = "sample"
+    """`sample` (bundled synthetic PQA-L-shaped records), `hub` (datasets.load_dataset(hub_id, hub_config)),
+    a path to PubMedQA's `ori_pqal.json`, or a path to a .parquet/.jsonl file in the hub schema."""
+    fold: int = 0
+    """Which of the 10 official cross-validation folds is train/dev (0-9)."""
+    hub_id: str = "qiaojin/PubMedQA"
+    hub_config: str = "pqa_labeled"
+
+    def check(self, key: str) -> None:
+        if not 0 <= self.fold <= 9:
+            raise MedaugError(f"params.yaml: {key}.fold = {self.fold} is out of range (allowed: 0-9)")
+
+
+@dataclass
+class TaskParams:
+    """The task is data (as in lm-evaluation-harness): one prompt shared by training and evaluation."""
+    template: str = "Abstract: {context}\nQuestion: {question}\nAnswer:"
+    choices: list[str] = field(default_factory=lambda: ["yes", "no", "maybe"])
+    max_seq_len: int = 384
+    """Prompt tokens beyond this are cut from the end of the abstract; question and answer always stay."""
+
+    def check(self, key: str) -> None:
+        for name in ("{context}", "{question}"):
+            if name not in self.template:
+                raise MedaugError(f"params.yaml: {key}.template must contain {name}")
+        if sorted(self.choices) != sorted(["yes", "no", "maybe"]):
+            raise MedaugError(f"params.yaml: {key}.choices must be yes, no and maybe (got {self.choices})")
+
+
+@dataclass
+class TeacherParams:
+    backend: Literal["local", "openai"] = "local"
+    """`local`: in-process transformers generation; `openai`: any OpenAI-compatible endpoint, whose URL and
+    key come from the environment (OPENAI_BASE_URL, OPENAI_API_KEY), never from this file."""
+    model: str = "gemma-3-270m"
+    """local: a model reference (see `models`); openai: the model name the endpoint serves."""
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 160
+    seed: int = 0
+    batch_size: int = 8
+    """local backend: prompts per generate() call."""
+    max_concurrency: int = 4
+    """openai backend: requests in flight."""
+    timeout_s: float = 60.0
+    max_attempts: int = 4
+    """openai backend: attempts per request in all (first try + retries)."""
+    backoff_s: float = 1.0
+    """openai backend: wait before the first retry; doubles each attempt, with jitter; a longer Retry-After wins."""
+    cache: str = ".cache/teacher.sqlite"
+    """sqlite request cache; a rerun pays for nothing twice."""
+
+    def check(self, key: str) -> None:
+        for name in ("max_new_tokens", "batch_size", "max_concurrency", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise MedaugError(f"params.yaml: {key}.{name} must be >= 1 (got {getattr(self, name)})")
+        if self.timeout_s <= 0 or self.backoff_s < 0:
+            raise MedaugError(f"params.yaml: {key}.timeout_s must be > 0 and {key}.backoff_s >= 0")
+
+
+@dataclass
+class GenerateParams:
+    strategies: list[Literal["rewrite", "new"]] = field(default_factory=lambda: ["rewrite", "new"])
+    per_strategy: int = 24
+    """How many source records each strategy uses (0 = all of the train split)."""
+    seed: int = 0
+
+
+@dataclass
+class FilterParams:
+    min_question_chars: int = 12
+    max_question_chars: int = 500
+    decontaminate_ngram: int = 8
+    """Drop a generated item that shares a word n-gram this long with a test question or context."""
+
+
+@dataclass
+class LoraParams:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+@dataclass
+class TrainParams:
+    models: list[str] = field(default_factory=lambda: ["gemma270m"])
+    """Short names (keys of the top-level `models` section); DVC's matrix runs one train stage per pair."""
+    variants: list[Literal["original", "augmented"]] = field(default_factory=lambda: ["original", "augmented"])
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 2
+    learning_rate: float = 2.0e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    seed: int = 0
+    lora: LoraParams = field(default_factory=LoraParams)
+
+    def check(self, key: str) -> None:
+        if self.learning_rate <= 0:
+            raise MedaugError(f"params.yaml: {key}.learning_rate must be > 0 (got {self.learning_rate})")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise MedaugError(f"params.yaml: {key}.batch_size and {key}.grad_accum must be >= 1")
+
+
+@dataclass
+class EvaluateParams:
+    batch_size: int = 8
+
+
+@dataclass
+class RegisterParams:
+    model_name: str = "medaug-pubmedqa"
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+
+
+@dataclass
+class Params:
+    data: DataParams = field(default_factory=DataParams)
+    models: dict[str, str] = field(default_factory=lambda: {"gemma270m": "gemma-3-270m"})
+    """Short name -> model reference: an HF hub id, a local directory, `gemma-3-270m` (the PyPI-packaged GGUF)
+    or `tiny-llama` / `tiny-gpt2` (tiny random models for tests)."""
+    task: TaskParams = field(default_factory=TaskParams)
+    teacher: TeacherParams = field(default_factory=TeacherParams)
+    generate: GenerateParams = field(default_factory=GenerateParams)
+    filter: FilterParams = field(default_factory=FilterParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    register: RegisterParams = field(default_factory=RegisterParams)
+
+    def check(self, key: str) -> None:
+        for name in self.train.models:
+            if name not in self.models:
+                raise MedaugError(f"params.yaml: train.models names {name!r}, which is not a key of `models` "
+                                  f"(known: {', '.join(self.models) or 'none'})")
+
+    def model_ref(self, short_name: str) -> str:
+        if short_name not in self.models:
+            raise MedaugError(f"params.yaml: no model {short_name!r} under `models` (known: {', '.join(self.models)})")
+        return self.models[short_name]
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise MedaugError(f"params.yaml: {key} must be a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, key)
+            except MedaugError as e:
+                errors.append(str(e))
+        raise MedaugError(f"params.yaml: {key} = {value!r} is not valid (allowed: "
+                          f"{' or '.join(_describe(a) for a in typing.get_args(tp))})")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise MedaugError(f"params.yaml: {key} = {value!r} is not allowed (allowed: "
+                              f"{', '.join(map(str, allowed))})")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise MedaugError(f"params.yaml: {key} must be a list, got {value!r}")
+        (arg,) = typing.get_args(tp)
+        return [_convert(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MedaugError(f"params.yaml: {key} must be a mapping, got {value!r}")
+        _, varg = typing.get_args(tp)
+        return {str(k): _convert(v, varg, f"{key}.{k}") for k, v in value.items()}
+    if tp is type(None):
+        if value is not None:
+            raise MedaugError(f"params.yaml: {key} must be null")
+        return None
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            hint = " (YAML reads bare yes/no/on/off as booleans: quote it)" if isinstance(value, bool) else ""
+            raise MedaugError(f"params.yaml: {key} = {value!r} must be {tp.__name__}{hint}")
+        return value
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for k in raw:
+        if k not in names:
+            where = f"{prefix}.{k}" if prefix else k
+            raise MedaugError(f"params.yaml: unknown key '{where}' (known keys here: {', '.join(names)})")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
+    obj = cls(**kwargs)
+    if hasattr(obj, "check"):
+        obj.check(prefix or "params")
+    return obj
+
+
+def parse_params(raw: dict[str, Any] | None) -> Params:
+    return _build(Params, raw or {})
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise MedaugError(f"{path}: file not found (run from the project root, where params.yaml is)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise MedaugError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise MedaugError(f"{path}: top level must be a mapping of sections")
+    return parse_params(raw)

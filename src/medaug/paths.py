@@ -1,0 +1,17 @@
+"""Where each DVC stage reads and writes (relative to the project root). dvc.yaml declares the same paths."""
+
+from pathlib import Path
+
+PREPARED = Path("data/prepared")
+GENERATED = Path("data/generated")
+FILTERED = Path("data/filtered")
+TRAIN_SETS = Path("data/train")  # data/train/<variant>.jsonl: the training set of each variant
+MODELS = Path("models")
+EVAL = Path("eval")
+METRICS = Path("metrics")
+CONFUSION = Path("plots/confusion")
+
+
+def candidate(model: str, variant: str) -> str:
+    """The readable name DVC's matrix gives a candidate, e.g. `gemma270m-augmented`."""
+    return f"{model}-{variant}"

@@ -1,0 +1,18 @@
+"""DVC stage `generate`: the teacher rewrites train QA pairs and writes new ones -> data/generated/."""
+
+from pathlib import Path
+
+from medaug import augment
+from medaug.errors import guarded
+from medaug.params import load_params
+from medaug.paths import GENERATED, METRICS, PREPARED
+
+
+def main() -> None:
+    p = load_params()
+    augment.run(p, Path.cwd(), PREPARED, GENERATED / "generated.jsonl", GENERATED / "rejects.jsonl",
+                METRICS / "generate.json")
+
+
+if __name__ == "__main__":
+    guarded(main)

@@ -1,0 +1,17 @@
+"""DVC stage `prepare`: PubMedQA PQA-L (sample | hub | file) -> official split -> data/prepared/*.jsonl."""
+
+from pathlib import Path
+
+from medaug.data import prepare
+from medaug.errors import guarded
+from medaug.params import load_params
+from medaug.paths import METRICS, PREPARED, TRAIN_SETS
+
+
+def main() -> None:
+    p = load_params()
+    prepare.run(p, Path.cwd(), PREPARED, METRICS / "prepare.json", TRAIN_SETS / "original.jsonl")
+
+
+if __name__ == "__main__":
+    guarded(main)

@@ -1,0 +1,17 @@
+"""DVC stage `register`: log the best candidate to MLflow, register it, move `champion` if it wins."""
+
+from pathlib import Path
+
+from medaug.errors import guarded
+from medaug.params import load_params
+from medaug.paths import METRICS, MODELS, PREPARED
+from medaug.tracking import register
+
+
+def main() -> None:
+    p = load_params()
+    register.run(p, Path.cwd(), METRICS / "eval", MODELS, PREPARED / "test.jsonl", METRICS / "register.json")
+
+
+if __name__ == "__main__":
+    guarded(main)
