@@ -50,11 +50,13 @@ INTERVENTIONS = [
     ("a nurse-led telephone follow-up programme", "standard discharge", ["Telephone", "Patient Discharge"], ""),
     ("daily vitamin D supplementation", "placebo", ["Vitamin D", "Dietary Supplements"], ""),
     ("a structured exercise programme", "written advice", ["Exercise Therapy"], "adult"),
-    ("preoperative carbohydrate loading", "overnight fasting", ["Dietary Carbohydrates", "Preoperative Care"], "surgical"),
+    ("preoperative carbohydrate loading", "overnight fasting", ["Dietary Carbohydrates", "Preoperative Care"],
+     "surgical"),
     ("chlorhexidine bathing", "soap and water bathing", ["Chlorhexidine", "Baths"], ""),
     ("a pharmacist-led medication review", "usual care", ["Pharmacists", "Medication Review"], "adult"),
     ("high-flow nasal oxygen", "conventional oxygen therapy", ["Oxygen Inhalation Therapy"], ""),
-    ("cognitive behavioural therapy delivered online", "a waiting list", ["Cognitive Behavioral Therapy", "Internet"], "adult"),
+    ("cognitive behavioural therapy delivered online", "a waiting list", ["Cognitive Behavioral Therapy", "Internet"],
+     "adult"),
     ("probiotic supplementation", "placebo", ["Probiotics"], ""),
     ("regional nerve block", "systemic opioids alone", ["Nerve Block", "Analgesics, Opioid"], "surgical"),
     ("a text-message reminder service", "no reminders", ["Text Messaging", "Reminder Systems"], ""),
@@ -96,14 +98,14 @@ MARKERS = [
 OUTCOMES = [
     ("postoperative delirium", ["Delirium", "Postoperative Complications"], "surgical"),
     ("hospital readmission within 30 days", ["Patient Readmission"], ""),
-    ("length of hospital stay", ["Length of Stay"], ""),
+    ("prolonged hospital stay", ["Length of Stay"], ""),
     ("surgical site infection", ["Surgical Wound Infection"], "surgical"),
     ("falls", ["Accidental Falls"], "adult"),
     ("all-cause mortality at one year", ["Mortality"], ""),
-    ("pain scores", ["Pain Measurement"], ""),
+    ("moderate or severe pain", ["Pain Measurement"], ""),
     ("bloodstream infection", ["Bacteremia"], ""),
     ("need for mechanical ventilation", ["Respiration, Artificial"], ""),
-    ("depressive symptoms", ["Depression"], ""),
+    ("worsening depressive symptoms", ["Depression"], ""),
     ("functional decline", ["Activities of Daily Living"], "adult"),
     ("acute kidney injury", ["Acute Kidney Injury"], ""),
     ("emergency department visits", ["Emergency Service, Hospital"], ""),
@@ -126,6 +128,11 @@ DESIGNS = {
 
 def fits(pool: list[tuple], tags: str) -> list[tuple]:
     return [item for item in pool if item[-1] in tags.split() + [""]]
+
+
+def bare(s: str) -> str:
+    """Drop a leading article: "a waiting list" -> "waiting list" (for "the ... group")."""
+    return s.split(" ", 1)[1] if s.split(" ", 1)[0] in ("a", "an") else s
 
 
 def cap(s: str) -> str:
@@ -155,7 +162,7 @@ def treatment(rng: random.Random, label: str, pop: str, out: str, tags: str) -> 
     if label == "yes":
         treated = base - rng.randint(8, 15)
         results = rng.choice([
-            f"{cap(out)} occurred in {treated}% of the {inter} group and {base}% of the {comp} group "
+            f"{cap(out)} occurred in {treated}% of the {bare(inter)} group and {base}% of the {bare(comp)} group "
             f"({pval(rng, 0.0001, 0.01)}). The reduction remained significant after adjustment for age and "
             f"comorbidity (odds ratio 0.{rng.randint(35, 65)}).",
             f"Compared with {comp}, {inter} significantly reduced {out} ({treated}% vs {base}%, "
@@ -165,7 +172,7 @@ def treatment(rng: random.Random, label: str, pop: str, out: str, tags: str) -> 
     elif label == "no":
         treated = base + rng.randint(-2, 2)
         results = rng.choice([
-            f"{cap(out)} occurred in {treated}% of the {inter} group and {base}% of the {comp} group "
+            f"{cap(out)} occurred in {treated}% of the {bare(inter)} group and {base}% of the {bare(comp)} group "
             f"({pval(rng, 0.35, 0.9)}). No difference was found in any secondary outcome.",
             f"Rates of {out} did not differ between {inter} and {comp} ({treated}% vs {base}%, "
             f"{pval(rng, 0.3, 0.95)}), and the adjusted odds ratio was close to one "
@@ -239,7 +246,8 @@ def marker(rng: random.Random, label: str, pop: str, out: str, tags: str) -> dic
     design, dmesh = rng.choice(DESIGNS["marker"])
     q = rng.choice(["Can {m} predict {o} in {p}?", "Is {m} a useful predictor of {o} among {p}?",
                     "Does {m} identify {p} at risk of {o}?"]).format(m=mark, o=out, p=pop)
-    background = f"Early identification of {pop} at risk of {out} could guide care. {cap(mark)} is cheap and widely available."
+    background = (f"Early identification of {pop} at risk of {out} could guide care. "
+                  f"{cap(mark)} is cheap and widely available.")
     objective = f"To evaluate the ability of {mark} to predict {out} in {pop}."
     methods = (f"{design} {n} {pop}. {cap(mark)} was measured at enrolment by staff blinded to outcomes; "
                f"discrimination was assessed with the area under the ROC curve (AUC).")

@@ -1,0 +1,146 @@
+"""The filter stage: validate, exact dedup and test decontamination of generated records, with a funnel."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medaug import filtering
+from medaug.data import prepare
+from medaug.data.jsonl import write_jsonl
+from medaug.data.schema import Record, read_records, write_records
+from medaug.errors import MedaugError
+from medaug.filtering.rules import contamination_ngrams, normalize, word_ngrams
+from medaug.params import DataParams, Params
+
+PUBMEDQA = Path(__file__).resolve().parents[2] / "shared/data/pubmedqa"
+
+
+@pytest.fixture()
+def prepared(tmp_path):
+    out = tmp_path / "prepared"
+    prepare.run(Params(), tmp_path, out, tmp_path / "prepare.json")
+    return {name: read_records(out / f"{name}.jsonl") for name in ("train", "dev", "test")} | {"dir": out}
+
+
+def gen(parent: Record, gid: str, question: str, source: str = "rewrite", contexts=None, label=None) -> Record:
+    return Record(id=gid, question=question, contexts=contexts if contexts is not None else parent.contexts,
+                  final_decision=label or parent.final_decision, long_answer="x", source=source,
+                  parent_id=parent.id, teacher={"model": "m", "prompt_sha": "p", "request_sha": gid})
+
+
+def run_filter(tmp_path, prepared_dir, records, p=None):
+    gen_path = tmp_path / "generated.jsonl"
+    write_records(gen_path, records)
+    out = tmp_path / "filtered"
+    funnel = filtering.run(p or Params(), prepared_dir, gen_path, out / "kept.jsonl", out / "rejects.jsonl",
+                           tmp_path / "funnel.json", tmp_path / "augmented.jsonl")
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    return funnel, read_records(out / "kept.jsonl"), {r["id"]: r["reject_reason"] for r in rejects}
+
+
+def test_funnel_keeps_good_items_and_drops_each_reason(tmp_path, prepared):
+    train, test = prepared["train"], prepared["test"]
+    t0, t1, t2, t3 = train[:4]
+    good = [gen(t, f"g{i}", f"Based on this study, {t.question[0].lower()}{t.question[1:]}")
+            for i, t in enumerate(train[:8])]
+    new_good = gen(t3, "n0", "Was a reduction of the primary outcome reported in this trial?", source="new")
+    bad = [
+        gen(t0, "short", "Why?"),
+        gen(t0, "long", "Does it? " * 80),
+        gen(t1, "same", "  " + t1.question.upper().replace("?", " ?!")),  # same after normalization
+        gen(t2, "empty", "Is the effect described here clinically relevant?", contexts=["  "]),
+        gen(t2, "dup-gen", good[0].question.replace(",", "").lower(), label=good[0].final_decision),
+        gen(t2, "dup-train", train[5].question, source="new"),
+        # planted test items
+        gen(test[0], "test-parent", "Is this a genuinely different question about the abstract?", contexts=t0.contexts),
+        gen(t3, "test-context", "Did the intervention work in the population studied?", source="new",
+            contexts=[test[1].contexts[-1]]),
+        gen(t3, "test-question", "Quick check: " + test[2].question, source="new"),
+    ]
+    funnel, kept, rejected = run_filter(tmp_path, prepared["dir"], good + [new_good] + bad)
+
+    assert [r.id for r in kept] == [r.id for r in good] + ["n0"]
+    assert rejected == {"short": "too_short", "long": "too_long", "same": "same_as_parent", "empty": "empty_context",
+                        "dup-gen": "duplicate", "dup-train": "duplicate", "test-parent": "test_overlap",
+                        "test-context": "test_overlap", "test-question": "test_overlap"}
+    assert funnel == {"in": 18, "kept": 9,
+                      "dropped": {"too_short": 1, "too_long": 1, "same_as_parent": 1, "empty_context": 1,
+                                  "duplicate": 2, "test_overlap": 3},
+                      "by_source": {"rewrite": {"in": 14, "kept": 8}, "new": {"in": 4, "kept": 1}}}
+    assert json.loads((tmp_path / "funnel.json").read_text()) == funnel
+    assert read_records(tmp_path / "augmented.jsonl") == train + kept
+
+
+def test_same_question_with_another_label_is_not_a_duplicate(tmp_path, prepared):
+    t0, t1 = prepared["train"][:2]
+    a = gen(t0, "a", "Does the abstract report a benefit?", source="new", label="yes")
+    b = gen(t1, "b", "does the abstract report a benefit", source="new", label="no")
+    c = gen(t1, "c", "Does the abstract report a benefit!", source="new", label="yes")
+    funnel, kept, rejected = run_filter(tmp_path, prepared["dir"], [a, b, c])
+    assert [r.id for r in kept] == ["a", "b"] and rejected == {"c": "duplicate"}
+
+
+def test_thresholds_come_from_params(tmp_path, prepared):
+    t0 = prepared["train"][0]
+    item = gen(t0, "g", "Is this item twenty-nine chars?")
+    p = Params()
+    p.filter.min_question_chars = 40
+    assert run_filter(tmp_path, prepared["dir"], [item], p)[2] == {"g": "too_short"}
+    p.filter.min_question_chars, p.filter.max_question_chars = 5, 20
+    assert run_filter(tmp_path, prepared["dir"], [item], p)[2] == {"g": "too_long"}
+
+
+def test_decontamination_ngram_length(tmp_path, prepared):
+    t0, test0 = prepared["train"][0], prepared["test"][0]
+    words = normalize(test0.question).split()
+    grams = contamination_ngrams([test0], prepared["train"] + prepared["dev"], 4)
+    # a window of the test question that no train/dev record has
+    start = next(i for i in range(len(words) - 3) if tuple(words[i:i + 4]) in grams)
+    item = gen(t0, "g", "Regarding " + " ".join(words[start:start + 4]) + ", what did they find?", source="new")
+    p = Params()
+    p.filter.decontaminate_ngram = 4
+    assert run_filter(tmp_path, prepared["dir"], [item], p)[2] == {"g": "test_overlap"}
+    p.filter.decontaminate_ngram = 5
+    assert run_filter(tmp_path, prepared["dir"], [item], p)[2] == {}
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('{"id": "g9", "question": "q?", "contexts": ["c"]', "malformed JSON"),
+    ('{"id": "g9", "question": "Is it so?", "final_decision": "yes", "source": "new"}', "missing field 'contexts'"),
+    ('{"id": "g9", "question": "Is it so?", "contexts": ["c"], "final_decision": "YES"}', "unknown label 'YES'"),
+    ('{"id": "g9", "question": "Is it so?", "contexts": ["c"], "final_decision": "yes", "source": "rewrite"}',
+     "needs 'parent_id'"),
+    ('{"id": "g9", "question": "Is it so?", "contexts": ["c"], "final_decision": "yes", "parent_id": "123"}',
+     "parent_id '123' is not in the prepared data"),
+])
+def test_bad_generated_line_names_file_line_and_writes_nothing(tmp_path, prepared, line, expected):
+    t0 = prepared["train"][0]
+    rows = [gen(t0, f"g{i}", f"Rewritten question number {i}?").to_dict() for i in range(3)]
+    path = tmp_path / "generated.jsonl"
+    write_jsonl(path, rows)
+    path.write_text(path.read_text() + line + "\n")
+    out = tmp_path / "filtered"
+    with pytest.raises(MedaugError, match=rf"generated\.jsonl:4: .*{expected}") as e:
+        filtering.run(Params(), prepared["dir"], path, out / "kept.jsonl", out / "rejects.jsonl", tmp_path / "f.json")
+    assert "\n" not in str(e.value)
+    assert not out.exists() and not (tmp_path / "f.json").exists()
+
+
+def test_rules_helpers():
+    assert normalize("  Does X,  reduce   Y?! ") == normalize("does x reduce y") == "does x reduce y"
+    assert word_ngrams("A b, c d", 3) == {("a", "b", "c"), ("b", "c", "d")}
+    assert word_ngrams("a b", 3) == set()
+
+
+@pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(), reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
+def test_real_pqal_test_abstracts_flagged_and_train_abstracts_kept(tmp_path):
+    out = tmp_path / "prepared"
+    prepare.run(Params(data=DataParams(source=str(PUBMEDQA / "ori_pqal.json"))), tmp_path, out, tmp_path / "m.json")
+    train, test = read_records(out / "train.jsonl"), read_records(out / "test.jsonl")
+    # a "new" item on every train abstract is clean; one on every test abstract is contamination
+    items = [gen(train[i % len(train)], f"x{i}", f"Synthetic question number {i} about this abstract?", "new",
+                 contexts=r.contexts) for i, r in enumerate(train + test)]
+    funnel, kept, rejected = run_filter(tmp_path, out, items)
+    assert funnel["kept"] == len(train) and set(rejected) == {f"x{i}" for i in range(len(train), len(items))}
+    assert funnel["dropped"]["test_overlap"] == len(test) == 500
