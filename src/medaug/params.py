@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from medaug.errors import MedaugError
 
@@ -124,6 +125,8 @@ class TrainParams:
             raise MedaugError(f"params.yaml: {key}.learning_rate must be > 0 (got {self.learning_rate})")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise MedaugError(f"params.yaml: {key}.batch_size and {key}.grad_accum must be >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise MedaugError(f"params.yaml: {key}.warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
 
 
 @dataclass
@@ -237,8 +240,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise MedaugError(f"{path}: file not found (run from the project root, where params.yaml is)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
+        # YAML 1.2 (ruamel), exactly as DVC reads params: `yes` stays a string, `1e-4` is a float.
+        raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise MedaugError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None

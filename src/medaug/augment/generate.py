@@ -22,7 +22,6 @@ from medaug.llm.teacher import Completion, make_teacher
 from medaug.params import Params
 
 PROMPTS = Path(__file__).parent / "prompts"
-STRATEGIES = ("rewrite", "new")
 _FIELD = re.compile(r"^\s*(question|answer|explanation)\s*:\s*(.*)$", re.IGNORECASE)
 
 
@@ -38,16 +37,19 @@ def build_prompt(template: str, r: Record) -> str:
 
 
 def parse_fields(reply: str) -> dict[str, str]:
-    """Lines "Key: value" (first of each key wins); a reply that starts without a key (a base model
-    continuing after "Question:") has its first line taken as the question."""
-    fields: dict[str, str] = {}
+    """The reply's "Key: value" lines, read in order up to the first key that repeats (a second item).
+    A first line without a key is the question (a base model continuing after "Question:") if it asks something
+    or if no line says "Question:"; otherwise it is a chat model's preamble."""
     lines = [line.strip() for line in reply.replace("**", "").splitlines() if line.strip()]
-    for line in lines:
-        m = _FIELD.match(line)
-        if m and m.group(1).lower() not in fields:
-            fields[m.group(1).lower()] = m.group(2).strip()
-    if "question" not in fields and lines and not _FIELD.match(lines[0]):
-        fields["question"] = lines[0]
+    keys = [m.group(1).lower() if (m := _FIELD.match(line)) else None for line in lines]
+    if lines and keys[0] is None and ("?" in lines[0] or "question" not in keys):
+        lines[0], keys[0] = f"Question: {lines[0]}", "question"
+    fields: dict[str, str] = {}
+    for line, key in zip(lines, keys):
+        if key in fields:
+            break
+        if key:
+            fields[key] = _FIELD.match(line).group(2).strip()
     return fields
 
 
@@ -56,18 +58,33 @@ def _same(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def parse(strategy: str, reply: str, parent: Record) -> dict[str, str] | str:
-    """The generated fields, or a reject reason."""
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def parse(strategy: str, reply: str, parent: Record, template: str = "") -> dict[str, str] | str:
+    """The generated fields, or a reject reason. `template` (the prompt file) lets us catch a question copied
+    from the worked example or the instructions rather than written about the item."""
     f = parse_fields(reply)
     question = f.get("question", "").strip().strip('"').strip()
-    if not question:
-        return "no_question"
+    if "?" not in question:
+        return "no_question"  # empty, or not a question (a refusal, a statement)
+    question = question[:question.index("?") + 1]  # drop what a base model rambles on with
     if _same(question, parent.question):
         return "same_question"
+    words = _words(question)
+    n = min(5, len(words))  # a 5-word phrase from the example (or all of a short question) that the item lacks
+    item = _ngrams(_words(f"{parent.context} {parent.question}"), n)
+    if n >= 3 and (_ngrams(words, n) & _ngrams(_words(template), n)) - item:
+        return "copied_example"
     if strategy == "rewrite":
         return {"question": question, "final_decision": parent.final_decision, "long_answer": parent.long_answer}
     words = re.findall(r"[a-z]+", f.get("answer", "").lower())
-    if not words or words[0] not in LABELS:
+    if not words or words[0] not in LABELS or set(words[1:]) & set(LABELS):  # "yes", "Maybe, partly"; not "yes or no"
         return "unknown_label"
     return {"question": question, "final_decision": words[0], "long_answer": f.get("explanation", "")}
 
@@ -90,22 +107,20 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
     all_completions: list[Completion] = []
     by_strategy = {}
     for strategy in p.generate.strategies:
-        if strategy not in STRATEGIES:
-            raise MedaugError(f"params.yaml: generate.strategies names {strategy!r} (allowed: {', '.join(STRATEGIES)})")
         template, prompt_sha = load_prompt(strategy)
         parents = pick(train, p.generate.per_strategy, p.generate.seed, strategy)
         completions = teacher.complete([build_prompt(template, r) for r in parents], sample_index=sample_index)
         all_completions += completions
-        n_gen = n_rej = 0
+        n_gen, reasons = 0, Counter()
         for parent, c in zip(parents, completions):
             if c.text is None:
                 continue
             rid = f"{parent.id}-{strategy}-{sample_index}"
-            result = parse(strategy, c.text, parent)
+            result = parse(strategy, c.text, parent, template)
             if isinstance(result, str):
                 rejects.append({"id": rid, "parent_id": parent.id, "strategy": strategy, "reason": result,
                                 "reply": c.text, "request_sha": c.request_sha})
-                n_rej += 1
+                reasons[result] += 1
                 continue
             generated.append(Record(id=rid, contexts=list(parent.contexts), meshes=list(parent.meshes),
                                     labels=parent.labels, source=strategy, parent_id=parent.id,
@@ -114,7 +129,8 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
             n_gen += 1
         by_strategy[strategy] = {"requests": len(completions), "cache_hits": sum(c.cached for c in completions),
                                  "teacher_errors": sum(c.text is None for c in completions),
-                                 "parse_rejects": n_rej, "generated": n_gen}
+                                 "parse_rejects": sum(reasons.values()), "generated": n_gen,
+                                 "reject_reasons": dict(sorted(reasons.items()))}
 
     cs = all_completions
     metrics = {"requests": len(cs), "cache_hits": sum(c.cached for c in cs),
@@ -123,8 +139,9 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
                "input_tokens": sum(c.input_tokens for c in cs), "output_tokens": sum(c.output_tokens for c in cs)}
     if cs and metrics["teacher_errors"] == len(cs):
         reasons = Counter(c.error for c in cs).most_common()
-        raise MedaugError(f"generate: all {len(cs)} teacher requests failed ({', '.join(f'{k}: {v}' for k, v in reasons)}); "
-                          f"check teacher.model in params.yaml and OPENAI_BASE_URL / OPENAI_API_KEY")
+        raise MedaugError(f"generate: all {len(cs)} teacher requests failed "
+                          f"({', '.join(f'{k}: {v}' for k, v in reasons)}); check teacher.model in params.yaml "
+                          f"and OPENAI_BASE_URL / OPENAI_API_KEY")
     write_records(out_path, generated)
     write_jsonl(rejects_path, rejects)
     write_json(metrics_path, metrics)

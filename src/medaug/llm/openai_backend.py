@@ -1,7 +1,7 @@
 """Teacher backend for any OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama, TGI, llama.cpp).
 
 URL and key come from the environment (OPENAI_BASE_URL, OPENAI_API_KEY), never from params, and the key is
-never logged. `max_concurrency` requests in flight; retries on 429/5xx/timeouts/connection errors/malformed
+never logged. `max_concurrency` requests in flight; retries on 408/429/5xx/timeouts/connection errors/malformed
 responses with exponential backoff + jitter, honouring Retry-After; at most `max_attempts` attempts in all.
 """
 
@@ -46,13 +46,15 @@ def retry_after_s(headers) -> float | None:
 class OpenAITeacher(Teacher):
     backend = "openai"
 
-    def _complete(self, prompts: list[str], sample_index: int, report: Report) -> None:
+    def _prepare(self) -> None:
         if not os.environ.get("OPENAI_API_KEY"):
             raise MedaugError("teacher.backend is 'openai' but the environment variable OPENAI_API_KEY is not set "
                               "(export your key; for a local server any non-empty string works)")
-        asyncio.run(self._run(prompts, report))
 
-    async def _run(self, prompts: list[str], report: Report) -> None:
+    def _complete(self, prompts: list[str], sample_index: int, report: Report) -> None:
+        asyncio.run(self._run(prompts, sample_index, report))
+
+    async def _run(self, prompts: list[str], sample_index: int, report: Report) -> None:
         client = openai.AsyncOpenAI(api_key=os.environ["OPENAI_API_KEY"],
                                     base_url=os.environ.get("OPENAI_BASE_URL") or None,
                                     timeout=self.tp.timeout_s, max_retries=0)
@@ -60,13 +62,13 @@ class OpenAITeacher(Teacher):
         rng = random.Random(self.tp.seed)  # jitter only; never affects what is generated
 
         async def one(j: int) -> None:
-            report(j, await self._request(client, sem, rng, prompts[j]))
+            report(j, await self._request(client, sem, rng, prompts[j], self.tp.seed + sample_index))
 
         async with client:
             await asyncio.gather(*(one(j) for j in range(len(prompts))))
 
     async def _request(self, client: openai.AsyncOpenAI, sem: asyncio.Semaphore, rng: random.Random,
-                       prompt: str) -> Completion:
+                       prompt: str, seed: int) -> Completion:
         tp = self.tp
         error = "unknown"
         for attempt in range(1, tp.max_attempts + 1):
@@ -75,7 +77,7 @@ class OpenAITeacher(Teacher):
                 try:
                     resp = await client.chat.completions.create(
                         model=tp.model, messages=[{"role": "user", "content": prompt}],
-                        temperature=tp.temperature, top_p=tp.top_p, max_tokens=tp.max_new_tokens, seed=tp.seed)
+                        temperature=tp.temperature, top_p=tp.top_p, max_tokens=tp.max_new_tokens, seed=seed)
                     text = resp.choices[0].message.content
                     if not isinstance(text, str):
                         raise TypeError("no message content")
@@ -84,8 +86,8 @@ class OpenAITeacher(Teacher):
                                       getattr(usage, "completion_tokens", 0) or 0)
                 except openai.APIStatusError as e:
                     error = f"http_{e.status_code}"
-                    if e.status_code != 429 and e.status_code < 500:
-                        return Completion(None, "", False, error=error)  # 4xx other than 429: retrying won't help
+                    if e.status_code not in (408, 429) and e.status_code < 500:
+                        return Completion(None, "", False, error=error)  # a client error: retrying won't help
                     wait = retry_after_s(e.response.headers)
                 except openai.APITimeoutError:
                     error = "timeout"

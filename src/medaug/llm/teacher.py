@@ -60,6 +60,7 @@ class Teacher:
         if not todo:
             return results  # type: ignore[return-value]
 
+        self._prepare()
         bar = tqdm(total=len(todo), desc=f"teacher {self.name}", unit="req", file=sys.stderr)
 
         def report(j: int, c: Completion) -> None:
@@ -81,6 +82,9 @@ class Teacher:
                   f"({', '.join(f'{k}: {v}' for k, v in errors.most_common())})", file=sys.stderr)
         assert all(c is not None for c in results), "backend did not answer every prompt"
         return results  # type: ignore[return-value]
+
+    def _prepare(self) -> None:
+        """Called before the first cache miss is sent: load a model, check credentials."""
 
     def _complete(self, prompts: list[str], sample_index: int, report: Report) -> None:
         """Answer every prompt (cache misses only), calling report(j, Completion) once per prompt."""

@@ -1,0 +1,189 @@
+"""A real OpenAI-compatible HTTP server for tests: POST /v1/chat/completions and GET /v1/models on 127.0.0.1.
+
+    with OpenAIServer(pubmedqa_responder) as srv:
+        os.environ["OPENAI_BASE_URL"] = srv.base_url    # http://127.0.0.1:PORT/v1
+
+Faults can be injected at a given rate (429 with and without Retry-After, 500, a reply slower than the client's
+timeout, a dropped connection, a malformed JSON body); which attempt faults is decided by an RNG seeded with
+(seed, prompt, attempt number), so a run is reproducible whatever the thread scheduling. Every request is
+recorded: `srv.requests` (parsed bodies) and `srv.attempts` (prompt text -> number of requests seen).
+
+As a script, `python tests/openai_server.py --port-file F` serves pubmedqa_responder until killed, after
+writing its base_url to F.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULTS = ("429_retry_after", "429", "500", "slow", "drop", "malformed")
+LABELS = ("yes", "no", "maybe")
+
+
+def _pick(*parts: object) -> int:
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+def _task_field(prompt: str, name: str) -> str:
+    """The value of "name: ..." in the prompt's last item (after the worked example)."""
+    task = prompt.rsplit("### Task", 1)[-1]
+    m = re.search(rf"^{name}:[ \t]*(.*)$", task, re.MULTILINE)
+    return m.group(1).strip() if m else ""
+
+
+def pubmedqa_responder(prompt: str) -> str:
+    """A deterministic, valid teacher for medaug's prompts, built from the item's own text.
+
+    rewrite prompt -> "Question: In this study, <question, first letter lowercased>"
+    new prompt     -> a question about the abstract's first words, a label hashed from the abstract,
+                      and the abstract's first sentence as the explanation
+    anything else  -> a yes/no/maybe label hashed from the prompt (e.g. a few-shot classification prompt)
+    """
+    if "Original question:" in prompt and "Rewrite the research question" in prompt:
+        q = _task_field(prompt, "Original question")
+        return f"Question: In this study, {q[:1].lower()}{q[1:]}"
+    if "Write a new research question" in prompt:
+        abstract = _task_field(prompt, "Abstract")
+        first = re.split(r"(?<=[.!?])\s+", abstract, maxsplit=1)[0]
+        topic = " ".join(re.findall(r"[A-Za-z0-9-]+", abstract)[:8]).lower()
+        h = _pick(abstract)
+        question = ("Do the findings on {} support the authors' conclusion?",
+                    "Was a clear effect found in the study of {}?",
+                    "Is the main result about {} consistent with the hypothesis?")[h % 3].format(topic)
+        return f"Question: {question}\nAnswer: {LABELS[h // 3 % 3]}\nExplanation: {first}"
+    return LABELS[_pick(prompt) % 3]
+
+
+class OpenAIServer:
+    def __init__(self, responder: Callable[[str], str] = pubmedqa_responder, *, fault_rate: float = 0.0,
+                 faults: tuple[str, ...] = FAULTS, seed: int = 0, retry_after_s: float = 0.1,
+                 slow_s: float = 2.0, model: str = "fake-teacher", port: int = 0):
+        assert 0.0 <= fault_rate <= 1.0 and set(faults) <= set(FAULTS)
+        self.responder, self.fault_rate, self.faults, self.seed = responder, fault_rate, tuple(faults), seed
+        self.retry_after_s, self.slow_s, self.model = retry_after_s, slow_s, model
+        self.requests: list[dict] = []
+        self.attempts: Counter[str] = Counter()
+        self.faults_served: Counter[str] = Counter()
+        self.fault_log: list[tuple[str, int, str]] = []  # (prompt, attempt number, fault)
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._httpd.daemon_threads = True
+        self._httpd.handle_error = lambda request, client_address: None  # clients hanging up are expected
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> OpenAIServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _fault(self, prompt: str, attempt: int) -> str | None:
+        rng = random.Random(_pick(self.seed, prompt, attempt))
+        return rng.choice(self.faults) if rng.random() < self.fault_rate else None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        srv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") != "/v1/models":
+                    return self._send(404, b'{"error": {"message": "not found"}}')
+                data = [{"id": srv.model, "object": "model", "created": 0, "owned_by": "medaug-tests"}]
+                self._send(200, json.dumps({"object": "list", "data": data}).encode())
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    return self._send(404, b'{"error": {"message": "not found"}}')
+                prompt = "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
+                with srv._lock:
+                    srv.requests.append(body)
+                    srv.attempts[prompt] += 1
+                    fault = srv._fault(prompt, srv.attempts[prompt])
+                    if fault:
+                        srv.faults_served[fault] += 1
+                        srv.fault_log.append((prompt, srv.attempts[prompt], fault))
+                err = json.dumps({"error": {"message": f"injected fault {fault}", "type": "server_error"}}).encode()
+                if fault == "429_retry_after":
+                    return self._send(429, err, {"Retry-After": f"{srv.retry_after_s:g}"})
+                if fault == "429":
+                    return self._send(429, err)
+                if fault == "500":
+                    return self._send(500, err)
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "malformed":
+                    return self._send(200, b'{"id": "chatcmpl-x", "object": "chat.completion", "choices": [{"ind')
+                if fault == "slow":
+                    time.sleep(srv.slow_s)
+                text = srv.responder(prompt)
+                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                resp = {"id": f"chatcmpl-{len(srv.requests)}", "object": "chat.completion",
+                        "created": int(time.time()), "model": body.get("model", srv.model),
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                     "finish_reason": "stop", "logprobs": None}],
+                        "usage": usage}
+                try:
+                    self._send(200, json.dumps(resp).encode())
+                except OSError:
+                    pass  # the client gave up (timeout)
+
+        return Handler
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--port-file", required=True, help="write the server's base_url here once it listens")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    with OpenAIServer(pubmedqa_responder, fault_rate=args.fault_rate, port=args.port) as srv:
+        tmp = f"{args.port_file}.tmp"
+        with open(tmp, "w") as f:
+            f.write(srv.base_url + "\n")
+        os.replace(tmp, args.port_file)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
