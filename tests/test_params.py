@@ -3,6 +3,7 @@ import sys
 
 import pytest
 import yaml
+from ruamel.yaml import YAML
 
 from conftest import ROOT
 from medaug.errors import MedaugError
@@ -38,7 +39,7 @@ def test_ints_are_accepted_for_floats():
 
 
 def test_cli_check_params_exits_nonzero_with_one_line(tmp_path):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
     raw["filter"]["ngram"] = 3
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(raw))

@@ -40,7 +40,8 @@ class TaskParams:
     template: str = "Abstract: {context}\nQuestion: {question}\nAnswer:"
     choices: list[str] = field(default_factory=lambda: ["yes", "no", "maybe"])
     max_seq_len: int = 384
-    """Prompt tokens beyond this are cut from the end of the abstract; question and answer always stay."""
+    """Prompt tokens beyond this are cut from the start of the abstract (results and conclusions come last);
+    the question and the answer always stay."""
 
     def check(self, key: str) -> None:
         for name in ("{context}", "{question}"):

@@ -1,0 +1,25 @@
+"""Accuracy and macro-F1 over yes/no/maybe (same as sklearn's f1_score(average="macro", zero_division=0))."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medaug.data.schema import LABELS
+
+
+def compute_metrics(golds: list[str], preds: list[str], labels: tuple[str, ...] = LABELS) -> dict[str, Any]:
+    if len(golds) != len(preds):
+        raise ValueError(f"{len(golds)} gold labels but {len(preds)} predictions")
+    n = len(golds)
+    per_class, f1s = {}, []
+    for label in labels:
+        tp = sum(g == label and p == label for g, p in zip(golds, preds))
+        n_gold = sum(g == label for g in golds)
+        n_pred = sum(p == label for p in preds)
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_gold if n_gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1s.append(f1)
+        per_class[label] = {"gold": n_gold, "predicted": n_pred, "correct": tp, "f1": f1}
+    correct = sum(g == p for g, p in zip(golds, preds))
+    return {"accuracy": correct / n if n else 0.0, "macro_f1": sum(f1s) / len(f1s), "n": n, "per_class": per_class}

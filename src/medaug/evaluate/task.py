@@ -1,0 +1,74 @@
+"""The task as data: one prompt and one encoding, shared by training and evaluation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from medaug.data.schema import Record
+from medaug.params import TaskParams
+
+_FIELD = re.compile(r"\{(context|question)\}")
+
+
+def render_prompt(record: Record, task: TaskParams, context: str | None = None) -> str:
+    """task.template with {context} (record.context, or `context` when given) and {question} filled in."""
+    values = {"context": record.context if context is None else context, "question": record.question}
+    return _FIELD.sub(lambda m: values[m.group(1)], task.template)
+
+
+def answer_text(label: str) -> str:
+    return " " + label
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, record: Record, task: TaskParams,
+           answer: str | None = None) -> dict[str, Any]:
+    """Token ids of the prompt (at most task.max_seq_len: the abstract's START is cut, so its results and
+    conclusions stay, as does the question), then those of " <answer>" when given. n_prompt = prompt tokens."""
+    ids = tokenizer(render_prompt(record, task)).input_ids
+    over = len(ids) - task.max_seq_len
+    if over > 0:
+        context_ids = tokenizer(record.context, add_special_tokens=False).input_ids
+        while over > 0 and context_ids:
+            context_ids = context_ids[over:]
+            ids = tokenizer(render_prompt(record, task, tokenizer.decode(context_ids))).input_ids
+            over = len(ids) - task.max_seq_len
+    n_prompt = len(ids)
+    if answer is not None:
+        ids = ids + tokenizer(answer_text(answer), add_special_tokens=False).input_ids
+    return {"input_ids": ids, "n_prompt": n_prompt}
+
+
+def collate(examples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad encoded examples into a batch. Every sequence ends at the last column, so its answer tokens (after
+    n_prompt) are among the last columns: `answer_mask` (batch, k-1) marks them, k = longest answer + 1."""
+    length = max(len(e["input_ids"]) for e in examples)
+    n_answer = [len(e["input_ids"]) - e["n_prompt"] for e in examples]
+    k = max(n_answer) + 1
+    input_ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
+    answer_mask = torch.zeros((len(examples), k - 1), dtype=torch.bool)
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        input_ids[i, length - n:] = torch.tensor(e["input_ids"])
+        attention_mask[i, length - n:] = 1
+        answer_mask[i, k - 1 - n_answer[i]:] = True
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+            "answer_mask": answer_mask}
+
+
+def answer_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Log-probability of each answer token given everything before it, (batch, k-1), 0 outside answer_mask.
+    Logits are computed only for the last k positions (the 262k-vocab projection dominates the cost)."""
+    mask = batch["answer_mask"]
+    k = mask.shape[1] + 1
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"], logits_to_keep=k).logits
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    targets = batch["input_ids"][:, -(k - 1):] if k > 1 else batch["input_ids"][:, :0]
+    token_logprobs = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return token_logprobs.masked_fill(~mask, 0.0)

