@@ -14,13 +14,7 @@ from medaug.models import load_model_and_tokenizer
 from medaug.params import TaskParams, parse_params
 
 
-@pytest.fixture(autouse=True)
-def tiny_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MEDAUG_CACHE", str(tmp_path_factory.getbasetemp() / "medaug-cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: extra threads only add sync cost
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("tiny_cache")
 
 
 def records(n, start=0):

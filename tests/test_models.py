@@ -21,13 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 USER_CACHE = os.environ.get("MEDAUG_CACHE")  # Gemma is converted once into the user's cache, not a temp one
 
 
-@pytest.fixture(autouse=True)
-def tiny_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MEDAUG_CACHE", str(tmp_path_factory.getbasetemp() / "medaug-cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: extra threads only add sync cost
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("tiny_cache")
 
 
 BUILD = """

@@ -84,6 +84,27 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
     assert project["server"].requests, "the teacher server saw no request"
 
 
+def test_registered_version_carries_lineage_and_a_tie_does_not_move_the_champion(project):
+    repo, env = project["repo"], project["env"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    reg = json.loads((repo / "metrics/register.json").read_text())
+    v1 = client.get_model_version("medaug-pubmedqa", "1")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    head = sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    assert v1.tags["git_commit"] == head and v1.tags["git_dirty"] == "true"  # outputs not committed yet
+    assert v1.tags["dvc_model_adapter"] == lock[f"train@{reg['candidate']}"]["outs"][0]["md5"]
+    assert v1.tags["dvc_data_prepared"] == lock["prepare"]["outs"][0]["md5"]
+    assert v1.tags["test_digest"] == reg["test_digest"] and float(v1.tags["accuracy"]) == reg["value"]
+    # Same candidate, same test data, same score: a tie registers a challenger, the champion stays.
+    sh(["dvc", "repro", "--force", "--single-item", "register"], repo, env)
+    again = json.loads((repo / "metrics/register.json").read_text())
+    assert (again["version"], again["alias"], again["previous_champion_version"]) == (2, "challenger", 1)
+    assert client.get_model_version_by_alias("medaug-pubmedqa", "champion").version == "1"
+    assert client.get_model_version_by_alias("medaug-pubmedqa", "challenger").version == "2"
+
+
 def test_second_repro_is_up_to_date(project):
     r = sh(["dvc", "repro"], project["repo"], project["env"])
     assert stages_run(r.stdout) == set()
@@ -142,7 +163,7 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     metrics_diff = json.loads(sh(["dvc", "metrics", "diff", "--json", "--all"], repo, env).stdout)
     assert {"accuracy", "macro_f1"} <= set(metrics_diff["metrics/eval/tiny-original.json"])
     reg = json.loads((repo / "metrics/register.json").read_text())
-    assert reg["version"] == 2 and reg["alias"] in ("champion", "challenger")
+    assert reg["version"] == 3 and reg["alias"] in ("champion", "challenger")
 
 
 def test_bad_params_key_fails_in_one_line_and_writes_nothing(project, tmp_path):

@@ -15,13 +15,7 @@ from medaug.params import parse_params
 from medaug.train import completion_loss, run
 
 
-@pytest.fixture(autouse=True)
-def tiny_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MEDAUG_CACHE", str(tmp_path_factory.getbasetemp() / "medaug-cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: extra threads only add sync cost
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("tiny_cache")
 
 
 CUE = {"yes": "improved", "no": "worsened", "maybe": "varied"}

@@ -1,0 +1,62 @@
+"""Benchmark: the default offline pipeline, stage by stage, on this machine.
+
+Clones the committed project into a temp dir, runs `dvc repro` there with a fresh model cache (so Gemma's
+one-time GGUF conversion is included, as on a new machine), and appends the wall time of every stage to
+bench/RESULTS.md. Usage: `make bench` (or `python bench/run.py --keep-cache` to reuse ~/.cache/medaug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keep-cache", action="store_true", help="reuse the user's model cache (no conversion)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="medaug-bench-") as tmp:
+        repo = Path(tmp) / "project"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                   DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
+        if not args.keep_cache:
+            env["MEDAUG_CACHE"] = str(Path(tmp) / "cache")
+        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        start = last = time.time()
+        stage, times = None, {}
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            m = re.match(r"Running stage '(.+)':", line)
+            if m:
+                now = time.time()
+                if stage:
+                    times[stage] = now - last
+                stage, last = m.group(1), now
+        if proc.wait() != 0:
+            sys.exit("dvc repro failed")
+        times[stage] = time.time() - last
+        total = time.time() - start
+    rows = "\n".join(f"| {name} | {secs:.0f} |" for name, secs in times.items())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    report = (f"\n## Default offline `dvc repro`, {dt.date.today()} (commit {commit.strip()}, {os.cpu_count()} cores, "
+              f"{platform.machine()}, {'warm' if args.keep_cache else 'fresh'} model cache)\n\n"
+              f"| stage | seconds |\n|---|---|\n{rows}\n| **total** | **{total:.0f}** |\n")
+    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
+        f.write(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
