@@ -94,15 +94,18 @@ def test_registered_version_carries_lineage_and_a_tie_does_not_move_the_champion
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     head = sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
     assert v1.tags["git_commit"] == head and v1.tags["git_dirty"] == "true"  # outputs not committed yet
-    assert v1.tags["dvc_model_adapter"] == lock[f"train@{reg['candidate']}"]["outs"][0]["md5"]
-    assert v1.tags["dvc_data_prepared"] == lock["prepare"]["outs"][0]["md5"]
+    md5 = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
+    variant = reg["candidate"].split("-", 1)[1]
+    assert v1.tags["dvc_model_adapter"] == md5[f"models/{reg['candidate']}"]
+    assert v1.tags["dvc_data_prepared"] == md5["data/prepared"]
+    assert v1.tags["dvc_data_train"] == md5[f"data/train/{variant}.jsonl"]
     assert v1.tags["test_digest"] == reg["test_digest"] and float(v1.tags["accuracy"]) == reg["value"]
     # Same candidate, same test data, same score: a tie registers a challenger, the champion stays.
     sh(["dvc", "repro", "--force", "--single-item", "register"], repo, env)
     again = json.loads((repo / "metrics/register.json").read_text())
     assert (again["version"], again["alias"], again["previous_champion_version"]) == (2, "challenger", 1)
-    assert client.get_model_version_by_alias("medaug-pubmedqa", "champion").version == "1"
-    assert client.get_model_version_by_alias("medaug-pubmedqa", "challenger").version == "2"
+    assert str(client.get_model_version_by_alias("medaug-pubmedqa", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("medaug-pubmedqa", "challenger").version) == "2"
 
 
 def test_second_repro_is_up_to_date(project):

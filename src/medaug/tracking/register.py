@@ -42,18 +42,16 @@ def _git(root: Path, *args: str) -> str:
 
 
 def lineage(root: Path, model: str, variant: str) -> dict[str, str]:
-    """Git commit and dirty flag, and the DVC hashes (from dvc.lock) of the data and adapter behind `name`."""
+    """Git commit and dirty flag, and the DVC hashes (from dvc.lock) of the data and adapter of the candidate."""
     tags = {"git_commit": _git(root, "rev-parse", "HEAD") or "unknown",
             "git_dirty": str(bool(_git(root, "status", "--porcelain", "--untracked-files=no"))).lower()}
     lock_path = root / "dvc.lock"
     lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {}
-    stages = (lock or {}).get("stages", {})
-    name = candidate(model, variant)
-    wanted = {"prepare": "dvc_data_prepared", "filter": "dvc_data_augmented", f"train@{name}": "dvc_model_adapter"}
-    for stage, tag in wanted.items():
-        for out in stages.get(stage, {}).get("outs", []):
-            if out["path"] in ("data/prepared", f"data/train/{variant}.jsonl", f"models/{name}"):
-                tags[tag] = out.get("md5", "")
+    md5 = {out["path"]: out.get("md5", "") for stage in (lock or {}).get("stages", {}).values()
+           for out in stage.get("outs", [])}
+    wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": f"data/train/{variant}.jsonl",
+              "dvc_model_adapter": f"models/{candidate(model, variant)}"}
+    tags.update({tag: md5[path] for tag, path in wanted.items() if path in md5})
     return tags
 
 
