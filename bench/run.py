@@ -8,6 +8,7 @@ bench/RESULTS.md. Usage: `make bench` (or `python bench/run.py --keep-cache` to 
 from __future__ import annotations
 
 import argparse
+import json
 import datetime as dt
 import os
 import platform
@@ -48,11 +49,16 @@ def main() -> None:
             sys.exit("dvc repro failed")
         times[stage] = time.time() - last
         total = time.time() - start
+        scores = {f.stem: json.loads(f.read_text()) for f in sorted((repo / "metrics" / "eval").glob("*.json"))}
+        registered = json.loads((repo / "metrics" / "register.json").read_text())
     rows = "\n".join(f"| {name} | {secs:.0f} |" for name, secs in times.items())
+    score_rows = "\n".join(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for name, m in scores.items())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     report = (f"\n## Default offline `dvc repro`, {dt.date.today()} (commit {commit.strip()}, {os.cpu_count()} cores, "
               f"{platform.machine()}, {'warm' if args.keep_cache else 'fresh'} model cache)\n\n"
-              f"| stage | seconds |\n|---|---|\n{rows}\n| **total** | **{total:.0f}** |\n")
+              f"| stage | seconds |\n|---|---|\n{rows}\n| **total** | **{total:.0f}** |\n\n"
+              f"| candidate | accuracy | macro-F1 |\n|---|---|---|\n{score_rows}\n\n"
+              f"Registered: {registered['candidate']} as v{registered['version']} @{registered['alias']}.\n")
     with open(ROOT / "bench" / "RESULTS.md", "a") as f:
         f.write(report)
     print(report)
