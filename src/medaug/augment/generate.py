@@ -17,6 +17,7 @@ from typing import Any
 
 from medaug.data.jsonl import write_json, write_jsonl
 from medaug.data.schema import LABELS, Record, read_records, write_records
+from medaug.data.text import normalize, word_ngrams, words
 from medaug.errors import MedaugError
 from medaug.llm.teacher import Completion, make_teacher
 from medaug.params import Params
@@ -53,19 +54,6 @@ def parse_fields(reply: str) -> dict[str, str]:
     return fields
 
 
-def _same(a: str, b: str) -> bool:
-    norm = lambda s: re.sub(r"\W+", " ", s.lower()).strip()  # noqa: E731
-    return norm(a) == norm(b)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
 def parse(strategy: str, reply: str, parent: Record, template: str = "") -> dict[str, str] | str:
     """The generated fields, or a reject reason. `template` (the prompt file) lets us catch a question copied
     from the worked example or the instructions rather than written about the item."""
@@ -74,19 +62,18 @@ def parse(strategy: str, reply: str, parent: Record, template: str = "") -> dict
     if "?" not in question:
         return "no_question"  # empty, or not a question (a refusal, a statement)
     question = question[:question.index("?") + 1]  # drop what a base model rambles on with
-    if _same(question, parent.question):
+    if normalize(question) == normalize(parent.question):
         return "same_question"
-    words = _words(question)
-    n = min(5, len(words))  # a 5-word phrase from the example (or all of a short question) that the item lacks
-    item = _ngrams(_words(f"{parent.context} {parent.question}"), n)
-    if n >= 3 and (_ngrams(words, n) & _ngrams(_words(template), n)) - item:
+    n = min(5, len(words(question)))  # a 5-word phrase from the example (or all of a short question) the item lacks
+    item = word_ngrams(f"{parent.context} {parent.question}", n)
+    if n >= 3 and (word_ngrams(question, n) & word_ngrams(template, n)) - item:
         return "copied_example"
     if strategy == "rewrite":
         return {"question": question, "final_decision": parent.final_decision, "long_answer": parent.long_answer}
-    words = re.findall(r"[a-z]+", f.get("answer", "").lower())
-    if not words or words[0] not in LABELS or set(words[1:]) & set(LABELS):  # "yes", "Maybe, partly"; not "yes or no"
+    answer = re.findall(r"[a-z]+", f.get("answer", "").lower())
+    if not answer or answer[0] not in LABELS or set(answer[1:]) & set(LABELS):  # "yes", "Maybe, partly"; not "yes or no"
         return "unknown_label"
-    return {"question": question, "final_decision": words[0], "long_answer": f.get("explanation", "")}
+    return {"question": question, "final_decision": answer[0], "long_answer": f.get("explanation", "")}
 
 
 def pick(records: list[Record], n: int, seed: int, strategy: str) -> list[Record]:

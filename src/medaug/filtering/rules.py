@@ -5,23 +5,13 @@ Each check returns a reject reason or None; `funnel.run` applies them in order a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from medaug.data.schema import Record
+from medaug.data.text import normalize, word_ngrams
 from medaug.params import FilterParams
 
 REASONS = ("too_short", "too_long", "same_as_parent", "empty_context", "duplicate", "test_overlap")
-
-
-def normalize(text: str) -> str:
-    """Lowercase; collapse runs of whitespace, punctuation and underscores into one space."""
-    return re.sub(r"[\W_]+", " ", text.lower()).strip()
-
-
-def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
 def check_valid(rec: Record, parent: Record | None, p: FilterParams) -> str | None:
