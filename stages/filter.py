@@ -9,7 +9,8 @@ from medaug.paths import FILTERED, GENERATED, METRICS, PREPARED, TRAIN_SETS
 def main() -> None:
     p = load_params()
     filtering.run(p, PREPARED, GENERATED / "generated.jsonl", FILTERED / "kept.jsonl",
-                  FILTERED / "rejects.jsonl", METRICS / "funnel.json", TRAIN_SETS / "augmented.jsonl")
+                  FILTERED / "rejects.jsonl", METRICS / "funnel.json", TRAIN_SETS / "augmented.jsonl",
+                  GENERATED / "rejects.jsonl")
 
 
 if __name__ == "__main__":

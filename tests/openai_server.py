@@ -8,8 +8,9 @@ timeout, a dropped connection, a malformed JSON body); which attempt faults is d
 (seed, prompt, attempt number), so a run is reproducible whatever the thread scheduling. Every request is
 recorded: `srv.requests` (parsed bodies) and `srv.attempts` (prompt text -> number of requests seen).
 
-As a script, `python tests/openai_server.py --port-file F` serves pubmedqa_responder until killed, after
-writing its base_url to F.
+As a script, `python tests/openai_server.py --port-file F [--latency-s S]` serves pubmedqa_responder until
+killed, after writing its base_url to F; each answer then takes S seconds more, and GET /v1/_stats returns
+{"requests": number of POSTs seen}, so another process (bench/teacher.py) can count them.
 """
 
 from __future__ import annotations
@@ -46,14 +47,14 @@ def _task_field(prompt: str, name: str) -> str:
 def pubmedqa_responder(prompt: str) -> str:
     """A deterministic, valid teacher for medaug's prompts, built from the item's own text.
 
-    rewrite prompt -> "Question: In this study, <question, first letter lowercased>"
+    rewrite prompt -> {"question": "In this study, <question, first letter lowercased>"}
     new prompt     -> a question about the abstract's first words, a label hashed from the abstract,
                       and the abstract's first sentence as the explanation
     anything else  -> a yes/no/maybe label hashed from the prompt (e.g. a few-shot classification prompt)
     """
     if "Original question:" in prompt and "Rewrite the research question" in prompt:
         q = _task_field(prompt, "Original question")
-        return f"Question: In this study, {q[:1].lower()}{q[1:]}"
+        return json.dumps({"question": f"In this study, {q[:1].lower()}{q[1:]}"})
     if "Write a new research question" in prompt:
         abstract = _task_field(prompt, "Abstract")
         first = re.split(r"(?<=[.!?])\s+", abstract, maxsplit=1)[0]
@@ -62,15 +63,21 @@ def pubmedqa_responder(prompt: str) -> str:
         question = ("Do the findings on {} support the authors' conclusion?",
                     "Was a clear effect found in the study of {}?",
                     "Is the main result about {} consistent with the hypothesis?")[h % 3].format(topic)
-        return f"Question: {question}\nAnswer: {LABELS[h // 3 % 3]}\nExplanation: {first}"
+        return json.dumps({"question": question, "answer": LABELS[h // 3 % 3], "explanation": first})
     return LABELS[_pick(prompt) % 3]
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the default listen backlog (5) resets connections when many clients open at once
 
 
 class OpenAIServer:
     def __init__(self, responder: Callable[[str], str] = pubmedqa_responder, *, fault_rate: float = 0.0,
                  faults: tuple[str, ...] = FAULTS, seed: int = 0, retry_after_s: float = 0.1,
-                 slow_s: float = 2.0, model: str = "fake-teacher", port: int = 0):
+                 slow_s: float = 2.0, model: str = "fake-teacher", port: int = 0,
+                 refuse_response_format: bool = False):
         assert 0.0 <= fault_rate <= 1.0 and set(faults) <= set(FAULTS)
+        self.refuse_response_format = refuse_response_format  # answer 400 as an endpoint without structured outputs
         self.responder, self.fault_rate, self.faults, self.seed = responder, fault_rate, tuple(faults), seed
         self.retry_after_s, self.slow_s, self.model = retry_after_s, slow_s, model
         self.requests: list[dict] = []
@@ -78,7 +85,7 @@ class OpenAIServer:
         self.faults_served: Counter[str] = Counter()
         self.fault_log: list[tuple[str, int, str]] = []  # (prompt, attempt number, fault)
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._httpd = _Server(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         self._httpd.handle_error = lambda request, client_address: None  # clients hanging up are expected
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -104,6 +111,7 @@ class OpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *args) -> None:  # quiet
                 pass
@@ -118,6 +126,9 @@ class OpenAIServer:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/v1/_stats":
+                    with srv._lock:
+                        return self._send(200, json.dumps({"requests": len(srv.requests)}).encode())
                 if self.path.rstrip("/") != "/v1/models":
                     return self._send(404, b'{"error": {"message": "not found"}}')
                 data = [{"id": srv.model, "object": "model", "created": 0, "owned_by": "medaug-tests"}]
@@ -128,6 +139,12 @@ class OpenAIServer:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     return self._send(404, b'{"error": {"message": "not found"}}')
                 prompt = "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
+                if srv.refuse_response_format and "response_format" in body:
+                    with srv._lock:
+                        srv.requests.append(body)
+                    return self._send(400, json.dumps({"error": {
+                        "message": "Unsupported parameter: 'response_format'", "type": "invalid_request_error",
+                        "param": "response_format"}}).encode())
                 with srv._lock:
                     srv.requests.append(body)
                     srv.attempts[prompt] += 1
@@ -171,9 +188,15 @@ def main() -> None:
     ap.add_argument("--port-file", required=True, help="write the server's base_url here once it listens")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--latency-s", type=float, default=0.0, help="extra seconds before every answer")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    with OpenAIServer(pubmedqa_responder, fault_rate=args.fault_rate, port=args.port) as srv:
+
+    def responder(prompt: str) -> str:
+        time.sleep(args.latency_s)
+        return pubmedqa_responder(prompt)
+
+    with OpenAIServer(responder, fault_rate=args.fault_rate, port=args.port) as srv:
         tmp = f"{args.port_file}.tmp"
         with open(tmp, "w") as f:
             f.write(srv.base_url + "\n")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from medaug.augment.generate import PROMPTS, build_prompt, load_prompt, parse, parse_fields, run
+from medaug.augment.generate import PROMPTS, SCHEMAS, build_prompt, check, dry_run, load_prompt, run
 from medaug.data.schema import Record, read_records, validate, write_records
+from medaug.llm.structured import validate as validate_reply
 from medaug.errors import MedaugError
 from medaug.params import parse_params
 from openai_server import OpenAIServer, pubmedqa_responder
@@ -45,69 +46,64 @@ def run_in(root: Path, p):
                root / "metrics/generate.json")
 
 
-# --- prompts and parsing -------------------------------------------------------------------------------------
+# --- prompts and checks ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("strategy", ["rewrite", "new"])
-def test_prompt_files_fill_the_item_and_end_where_a_base_model_continues(strategy):
+def test_prompt_files_fill_the_item_ask_for_json_and_end_where_a_base_model_continues(strategy):
     text, sha = load_prompt(strategy)
     assert sha == hashlib.sha256((PROMPTS / f"{strategy}.txt").read_bytes()).hexdigest()
     prompt = build_prompt(text, PARENT)
-    assert prompt.endswith("\nQuestion:") and "{" not in prompt
+    assert prompt.endswith("\nReply:") and "{context}" not in prompt and "{question}" not in prompt
+    example = json.loads(prompt.split("Reply: ", 1)[1].split("\n", 1)[0])  # the worked example is valid JSON
+    assert set(example) == set(SCHEMAS[strategy]["properties"])
     assert "We studied 100 patients. Risk fell." in prompt
     assert ("Does aspirin lower stroke risk?" in prompt) == (strategy == "rewrite")
 
 
-def test_parse_accepts_base_model_continuations_and_chat_replies():
-    # a base model continues after "Question:"
-    assert parse("rewrite", " Is aspirin linked to fewer strokes? (yes)\nAnswer", PARENT) == {
+def test_check_keeps_the_question_and_takes_the_label_from_the_right_place():
+    assert check("rewrite", {"question": "Is aspirin linked to fewer strokes? (yes)"}, PARENT) == {
         "question": "Is aspirin linked to fewer strokes?", "final_decision": "yes",
         "long_answer": "Aspirin lowered risk."}
-    assert parse("new", " Was the trial randomised?\nAnswer: No.\nExplanation: It was observational.", PARENT) == {
+    assert check("new", {"question": "Was the trial randomised?", "answer": "no",
+                         "explanation": "It was observational."}, PARENT) == {
         "question": "Was the trial randomised?", "final_decision": "no", "long_answer": "It was observational."}
-    # a chat model with a preamble and markdown
-    chat = ("Sure! Here it is:\n**Question:** Did risk fall with aspirin?\n**Answer:** Maybe, partly\n"
-            "**Explanation:** Risk fell.")
-    assert parse("new", chat, PARENT) == {"question": "Did risk fall with aspirin?", "final_decision": "maybe",
-                                         "long_answer": "Risk fell."}
-    # a model writing several items: the first one only, its question with its own answer
-    looped = " Is it safe?\nAnswer: No\nExplanation: Risk rose.\nQuestion: Is it cheap?\nAnswer: yes"
-    assert parse_fields(looped) == {"question": "Is it safe?", "answer": "No", "explanation": "Risk rose."}
-    assert parse_fields("Question: a?\nQuestion: b?") == {"question": "a?"}
 
 
-@pytest.mark.parametrize("strategy,reply,reason", [
+@pytest.mark.parametrize("strategy,question,reason", [
     ("rewrite", "", "no_question"),
     ("rewrite", "I am sorry, I cannot rewrite this.", "no_question"),
-    ("rewrite", "Question: does ASPIRIN lower stroke risk ?", "same_question"),
-    ("new", "Answer: yes\nExplanation: x", "no_question"),
-    ("new", "Question: Was it blinded?\nAnswer: probably\nExplanation: x", "unknown_label"),
-    ("new", "Question: Was it blinded?", "unknown_label"),
-    ("new", "Question: Was it blinded?\nAnswer: <yes, no or maybe>", "unknown_label"),
+    ("rewrite", "does ASPIRIN lower stroke risk ?", "same_question"),
     # the worked example's question, about another study
     ("rewrite", "Is walking every day associated with better blood sugar control in adults?", "copied_example"),
-    ("new", "Question: Did patients who walked daily have a lower HbA1c?\nAnswer: yes", "copied_example"),
-    ("new", "Question: the new question?\nAnswer: yes", "copied_example"),  # all of a short one
+    ("new", "Did patients who walked daily have a lower HbA1c?", "copied_example"),
+    ("new", "the new question?", "copied_example"),  # all of a short one, from the instructions
 ])
-def test_parse_rejects_with_a_reason(strategy, reply, reason):
-    assert parse(strategy, reply, PARENT, load_prompt(strategy)[0]) == reason
+def test_check_rejects_with_a_reason(strategy, question, reason):
+    fields = {"question": question, "answer": "yes", "explanation": "x"}
+    assert check(strategy, fields, PARENT, load_prompt(strategy)[0]) == reason
 
 
 def test_a_phrase_shared_with_the_example_is_fine_when_the_item_has_it_too():
     parent = Record(id="p2", question="Does walking help?", final_decision="yes",
                     contexts=["Walking at least 30 minutes a day lowered HbA1c."])
-    reply = "Does walking at least 30 minutes a day lower HbA1c?"
-    assert parse("rewrite", reply, parent, load_prompt("rewrite")[0])["question"] == reply
+    q = "Does walking at least 30 minutes a day lower HbA1c?"
+    assert check("rewrite", {"question": q}, parent, load_prompt("rewrite")[0])["question"] == q
 
 
 def test_pubmedqa_responder_answers_both_prompts_validly():
     for strategy in ("rewrite", "new"):
         reply = pubmedqa_responder(build_prompt(load_prompt(strategy)[0], PARENT))
-        assert isinstance(parse(strategy, reply, PARENT), dict), reply
+        fields = validate_reply(reply, SCHEMAS[strategy], lambda f: f)
+        assert isinstance(check(strategy, fields, PARENT), dict), reply
     assert pubmedqa_responder("Abstract: x\nQuestion: y?\nAnswer:") in ("yes", "no", "maybe")
 
 
 # --- run -----------------------------------------------------------------------------------------------------
+
+
+def read_rejects(project: Path) -> list[dict]:
+    return [json.loads(x) for x in (project / "data/generated/rejects.jsonl").read_text().splitlines()]
 
 
 def test_run_writes_records_metrics_and_a_rerun_is_free(project, monkeypatch):
@@ -120,14 +116,18 @@ def test_run_writes_records_metrics_and_a_rerun_is_free(project, monkeypatch):
         m2 = run_in(project, params())
         assert len(srv.requests) == 8, "a rerun must send no request"
     assert gen_path.read_bytes() == first_bytes
-    assert m == {"requests": 8, "cache_hits": 0, "cache_misses": 8, "teacher_errors": 0, "parse_rejects": 0,
-                 "generated": 8, "by_strategy": {s: {"requests": 4, "cache_hits": 0, "teacher_errors": 0,
-                                                     "parse_rejects": 0, "generated": 4, "reject_reasons": {}}
-                                                 for s in ("rewrite", "new")},
-                 "input_tokens": m["input_tokens"], "output_tokens": m["output_tokens"]}
-    assert m["input_tokens"] > 0 and m["output_tokens"] > 0
-    assert m2["cache_hits"] == 8 and m2["cache_misses"] == 0 and m2["generated"] == 8
+    t = m["teacher"]
+    assert (m["requested"], m["generated"], m["repaired"], m["rejects"]) == (8, 8, 0, {})
+    assert (t["requests"], t["cache_hits"], t["sent"], t["failed"], t["errors"]) == (8, 0, 8, 0, {})
+    assert t["input_tokens"] > 0 and t["output_tokens"] > 0 and t["cost_usd"] == 0.0  # no price for this model
+    assert m["by_strategy"] == {s: {"requested": 4, "generated": 4, "repaired": 0, "rejects": {}}
+                                for s in ("rewrite", "new")}
+    assert m2["teacher"]["cache_hits"] == 8 and m2["teacher"]["sent"] == 0 and m2["generated"] == 8
     assert json.loads((project / "metrics/generate.json").read_text()) == m2
+    # structured outputs: the endpoint was asked for the strategy's JSON schema
+    formats = {json.dumps(b["response_format"], sort_keys=True) for b in srv.requests}
+    assert {json.dumps({"type": "json_schema", "json_schema": {"name": "reply", "schema": SCHEMAS[s], "strict": True}},
+                       sort_keys=True) for s in SCHEMAS} == formats
 
     train = {r.id: r for r in read_records(project / "data/prepared/train.jsonl")}
     recs = read_records(gen_path)  # validates every line against the schema
@@ -174,31 +174,106 @@ def test_an_edited_prompt_file_invalidates_exactly_its_calls(project, monkeypatc
         (prompts / "new.txt").write_text(load_prompt("new")[0].replace("Write a new research question",
                                                                           "Write a new research question, please,"))
         m = run_in(project, params())
-    assert m["by_strategy"]["rewrite"]["cache_hits"] == 4 and m["by_strategy"]["new"]["cache_hits"] == 0
+    assert m["teacher"]["cache_hits"] == 4 and m["teacher"]["sent"] == 4
+    assert {b["messages"][0]["content"].startswith("Write a new research question, please,")
+            for b in srv.requests[8:]} == {True}
     assert len(srv.requests) == 12
 
 
-def test_unparsable_replies_go_to_rejects_and_failed_requests_are_counted(project, monkeypatch):
-    def responder(prompt):  # refuses one in three items, otherwise answers well
-        if "trial 3." in prompt or "trial 6." in prompt:
+def test_bad_replies_are_repaired_once_and_the_rest_rejected_with_every_raw_reply(project, monkeypatch):
+    def responder(prompt):
+        if "trial 3." in prompt:  # refuses, even when asked again
             return "I'm sorry, but I can't help with that."
+        if "trial 4." in prompt and "could not be used" not in prompt:  # a first reply that is not JSON
+            return "Question: Is it fine?"
+        if "trial 5." in prompt and "could not be used" not in prompt:  # a label outside the enum
+            return json.dumps({"question": "Was it fine?", "answer": "probably", "explanation": "x"})
         return pubmedqa_responder(prompt)
 
+    with OpenAIServer(responder) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        m = run_in(project, params(per_strategy=0, strategies=["new"]))
+    repairs = [b for b in srv.requests if len(b["messages"]) == 3]
+    assert [b["messages"][1]["role"] for b in repairs] == ["assistant"] * 3
+    reasons = sorted(b["messages"][2]["content"].split(":")[1].split(".")[0].strip() for b in repairs)
+    assert reasons == ["bad value answer", "not json", "not json"]
+    assert m["repaired"] == 2 and m["generated"] == 9 and m["rejects"] == {"not_json": 1}
+    (rej,) = read_rejects(project)
+    assert rej["parent_id"] == "1003" and rej["reason"] == "not_json" and rej["teacher_error"] is None
+    assert rej["replies"] == ["I'm sorry, but I can't help with that."] * 2  # the first reply and the repair
+
+
+def test_an_endpoint_without_structured_outputs_gets_plain_instructions(project, monkeypatch):
+    with OpenAIServer(pubmedqa_responder, refuse_response_format=True) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        m = run_in(project, params(teacher={"max_concurrency": 1}))
+    assert m["generated"] == 8
+    assert "response_format" in srv.requests[0] and "response_format" not in srv.requests[1]
+    assert sum("response_format" in b for b in srv.requests) == 1  # learnt once, for the whole run
+
+
+def test_teacher_failures_are_rejects_with_their_reason(project, monkeypatch):
     # each first attempt of a prompt fails at rate 0.5 (500/429), and there is a single attempt
-    with OpenAIServer(responder, fault_rate=0.5, faults=("500", "429"), seed=3) as srv:
+    with OpenAIServer(pubmedqa_responder, fault_rate=0.5, faults=("500", "429"), seed=3) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         m = run_in(project, params(teacher={"max_attempts": 1}, per_strategy=0))
     failed = {prompt for prompt, _, _ in srv.fault_log}
-    assert 0 < m["teacher_errors"] == len(failed) < 20
-    rejects = [json.loads(x) for x in (project / "data/generated/rejects.jsonl").read_text().splitlines()]
-    assert m["parse_rejects"] == len(rejects) > 0
-    assert sum(sum(b["reject_reasons"].values()) for b in m["by_strategy"].values()) == len(rejects)
-    for rej in rejects:
-        assert rej["reason"] == "no_question" and rej["reply"].startswith("I'm sorry")
-        assert rej["parent_id"] in ("1003", "1006") and rej["id"] == f"{rej['parent_id']}-{rej['strategy']}-0"
-    assert m["generated"] + m["parse_rejects"] + m["teacher_errors"] == m["requests"] == 20
+    assert 0 < m["rejects"]["teacher_error"] == len(failed) < 20
+    assert m["teacher"]["errors"] == {k: v for k, v in (("http_429", srv.faults_served["429"]),
+                                                         ("http_500", srv.faults_served["500"])) if v}
+    rejects = read_rejects(project)
+    assert {r["teacher_error"] for r in rejects} <= {"http_429", "http_500"} and all(
+        r["reason"] == "teacher_error" and r["replies"] == [] for r in rejects)
+    assert m["generated"] + len(rejects) == m["requested"] == 20
     recs = read_records(project / "data/generated/generated.jsonl")
     assert len(recs) == m["generated"] and all(validate(r.to_dict(), "x") for r in recs)
+
+
+def test_under_faults_at_a_30_percent_rate_every_item_is_kept_or_rejected_once(project, monkeypatch):
+    """429 with and without Retry-After, 500, replies past the timeout, dropped connections, malformed bodies."""
+    write_records(project / "data/prepared/train.jsonl", make_train(30))
+    with OpenAIServer(pubmedqa_responder, fault_rate=0.3, seed=5, slow_s=1.0, retry_after_s=0.05) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        m = run_in(project, params(teacher={"max_attempts": 3, "timeout_s": 0.5, "max_concurrency": 8},
+                                   per_strategy=0))
+    assert set(srv.faults_served) == {"429_retry_after", "429", "500", "slow", "drop", "malformed"}
+    ids = [r.id for r in read_records(project / "data/generated/generated.jsonl")] + \
+        [r["id"] for r in read_rejects(project)]
+    expected = {f"{1000 + i}-{s}-0" for i in range(30) for s in ("rewrite", "new")}
+    assert sorted(ids) == sorted(expected)  # every item exactly once
+    assert max(srv.attempts.values()) <= 3 and len(srv.attempts) == 60
+    assert m["generated"] + sum(m["rejects"].values()) == m["requested"] == 60
+    assert m["teacher"]["sent"] == 60 and m["generated"] >= 50
+
+
+def test_the_budget_stops_the_run_before_it_is_passed_and_a_rerun_pays_only_for_the_rest(project, monkeypatch):
+    prices = {"fake-teacher": {"input": 1000.0, "output": 1000.0}}  # USD per 1M tokens: ~0.4 USD a request
+    with OpenAIServer(pubmedqa_responder) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        with pytest.raises(MedaugError, match=r"teacher.budget_usd = 1\.5 reached.*rerun") as e:
+            run_in(project, params(teacher={"prices": prices, "budget_usd": 1.5, "max_concurrency": 1}))
+        paid = len(srv.requests)
+        assert 0 < paid < 8 and "requests were not sent" in str(e.value)
+        assert not (project / "data/generated/generated.jsonl").exists()
+        m = run_in(project, params(teacher={"prices": prices, "budget_usd": 100.0}))
+    assert len(srv.requests) == 8 and m["teacher"]["cache_hits"] == paid
+    usage = m["teacher"]
+    assert usage["cost_usd"] == pytest.approx((usage["input_tokens"] + usage["output_tokens"]) * 1000 / 1e6, abs=1e-6)
+    assert 0 < usage["cost_usd_saved"] <= 1.5
+
+
+def test_dry_run_counts_requests_tokens_and_cost_and_sends_nothing(project, monkeypatch, capsys):
+    prices = {"fake-teacher": {"input": 2.0, "output": 8.0}}
+    with OpenAIServer(pubmedqa_responder) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        p = params(teacher={"prices": prices, "max_new_tokens": 100})
+        est = dry_run(p, project, project / "data/prepared")
+        assert srv.requests == []
+        assert (est["requests"], est["cached"], est["to_send"], est["output_tokens_max"]) == (8, 0, 8, 800)
+        assert est["cost_usd_max"] == pytest.approx((est["input_tokens_est"] * 2 + 800 * 8) / 1e6, abs=1e-6)
+        assert "8 requests (0 cached, 8 to send)" in capsys.readouterr().out
+        run_in(project, p)
+        assert dry_run(p, project, project / "data/prepared")["to_send"] == 0
 
 
 def test_when_every_request_fails_the_run_stops_with_the_reason(project, monkeypatch):
@@ -209,14 +284,69 @@ def test_when_every_request_fails_the_run_stops_with_the_reason(project, monkeyp
     assert not (project / "data/generated/generated.jsonl").exists()
 
 
-def test_run_with_the_local_backend_on_a_tiny_model(project):
+def test_run_with_the_local_backend_on_a_tiny_model(project, tiny_cache):
     """Whatever a tiny random model says, every request ends as a record or a reject, and a rerun is cached."""
     p = parse_params({"teacher": {"backend": "local", "model": "tiny-llama", "max_new_tokens": 16, "batch_size": 2},
                       "generate": {"per_strategy": 2}})
     m = run_in(project, p)
-    assert m["requests"] == 4 and m["teacher_errors"] == 0 and m["cache_misses"] == 4
-    assert m["generated"] + m["parse_rejects"] == 4 and m["output_tokens"] > 0
-    rejects = (project / "data/generated/rejects.jsonl").read_text().splitlines()
-    assert len(rejects) == m["parse_rejects"]
+    t = m["teacher"]
+    assert t["failed"] == 0 and t["output_tokens"] > 0 and m["requested"] == 4
+    assert m["generated"] + sum(m["rejects"].values()) == 4
+    rejects = read_rejects(project)
+    assert len(rejects) == sum(m["rejects"].values())
+    # a JSON request is prefilled with the object's opening, so every reply starts as the schema asks
+    assert all(r["replies"][0].startswith('{"question": "') for r in rejects)
     assert all(r.teacher["model"] == "tiny-llama" for r in read_records(project / "data/generated/generated.jsonl"))
-    assert run_in(project, p)["cache_hits"] == 4
+    assert run_in(project, p)["teacher"]["sent"] == 0
+
+
+def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(project, monkeypatch):
+    """SIGKILL the real stage script mid-run; the rerun asks only for what was never answered."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from medaug.llm.cache import RequestCache
+
+    root = Path(__file__).resolve().parents[1]
+    (project / "params.yaml").write_text(
+        "teacher:\n  backend: openai\n  model: fake-teacher\n  max_concurrency: 2\n  timeout_s: 60\n"
+        "generate:\n  per_strategy: 0\n")
+    gate, lock, answered = threading.Event(), threading.Lock(), []
+
+    def responder(prompt):
+        with lock:
+            first_half = len(answered) < 10
+            if first_half:
+                answered.append(prompt)
+        if not first_half:
+            gate.wait(60)  # the second half hangs until the stage is dead
+        return pubmedqa_responder(prompt)
+
+    with OpenAIServer(responder) as srv:
+        env = dict(os.environ, OPENAI_BASE_URL=srv.base_url, PYTHONPATH=str(root / "src"))
+        proc = subprocess.Popen([sys.executable, str(root / "stages/generate.py")], cwd=project, env=env,
+                                stderr=subprocess.DEVNULL)
+        try:
+            cache = project / ".cache/teacher.sqlite"
+            for _ in range(1200):
+                if cache.exists() and len(RequestCache(cache)) == 10:
+                    break
+                time.sleep(0.05)
+            assert len(RequestCache(cache)) == 10
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            gate.set()
+        assert not (project / "data/generated/generated.jsonl").exists()  # a killed stage leaves no half file
+        before = dict(srv.attempts)
+        proc = subprocess.run([sys.executable, str(root / "stages/generate.py")], cwd=project, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    assert all(srv.attempts[p] == 1 for p in answered), "an answered request was sent again"
+    assert sum(srv.attempts.values()) - sum(before.values()) == 10  # the rerun sent exactly the other half
+    m = json.loads((project / "metrics/generate.json").read_text())
+    assert m["generated"] == 20 and m["teacher"]["cache_hits"] == 10 and m["teacher"]["sent"] == 10

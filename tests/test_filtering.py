@@ -145,3 +145,23 @@ def test_real_pqal_test_abstracts_flagged_and_train_abstracts_kept(tmp_path):
     funnel, kept, rejected = run_filter(tmp_path, out, items)
     assert funnel["kept"] == len(train) and set(rejected) == {f"x{i}" for i in range(len(train), len(items))}
     assert funnel["dropped"]["test_overlap"] == len(test) == 500
+
+
+def test_the_funnel_starts_from_every_item_the_teacher_was_asked_for(tmp_path, prepared):
+    """generate's rejects (teacher errors, unusable replies) count in the funnel under their reason."""
+    train = read_records(prepared["dir"] / "train.jsonl")
+    good = [Record(id=f"g{i}", question=f"Is generated question number {i} about the abstract fine?",
+                   contexts=list(r.contexts), final_decision=r.final_decision, source="new", parent_id=r.id)
+            for i, r in enumerate(train[:3])]
+    gen_rejects = tmp_path / "gen_rejects.jsonl"
+    write_jsonl(gen_rejects, [{"id": "x1", "strategy": "new", "reason": "teacher_error", "teacher_error": "http_429"},
+                              {"id": "x2", "strategy": "rewrite", "reason": "not_json"}])
+    gen_path = tmp_path / "generated.jsonl"
+    write_records(gen_path, good)
+    out = tmp_path / "out"
+    funnel = filtering.run(Params(), prepared["dir"], gen_path, out / "kept.jsonl", out / "rejects.jsonl",
+                           tmp_path / "funnel.json", None, gen_rejects)
+    assert funnel["in"] == 5 and funnel["kept"] == 3
+    assert funnel["dropped"]["teacher_error"] == 1 and funnel["dropped"]["not_json"] == 1
+    assert funnel["in"] == funnel["kept"] + sum(funnel["dropped"].values())
+    assert funnel["by_source"] == {"new": {"in": 4, "kept": 3}, "rewrite": {"in": 1, "kept": 0}}

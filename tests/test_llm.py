@@ -308,3 +308,88 @@ def test_local_backend_left_pads_batches(tmp_path):
     alone = make_teacher(TeacherParams(**tp, batch_size=1, cache="b.sqlite"), tmp_path).complete(prompts)
     assert [c.text for c in batched] == [c.text for c in alone]
     assert any(c.text for c in alone)
+
+
+# --- limits ----------------------------------------------------------------------------------------------------
+
+
+def test_rpm_limit_paces_requests_evenly(api, tmp_path):
+    arrivals = []
+    api(lambda p: arrivals.append(time.monotonic()) or "ok")
+    t0 = time.monotonic()
+    out = make_teacher(openai_params(rpm=600, max_concurrency=8), tmp_path).complete([f"p{i}" for i in range(15)])
+    elapsed = time.monotonic() - t0
+    assert all(c.text == "ok" for c in out)
+    assert elapsed >= 1.35  # 10 a second: one every 0.1 s
+    arrivals.sort()
+    assert max(sum(a <= t < a + 1.0 for t in arrivals) for a in arrivals) <= 11  # never a burst
+    t0 = time.monotonic()
+    make_teacher(openai_params(max_concurrency=8, cache="other.sqlite"), tmp_path).complete([f"p{i}" for i in range(15)])
+    assert time.monotonic() - t0 < 1.0  # without the limit the same run is quick
+
+
+def test_tpm_limit_counts_prompt_estimate_plus_max_new_tokens(api, tmp_path):
+    from medaug.llm.limits import estimate_tokens
+    api(lambda p: "ok")
+    prompts = [f"prompt number {i:03d} " * 10 for i in range(8)]
+    per_request = estimate_tokens(prompts[0]) + 40  # what the limiter counts for each
+    t0 = time.monotonic()
+    make_teacher(openai_params(tpm=6000, max_new_tokens=40), tmp_path).complete(prompts)  # 100 tokens a second
+    assert time.monotonic() - t0 >= 0.95 * 7 * per_request / 100  # the 8th starts after 7 requests' worth
+
+
+def test_budget_meter_refuses_what_could_pass_the_budget():
+    from medaug.llm.limits import BudgetExceeded, Meter
+    from medaug.params import Price
+    m = Meter(Price(input=1.0, output=2.0), budget_usd=1.0)
+    r1 = m.worst_case(100_000, 200_000)  # 0.1 + 0.4 USD
+    m.reserve(r1)
+    m.reserve(r1)  # 1.0 in all: allowed, not passed
+    with pytest.raises(BudgetExceeded):
+        m.reserve(0.01)
+    assert m.settle(r1, 100_000, 50_000) == pytest.approx(0.2) and m.spent == pytest.approx(0.2)
+    with pytest.raises(BudgetExceeded):  # once refused, the run is over, even if money is left
+        m.reserve(0.01)
+    unlimited = Meter(Price(input=1.0), budget_usd=0.0)
+    unlimited.reserve(1e9)
+
+
+# --- structured replies -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reply,parsed", [
+    ('{"question": "Q?"}', {"question": "Q?"}),
+    ('```json\n{"question": "Q?"}\n```', {"question": "Q?"}),
+    ('Sure! Here it is: {"question": "Q?"} Hope this helps.', {"question": "Q?"}),
+    ('{"question": "Q?"', "malformed_json"),
+    ("Question: Q?", "not_json"),
+    ('["Q?"]', "not_json"),
+])
+def test_parse_json_finds_the_object_or_says_why_not(reply, parsed):
+    from medaug.llm.structured import parse_json
+    assert parse_json(reply) == parsed
+
+
+def test_conform_checks_required_keys_types_and_enums():
+    from medaug.llm.structured import conform, string_schema
+    schema = string_schema("question", "answer", enums={"answer": ["yes", "no", "maybe"]})
+    assert schema["additionalProperties"] is False and schema["required"] == ["question", "answer"]
+    assert conform({"question": " Q? ", "answer": "Yes", "extra": 1}, schema) == {"question": "Q?", "answer": "yes"}
+    assert conform({"question": "Q?"}, schema) == "missing_answer"
+    assert conform({"question": 3, "answer": "no"}, schema) == "bad_type_question"
+    assert conform({"question": "Q?", "answer": "yes or no"}, schema) == "bad_value_answer"
+
+
+def test_local_json_requests_are_prefilled_and_cut_at_the_end_of_the_object():
+    from medaug.llm.local_backend import cut, cut_json, prefill
+    from medaug.llm.structured import string_schema
+    from medaug.llm.teacher import Request
+    assert prefill(Request.user("x", schema=string_schema("question"))) == '{"question": "'
+    assert prefill(Request.user("x", schema=string_schema("answer", enums={"answer": ["yes"]}))) == "{"
+    assert prefill(Request.user("x")) == ""
+    assert cut_json('{"a": "b"} and then more') == '{"a": "b"}'
+    assert cut_json('{"a": "b } still in a string') is None
+    pre = '{"question": "'
+    assert cut('Is it?"}\nReply: {"question"', "Reply:", pre) == '{"question": "Is it?"}'
+    assert cut("Is it", "Reply:", pre) is None
+    assert cut("Is it\n\nAbstract: next", "Reply:", pre) == '{"question": "Is it'  # left unfinished

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from medaug.errors import MedaugError
+
+if TYPE_CHECKING:
+    from medaug.llm.cache import RequestCache
 
 
 def _repro(stage: str, force: bool) -> None:
@@ -39,9 +47,18 @@ def prepare(force: bool) -> None:
 
 @cli.command()
 @_force
-def generate(force: bool) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the requests, tokens and worst-case cost; send nothing.")
+def generate(force: bool, dry_run: bool) -> None:
     """Ask the teacher to rewrite train QA pairs and write new ones (data/generated/)."""
-    _repro("generate", force)
+    if not dry_run:
+        _repro("generate", force)
+    from medaug import augment
+    from medaug.params import load_params
+    from medaug.paths import PREPARED
+
+    if not (PREPARED / "train.jsonl").exists():
+        raise MedaugError(f"{PREPARED / 'train.jsonl'}: not found; run `medaug prepare` (or `dvc repro prepare`) first")
+    augment.dry_run(load_params(), Path.cwd(), PREPARED)
 
 
 @cli.command(name="filter")
@@ -113,6 +130,114 @@ def predict(model_uri: str, input_path: str, output_path: str | None) -> None:
     else:
         for o in out:
             click.echo(json.dumps(o))
+
+
+@cli.group()
+@click.option("--path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The cache file (default: params.yaml teacher.cache).")
+@click.pass_context
+def cache(ctx: click.Context, path: Path | None) -> None:
+    """Inspect, share and trim the teacher request cache (one sqlite file; share it with `dvc add` + push)."""
+    if path is None:
+        from medaug.params import load_params
+
+        path = Path(load_params().teacher.cache)
+    ctx.obj = path
+
+
+def _open_cache(path: Path, create: bool = False) -> RequestCache:
+    """Open the cache; only import may create one, so a wrong --path or params entry fails instead of
+    leaving an empty file behind."""
+    from medaug.llm.cache import RequestCache
+
+    if not create and not path.is_file():
+        raise MedaugError(f"{path}: no request cache here (set params teacher.cache or pass `medaug cache --path`)")
+    try:
+        return RequestCache(path)
+    except sqlite3.DatabaseError as e:
+        raise MedaugError(f"{path}: not a usable sqlite request cache ({e})") from None
+
+
+def _when(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@cache.command(name="stats")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@click.pass_obj
+def cache_stats(path: Path, as_json: bool) -> None:
+    """Entries, size, tokens and dates, per backend/model. Checkpoints the WAL first, so afterwards the .sqlite
+    file alone is complete (ready for `dvc add`)."""
+    with contextlib.closing(_open_cache(path)) as rc:
+        complete = rc.checkpoint()
+        s = rc.stats()
+    if not complete:
+        click.echo(f"warning: {path} is being read by another process; the .sqlite file may lack the newest "
+                   "entries until it finishes", err=True)
+    models = [asdict(m) for m in s.models]
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "size_bytes": path.stat().st_size, "entries": s.entries,
+                               "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
+                               "oldest": _when(s.oldest), "newest": _when(s.newest), "models": models}))
+        return
+    click.echo(f"{path}: {s.entries:,} entries, {path.stat().st_size / 1e6:.1f} MB")
+    click.echo(f"tokens: {s.input_tokens:,} input, {s.output_tokens:,} output")
+    click.echo(f"created: {_when(s.oldest) or '-'} .. {_when(s.newest) or '-'}")
+    for m in models:
+        name = f"{m['backend'] or '?'}/{m['model'] or '?'}"
+        click.echo(f"  {name:40} {m['entries']:>9,} entries {m['input_tokens']:>13,} in {m['output_tokens']:>13,} out")
+
+
+@cache.command(name="export")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write JSONL here (atomically) instead of stdout.")
+@click.option("--model", default=None, help="Only this model's entries.")
+@click.pass_obj
+def cache_export(path: Path, output_path: Path | None, model: str | None) -> None:
+    """Write entries as JSONL ({key, backend, model, created, value} per line), e.g. to hand to `cache import`."""
+    from medaug.data.jsonl import write_jsonl
+
+    with contextlib.closing(_open_cache(path)) as rc:
+        rows = (e.as_dict() for e in rc.iter_entries(model))
+        if output_path is not None:
+            n = write_jsonl(output_path, rows)
+        else:
+            n = 0
+            for row in rows:
+                click.echo(json.dumps(row, ensure_ascii=False))
+                n += 1
+    click.echo(f"exported {n:,} entries" + (f" to {output_path}" if output_path else ""), err=True)
+
+
+@cache.command(name="import")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def cache_import(path: Path, source: Path) -> None:
+    """Merge SOURCE (a `cache export` JSONL or another cache .sqlite) into the cache, creating it if needed.
+    Keys already cached keep their answer; all or nothing."""
+    from medaug.llm.cache import read_entries
+
+    entries = read_entries(source)
+    with contextlib.closing(_open_cache(path, create=True)) as rc:
+        added, seen = rc.merge(entries)
+        rc.checkpoint()
+    click.echo(f"added {added:,} of {seen:,} entries from {source} ({seen - added:,} already cached)")
+
+
+@cache.command(name="prune")
+@click.option("--older-than", "days", type=click.FloatRange(min=0), default=None, metavar="DAYS",
+              help="Entries created more than DAYS days ago.")
+@click.option("--model", default=None, help="Entries of this model.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@click.pass_obj
+def cache_prune(path: Path, days: float | None, model: str | None, dry_run: bool) -> None:
+    """Delete the entries matching every filter given (at least one), then VACUUM so the file shrinks."""
+    if days is None and model is None:
+        raise MedaugError("cache prune needs --older-than DAYS and/or --model M")
+    with contextlib.closing(_open_cache(path)) as rc:
+        n = rc.prune(None if days is None else days * 86400, model, dry_run=dry_run)
+        left = len(rc) - (n if dry_run else 0)
+    click.echo(f"{'would remove' if dry_run else 'removed'} {n:,} entries ({left:,} left)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,6 +52,21 @@ class TaskParams:
 
 
 @dataclass
+class Price:
+    input: float = 0.0
+    """USD per 1M prompt tokens."""
+    output: float = 0.0
+    """USD per 1M completion tokens."""
+
+    def cost(self, input_tokens: float, output_tokens: float) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1e6
+
+    def check(self, key: str) -> None:
+        if self.input < 0 or self.output < 0:
+            raise MedaugError(f"params.yaml: {key} prices must be >= 0")
+
+
+@dataclass
 class TeacherParams:
     backend: Literal["local", "openai"] = "local"
     """`local`: in-process transformers generation; `openai`: any OpenAI-compatible endpoint, whose URL and
@@ -71,6 +86,22 @@ class TeacherParams:
     """openai backend: attempts per request in all (first try + retries)."""
     backoff_s: float = 1.0
     """openai backend: wait before the first retry; doubles each attempt, with jitter; a longer Retry-After wins."""
+    rpm: int = 0
+    """openai backend: at most this many requests per minute, retries included (0 = no limit)."""
+    tpm: int = 0
+    """openai backend: at most this many tokens per minute, counted as the provider does before the reply:
+    estimated prompt tokens + max_new_tokens (0 = no limit)."""
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    """openai backend, for replies that must be JSON: `json_schema` (structured outputs), `json_object`, or
+    `none` (the prompt's instructions only). An endpoint that rejects it falls back to `none` by itself."""
+    repair_attempts: int = 1
+    """A JSON reply that fails to parse or validate is sent back once with the reason (0 = never)."""
+    prices: dict[str, Price] = field(default_factory=dict)
+    """USD per 1M tokens, by teacher.model, e.g. {gpt-4o-mini: {input: 0.15, output: 0.6}}; a model not listed
+    costs 0 (a local model, your own vLLM)."""
+    budget_usd: float = 0.0
+    """Stop before the teacher's spend in one stage would pass this (0 = no cap). Answers paid so far stay in the
+    cache, so raising the budget and rerunning pays only for the rest."""
     cache: str = ".cache/teacher.sqlite"
     """sqlite request cache; a rerun pays for nothing twice."""
 
@@ -80,6 +111,13 @@ class TeacherParams:
                 raise MedaugError(f"params.yaml: {key}.{name} must be >= 1 (got {getattr(self, name)})")
         if self.timeout_s <= 0 or self.backoff_s < 0:
             raise MedaugError(f"params.yaml: {key}.timeout_s must be > 0 and {key}.backoff_s >= 0")
+        for name in ("rpm", "tpm", "repair_attempts", "budget_usd"):
+            if getattr(self, name) < 0:
+                raise MedaugError(f"params.yaml: {key}.{name} must be >= 0 (got {getattr(self, name)})")
+
+    @property
+    def price(self) -> Price:
+        return self.prices.get(self.model, Price())
 
 
 @dataclass

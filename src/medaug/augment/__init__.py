@@ -1,5 +1,5 @@
 """Teacher-LLM generation strategies (rewrite, new); prompts live in prompts/ as text files."""
 
-from medaug.augment.generate import run
+from medaug.augment.generate import dry_run, run
 
-__all__ = ["run"]
+__all__ = ["dry_run", "run"]

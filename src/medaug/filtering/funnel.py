@@ -31,11 +31,14 @@ def read_generated(path: Path, parents: dict[str, Record]) -> list[Record]:
 
 
 def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rejects_path: Path,
-        funnel_path: Path, train_set_path: Path | None = None) -> dict[str, Any]:
+        funnel_path: Path, train_set_path: Path | None = None,
+        generate_rejects_path: Path | None = None) -> dict[str, Any]:
     """Filter generated records in order: validate -> exact dedup -> test decontamination.
 
     `train_set_path` (optional): also write the `augmented` variant's training set there, the original train
     split followed by the kept generated records.
+    `generate_rejects_path` (optional): generate's rejects (teacher errors, unusable replies); the funnel then
+    starts from every item the teacher was asked for, and counts those under their reason.
     """
     prepared_dir = Path(prepared_dir)
     train, dev, test = (read_records(prepared_dir / f"{name}.jsonl") for name in ("train", "dev", "test"))
@@ -64,7 +67,13 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
             kept_keys.add(dedup_key(rec))
             counts["kept"] += 1
 
-    funnel = {"in": len(generated), "kept": len(kept), "dropped": dropped, "by_source": by_source}
+    n_in = len(generated)
+    if generate_rejects_path is not None:
+        for _, rej in iter_jsonl(generate_rejects_path):
+            n_in += 1
+            dropped[rej["reason"]] = dropped.get(rej["reason"], 0) + 1
+            by_source.setdefault(rej["strategy"], {"in": 0, "kept": 0})["in"] += 1
+    funnel = {"in": n_in, "kept": len(kept), "dropped": dropped, "by_source": by_source}
     assert funnel["in"] == funnel["kept"] + sum(dropped.values()), funnel
     write_records(out_path, kept)
     write_jsonl(rejects_path, rejects)

@@ -2,18 +2,22 @@
 
 Deterministic: each batch is sampled under a torch seed derived from its first request's cache key (which
 holds teacher.seed and the sample index). Only the new tokens are decoded; generation stops at EOS, at the first
-blank line, or where the model starts a next item (a "Key:" line it already wrote). The model is loaded at the
-first cache miss, so a fully cached rerun never loads it.
+blank line, or where the model starts a next item (a "Key:" line it already wrote). A request for JSON is
+prefilled with the opening of the object (`{"<first key>": "`), which keeps a base model on the format, and
+stops once the object is complete. The model is loaded at the first cache miss, so a fully cached rerun never
+loads it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from medaug.llm.teacher import Completion, Report, Teacher
+from medaug.llm.limits import BudgetExceeded
+from medaug.llm.teacher import Completion, Report, Request, Teacher
 
 _KEY = re.compile(r"^\s*([A-Za-z][\w /-]{0,40}):")
 
@@ -38,16 +42,51 @@ def cut_reply(text: str, last_prompt_line: str = "") -> str | None:
     return None
 
 
-class ItemEndStop(StoppingCriteria):
-    """Per row: stop generating once cut_reply says the reply is complete."""
+def cut_json(text: str) -> str | None:
+    """The reply up to the end of its first complete JSON object; None until that object is complete."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:
+        return None
+    return text[:end]
 
-    def __init__(self, tokenizer, prompt_len: int, last_lines: list[str]):
-        self.tokenizer, self.prompt_len, self.last_lines = tokenizer, prompt_len, last_lines
+
+def prefill(r: Request) -> str:
+    """The opening of the reply a JSON request gets for free: `{"question": "` for a schema whose first
+    property is a string, `{` otherwise, nothing for free text."""
+    if r.schema is None:
+        return ""
+    props = r.schema.get("properties") or {}
+    first = next(iter(props), None)
+    if first is not None and props[first].get("type") == "string" and "enum" not in props[first]:
+        return '{"' + first + '": "'
+    return "{"
+
+
+class ItemEndStop(StoppingCriteria):
+    """Per row: stop generating once the reply is complete (cut_json for JSON requests, else cut_reply)."""
+
+    def __init__(self, tokenizer, prompt_len: int, last_lines: list[str], prefills: list[str]):
+        self.tokenizer, self.prompt_len, self.last_lines, self.prefills = tokenizer, prompt_len, last_lines, prefills
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        done = [cut_reply(t, last) is not None for t, last in zip(texts, self.last_lines)]
+        done = [cut(t, last, pre) is not None for t, last, pre in zip(texts, self.last_lines, self.prefills)]
         return torch.tensor(done, device=input_ids.device)
+
+
+def cut(text: str, last_line: str, prefilled: str) -> str | None:
+    """The complete reply (with its prefill), or None while it is still going."""
+    if not prefilled:
+        return cut_reply(text, last_line)
+    text = prefilled + text
+    done = cut_json(text)
+    if done is None and "\n\n" in text.lstrip():  # a blank line: the model left the object unfinished
+        return text.split("\n\n")[0]
+    return done
 
 
 class LocalTeacher(Teacher):
@@ -65,26 +104,38 @@ class LocalTeacher(Teacher):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
-    def _complete(self, prompts: list[str], sample_index: int, report: Report) -> None:
+    def _complete(self, reqs: list[Request], shas: list[str], report: Report) -> None:
         tp, tok = self.tp, self.tokenizer
         max_pos = getattr(self.model.config.get_text_config(), "max_position_embeddings", None) or 1_000_000
         max_prompt = max(8, max_pos - tp.max_new_tokens)
-        for start in range(0, len(prompts), tp.batch_size):
-            batch = prompts[start:start + tp.batch_size]
+        reserved: dict[int, float] = {}
+        for j, r in enumerate(reqs):
+            try:
+                reserved[j] = self.reserve(r)  # a local model costs what teacher.prices says (usually nothing)
+            except BudgetExceeded:
+                report(j, Completion(None, "", False, error="budget"))
+        todo = list(reserved)
+        for start in range(0, len(todo), tp.batch_size):
+            idx = todo[start:start + tp.batch_size]
+            prefills = [prefill(reqs[j]) for j in idx]
+            # a base model reads a conversation (a repair request) as its contents, one after another
+            batch = [reqs[j].text.rstrip() + (" " + pre if pre else "") for j, pre in zip(idx, prefills)]
             enc = tok(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt)
             prompt_len = enc["input_ids"].shape[1]
-            last_lines = [p.rstrip().rsplit("\n", 1)[-1] for p in batch]
-            torch.manual_seed(int(self.request_sha(batch[0], sample_index)[:15], 16))
+            last_lines = [reqs[j].text.rstrip().rsplit("\n", 1)[-1] for j in idx]
+            torch.manual_seed(int(shas[idx[0]][:15], 16))
             sampling = dict(do_sample=True, temperature=tp.temperature, top_p=tp.top_p) if tp.temperature > 0 \
                 else dict(do_sample=False)
-            stop = StoppingCriteriaList([ItemEndStop(tok, prompt_len, last_lines)])
+            stop = StoppingCriteriaList([ItemEndStop(tok, prompt_len, last_lines, prefills)])
             with torch.inference_mode():
                 out = self.model.generate(**enc, max_new_tokens=tp.max_new_tokens, pad_token_id=tok.pad_token_id,
                                           stopping_criteria=stop, **sampling)
             new = out[:, prompt_len:]
             for k, text in enumerate(tok.batch_decode(new, skip_special_tokens=True)):
-                cut = cut_reply(text, last_lines[k])
-                text = text.strip() if cut is None else cut  # None: EOS or max_new_tokens came first
+                done = cut(text, last_lines[k], prefills[k])
+                # None: EOS or max_new_tokens came first; keep what there is
+                text = done if done is not None else (prefills[k] + text).strip()
                 n_in = int(enc["attention_mask"][k].sum())
                 n_out = int((new[k] != tok.pad_token_id).sum())  # generated, including what the cut drops
-                report(start + k, Completion(text, "", False, n_in, n_out))
+                cost = self.meter.settle(reserved[idx[k]], n_in, n_out)
+                report(idx[k], Completion(text, "", False, n_in, n_out, cost_usd=cost))

@@ -1,8 +1,10 @@
-"""The Teacher interface: a list of prompts in, a list of completions out (same order).
+"""The Teacher interface: a list of requests in, a list of completions out (same order).
 
-The base class does the caching (one request cache for every backend); a backend only answers cache misses,
-reporting each answer as it arrives so it is committed at once. A failed request never crashes the run: it
-comes back with text None and the reason in `error`.
+Strategies and filters say what to ask (a prompt, or a conversation, and optionally the JSON schema the reply
+must follow); this layer decides how: the request cache, concurrency, rate limits, retries, the budget, token
+and cost accounting, and one progress bar. A backend only answers cache misses, reporting each answer as it
+arrives so it is committed at once. A failed request never crashes the run: it comes back with text None and
+the reason in `error`. Only a spent budget stops the run, after every paid answer is in the cache.
 """
 
 from __future__ import annotations
@@ -10,13 +12,34 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
+from medaug.llm.limits import BudgetExceeded, Meter, estimate_tokens
 from medaug.params import TeacherParams
+
+
+@dataclass
+class Request:
+    messages: list[dict[str, str]]
+    """Chat messages ({"role", "content"}); a base model (local backend) reads their contents joined."""
+    schema: dict[str, Any] | None = None
+    """JSON schema the reply must follow (sent as response_format where the endpoint supports it)."""
+    sample_index: int = 0
+    """Which sample of the same request (another index, another seed, another cache entry)."""
+
+    @classmethod
+    def user(cls, prompt: str, sample_index: int = 0, schema: dict[str, Any] | None = None) -> Request:
+        return cls([{"role": "user", "content": prompt}], schema, sample_index)
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(m["content"] for m in self.messages)
 
 
 @dataclass
@@ -26,11 +49,33 @@ class Completion:
     cached: bool
     input_tokens: int = 0
     output_tokens: int = 0
-    error: str | None = None  # reason when text is None, e.g. "http_429", "timeout", "malformed_response"
+    error: str | None = None  # reason when text is None, e.g. "http_429", "timeout", "malformed_response", "budget"
+    cost_usd: float = 0.0     # what this answer cost when it was paid for (also for a cache hit)
 
 
-# report(j, completion) — called by a backend once per prompt, as soon as its answer (or failure) is known
+# report(j, completion) — called by a backend once per request, as soon as its answer (or failure) is known
 Report = Callable[[int, Completion], None]
+
+
+@dataclass
+class Usage:
+    """What one stage asked of the teacher; goes into the stage metrics and MLflow."""
+    requests: int = 0
+    cache_hits: int = 0
+    sent: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    """Paid in this run (cache hits cost nothing now)."""
+    cost_usd_saved: float = 0.0
+    """What the cache hits cost when they were first paid for."""
+    errors: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "errors"}
+        d["cost_usd"], d["cost_usd_saved"] = round(self.cost_usd, 6), round(self.cost_usd_saved, 6)
+        return {**d, "errors": dict(sorted(self.errors.items()))}
 
 
 class Teacher:
@@ -40,54 +85,105 @@ class Teacher:
         self.tp = tp
         self.cache = cache
         self.name = tp.model
+        self.usage = Usage()
+        self.meter = Meter(tp.price, tp.budget_usd)
 
-    def request_sha(self, prompt: str, sample_index: int) -> str:
+    def key_parts(self, r: Request) -> dict[str, Any]:
+        """Everything that determines an answer. Prompt files are part of the message text, so editing one
+        invalidates exactly the requests that used it."""
         tp = self.tp
-        return self.cache.key(backend=self.backend, model=tp.model, prompt=prompt, temperature=tp.temperature,
-                              top_p=tp.top_p, max_new_tokens=tp.max_new_tokens, seed=tp.seed,
-                              sample_index=sample_index)
+        parts = dict(backend=self.backend, model=tp.model, messages=r.messages, temperature=tp.temperature,
+                     top_p=tp.top_p, max_new_tokens=tp.max_new_tokens, seed=tp.seed, sample_index=r.sample_index)
+        if r.schema is not None:
+            parts["schema"] = r.schema
+        return parts
 
-    def complete(self, prompts: list[str], sample_index: int = 0) -> list[Completion]:
-        shas = [self.request_sha(p, sample_index) for p in prompts]
-        results: list[Completion | None] = [None] * len(prompts)
+    def request_sha(self, r: Request) -> str:
+        return self.cache.key(**self.key_parts(r))
+
+    def reserve(self, r: Request) -> float:
+        """Reserve the request's worst-case cost before sending it; raises BudgetExceeded past the budget."""
+        cost = self.meter.worst_case(estimate_tokens(r.text), self.tp.max_new_tokens)
+        self.meter.reserve(cost)
+        return cost
+
+    def estimate(self, requests: list[Request]) -> dict[str, Any]:
+        """What `complete` would send, without sending anything (for --dry-run)."""
+        todo = [r for r in requests if self.cache.get(self.request_sha(r)) is None]
+        tokens_in = sum(estimate_tokens(r.text) for r in todo)
+        tokens_out = len(todo) * self.tp.max_new_tokens
+        return {"requests": len(requests), "cached": len(requests) - len(todo), "to_send": len(todo),
+                "input_tokens_est": tokens_in, "output_tokens_max": tokens_out,
+                "cost_usd_max": round(self.tp.price.cost(tokens_in, tokens_out), 6)}
+
+    def complete(self, requests: list[Request | str], sample_index: int = 0, desc: str = "") -> list[Completion]:
+        reqs = [r if isinstance(r, Request) else Request.user(r, sample_index) for r in requests]
+        shas = [self.request_sha(r) for r in reqs]
+        results: list[Completion | None] = [None] * len(reqs)
         todo = []
+        u = self.usage
         for i, sha in enumerate(shas):
             hit = self.cache.get(sha)
             if hit is None:
                 todo.append(i)
             else:
-                results[i] = Completion(hit["text"], sha, True, hit.get("input_tokens", 0), hit.get("output_tokens", 0))
+                results[i] = Completion(hit["text"], sha, True, hit.get("input_tokens", 0),
+                                        hit.get("output_tokens", 0), cost_usd=hit.get("cost_usd", 0.0))
+                u.cost_usd_saved += results[i].cost_usd
+        u.requests += len(reqs)
+        u.cache_hits += len(reqs) - len(todo)
         if not todo:
             return results  # type: ignore[return-value]
 
         self._prepare()
-        bar = tqdm(total=len(todo), desc=f"teacher {self.name}", unit="req", file=sys.stderr)
+        failed = 0
+        bar = tqdm(total=len(reqs), initial=len(reqs) - len(todo), desc=desc or f"teacher {self.name}",
+                   unit="req", file=sys.stderr, dynamic_ncols=True)
+        bar.set_postfix(cached=len(reqs) - len(todo), failed=0, usd=f"{u.cost_usd:.4f}", refresh=False)
 
         def report(j: int, c: Completion) -> None:
+            nonlocal failed
             i = todo[j]
             c.request_sha = shas[i]
             if c.text is not None:
+                u.input_tokens += c.input_tokens
+                u.output_tokens += c.output_tokens
+                u.cost_usd += c.cost_usd
                 self.cache.put(c.request_sha, {"text": c.text, "input_tokens": c.input_tokens,
-                                               "output_tokens": c.output_tokens})
+                                               "output_tokens": c.output_tokens, "cost_usd": c.cost_usd},
+                               backend=self.backend, model=self.tp.model)
+            else:
+                failed += 1
+                u.errors[c.error] += 1
+            u.sent += c.error != "budget"
             results[i] = c
+            bar.set_postfix(cached=len(reqs) - len(todo), failed=failed, usd=f"{u.cost_usd:.4f}", refresh=False)
             bar.update(1)
 
         try:
-            self._complete([prompts[i] for i in todo], sample_index, report)
+            self._complete([reqs[i] for i in todo], [shas[i] for i in todo], report)
         finally:
             bar.close()
+        assert all(c is not None for c in results), "backend did not answer every request"
+        u.failed += failed
+        if self.meter.refused:
+            raise MedaugError(
+                f"teacher.budget_usd = {self.tp.budget_usd:g} reached: ${u.cost_usd:.4f} spent in this run; "
+                f"{self.meter.refused} requests were not sent, because their worst case (prompt + "
+                f"max_new_tokens = {self.tp.max_new_tokens}) could pass the budget. Every paid answer is kept in "
+                f"{self.tp.cache}: raise teacher.budget_usd (or ask for less) and rerun to pay only for the rest")
         errors = Counter(c.error for c in results if c is not None and c.text is None)
         if errors:
             print(f"teacher {self.name}: {sum(errors.values())} of {len(todo)} requests failed "
                   f"({', '.join(f'{k}: {v}' for k, v in errors.most_common())})", file=sys.stderr)
-        assert all(c is not None for c in results), "backend did not answer every prompt"
         return results  # type: ignore[return-value]
 
     def _prepare(self) -> None:
         """Called before the first cache miss is sent: load a model, check credentials."""
 
-    def _complete(self, prompts: list[str], sample_index: int, report: Report) -> None:
-        """Answer every prompt (cache misses only), calling report(j, Completion) once per prompt."""
+    def _complete(self, reqs: list[Request], shas: list[str], report: Report) -> None:
+        """Answer every request (cache misses only), calling report(j, Completion) once per request. Call
+        self.reserve(request) before sending one; on BudgetExceeded report it failed with error "budget"."""
         raise NotImplementedError
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 EXPERIMENT = "medaug"
 
@@ -22,3 +23,29 @@ def setup_mlflow(root: Path) -> str:
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return uri
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}, as `dvc metrics diff` shows nested metrics."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """One MLflow run for a data stage (e.g. generate: its params, and its requests, tokens and cost);
+    returns the run id. Only numeric metrics are logged; params are the stage's params.yaml sections, which
+    hold no secret (keys live in the environment)."""
+    setup_mlflow(root)
+    import mlflow
+
+    with mlflow.start_run(run_name=stage, tags={"medaug.stage": stage}) as run:
+        mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
+        mlflow.log_metrics({k: float(v) for k, v in flatten(metrics).items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return run.info.run_id
