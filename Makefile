@@ -27,6 +27,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/python bench/teacher.py
 	$(BIN)/python bench/run.py
 
 lint: setup

@@ -350,3 +350,20 @@ def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(projec
     assert sum(srv.attempts.values()) - sum(before.values()) == 10  # the rerun sent exactly the other half
     m = json.loads((project / "metrics/generate.json").read_text())
     assert m["generated"] == 20 and m["teacher"]["cache_hits"] == 10 and m["teacher"]["sent"] == 10
+
+
+def test_cli_dry_run_needs_prepared_data_and_sends_nothing(project, monkeypatch, capsys):
+    from medaug.cli import main
+    (project / "params.yaml").write_text("teacher:\n  backend: openai\n  model: fake-teacher\n"
+                                         "  prices: {fake-teacher: {input: 1.0, output: 2.0}}\n")
+    monkeypatch.chdir(project)
+    with OpenAIServer(pubmedqa_responder) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        main(["generate", "--dry-run"])
+        assert srv.requests == []
+    out = capsys.readouterr().out
+    assert "20 requests (0 cached, 20 to send) to openai:fake-teacher" in out and "at most $0.01" in out  # ~4.4k prompt + 20 x 160 reply tokens
+    (project / "data/prepared/train.jsonl").unlink()
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--dry-run"])
+    assert e.value.code == 2 and "run `medaug prepare`" in capsys.readouterr().err

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import os
 import random
+import ssl
 import time
 
 import httpx2
@@ -48,6 +50,12 @@ def retry_after_s(headers) -> float | None:
         return None
 
 
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """Built once per process: loading the CA bundle costs 50-100 ms, paid by every new client otherwise."""
+    return httpx2.create_ssl_context()
+
+
 def refuses_response_format(e: openai.APIStatusError) -> bool:
     return e.status_code in (400, 422) and "response_format" in str(e.message or "") + str(e.body or "")
 
@@ -73,7 +81,8 @@ class OpenAITeacher(Teacher):
     async def _run(self, reqs: list[Request], report: Report) -> None:
         client = openai.AsyncOpenAI(api_key=os.environ["OPENAI_API_KEY"],
                                     base_url=os.environ.get("OPENAI_BASE_URL") or None,
-                                    timeout=self.tp.timeout_s, max_retries=0)
+                                    timeout=self.tp.timeout_s, max_retries=0,
+                                    http_client=openai.DefaultAsyncHttpxClient(verify=ssl_context()))
         sem = asyncio.Semaphore(self.tp.max_concurrency)
         rpm = Pacer(self.tp.rpm) if self.tp.rpm else None
         tpm = Pacer(self.tp.tpm) if self.tp.tpm else None

@@ -1,0 +1,128 @@
+"""Benchmark: throughput of the OpenAI-compatible teacher backend against a local server.
+
+Starts tests/openai_server.py as a separate process (so it does not share the client's GIL) that answers every
+request after a fixed 200 ms. For each concurrency (1, 8, 32, 64) it sends 100 x concurrency distinct prompts
+(the real `new`-strategy prompt over the bundled sample abstracts, ~1.5 kB each) through
+`make_teacher(...).complete()` with a fresh cache, and measures requests/s (prompts / wall time of complete()),
+its share of the ideal concurrency / 0.2 s, and the client's CPU seconds per request. Then it reruns the
+concurrency-32 prompts on the now full cache and checks through the server's GET /v1/_stats that no request
+was sent. Appends a table to bench/RESULTS.md and prints it; exits non-zero if a request fails or the cached
+rerun sends anything (the 90% throughput target is reported, not enforced).
+
+Usage: `make bench` (this, then bench/run.py), or `.venv/bin/python bench/teacher.py` (under a minute).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import replace
+from itertools import cycle
+from pathlib import Path
+
+from medaug.augment.generate import build_prompt, load_prompt
+from medaug.data.pubmedqa import SAMPLE_PATH, from_original
+from medaug.llm.teacher import make_teacher
+from medaug.params import TeacherParams
+
+ROOT = Path(__file__).resolve().parents[1]
+LATENCY_S = 0.2
+CONCURRENCY = (1, 8, 32, 64)
+PROMPTS_PER_SLOT = 100  # ~20 s a row: fixed start-up costs (imports, first connections) weigh ~1%
+TARGET, TARGET_CONCURRENCY = 0.9, 32  # the acceptance point: 90% of the ideal throughput at concurrency 32
+
+
+def make_prompts(n: int) -> list[str]:
+    template, _ = load_prompt("new")
+    records = cycle(from_original(SAMPLE_PATH))
+    return [build_prompt(template, replace(r, contexts=[*r.contexts, f"(Item {i}.)"]))
+            for i, r in zip(range(n), records)]
+
+
+def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
+    port_file = tmp / "server.url"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "openai_server.py"), "--port-file", str(port_file),
+                             "--latency-s", str(LATENCY_S)])
+    deadline = time.time() + 30
+    while not port_file.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            sys.exit("the OpenAI-compatible test server did not start")
+        time.sleep(0.05)
+    return proc, port_file.read_text().strip()
+
+
+def server_requests(base_url: str) -> int:
+    with urllib.request.urlopen(f"{base_url}/_stats") as resp:
+        return json.load(resp)["requests"]
+
+
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run(tmp: Path, base_url: str, concurrency: int, prompts: list[str], cache: str) -> dict:
+    """One complete() call: wall time, client CPU and the requests the server saw."""
+    teacher = make_teacher(TeacherParams(backend="openai", model="fake-teacher", max_concurrency=concurrency,
+                                         cache=cache), tmp)
+    seen, cpu, start = server_requests(base_url), cpu_s(), time.perf_counter()
+    out = teacher.complete(prompts)
+    wall, cpu = time.perf_counter() - start, cpu_s() - cpu
+    teacher.cache.close()
+    failed = [c.error for c in out if c.text is None]
+    if failed:
+        sys.exit(f"concurrency {concurrency}: {len(failed)} of {len(prompts)} requests failed ({failed[0]}, ...)")
+    return {"wall": wall, "cpu": cpu, "sent": server_requests(base_url) - seen, "cached": sum(c.cached for c in out)}
+
+
+def main() -> None:
+    prompts = make_prompts(PROMPTS_PER_SLOT * max(CONCURRENCY))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="medaug-bench-teacher-") as tmp_name:
+        tmp = Path(tmp_name)
+        server, base_url = start_server(tmp)
+        os.environ.update(OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench")
+        try:
+            for c in CONCURRENCY:
+                n = PROMPTS_PER_SLOT * c
+                r = run(tmp, base_url, c, prompts[:n], f"cache-{c}.sqlite")
+                rps, ideal = n / r["wall"], c / LATENCY_S
+                target = ("pass" if rps >= TARGET * ideal else "**fail**") if c == TARGET_CONCURRENCY else ""
+                rows.append(f"| {c} | {n} | {r['sent']} | {r['wall']:.2f} | {rps:.1f} | {ideal:.0f} | "
+                            f"{rps / ideal:.1%} | {r['cpu'] / n * 1000:.2f} | {target} |")
+                print(rows[-1], flush=True)
+            n = PROMPTS_PER_SLOT * TARGET_CONCURRENCY
+            rerun = run(tmp, base_url, TARGET_CONCURRENCY, prompts[:n], f"cache-{TARGET_CONCURRENCY}.sqlite")
+        finally:
+            server.terminate()
+            server.wait()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    report = (f"\n## Teacher throughput, openai backend vs local server, {dt.date.today()} (commit {commit.strip()}, "
+              f"{os.cpu_count()} cores, {platform.machine()})\n\n"
+              f"`bench/teacher.py`: tests/openai_server.py in its own process answers every request after "
+              f"{LATENCY_S * 1000:.0f} ms; fresh cache per row; requests/s = prompts / wall time of complete(); "
+              f"ideal = concurrency / {LATENCY_S:g} s; target at concurrency {TARGET_CONCURRENCY}: "
+              f">= {TARGET:.0%} of ideal.\n\n"
+              "| concurrency | prompts | requests sent | wall s | requests/s | ideal | % of ideal | "
+              "client CPU ms/request | target |\n|---|---|---|---|---|---|---|---|---|\n"
+              + "\n".join(rows) + "\n\n"
+              f"Fully cached rerun of the concurrency-{TARGET_CONCURRENCY} prompts: {rerun['cached']} of {n} "
+              f"from cache, {rerun['sent']} requests sent, {rerun['wall']:.2f} s.\n")
+    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
+        f.write(report)
+    print(report)
+    if rerun["sent"] or rerun["cached"] != n:
+        sys.exit("the fully cached rerun sent requests")
+
+
+if __name__ == "__main__":
+    main()
