@@ -350,6 +350,14 @@ def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(projec
     assert sum(srv.attempts.values()) - sum(before.values()) == 10  # the rerun sent exactly the other half
     m = json.loads((project / "metrics/generate.json").read_text())
     assert m["generated"] == 20 and m["teacher"]["cache_hits"] == 10 and m["teacher"]["sent"] == 10
+    # the stage's usage is in MLflow too: one run per completed stage, with params and the tokens and cost
+    import mlflow
+    from medaug.tracking import setup_mlflow
+    setup_mlflow(project)
+    (run,) = mlflow.search_runs(filter_string="tags.`medaug.stage` = 'generate'", output_format="list")
+    assert run.data.metrics["teacher.sent"] == 10 and run.data.metrics["teacher.cache_hits"] == 10
+    assert run.data.metrics["teacher.cost_usd"] == 0 and run.data.metrics["generated"] == 20
+    assert run.data.params["teacher.model"] == "fake-teacher" and "teacher.budget_usd" in run.data.params
 
 
 def test_cli_dry_run_needs_prepared_data_and_sends_nothing(project, monkeypatch, capsys):

@@ -361,7 +361,10 @@ def test_budget_meter_refuses_what_could_pass_the_budget():
     ('{"question": "Q?"}', {"question": "Q?"}),
     ('```json\n{"question": "Q?"}\n```', {"question": "Q?"}),
     ('Sure! Here it is: {"question": "Q?"} Hope this helps.', {"question": "Q?"}),
-    ('{"question": "Q?"', "malformed_json"),
+    ('{"question": "Q?', "malformed_json"),
+    # an object that never closes keeps its complete pairs, the first of each key
+    ('{"question": "Q?", "answer": "yes", "answer": "no", "explanation": "cut sh', {"question": "Q?", "answer": "yes"}),
+    ('{"question": "Is it \\"safe\\"?": "Yes"\nReply: {"question": "Is', {"question": 'Is it "safe"?'}),
     ("Question: Q?", "not_json"),
     ('["Q?"]', "not_json"),
 ])
@@ -393,3 +396,10 @@ def test_local_json_requests_are_prefilled_and_cut_at_the_end_of_the_object():
     assert cut('Is it?"}\nReply: {"question"', "Reply:", pre) == '{"question": "Is it?"}'
     assert cut("Is it", "Reply:", pre) is None
     assert cut("Is it\n\nAbstract: next", "Reply:", pre) == '{"question": "Is it'  # left unfinished
+    assert cut('Is it?": "yes"\nReply: {"question": "Is', "Reply:", pre) == '{"question": "Is it?": "yes"'
+
+    # a base model cannot follow a repair instruction: a repair conversation is a new sample of the prompt
+    from medaug.llm.local_backend import prompt_text
+    repair = Request([{"role": "user", "content": "Abstract: x\nReply: "}, {"role": "assistant", "content": "bad"},
+                      {"role": "user", "content": "That reply could not be used"}])
+    assert prompt_text(repair) == "Abstract: x\nReply:"

@@ -4,8 +4,9 @@ Deterministic: each batch is sampled under a torch seed derived from its first r
 holds teacher.seed and the sample index). Only the new tokens are decoded; generation stops at EOS, at the first
 blank line, or where the model starts a next item (a "Key:" line it already wrote). A request for JSON is
 prefilled with the opening of the object (`{"<first key>": "`), which keeps a base model on the format, and
-stops once the object is complete. The model is loaded at the first cache miss, so a fully cached rerun never
-loads it.
+stops once the object is complete. The backend drives base models: a conversation (a repair request) is
+answered as a new sample of its first prompt. The model is loaded at the first cache miss, so a fully cached
+rerun never loads it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def prefill(r: Request) -> str:
     return "{"
 
 
+def prompt_text(r: Request) -> str:
+    """What a base model reads: the first user message. A base model cannot follow a repair instruction, so
+    a repair conversation becomes a fresh sample of the original prompt (its own seed: another cache key)."""
+    return r.messages[0]["content"].rstrip()
+
+
 class ItemEndStop(StoppingCriteria):
     """Per row: stop generating once the reply is complete (cut_json for JSON requests, else cut_reply)."""
 
@@ -84,8 +91,11 @@ def cut(text: str, last_line: str, prefilled: str) -> str | None:
         return cut_reply(text, last_line)
     text = prefilled + text
     done = cut_json(text)
-    if done is None and "\n\n" in text.lstrip():  # a blank line: the model left the object unfinished
-        return text.split("\n\n")[0]
+    if done is None:  # the model left the object unfinished: a blank line, or the next item's "Reply:" line
+        key = _KEY.match(last_line)
+        ends = [text.find("\n\n")] + ([text.find("\n" + key.group(0).strip())] if key else [])
+        ends = [e for e in ends if e > 0]
+        return text[:min(ends)] if ends else None
     return done
 
 
@@ -118,11 +128,10 @@ class LocalTeacher(Teacher):
         for start in range(0, len(todo), tp.batch_size):
             idx = todo[start:start + tp.batch_size]
             prefills = [prefill(reqs[j]) for j in idx]
-            # a base model reads a conversation (a repair request) as its contents, one after another
-            batch = [reqs[j].text.rstrip() + (" " + pre if pre else "") for j, pre in zip(idx, prefills)]
+            batch = [prompt_text(reqs[j]) + (" " + pre if pre else "") for j, pre in zip(idx, prefills)]
             enc = tok(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt)
             prompt_len = enc["input_ids"].shape[1]
-            last_lines = [reqs[j].text.rstrip().rsplit("\n", 1)[-1] for j in idx]
+            last_lines = [prompt_text(reqs[j]).rsplit("\n", 1)[-1] for j in idx]
             torch.manual_seed(int(shas[idx[0]][:15], 16))
             sampling = dict(do_sample=True, temperature=tp.temperature, top_p=tp.top_p) if tp.temperature > 0 \
                 else dict(do_sample=False)

@@ -20,6 +20,7 @@ from medaug.llm.teacher import Request, Teacher
 
 REPAIR = (Path(__file__).parent / "prompts" / "repair.txt").read_text(encoding="utf-8").strip()
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+_PAIR = re.compile(r'"(\w+)"\s*:\s*"((?:[^"\\\n]|\\.)*)"')
 
 # check(obj) -> the fields to keep, or a reject reason such as "same_question"
 Check = Callable[[dict[str, Any]], "dict[str, Any] | str"]
@@ -32,7 +33,10 @@ def string_schema(*required: str, enums: dict[str, list[str]] | None = None) -> 
 
 
 def parse_json(reply: str) -> dict[str, Any] | str:
-    """The first JSON object in the reply (code fences and chatter around it allowed), or a reason."""
+    """The first JSON object in the reply (code fences and chatter around it allowed), or a reason.
+
+    An object that never closes (a small model cut at max_new_tokens, or repeating its keys) still yields
+    its complete `"key": "string"` pairs, the first of each key: the schema and the check decide the rest."""
     text = _FENCE.sub("", reply.strip())
     start = text.find("{")
     if start < 0:
@@ -40,7 +44,13 @@ def parse_json(reply: str) -> dict[str, Any] | str:
     try:
         obj, _ = json.JSONDecoder().raw_decode(text, start)
     except ValueError:
-        return "malformed_json"
+        pairs: dict[str, Any] = {}
+        for key, value in _PAIR.findall(text[start:]):
+            try:
+                pairs.setdefault(key, json.loads(f'"{value}"'))
+            except ValueError:  # an escape JSON does not know
+                pairs.setdefault(key, value)
+        return pairs or "malformed_json"
     return obj if isinstance(obj, dict) else "not_json"
 
 

@@ -80,6 +80,9 @@ class Usage:
 
 class Teacher:
     backend = "base"
+    version = 1
+    """Part of every cache key: bump it when a code change alters what the backend returns for the same
+    request (rendering, stopping, prefill), so old answers are not served for new behaviour."""
 
     def __init__(self, tp: TeacherParams, cache: RequestCache):
         self.tp = tp
@@ -92,7 +95,8 @@ class Teacher:
         """Everything that determines an answer. Prompt files are part of the message text, so editing one
         invalidates exactly the requests that used it."""
         tp = self.tp
-        parts = dict(backend=self.backend, model=tp.model, messages=r.messages, temperature=tp.temperature,
+        parts = dict(backend=self.backend, version=self.version, model=tp.model, messages=r.messages,
+                     temperature=tp.temperature,
                      top_p=tp.top_p, max_new_tokens=tp.max_new_tokens, seed=tp.seed, sample_index=r.sample_index)
         if r.schema is not None:
             parts["schema"] = r.schema
