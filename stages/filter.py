@@ -1,16 +1,18 @@
-"""DVC stage `filter`: validate, dedup and decontaminate generated data -> data/train/augmented.jsonl."""
+"""DVC stage `filter`: the filter steps of params.yaml over the generated data -> data/train/augmented.jsonl."""
+
+from pathlib import Path
 
 from medaug import filtering
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import FILTERED, GENERATED, METRICS, PREPARED, TRAIN_SETS
+from medaug.paths import FILTERED, FUNNEL_PLOT, GENERATED, METRICS, PREPARED, TRAIN_SETS
 
 
 def main() -> None:
     p = load_params()
     filtering.run(p, PREPARED, GENERATED / "generated.jsonl", FILTERED / "kept.jsonl",
                   FILTERED / "rejects.jsonl", METRICS / "funnel.json", TRAIN_SETS / "augmented.jsonl",
-                  GENERATED / "rejects.jsonl")
+                  GENERATED / "rejects.jsonl", Path.cwd(), FUNNEL_PLOT)
 
 
 if __name__ == "__main__":

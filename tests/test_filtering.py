@@ -1,4 +1,4 @@
-"""The filter stage: validate, exact dedup and test decontamination of generated records, with a funnel."""
+"""The filter stage: its steps (validate, dedup, decontaminate, balance) in params order, and the funnel."""
 
 import json
 from pathlib import Path
@@ -30,12 +30,18 @@ def gen(parent: Record, gid: str, question: str, source: str = "rewrite", contex
                   parent_id=parent.id, teacher={"model": "m", "prompt_sha": "p", "request_sha": gid})
 
 
+def rule_params() -> Params:
+    p = Params()
+    p.filter.steps = ["validate", "dedup", "decontaminate"]
+    return p
+
+
 def run_filter(tmp_path, prepared_dir, records, p=None):
     gen_path = tmp_path / "generated.jsonl"
     write_records(gen_path, records)
     out = tmp_path / "filtered"
-    funnel = filtering.run(p or Params(), prepared_dir, gen_path, out / "kept.jsonl", out / "rejects.jsonl",
-                           tmp_path / "funnel.json", tmp_path / "augmented.jsonl")
+    funnel = filtering.run(p or rule_params(), prepared_dir, gen_path, out / "kept.jsonl", out / "rejects.jsonl",
+                           tmp_path / "funnel.json", tmp_path / "augmented.jsonl", plot_path=tmp_path / "plot.json")
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     return funnel, read_records(out / "kept.jsonl"), {r["id"]: r["reject_reason"] for r in rejects}
 
@@ -68,8 +74,17 @@ def test_funnel_keeps_good_items_and_drops_each_reason(tmp_path, prepared):
     assert funnel == {"in": 18, "kept": 9,
                       "dropped": {"too_short": 1, "too_long": 1, "same_as_parent": 1, "empty_context": 1,
                                   "duplicate": 2, "test_overlap": 3},
+                      "steps": {"validate": {"in": 18, "out": 14, "dropped": {
+                                    "empty_context": 1, "same_as_parent": 1, "too_long": 1, "too_short": 1}},
+                                "dedup": {"in": 14, "out": 12, "dropped": {"duplicate": 2}},
+                                "decontaminate": {"in": 12, "out": 9, "dropped": {"test_overlap": 3}}},
                       "by_source": {"rewrite": {"in": 14, "kept": 8}, "new": {"in": 4, "kept": 1}}}
     assert json.loads((tmp_path / "funnel.json").read_text()) == funnel
+    assert json.loads((tmp_path / "plot.json").read_text()) == [
+        {"step": "in", "items": 18}, {"step": "validate", "items": 14}, {"step": "dedup", "items": 12},
+        {"step": "decontaminate", "items": 9}]
+    rejects = [json.loads(x) for x in (tmp_path / "filtered/rejects.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["reject_step"] for r in rejects}["dup-train"] == "dedup"
     assert read_records(tmp_path / "augmented.jsonl") == train + kept
 
 
@@ -85,7 +100,7 @@ def test_same_question_with_another_label_is_not_a_duplicate(tmp_path, prepared)
 def test_thresholds_come_from_params(tmp_path, prepared):
     t0 = prepared["train"][0]
     item = gen(t0, "g", "Is this item twenty-nine chars?")
-    p = Params()
+    p = rule_params()
     p.filter.min_question_chars = 40
     assert run_filter(tmp_path, prepared["dir"], [item], p)[2] == {"g": "too_short"}
     p.filter.min_question_chars, p.filter.max_question_chars = 5, 20
@@ -99,10 +114,10 @@ def test_decontamination_ngram_length(tmp_path, prepared):
     # a window of the test question that no train/dev record has
     start = next(i for i in range(len(words) - 3) if tuple(words[i:i + 4]) in grams)
     item = gen(t0, "g", "Regarding " + " ".join(words[start:start + 4]) + ", what did they find?", source="new")
-    p = Params()
-    p.filter.decontaminate_ngram = 4
+    p = rule_params()
+    p.filter.decontaminate.ngram = 4
     assert run_filter(tmp_path, prepared["dir"], [item], p)[2] == {"g": "test_overlap"}
-    p.filter.decontaminate_ngram = 5
+    p.filter.decontaminate.ngram = 5
     assert run_filter(tmp_path, prepared["dir"], [item], p)[2] == {}
 
 
@@ -159,9 +174,33 @@ def test_the_funnel_starts_from_every_item_the_teacher_was_asked_for(tmp_path, p
     gen_path = tmp_path / "generated.jsonl"
     write_records(gen_path, good)
     out = tmp_path / "out"
-    funnel = filtering.run(Params(), prepared["dir"], gen_path, out / "kept.jsonl", out / "rejects.jsonl",
+    funnel = filtering.run(rule_params(), prepared["dir"], gen_path, out / "kept.jsonl", out / "rejects.jsonl",
                            tmp_path / "funnel.json", None, gen_rejects)
     assert funnel["in"] == 5 and funnel["kept"] == 3
+    assert funnel["steps"]["generate"] == {"in": 5, "out": 3, "dropped": {"not_json": 1, "teacher_error": 1}}
     assert funnel["dropped"]["teacher_error"] == 1 and funnel["dropped"]["not_json"] == 1
     assert funnel["in"] == funnel["kept"] + sum(funnel["dropped"].values())
     assert funnel["by_source"] == {"new": {"in": 4, "kept": 3}, "rewrite": {"in": 1, "kept": 0}}
+
+
+def test_balance_caps_each_labels_share_dropping_the_latest(tmp_path, prepared):
+    train = prepared["train"]
+    items = [gen(t, f"g{i}", f"Is generated question number {i} about this abstract answered?", source="new",
+                 label=label) for i, (t, label) in enumerate(zip(train, ["yes"] * 6 + ["no"] * 2 + ["maybe"]))]
+    p = rule_params()
+    p.filter.steps.append("balance")
+    p.filter.balance.max_share = 0.5
+    funnel, kept, rejected = run_filter(tmp_path, prepared["dir"], items, p)
+    # yes: 6 of 9; dropping the latest yes items until yes <= half of what is left: 3 yes, 2 no, 1 maybe
+    assert rejected == {"g5": "label_cap", "g4": "label_cap", "g3": "label_cap"}
+    assert [r.final_decision for r in kept].count("yes") == 3 and funnel["steps"]["balance"]["out"] == 6
+    p.filter.balance.max_share = 1.0
+    assert run_filter(tmp_path, prepared["dir"], items, p)[2] == {}
+
+
+def test_decontamination_is_never_optional():
+    from medaug.params import parse_params
+    with pytest.raises(MedaugError, match="filter.steps must include decontaminate"):
+        parse_params({"filter": {"steps": ["validate", "dedup"]}})
+    with pytest.raises(MedaugError, match="not allowed"):
+        parse_params({"filter": {"steps": ["validate", "decontaminate", "magic"]}})

@@ -46,4 +46,4 @@ def test_cli_check_params_exits_nonzero_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "medaug.cli", "check-params", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: params.yaml: unknown key 'filter.ngram' (known keys here: "
-                                "min_question_chars, max_question_chars, decontaminate_ngram)")
+                                "steps, min_question_chars, max_question_chars, dedup, decontaminate, judge, balance)")

@@ -178,8 +178,8 @@ def test_bad_params_key_fails_in_one_line_and_writes_nothing(project, tmp_path):
         r = sh(["python", "stages/filter.py"], repo, env, check=False)
         assert r.returncode == 2
         assert r.stderr.strip().splitlines() == [
-            "error: params.yaml: unknown key 'filter.n_gram' (known keys here: min_question_chars, "
-            "max_question_chars, decontaminate_ngram)"]
+            "error: params.yaml: unknown key 'filter.n_gram' (known keys here: steps, min_question_chars, "
+            "max_question_chars, dedup, decontaminate, judge, balance)"]
         assert sorted(p for p in (repo / "data").rglob("*")) == before
     finally:
         (repo / "params.yaml").write_text(params)

@@ -129,11 +129,82 @@ class GenerateParams:
 
 
 @dataclass
+class DedupParams:
+    threshold: float = 0.8
+    """Drop an item whose question's estimated Jaccard similarity (MinHash over word shingles) with a kept
+    generated item or a train question is at least this (1.0 = exact duplicates only)."""
+    shingle: int = 3
+    """Words per shingle."""
+    num_perm: int = 128
+    """MinHash permutations: more is a closer estimate, and slower."""
+    embedding: bool = False
+    """Also drop items whose question embedding (the packaged MiniLM) is this close to a kept or train one."""
+    embedding_threshold: float = 0.95
+    """Cosine similarity at or above which `embedding` calls two questions duplicates."""
+
+    def check(self, key: str) -> None:
+        if not 0 < self.threshold <= 1 or not 0 < self.embedding_threshold <= 1:
+            raise MedaugError(f"params.yaml: {key}.threshold and {key}.embedding_threshold must be in (0, 1]")
+        if self.shingle < 1 or self.num_perm < 1:
+            raise MedaugError(f"params.yaml: {key}.shingle and {key}.num_perm must be >= 1")
+
+
+@dataclass
+class DecontaminateParams:
+    ngram: int = 8
+    """Drop a generated item that shares a word n-gram this long with a test question or context (n-grams
+    that also occur in train/dev, i.e. boilerplate, do not count)."""
+    embedding: bool = False
+    """Also drop items whose question or context embedding (the packaged MiniLM) is close to a test item's."""
+    embedding_threshold: float = 0.9
+
+    def check(self, key: str) -> None:
+        if self.ngram < 3:
+            raise MedaugError(f"params.yaml: {key}.ngram must be >= 3 (got {self.ngram})")
+
+
+@dataclass
+class JudgeParams:
+    min_score: int = 3
+    """Keep items the teacher scores at least this on the rubric (filtering/prompts/judge.txt), 1-5."""
+
+    def check(self, key: str) -> None:
+        if not 1 <= self.min_score <= 5:
+            raise MedaugError(f"params.yaml: {key}.min_score must be 1-5 (got {self.min_score})")
+
+
+@dataclass
+class BalanceParams:
+    max_share: float = 0.5
+    """No label may be more than this share of the kept generated items (1.0 = no cap)."""
+
+    def check(self, key: str) -> None:
+        if not 1 / 3 <= self.max_share <= 1:
+            raise MedaugError(f"params.yaml: {key}.max_share must be in [1/3, 1] (got {self.max_share})")
+
+
+FILTER_STEPS = ("validate", "dedup", "decontaminate", "judge", "consistency", "balance")
+
+
+@dataclass
 class FilterParams:
+    steps: list[Literal["validate", "dedup", "decontaminate", "judge", "consistency", "balance"]] = field(
+        default_factory=lambda: ["validate", "dedup", "decontaminate", "balance"])
+    """The filters to apply, in this order. `decontaminate` cannot be left out: a generated item derived from
+    or overlapping the test set would make every score meaningless."""
     min_question_chars: int = 12
     max_question_chars: int = 500
-    decontaminate_ngram: int = 8
-    """Drop a generated item that shares a word n-gram this long with a test question or context."""
+    dedup: DedupParams = field(default_factory=DedupParams)
+    decontaminate: DecontaminateParams = field(default_factory=DecontaminateParams)
+    judge: JudgeParams = field(default_factory=JudgeParams)
+    balance: BalanceParams = field(default_factory=BalanceParams)
+
+    def check(self, key: str) -> None:
+        if "decontaminate" not in self.steps:
+            raise MedaugError(f"params.yaml: {key}.steps must include decontaminate (test-set decontamination "
+                              f"is never optional)")
+        if len(set(self.steps)) != len(self.steps):
+            raise MedaugError(f"params.yaml: {key}.steps lists a step twice ({self.steps})")
 
 
 @dataclass

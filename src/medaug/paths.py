@@ -10,6 +10,7 @@ MODELS = Path("models")
 EVAL = Path("eval")
 METRICS = Path("metrics")
 CONFUSION = Path("plots/confusion")
+FUNNEL_PLOT = Path("plots/funnel.json")
 
 
 def candidate(model: str, variant: str) -> str:

@@ -1,17 +1,16 @@
-"""Stage `filter`: generated records -> kept records, rejects with their reason, and the funnel counts."""
+"""Stage `filter`: generated records -> kept records, rejects with their step and reason, the funnel counts."""
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from medaug.data.jsonl import iter_jsonl, write_json, write_jsonl
 from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.errors import MedaugError
-from medaug.filtering.rules import (REASONS, check_duplicate, check_test_overlap, check_valid, contamination_ngrams,
-                                    dedup_key, normalize)
+from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
 
 
@@ -31,53 +30,57 @@ def read_generated(path: Path, parents: dict[str, Record]) -> list[Record]:
 
 
 def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rejects_path: Path,
-        funnel_path: Path, train_set_path: Path | None = None,
-        generate_rejects_path: Path | None = None) -> dict[str, Any]:
-    """Filter generated records in order: validate -> exact dedup -> test decontamination.
+        funnel_path: Path, train_set_path: Path | None = None, generate_rejects_path: Path | None = None,
+        root: Path | None = None, plot_path: Path | None = None) -> dict[str, Any]:
+    """Apply `filter.steps` in order to the generated records; write the kept ones, the rejects (with the step
+    and reason), the funnel and its bar plot.
 
     `train_set_path` (optional): also write the `augmented` variant's training set there, the original train
     split followed by the kept generated records.
     `generate_rejects_path` (optional): generate's rejects (teacher errors, unusable replies); the funnel then
-    starts from every item the teacher was asked for, and counts those under their reason.
+    starts from every item the teacher was asked for, with `generate` as its first step.
     """
     prepared_dir = Path(prepared_dir)
     train, dev, test = (read_records(prepared_dir / f"{name}.jsonl") for name in ("train", "dev", "test"))
-    parents = {r.id: r for r in train + dev + test}
-    generated = read_generated(Path(generated_path), parents)
+    ctx = Context(p, Path(root or "."), train, dev, test)
+    generated = read_generated(Path(generated_path), ctx.parents)
 
-    n = p.filter.decontaminate_ngram
-    test_ids = {r.id for r in test}
-    test_grams = contamination_ngrams(test, train + dev, n)
-    train_questions = {normalize(r.question) for r in train}
-
-    kept, rejects, kept_keys = [], [], set()
-    dropped = dict.fromkeys(REASONS, 0)
+    steps: dict[str, dict[str, Any]] = {}
     by_source: dict[str, dict[str, int]] = {}
-    for rec in tqdm(generated, desc="filter", unit="item"):
-        reason = (check_valid(rec, parents.get(rec.parent_id or ""), p.filter)
-                  or check_duplicate(rec, kept_keys, train_questions)
-                  or check_test_overlap(rec, test_ids, test_grams, n))
-        counts = by_source.setdefault(rec.source, {"in": 0, "kept": 0})
-        counts["in"] += 1
-        if reason:
-            dropped[reason] += 1
-            rejects.append({**rec.to_dict(), "reject_reason": reason})
-        else:
-            kept.append(rec)
-            kept_keys.add(dedup_key(rec))
-            counts["kept"] += 1
-
-    n_in = len(generated)
+    for rec in generated:
+        by_source.setdefault(rec.source, {"in": 0, "kept": 0})["in"] += 1
     if generate_rejects_path is not None:
-        for _, rej in iter_jsonl(generate_rejects_path):
-            n_in += 1
-            dropped[rej["reason"]] = dropped.get(rej["reason"], 0) + 1
+        gen_rejects = [rej for _, rej in iter_jsonl(generate_rejects_path)]
+        for rej in gen_rejects:
             by_source.setdefault(rej["strategy"], {"in": 0, "kept": 0})["in"] += 1
-    funnel = {"in": n_in, "kept": len(kept), "dropped": dropped, "by_source": by_source}
+        steps["generate"] = {"in": len(generated) + len(gen_rejects), "out": len(generated),
+                             "dropped": dict(sorted(Counter(r["reason"] for r in gen_rejects).items()))}
+
+    alive, rejects = list(generated), []
+    for name in p.filter.steps:
+        drops = STEPS[name](alive, ctx)
+        steps[name] = {"in": len(alive), "out": len(alive) - len(drops),
+                       "dropped": dict(sorted(Counter(drops.values()).items()))}
+        rejects += [{**r.to_dict(), "reject_step": name, "reject_reason": drops[r.id]} for r in alive if r.id in drops]
+        alive = [r for r in alive if r.id not in drops]
+        print(f"filter: {name}: {steps[name]['in']} -> {steps[name]['out']} "
+              f"{steps[name]['dropped'] or ''}", file=sys.stderr)
+    for rec in alive:
+        by_source[rec.source]["kept"] += 1
+
+    dropped: Counter = Counter()
+    for step in steps.values():
+        dropped.update(step["dropped"])
+    first = next(iter(steps.values()), {"in": len(generated)})
+    funnel = {"in": first["in"], "kept": len(alive), "dropped": dict(sorted(dropped.items())), "steps": steps,
+              "by_source": by_source}
     assert funnel["in"] == funnel["kept"] + sum(dropped.values()), funnel
-    write_records(out_path, kept)
+    write_records(out_path, alive)
     write_jsonl(rejects_path, rejects)
     write_json(funnel_path, funnel)
+    if plot_path is not None:
+        write_json(plot_path, [{"step": name, "items": step["out"]} for name, step in
+                               [("in", {"out": funnel["in"]}), *steps.items()]])
     if train_set_path is not None:
-        write_records(train_set_path, train + kept)
+        write_records(train_set_path, train + alive)
     return funnel

@@ -1,6 +1,6 @@
 """Rule-based filters for generated records: validate, exact dedup, test decontamination.
 
-Each check returns a reject reason or None; `funnel.run` applies them in order and counts the reasons.
+Each check returns a reject reason or None; the steps in steps.py apply them.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ from collections.abc import Iterable
 from medaug.data.schema import Record
 from medaug.data.text import normalize, word_ngrams
 from medaug.params import FilterParams
-
-REASONS = ("too_short", "too_long", "same_as_parent", "empty_context", "duplicate", "test_overlap")
-
 
 def check_valid(rec: Record, parent: Record | None, p: FilterParams) -> str | None:
     """Question length within bounds, a rewrite differs from its parent, the context is not empty."""
@@ -30,13 +27,6 @@ def check_valid(rec: Record, parent: Record | None, p: FilterParams) -> str | No
 
 def dedup_key(rec: Record) -> tuple[str, str]:
     return normalize(rec.question), rec.final_decision
-
-
-def check_duplicate(rec: Record, kept_keys: set[tuple[str, str]], train_questions: set[str]) -> str | None:
-    """Same normalized question and label as an already kept item, or same question as an original train item."""
-    if dedup_key(rec) in kept_keys or normalize(rec.question) in train_questions:
-        return "duplicate"
-    return None
 
 
 def contamination_ngrams(test: Iterable[Record], clean: Iterable[Record], n: int) -> set[tuple[str, ...]]:
