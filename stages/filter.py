@@ -12,7 +12,7 @@ def main() -> None:
     p = load_params()
     filtering.run(p, PREPARED, GENERATED / "generated.jsonl", FILTERED / "kept.jsonl",
                   FILTERED / "rejects.jsonl", METRICS / "funnel.json", TRAIN_SETS / "augmented.jsonl",
-                  GENERATED / "rejects.jsonl", Path.cwd(), FUNNEL_PLOT)
+                  GENERATED / "rejects.jsonl", Path.cwd(), FUNNEL_PLOT, FILTERED / "datacard.md")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The filter stage: its steps (validate, dedup, decontaminate, balance) in params order, and the funnel."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,22 @@ def test_decontamination_is_never_optional():
         parse_params({"filter": {"steps": ["validate", "dedup"]}})
     with pytest.raises(MedaugError, match="not allowed"):
         parse_params({"filter": {"steps": ["validate", "decontaminate", "magic"]}})
+
+
+def test_data_card_names_teacher_prompts_funnel_labels_and_mesh(tmp_path, prepared):
+    train = prepared["train"]
+    items = [gen(t, f"g{i}", f"Is generated question number {i} about this abstract answered?", source="new",
+                 label=label) for i, (t, label) in enumerate(zip(train, ["yes", "no", "maybe", "maybe"]))]
+    items.append(gen(train[0], "short", "Why?"))
+    write_records(tmp_path / "generated.jsonl", items)
+    out = tmp_path / "filtered"
+    funnel = filtering.run(rule_params(), prepared["dir"], tmp_path / "generated.jsonl", out / "kept.jsonl",
+                           out / "rejects.jsonl", tmp_path / "funnel.json", datacard_path=out / "datacard.md")
+    card = (out / "datacard.md").read_text()
+    assert "model(s) `m`" in card and "| new | `p` |" in card  # the teacher and prompt hash of the records
+    assert "| validate | 5 | 4 | too_short 1 |" in card and "| decontaminate | 4 | 4 | - |" in card
+    n = len(train)
+    assert f"| generated, kept | 4 | 1 (25%) | 1 (25%) | 2 (50%) |" in card
+    assert f"augmented set: {n + 4}" in card and funnel["kept"] == 4
+    top = Counter(h for r in train + read_records(out / "kept.jsonl") for h in r.meshes).most_common(1)[0]
+    assert f"| {top[0]} |" in card

@@ -7,9 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from medaug.data.jsonl import iter_jsonl, write_json, write_jsonl
+from medaug.data.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl
 from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.errors import MedaugError
+from medaug.filtering import datacard
 from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
 
@@ -31,7 +32,7 @@ def read_generated(path: Path, parents: dict[str, Record]) -> list[Record]:
 
 def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rejects_path: Path,
         funnel_path: Path, train_set_path: Path | None = None, generate_rejects_path: Path | None = None,
-        root: Path | None = None, plot_path: Path | None = None) -> dict[str, Any]:
+        root: Path | None = None, plot_path: Path | None = None, datacard_path: Path | None = None) -> dict[str, Any]:
     """Apply `filter.steps` in order to the generated records; write the kept ones, the rejects (with the step
     and reason), the funnel and its bar plot.
 
@@ -81,6 +82,9 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     if plot_path is not None:
         write_json(plot_path, [{"step": name, "items": step["out"]} for name, step in
                                [("in", {"out": funnel["in"]}), *steps.items()]])
+    if datacard_path is not None:
+        with atomic_path(datacard_path) as tmp:
+            tmp.write_text(datacard.render(p, train, generated, alive, funnel), encoding="utf-8")
     if train_set_path is not None:
         write_records(train_set_path, train + alive)
     return funnel

@@ -1,0 +1,54 @@
+"""The data card of the augmented training set: who generated it, with which prompts, what each filter step
+removed, and how labels and MeSH headings are distributed before and after. Markdown, written by the filter
+stage next to the kept records, so it is versioned with them and can go into a model description."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from medaug.data.schema import LABELS, Record
+from medaug.params import Params
+
+TOP_MESH = 15
+
+
+def _labels_row(name: str, records: list[Record]) -> str:
+    c = Counter(r.final_decision for r in records)
+    n = len(records) or 1
+    return f"| {name} | {len(records)} | " + " | ".join(f"{c[k]} ({c[k] / n:.0%})" for k in LABELS) + " |"
+
+
+def _mesh(records: list[Record]) -> Counter:
+    return Counter(h for r in records for h in r.meshes)
+
+
+def render(p: Params, train: list[Record], generated: list[Record], kept: list[Record],
+           funnel: dict[str, Any], extra_prompts: dict[str, str] | None = None) -> str:
+    teachers = sorted({(r.teacher or {}).get("model", "?") for r in generated})
+    prompts = sorted({(r.source, (r.teacher or {}).get("prompt_sha", "?")) for r in generated})
+    prompts += sorted((extra_prompts or {}).items())
+    lines = ["# Data card: augmented training set", "",
+             f"- Teacher: `{p.teacher.backend}` backend, model(s) {', '.join(f'`{t}`' for t in teachers) or 'none'}; "
+             f"temperature {p.teacher.temperature}, top_p {p.teacher.top_p}, seed {p.teacher.seed}",
+             f"- Strategies: {', '.join(p.generate.strategies)}; filter steps: {' -> '.join(p.filter.steps)}",
+             f"- Original train split: {len(train)} records; generated and kept: {len(kept)}; "
+             f"augmented set: {len(train) + len(kept)}", "",
+             "## Prompts (sha256)", "", "| prompt | sha256 |", "|---|---|"]
+    lines += [f"| {name} | `{sha[:16]}` |" for name, sha in prompts]
+    lines += ["", "## Funnel", "", "| step | in | out | dropped |", "|---|---|---|---|"]
+    for name, step in funnel["steps"].items():
+        dropped = ", ".join(f"{k} {v}" for k, v in step["dropped"].items()) or "-"
+        lines.append(f"| {name} | {step['in']} | {step['out']} | {dropped} |")
+    lines += ["", "| source | in | kept |", "|---|---|---|"]
+    lines += [f"| {src} | {c['in']} | {c['kept']} |" for src, c in funnel["by_source"].items()]
+    lines += ["", "## Labels", "", "| set | n | " + " | ".join(LABELS) + " |", "|---|---|---|---|---|",
+              _labels_row("original train", train), _labels_row("generated (after generate)", generated),
+              _labels_row("generated, kept", kept), _labels_row("augmented (train + kept)", train + kept)]
+    before, after = _mesh(train), _mesh(train + kept)
+    lines += ["", f"## MeSH headings (top {TOP_MESH} of the augmented set)", "",
+              f"Headings covered: {len(before)} in the original train split, {len(after)} in the augmented set; "
+              f"kept generated items carry {len(_mesh(kept))} distinct headings.", "",
+              "| heading | original | augmented |", "|---|---|---|"]
+    lines += [f"| {h} | {before[h]} | {n} |" for h, n in after.most_common(TOP_MESH)]
+    return "\n".join(lines) + "\n"
