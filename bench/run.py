@@ -30,7 +30,8 @@ def main() -> None:
         repo = Path(tmp) / "project"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                   DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
+                   DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
+                   PYTHONPATH=str(repo / "src"))  # the clone's code, not the editable install's working tree
         if not args.keep_cache:
             env["MEDAUG_CACHE"] = str(Path(tmp) / "cache")
         proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE,

@@ -140,6 +140,21 @@ def test_metrics_diff_and_confusion_plots(project):
     html = (repo / "dvc_plots/index.html").read_text()
     for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot"):
         assert f"vegaEmbed('#plots_confusion_{name}_json'" in html  # one confusion matrix per candidate
+    assert "vegaEmbed('#plots_funnel_json'" in html  # the filter funnel as a bar plot
+    funnel = json.loads((repo / "metrics/funnel.json").read_text())
+    assert list(funnel["steps"]) == ["generate", "validate", "dedup", "decontaminate", "balance"]
+    assert "# Data card" in (repo / "data/filtered/datacard.md").read_text()
+
+
+def test_a_filter_param_change_reruns_filter_and_downstream_never_generate(project):
+    repo, env = project["repo"], project["env"]
+    params = (repo / "params.yaml").read_text()
+    try:
+        (repo / "params.yaml").write_text(params.replace("max_share: 0.5", "max_share: 0.6"))
+        ran = stages_run(sh(["dvc", "repro", "--dry"], repo, env).stdout)
+        assert "filter" in ran and not ran & {"prepare", "generate", "train@tiny-original"}, ran
+    finally:
+        (repo / "params.yaml").write_text(params)
 
 
 def test_no_secret_in_any_written_file(project):
