@@ -1,4 +1,4 @@
-"""DVC stage `generate`: the teacher rewrites train QA pairs and writes new ones -> data/generated/."""
+"""DVC stage `generate`: the teacher writes QA from train records or corpus passages -> data/generated/."""
 
 from dataclasses import asdict
 from pathlib import Path

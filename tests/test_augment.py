@@ -342,13 +342,13 @@ def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(projec
         finally:
             gate.set()
         assert not (project / "data/generated/generated.jsonl").exists()  # a killed stage leaves no half file
-        before = dict(srv.attempts)
         proc = subprocess.run([sys.executable, str(root / "stages/generate.py")], cwd=project, env=env,
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
     assert all(srv.attempts[p] == 1 for p in answered), "an answered request was sent again"
-    assert sum(srv.attempts.values()) - sum(before.values()) == 10  # the rerun sent exactly the other half
     m = json.loads((project / "metrics/generate.json").read_text())
+    # the rerun sent exactly the other half (counted by the stage: a request of the killed process may still
+    # reach the server after the kill, so the server's count is not the rerun's)
     assert m["generated"] == 20 and m["teacher"]["cache_hits"] == 10 and m["teacher"]["sent"] == 10
     # the stage's usage is in MLflow too: one run per completed stage, with params and the tokens and cost
     import mlflow

@@ -50,7 +50,7 @@ def run_filter(tmp_path, prepared_dir, records, p=None):
 def test_funnel_keeps_good_items_and_drops_each_reason(tmp_path, prepared):
     train, test = prepared["train"], prepared["test"]
     t0, t1, t2, t3 = train[:4]
-    good = [gen(t, f"g{i}", f"Based on this study, {t.question[0].lower()}{t.question[1:]}")
+    good = [gen(t, f"g{i}", f"According to the results of this study, {t.question[0].lower()}{t.question[1:]}")
             for i, t in enumerate(train[:8])]
     new_good = gen(t3, "n0", "Was a reduction of the primary outcome reported in this trial?", source="new")
     bad = [
@@ -70,14 +70,15 @@ def test_funnel_keeps_good_items_and_drops_each_reason(tmp_path, prepared):
 
     assert [r.id for r in kept] == [r.id for r in good] + ["n0"]
     assert rejected == {"short": "too_short", "long": "too_long", "same": "same_as_parent", "empty": "empty_context",
-                        "dup-gen": "duplicate", "dup-train": "duplicate", "test-parent": "test_overlap",
+                        "dup-gen": "near_duplicate", "dup-train": "duplicate_of_train", "test-parent": "test_overlap",
                         "test-context": "test_overlap", "test-question": "test_overlap"}
     assert funnel == {"in": 18, "kept": 9,
                       "dropped": {"too_short": 1, "too_long": 1, "same_as_parent": 1, "empty_context": 1,
-                                  "duplicate": 2, "test_overlap": 3},
+                                  "near_duplicate": 1, "duplicate_of_train": 1, "test_overlap": 3},
                       "steps": {"validate": {"in": 18, "out": 14, "dropped": {
                                     "empty_context": 1, "same_as_parent": 1, "too_long": 1, "too_short": 1}},
-                                "dedup": {"in": 14, "out": 12, "dropped": {"duplicate": 2}},
+                                "dedup": {"in": 14, "out": 12, "dropped": {
+                                    "duplicate_of_train": 1, "near_duplicate": 1}},
                                 "decontaminate": {"in": 12, "out": 9, "dropped": {"test_overlap": 3}}},
                       "by_source": {"rewrite": {"in": 14, "kept": 8}, "new": {"in": 4, "kept": 1}}}
     assert json.loads((tmp_path / "funnel.json").read_text()) == funnel
@@ -95,7 +96,7 @@ def test_same_question_with_another_label_is_not_a_duplicate(tmp_path, prepared)
     b = gen(t1, "b", "does the abstract report a benefit", source="new", label="no")
     c = gen(t1, "c", "Does the abstract report a benefit!", source="new", label="yes")
     funnel, kept, rejected = run_filter(tmp_path, prepared["dir"], [a, b, c])
-    assert [r.id for r in kept] == ["a", "b"] and rejected == {"c": "duplicate"}
+    assert [r.id for r in kept] == ["a", "b"] and rejected == {"c": "near_duplicate"}
 
 
 def test_thresholds_come_from_params(tmp_path, prepared):

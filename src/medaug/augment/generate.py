@@ -1,48 +1,62 @@
-"""Generation strategies (Dr.LLaMA style): the teacher rewrites existing questions and writes new ones.
+"""Generation strategies: the teacher rewrites existing questions and writes new ones (Dr.LLaMA), writes questions
+grounded in passages of a user corpus (MQG), and writes new ones on parents sampled so MeSH headings are covered
+evenly (KAILIN). Strategies mix in one run; each record's `source` names the one that made it.
 
-A strategy is a prompt file (prompts/<strategy>.txt, with {context}, {question}, {answer}), the JSON schema of
-its reply, and a check of the reply's fields. The teacher layer (medaug.llm) asks for JSON, repairs a bad reply
-once and accounts for every request; this module only says what to ask and what to keep.
+A strategy is a prompt file (prompts/<name>.txt, with {context}, {question}, {answer}, {target}, {heading}), the
+JSON schema of its reply, a check of the reply's fields, and how it picks the items it asks about. The teacher
+layer (medaug.llm) asks for JSON, repairs a bad reply once and accounts for every request; this module only
+says what to ask and what to keep.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
+import re
 import sys
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from medaug.augment import grounded, mesh
 from medaug.data.jsonl import write_json, write_jsonl
 from medaug.data.schema import LABELS, Record, read_records, write_records
 from medaug.data.text import normalize, word_ngrams, words
 from medaug.errors import MedaugError
-from medaug.llm.structured import complete_json, string_schema
+from medaug.llm.structured import JsonReply, complete_json, string_schema
 from medaug.llm.teacher import Request, make_teacher
 from medaug.params import Params
 
 PROMPTS = Path(__file__).parent / "prompts"
-SCHEMAS = {"rewrite": string_schema("question"),
-           "new": string_schema("question", "answer", "explanation", enums={"answer": list(LABELS)})}
+_NEW = string_schema("question", "answer", "explanation", enums={"answer": list(LABELS)})
+SCHEMAS = {"rewrite": string_schema("question"), "new": _NEW, "grounded": _NEW, "mesh": _NEW}
+_PLACEHOLDER = re.compile(r"\{(context|question|answer|target|heading)\}")
+T = TypeVar("T")
 
 
-def load_prompt(strategy: str) -> tuple[str, str]:
+def load_prompt(name: str) -> tuple[str, str]:
     """(template text, sha256 of the file text)."""
-    text = (PROMPTS / f"{strategy}.txt").read_text(encoding="utf-8")
+    text = (PROMPTS / f"{name}.txt").read_text(encoding="utf-8")
     return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def build_prompt(template: str, r: Record) -> str:
-    """The template with the item filled in; braces elsewhere (the JSON example) stay as they are. rstrip: the
-    prompt ends right after "Reply:", where a base model continues."""
-    for name, value in (("context", r.context), ("question", r.question), ("answer", r.final_decision)):
-        template = template.replace("{" + name + "}", value)
-    return template.rstrip()
+def build_prompt(template: str, r: Record, target: str = "", heading: str = "") -> str:
+    """The template with the item filled in, in one pass (an item's text is never read as a placeholder);
+    braces elsewhere (the JSON example) stay as they are. rstrip: the prompt ends right after "Reply:", where a
+    base model continues."""
+    values = {"context": r.context, "question": r.question, "answer": r.final_decision, "target": target,
+              "heading": heading}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template).rstrip()
 
 
-def check(strategy: str, fields: dict[str, str], parent: Record, template: str = "") -> dict[str, str] | str:
+def check(strategy: str, fields: dict[str, str], parent: Record, template: str = "",
+          target: str = "") -> dict[str, str] | str:
     """The record fields from a schema-valid reply, or a reject reason. `template` (the prompt file) lets us
-    catch a question copied from the worked example or the instructions rather than written about the item."""
+    catch a question copied from the worked example or the instructions rather than written about the item;
+    `target` is the label the prompt asked for (`off_target` when the reply gives another)."""
     question = fields["question"].strip('"').strip()
     if "?" not in question:
         return "no_question"  # empty, or not a question (a refusal, a statement)
@@ -55,32 +69,140 @@ def check(strategy: str, fields: dict[str, str], parent: Record, template: str =
         return "copied_example"
     if strategy == "rewrite":
         return {"question": question, "final_decision": parent.final_decision, "long_answer": parent.long_answer}
+    if target and fields["answer"] != target:
+        return "off_target"
     return {"question": question, "final_decision": fields["answer"], "long_answer": fields.get("explanation", "")}
 
 
-def pick(records: list[Record], n: int, seed: int, strategy: str) -> list[Record]:
-    """n records (0 = all), the same ones for the same seed; each strategy draws its own."""
+# --- which items each strategy asks about ----------------------------------------------------------------------
+
+
+def pick(records: list[T], n: int, seed: int, strategy: str) -> list[T]:
+    """n items (0 = all), the same ones for the same seed, in their original order; each strategy draws its own."""
     if n == 0 or n >= len(records):
         return list(records)
     rng = random.Random(f"{seed}:{strategy}")
     return [records[i] for i in sorted(rng.sample(range(len(records)), n))]
 
 
-def plan(p: Params, train: list[Record]) -> list[tuple[str, Record, str, str]]:
-    """(strategy, parent, template, prompt_sha) for every request the stage makes, strategies in params order."""
-    jobs = []
-    for strategy in p.generate.strategies:
-        template, prompt_sha = load_prompt(strategy)
-        jobs += [(strategy, parent, template, prompt_sha)
-                 for parent in pick(train, p.generate.per_strategy, p.generate.seed, strategy)]
-    return jobs
+def quotas(n: int, mix: Mapping[str, float]) -> dict[str, int]:
+    """n split over the labels in proportion to `mix` (largest remainder, ties in LABELS order): exact totals,
+    and each label within one of its share."""
+    total = sum(mix.values())
+    share = {k: n * mix.get(k, 0.0) / total for k in LABELS}
+    out = {k: math.floor(v) for k, v in share.items()}
+    for k in sorted(LABELS, key=lambda k: (-(share[k] - out[k]), LABELS.index(k)))[:n - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
+def targets(n: int, mix: Mapping[str, float], seed: int) -> list[str]:
+    """n target labels in proportion to `mix`, in a seeded order (so a label is not bunched on the first parents)."""
+    labels = [k for k, q in quotas(n, mix).items() for _ in range(q)]
+    random.Random(f"{seed}:new:targets").shuffle(labels)
+    return labels
+
+
+def pick_by_label(records: list[Record], n: int, mix: Mapping[str, float],
+                  seed: int) -> list[tuple[Record, int]]:
+    """(parent, sample index) for n rewrites whose labels follow `mix`. A label with fewer parents than its
+    quota reuses them, each pass with the next sample index (another sample, another cache entry), so a rare
+    label can be asked for more often than it occurs."""
+    out = []
+    for label, q in quotas(n, mix).items():
+        pool = [i for i, r in enumerate(records) if r.final_decision == label]
+        if q and not pool:
+            raise MedaugError(f"params.yaml: generate.label_mix asks for {label!r} rewrites but the train split "
+                              f"has no {label!r} record")
+        random.Random(f"{seed}:rewrite:{label}").shuffle(pool)
+        out += [(pool[j % len(pool)], j // len(pool)) for j in range(q)]
+    return [(records[i], sample) for i, sample in sorted(out, key=lambda t: (t[1], t[0]))]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request: a strategy asking about one item (a train record, or a corpus passage as a record)."""
+    strategy: str
+    item: Record
+    template: str
+    prompt_sha: str
+    target: str = ""   # the label the reply must give ("" = the teacher decides)
+    heading: str = ""  # mesh: the heading the parent was picked for
+    sample: int = 0    # sample index: a parent asked again gets another sample
+    grounding: dict[str, Any] | None = None  # grounded: {file, chunk, [doc, title]} of the passage
+
+    @property
+    def id(self) -> str:
+        return f"{self.item.id}-{self.strategy}-{self.sample}"
+
+    @property
+    def parent_id(self) -> str | None:
+        """The prepared record it derives from; a corpus passage has none (its pointer is in `teacher`)."""
+        return None if self.grounding else self.item.id
+
+    def prompt(self) -> str:
+        return build_prompt(self.template, self.item, self.target, self.heading)
+
+    def check(self, fields: dict[str, str]) -> dict[str, str] | str:
+        return check(self.strategy, fields, self.item, self.template, self.target)
+
+
+Planner = Callable[[Params, list[Record], Path], list[Job]]
+
+
+def _job(strategy: str, item: Record, prompt: str, **kw: Any) -> Job:
+    """A job asking with prompts/<prompt>.txt."""
+    return Job(strategy, item, *load_prompt(prompt), **kw)
+
+
+def plan_rewrite(p: Params, train: list[Record], root: Path) -> list[Job]:
+    g = p.generate
+    if not g.label_mix:
+        return [_job("rewrite", r, "rewrite") for r in pick(train, g.per_strategy, g.seed, "rewrite")]
+    return [_job("rewrite", r, "rewrite", sample=s)
+            for r, s in pick_by_label(train, g.per_strategy or len(train), g.label_mix, g.seed)]
+
+
+def plan_new(p: Params, train: list[Record], root: Path) -> list[Job]:
+    g = p.generate
+    parents = pick(train, g.per_strategy, g.seed, "new")
+    if not g.label_mix:
+        return [_job("new", r, "new") for r in parents]
+    return [_job("new", r, "new_target", target=t)
+            for r, t in zip(parents, targets(len(parents), g.label_mix, g.seed))]
+
+
+def plan_grounded(p: Params, train: list[Record], root: Path) -> list[Job]:
+    g = p.generate
+    passages = grounded.read_corpus(root / g.grounded.corpus, g.grounded.chunk_tokens, g.grounded.overlap_tokens)
+    return [_job("grounded", s.as_item(), "grounded", grounding=s.pointer)
+            for s in pick(passages, g.per_strategy, g.seed, "grounded")]
+
+
+def plan_mesh(p: Params, train: list[Record], root: Path) -> list[Job]:
+    g = p.generate
+    descriptors = mesh.load_descriptors(root / g.mesh.descriptors) if g.mesh.descriptors else None
+    return [_job("mesh", r, "mesh", heading=h) for r, h in mesh.balanced_pick(train, g.per_strategy, g.seed,
+                                                                                descriptors)]
+
+
+PLANNERS: dict[str, Planner] = {"rewrite": plan_rewrite, "new": plan_new, "grounded": plan_grounded,
+                                "mesh": plan_mesh}
+
+
+def plan(p: Params, train: list[Record], root: Path = Path(".")) -> list[Job]:
+    """Every request the stage makes, strategies in params order."""
+    return [job for strategy in p.generate.strategies for job in PLANNERS[strategy](p, train, Path(root))]
+
+
+# --- the stage ---------------------------------------------------------------------------------------------------
 
 
 def dry_run(p: Params, root: Path, prepared_dir: Path) -> dict[str, Any]:
     """What `run` would ask the teacher, and at most what it would cost, without asking anything."""
-    jobs = plan(p, read_records(Path(prepared_dir) / "train.jsonl"))
+    jobs = plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root)
     teacher = make_teacher(p.teacher, Path(root))
-    est = teacher.estimate([Request.user(build_prompt(t, parent), 0, SCHEMAS[s]) for s, parent, t, _ in jobs])
+    est = teacher.estimate([Request.user(j.prompt(), j.sample, SCHEMAS[j.strategy]) for j in jobs])
     repairs = est["to_send"] * p.teacher.repair_attempts
     print(f"generate --dry-run: {est['requests']} requests ({est['cached']} cached, {est['to_send']} to send) "
           f"to {p.teacher.backend}:{p.teacher.model}\n"
@@ -91,39 +213,51 @@ def dry_run(p: Params, root: Path, prepared_dir: Path) -> dict[str, Any]:
     return est
 
 
+def ask(teacher: Any, jobs: Sequence[Job]) -> list[JsonReply]:
+    """One reply per job, in order; one batch per sample index (most runs have only sample 0)."""
+    replies: list[JsonReply | None] = [None] * len(jobs)
+    for sample in sorted({j.sample for j in jobs}):
+        idx = [i for i, j in enumerate(jobs) if j.sample == sample]
+        out = complete_json(teacher, [jobs[i].prompt() for i in idx], [SCHEMAS[jobs[i].strategy] for i in idx],
+                            [jobs[i].check for i in idx], sample,
+                            desc=f"generate ({teacher.name})" + (f" sample {sample}" if sample else ""))
+        for i, reply in zip(idx, out):
+            replies[i] = reply
+    return replies  # type: ignore[return-value]
+
+
 def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path: Path,
         metrics_path: Path) -> dict[str, Any]:
-    jobs = plan(p, read_records(Path(prepared_dir) / "train.jsonl"))
+    jobs = plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root)
     teacher = make_teacher(p.teacher, Path(root))
-    sample_index = 0
-    replies = complete_json(teacher, [build_prompt(t, parent) for _, parent, t, _ in jobs],
-                            [SCHEMAS[s] for s, *_ in jobs],
-                            [lambda f, s=s, parent=parent, t=t: check(s, f, parent, t) for s, parent, t, _ in jobs],
-                            sample_index, desc=f"generate ({teacher.name})")
+    replies = ask(teacher, jobs)
     generated: list[Record] = []
     rejects: list[dict[str, Any]] = []
     by_strategy: dict[str, dict[str, Any]] = {}
-    for (strategy, parent, _, prompt_sha), reply in zip(jobs, replies):
-        rid = f"{parent.id}-{strategy}-{sample_index}"
-        counts = by_strategy.setdefault(strategy, {"requested": 0, "generated": 0, "repaired": 0, "rejects": {}})
+    for job, reply in zip(jobs, replies):
+        counts = by_strategy.setdefault(job.strategy, {"requested": 0, "generated": 0, "repaired": 0, "rejects": {}})
         counts["requested"] += 1
+        where = {k: v for k, v in (("grounding", job.grounding), ("heading", job.heading)) if v}
         if reply.value is None:
             counts["rejects"][reply.reason] = counts["rejects"].get(reply.reason, 0) + 1
-            rejects.append({"id": rid, "parent_id": parent.id, "strategy": strategy, "reason": reply.reason,
+            rejects.append({"id": job.id, "parent_id": job.parent_id, "strategy": job.strategy, **where,
+                            **({"target": job.target} if job.target else {}), "reason": reply.reason,
                             "teacher_error": reply.error, "replies": reply.replies, "request_sha": reply.request_sha})
             continue
         counts["generated"] += 1
         counts["repaired"] += reply.repaired
-        generated.append(Record(id=rid, contexts=list(parent.contexts), meshes=list(parent.meshes),
-                                labels=parent.labels, source=strategy, parent_id=parent.id,
-                                teacher={"model": teacher.name, "prompt_sha": prompt_sha,
-                                         "request_sha": reply.request_sha}, **reply.value))
-    reasons: dict[str, int] = {}
-    for r in rejects:
-        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+        generated.append(Record(id=job.id, contexts=list(job.item.contexts), meshes=list(job.item.meshes),
+                                labels=job.item.labels, source=job.strategy, parent_id=job.parent_id,
+                                teacher={"model": teacher.name, "prompt_sha": job.prompt_sha,
+                                         "request_sha": reply.request_sha, **where},
+                                **reply.value))
+    reasons = Counter(r["reason"] for r in rejects)
+    labels: dict[str, dict[str, int]] = {}
+    for r in generated:
+        labels.setdefault(r.source, dict.fromkeys(LABELS, 0))[r.final_decision] += 1
     metrics = {"requested": len(jobs), "generated": len(generated), "repaired": sum(r.repaired for r in replies),
                "rejects": dict(sorted(reasons.items())), "teacher": teacher.usage.as_dict(),
-               "by_strategy": by_strategy}
+               "by_strategy": by_strategy, "labels": labels}
     assert metrics["requested"] == metrics["generated"] + len(rejects)
     if jobs and reasons.get("teacher_error") == len(jobs):
         errors = teacher.usage.errors.most_common()

@@ -11,6 +11,7 @@ from medaug.data.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl
 from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.errors import MedaugError
 from medaug.filtering import datacard
+from medaug.filtering.llm_checks import PROMPT_SHAS
 from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
 
@@ -75,6 +76,8 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     first = next(iter(steps.values()), {"in": len(generated)})
     funnel = {"in": first["in"], "kept": len(alive), "dropped": dict(sorted(dropped.items())), "steps": steps,
               "by_source": by_source}
+    if ctx.teacher_used:
+        funnel["teacher"] = ctx.teacher.usage.as_dict()  # what the judge/consistency steps asked, and cost
     assert funnel["in"] == funnel["kept"] + sum(dropped.values()), funnel
     write_records(out_path, alive)
     write_jsonl(rejects_path, rejects)
@@ -84,7 +87,8 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
                                [("in", {"out": funnel["in"]}), *steps.items()]])
     if datacard_path is not None:
         with atomic_path(datacard_path) as tmp:
-            tmp.write_text(datacard.render(p, train, generated, alive, funnel), encoding="utf-8")
+            prompts = {f"filter {k}": sha for k, sha in PROMPT_SHAS.items() if k in p.filter.steps}
+            tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts), encoding="utf-8")
     if train_set_path is not None:
         write_records(train_set_path, train + alive)
     return funnel

@@ -25,10 +25,6 @@ def check_valid(rec: Record, parent: Record | None, p: FilterParams) -> str | No
     return None
 
 
-def dedup_key(rec: Record) -> tuple[str, str]:
-    return normalize(rec.question), rec.final_decision
-
-
 def contamination_ngrams(test: Iterable[Record], clean: Iterable[Record], n: int) -> set[tuple[str, ...]]:
     """Word n-grams of test questions and contexts that do NOT occur in the clean (train/dev) records.
 

@@ -12,8 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from medaug.data.schema import Record
-from medaug.filtering.rules import check_test_overlap, check_valid, contamination_ngrams, dedup_key, normalize
+from medaug.filtering.embed import EarlierCosines, embed, max_cosine
+from medaug.filtering.minhash import NearDuplicates
+from medaug.filtering.llm_checks import consistency, judge
+from medaug.filtering.rules import check_test_overlap, check_valid, contamination_ngrams
 from medaug.params import Params
 
 
@@ -29,6 +34,10 @@ class Context:
 
     def __post_init__(self) -> None:
         self.parents = {r.id: r for r in self.train + self.dev + self.test}
+
+    @property
+    def teacher_used(self) -> bool:
+        return self._teacher is not None
 
     @property
     def teacher(self):
@@ -51,22 +60,61 @@ def validate(records: list[Record], ctx: Context) -> dict[str, str]:
 
 
 def dedup(records: list[Record], ctx: Context) -> dict[str, str]:
-    """Exact duplicates (normalized question and label) of a kept item or of a train question."""
-    kept, train_questions, drops = set(), {normalize(r.question) for r in ctx.train}, {}
-    for r in records:
-        if dedup_key(r) in kept or normalize(r.question) in train_questions:
-            drops[r.id] = "duplicate"
+    """Near-duplicate questions: word-shingle Jaccard >= `filter.dedup.threshold` (exact duplicates are 1.0)
+    with a train question, or with an already kept generated item of the same label; with `embedding`, also
+    MiniLM cosine >= `embedding_threshold`, which catches paraphrases. The same question with another label
+    is kept: across abstracts the answer differs, and a negated rewrite ("does X not reduce Y?") is a
+    useful contrast, yet MiniLM puts it at cosine ~0.99 from the original."""
+    p = ctx.p.filter.dedup
+    train = NearDuplicates(p.threshold, p.shingle, p.num_perm)
+    for t in ctx.train:
+        train.add(t.question)
+    kept_text: dict[str, NearDuplicates] = {}
+    kept = np.zeros(len(records), bool)
+    labels = np.array([r.final_decision for r in records])
+    if p.embedding:
+        vecs = embed([r.question for r in records])
+        near_train = max_cosine(vecs, embed([t.question for t in ctx.train])) >= p.embedding_threshold
+        earlier = EarlierCosines(vecs)
+    drops = {}
+    for i, r in enumerate(records):
+        same = kept_text.setdefault(r.final_decision, NearDuplicates(p.threshold, p.shingle, p.num_perm))
+        if train.match(r.question):
+            drops[r.id] = "duplicate_of_train"
+        elif same.match(r.question):
+            drops[r.id] = "near_duplicate"
+        elif p.embedding and (near_train[i] or np.any((earlier.row(i) >= p.embedding_threshold) & kept[:i]
+                                                      & (labels[:i] == r.final_decision))):
+            drops[r.id] = "embedding_duplicate"
         else:
-            kept.add(dedup_key(r))
+            same.add(r.question)
+            kept[i] = True
     return drops
 
 
 def decontaminate(records: list[Record], ctx: Context) -> dict[str, str]:
-    """Derived from a test record, or sharing a test-specific word n-gram in its question or context."""
-    n = ctx.p.filter.decontaminate.ngram
+    """Derived from a test record, or sharing a test-specific word n-gram in its question or context
+    ("test_overlap"); with `embedding`, also a question or context at MiniLM cosine >= `embedding_threshold`
+    from any test question or context, i.e. a paraphrase of a test item ("test_embedding").
+
+    A context copied unchanged from train/dev (a rewrite's, or a new question's on a train abstract) is not
+    embedded: it is original training data, which the split already judged (as `contamination_ngrams` ignores
+    n-grams shared with train/dev), and skipping it halves the step's time, mostly spent on abstracts."""
+    p = ctx.p.filter.decontaminate
     test_ids = {r.id for r in ctx.test}
-    grams = contamination_ngrams(ctx.test, ctx.train + ctx.dev, n)
-    return {r.id: reason for r in records if (reason := check_test_overlap(r, test_ids, grams, n))}
+    grams = contamination_ngrams(ctx.test, ctx.train + ctx.dev, p.ngram)
+    drops = {r.id: reason for r in records if (reason := check_test_overlap(r, test_ids, grams, p.ngram))}
+    if p.embedding:
+        rest = [r for r in records if r.id not in drops]
+        original = {r.context for r in ctx.train + ctx.dev}
+        own = [r for r in rest if r.context not in original]
+        test = embed([t.question for t in ctx.test] + [t.context for t in ctx.test])
+        close = {r.id for r, c in zip(rest, max_cosine(embed([r.question for r in rest]), test))
+                 if c >= p.embedding_threshold}
+        close |= {r.id for r, c in zip(own, max_cosine(embed([r.context for r in own]), test))
+                  if c >= p.embedding_threshold}
+        drops |= {r.id: "test_embedding" for r in rest if r.id in close}
+    return drops
 
 
 def balance(records: list[Record], ctx: Context) -> dict[str, str]:
@@ -83,4 +131,5 @@ def balance(records: list[Record], ctx: Context) -> dict[str, str]:
     return drops
 
 
-STEPS: dict[str, Step] = {"validate": validate, "dedup": dedup, "decontaminate": decontaminate, "balance": balance}
+STEPS: dict[str, Step] = {"validate": validate, "dedup": dedup, "decontaminate": decontaminate, "judge": judge,
+                          "consistency": consistency, "balance": balance}
