@@ -375,3 +375,22 @@ def test_cli_dry_run_needs_prepared_data_and_sends_nothing(project, monkeypatch,
     with pytest.raises(SystemExit) as e:
         main(["generate", "--dry-run"])
     assert e.value.code == 2 and "run `medaug prepare`" in capsys.readouterr().err
+
+
+def test_strategies_can_use_different_teachers_in_one_run(project, monkeypatch, tiny_cache):
+    """`generate.teachers`: rewrite from the OpenAI-compatible endpoint, new from a local model."""
+    p = params(teachers={"new": {"backend": "local", "model": "tiny-llama", "max_new_tokens": 16}})
+    assert p.teacher_for("new").backend == "local" and p.teacher_for("rewrite").model == "fake-teacher"
+    with OpenAIServer(pubmedqa_responder) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        m = run_in(project, p)
+    assert len(srv.requests) == 4 and all("Rewrite the research question" in b["messages"][0]["content"]
+                                          for b in srv.requests)  # only rewrite went to the endpoint
+    made_by = {r.id: r.teacher["model"] for r in read_records(project / "data/generated/generated.jsonl")}
+    made_by |= {r["id"]: r["teacher"] for r in read_rejects(project)}
+    assert len(made_by) == 8
+    assert {i: t for i, t in made_by.items() if "-rewrite-" in i} == {i: "fake-teacher" for i in made_by
+                                                                       if "-rewrite-" in i}
+    assert {t for i, t in made_by.items() if "-new-" in i} == {"tiny-llama"}
+    assert set(m["by_teacher"]) == {"fake-teacher", "tiny-llama"}
+    assert m["teacher"]["requests"] == sum(u["requests"] for u in m["by_teacher"].values())

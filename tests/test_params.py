@@ -47,3 +47,15 @@ def test_cli_check_params_exits_nonzero_with_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: params.yaml: unknown key 'filter.ngram' (known keys here: "
                                 "steps, min_question_chars, max_question_chars, dedup, decontaminate, judge, balance)")
+
+
+def test_a_strategys_teacher_override_is_checked_with_its_key_path():
+    from medaug.errors import MedaugError
+    from medaug.params import parse_params
+    p = parse_params({"generate": {"teachers": {"new": {"backend": "openai", "model": "gpt-4o-mini"}}}})
+    assert (p.teacher_for("new").model, p.teacher_for("new").seed) == ("gpt-4o-mini", p.teacher.seed)
+    assert p.teacher_for("rewrite") is p.teacher
+    with pytest.raises(MedaugError, match=r"unknown key 'generate.teachers.new.modle'"):
+        parse_params({"generate": {"teachers": {"new": {"modle": "x"}}}})
+    with pytest.raises(MedaugError, match=r"generate.teachers.judge: not a strategy"):
+        parse_params({"generate": {"teachers": {"judge": {"model": "x"}}}})

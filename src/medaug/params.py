@@ -164,8 +164,15 @@ class GenerateParams:
     their items by passage and heading, and never ask for a label."""
     grounded: GroundedParams = field(default_factory=GroundedParams)
     mesh: MeshParams = field(default_factory=MeshParams)
+    teachers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Another teacher for some strategies: strategy -> the `teacher` keys that differ, e.g.
+    {new: {backend: openai, model: gpt-4o-mini}}. Each record's `teacher.model` says which one wrote it."""
 
     def check(self, key: str) -> None:
+        for name in self.teachers:
+            if name not in ("rewrite", "new", "grounded", "mesh"):
+                raise MedaugError(f"params.yaml: {key}.teachers.{name}: not a strategy (allowed: rewrite, new, "
+                                  f"grounded, mesh)")
         if len(set(self.strategies)) != len(self.strategies):
             raise MedaugError(f"params.yaml: {key}.strategies lists a strategy twice ({self.strategies})")
         if self.per_strategy < 0:
@@ -323,10 +330,20 @@ class Params:
     register: RegisterParams = field(default_factory=RegisterParams)
 
     def check(self, key: str) -> None:
+        for strategy in self.generate.teachers:
+            self.teacher_for(strategy)  # a bad key or value fails now, with its path
         for name in self.train.models:
             if name not in self.models:
                 raise MedaugError(f"params.yaml: train.models names {name!r}, which is not a key of `models` "
                                   f"(known: {', '.join(self.models) or 'none'})")
+
+    def teacher_for(self, strategy: str) -> TeacherParams:
+        """The teacher a generation strategy uses: `teacher`, with the strategy's `generate.teachers` keys."""
+        override = self.generate.teachers.get(strategy)
+        if not override:
+            return self.teacher
+        return _build(TeacherParams, {**dataclasses.asdict(self.teacher), **override},
+                      f"generate.teachers.{strategy}")
 
     def model_ref(self, short_name: str) -> str:
         if short_name not in self.models:

@@ -27,7 +27,7 @@ from medaug.data.schema import LABELS, Record, read_records, write_records
 from medaug.data.text import normalize, word_ngrams, words
 from medaug.errors import MedaugError
 from medaug.llm.structured import JsonReply, complete_json, string_schema
-from medaug.llm.teacher import Request, make_teacher
+from medaug.llm.teacher import Request, Usage, make_teacher
 from medaug.params import Params
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -201,16 +201,28 @@ def plan(p: Params, train: list[Record], root: Path = Path(".")) -> list[Job]:
 def dry_run(p: Params, root: Path, prepared_dir: Path) -> dict[str, Any]:
     """What `run` would ask the teacher, and at most what it would cost, without asking anything."""
     jobs = plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root)
-    teacher = make_teacher(p.teacher, Path(root))
-    est = teacher.estimate([Request.user(j.prompt(), j.sample, SCHEMAS[j.strategy]) for j in jobs])
-    repairs = est["to_send"] * p.teacher.repair_attempts
-    print(f"generate --dry-run: {est['requests']} requests ({est['cached']} cached, {est['to_send']} to send) "
-          f"to {p.teacher.backend}:{p.teacher.model}\n"
-          f"  tokens: ~{est['input_tokens_est']:,} prompt (4 chars/token) + at most {est['output_tokens_max']:,} reply\n"
-          f"  cost: at most ${est['cost_usd_max']:.4f} (prices: teacher.prices; budget: "
-          f"{'$%g' % p.teacher.budget_usd if p.teacher.budget_usd else 'none'}), plus up to {repairs} repair "
-          f"requests for replies that fail validation")
-    return est
+    total: dict[str, Any] = {}
+    for tp, group in by_teacher(p, jobs):
+        est = make_teacher(tp, Path(root)).estimate(
+            [Request.user(j.prompt(), j.sample, SCHEMAS[j.strategy]) for j in group])
+        repairs = est["to_send"] * tp.repair_attempts
+        print(f"generate --dry-run: {est['requests']} requests ({est['cached']} cached, {est['to_send']} to send) "
+              f"to {tp.backend}:{tp.model}\n"
+              f"  tokens: ~{est['input_tokens_est']:,} prompt (4 chars/token) + at most {est['output_tokens_max']:,} "
+              f"reply\n  cost: at most ${est['cost_usd_max']:.4f} (prices: teacher.prices; budget: "
+              f"{'$%g' % tp.budget_usd if tp.budget_usd else 'none'}), plus up to {repairs} repair "
+              f"requests for replies that fail validation")
+        total = {k: total.get(k, 0) + v for k, v in est.items()}
+    return total
+
+
+def by_teacher(p: Params, jobs: Sequence[Job]) -> list[tuple[Any, list[Job]]]:
+    """The jobs grouped by the teacher their strategy uses (`generate.teachers`), in first-use order."""
+    groups: dict[str, tuple[Any, list[Job]]] = {}
+    for job in jobs:
+        tp = p.teacher_for(job.strategy)
+        groups.setdefault(repr(tp), (tp, []))[1].append(job)
+    return list(groups.values())
 
 
 def ask(teacher: Any, jobs: Sequence[Job]) -> list[JsonReply]:
@@ -228,19 +240,24 @@ def ask(teacher: Any, jobs: Sequence[Job]) -> list[JsonReply]:
 
 def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path: Path,
         metrics_path: Path) -> dict[str, Any]:
-    jobs = plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root)
-    teacher = make_teacher(p.teacher, Path(root))
-    replies = ask(teacher, jobs)
+    jobs, replies, names, usage = [], [], [], {}
+    for tp, group in by_teacher(p, plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root)):
+        teacher = make_teacher(tp, Path(root))
+        jobs += group
+        replies += ask(teacher, group)
+        names += [teacher.name] * len(group)
+        usage[teacher.name] = usage[teacher.name] + teacher.usage if teacher.name in usage else teacher.usage
+    u = sum(usage.values(), Usage())
     generated: list[Record] = []
     rejects: list[dict[str, Any]] = []
     by_strategy: dict[str, dict[str, Any]] = {}
-    for job, reply in zip(jobs, replies):
+    for job, reply, name in zip(jobs, replies, names):
         counts = by_strategy.setdefault(job.strategy, {"requested": 0, "generated": 0, "repaired": 0, "rejects": {}})
         counts["requested"] += 1
         where = {k: v for k, v in (("grounding", job.grounding), ("heading", job.heading)) if v}
         if reply.value is None:
             counts["rejects"][reply.reason] = counts["rejects"].get(reply.reason, 0) + 1
-            rejects.append({"id": job.id, "parent_id": job.parent_id, "strategy": job.strategy, **where,
+            rejects.append({"id": job.id, "parent_id": job.parent_id, "strategy": job.strategy, "teacher": name, **where,
                             **({"target": job.target} if job.target else {}), "reason": reply.reason,
                             "teacher_error": reply.error, "replies": reply.replies, "request_sha": reply.request_sha})
             continue
@@ -248,7 +265,7 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
         counts["repaired"] += reply.repaired
         generated.append(Record(id=job.id, contexts=list(job.item.contexts), meshes=list(job.item.meshes),
                                 labels=job.item.labels, source=job.strategy, parent_id=job.parent_id,
-                                teacher={"model": teacher.name, "prompt_sha": job.prompt_sha,
+                                teacher={"model": name, "prompt_sha": job.prompt_sha,
                                          "request_sha": reply.request_sha, **where},
                                 **reply.value))
     reasons = Counter(r["reason"] for r in rejects)
@@ -256,18 +273,19 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
     for r in generated:
         labels.setdefault(r.source, dict.fromkeys(LABELS, 0))[r.final_decision] += 1
     metrics = {"requested": len(jobs), "generated": len(generated), "repaired": sum(r.repaired for r in replies),
-               "rejects": dict(sorted(reasons.items())), "teacher": teacher.usage.as_dict(),
+               "rejects": dict(sorted(reasons.items())), "teacher": u.as_dict(),
                "by_strategy": by_strategy, "labels": labels}
+    if len(usage) > 1:
+        metrics["by_teacher"] = {name: x.as_dict() for name, x in usage.items()}
     assert metrics["requested"] == metrics["generated"] + len(rejects)
     if jobs and reasons.get("teacher_error") == len(jobs):
-        errors = teacher.usage.errors.most_common()
+        errors = u.errors.most_common()
         raise MedaugError(f"generate: all {len(jobs)} teacher requests failed "
                           f"({', '.join(f'{k}: {v}' for k, v in errors)}); check teacher.model in params.yaml "
                           f"and OPENAI_BASE_URL / OPENAI_API_KEY")
     write_records(out_path, generated)
     write_jsonl(rejects_path, rejects)
     write_json(metrics_path, metrics)
-    u = teacher.usage
     print(f"generate: {len(generated)} records from {len(jobs)} items ({len(rejects)} rejected: "
           f"{', '.join(f'{k} {v}' for k, v in sorted(reasons.items())) or 'none'}); teacher: {u.requests} requests, "
           f"{u.cache_hits} cached, {u.failed} failed, {u.input_tokens:,}+{u.output_tokens:,} tokens, "

@@ -72,6 +72,9 @@ class Usage:
     """What the cache hits cost when they were first paid for."""
     errors: Counter = field(default_factory=Counter)
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
+
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "errors"}
         d["cost_usd"], d["cost_usd_saved"] = round(self.cost_usd, 6), round(self.cost_usd_saved, 6)
