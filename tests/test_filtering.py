@@ -80,7 +80,9 @@ def test_funnel_keeps_good_items_and_drops_each_reason(tmp_path, prepared):
                                 "dedup": {"in": 14, "out": 12, "dropped": {
                                     "duplicate_of_train": 1, "near_duplicate": 1}},
                                 "decontaminate": {"in": 12, "out": 9, "dropped": {"test_overlap": 3}}},
-                      "by_source": {"rewrite": {"in": 14, "kept": 8}, "new": {"in": 4, "kept": 1}}}
+                      "by_source": {"rewrite": {"in": 14, "kept": 8, "dropped": {"validate": 4, "dedup": 1,
+                                                                                  "decontaminate": 1}},
+                                    "new": {"in": 4, "kept": 1, "dropped": {"dedup": 1, "decontaminate": 2}}}}
     assert json.loads((tmp_path / "funnel.json").read_text()) == funnel
     assert json.loads((tmp_path / "plot.json").read_text()) == [
         {"step": "in", "items": 18}, {"step": "validate", "items": 14}, {"step": "dedup", "items": 12},
@@ -182,7 +184,8 @@ def test_the_funnel_starts_from_every_item_the_teacher_was_asked_for(tmp_path, p
     assert funnel["steps"]["generate"] == {"in": 5, "out": 3, "dropped": {"not_json": 1, "teacher_error": 1}}
     assert funnel["dropped"]["teacher_error"] == 1 and funnel["dropped"]["not_json"] == 1
     assert funnel["in"] == funnel["kept"] + sum(funnel["dropped"].values())
-    assert funnel["by_source"] == {"new": {"in": 4, "kept": 3}, "rewrite": {"in": 1, "kept": 0}}
+    assert funnel["by_source"] == {"new": {"in": 4, "kept": 3, "dropped": {"generate": 1}},
+                                   "rewrite": {"in": 1, "kept": 0, "dropped": {"generate": 1}}}
 
 
 def test_balance_caps_each_labels_share_dropping_the_latest(tmp_path, prepared):
@@ -225,3 +228,21 @@ def test_data_card_names_teacher_prompts_funnel_labels_and_mesh(tmp_path, prepar
     assert f"augmented set: {n + 4}" in card and funnel["kept"] == 4
     top = Counter(h for r in train + read_records(out / "kept.jsonl") for h in r.meshes).most_common(1)[0]
     assert f"| {top[0]} |" in card
+
+
+def test_data_card_reports_mesh_branches_when_a_tree_file_is_given(tmp_path, prepared):
+    train = prepared["train"]
+    heading = train[0].meshes[0]
+    (tmp_path / "trees.tsv").write_text(f"{heading}\tC14.280;F03.600\n")
+    p = rule_params()
+    p.generate.mesh.descriptors = "trees.tsv"
+    items = [gen(train[0], "g0", "Is generated question number zero about this abstract answered?", source="mesh")]
+    items[0].meshes = [heading]
+    write_records(tmp_path / "generated.jsonl", items)
+    out = tmp_path / "filtered"
+    filtering.run(p, prepared["dir"], tmp_path / "generated.jsonl", out / "kept.jsonl", out / "rejects.jsonl",
+                  tmp_path / "funnel.json", root=tmp_path, datacard_path=out / "datacard.md")
+    card = (out / "datacard.md").read_text()
+    n = sum(heading in r.meshes for r in train)
+    assert "### MeSH tree branches" in card
+    assert f"| C14 | {n} | 1 | {n + 1} |" in card and f"| F03 | {n} | 1 | {n + 1} |" in card

@@ -311,7 +311,7 @@ def test_grounded_records_keep_their_passage_and_pointer_and_pass_filtering(tmp_
     assert all(task_field(q, "Passage") in {s.text for s in passages.values()} for q in prompts)
     # a record grounded in a corpus has no parent in the prepared data, and passes the rule-based filters
     funnel = filter_generated(tmp_path, prepared)
-    assert funnel["kept"] == 7 and funnel["by_source"] == {"grounded": {"in": 7, "kept": 7}}
+    assert funnel["kept"] == 7 and funnel["by_source"] == {"grounded": {"in": 7, "kept": 7, "dropped": {}}}
     # per_strategy picks passages at random, the same ones for the same seed
     p3 = params(strategies=["grounded"], per_strategy=3, grounded={"corpus": str(corpus), "chunk_tokens": 20,
                                                                    "overlap_tokens": 4})

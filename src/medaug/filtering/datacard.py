@@ -5,8 +5,10 @@ stage next to the kept records, so it is versioned with them and can go into a m
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from medaug.augment.mesh import mesh_coverage
 from medaug.data.schema import LABELS, Record
 from medaug.params import Params
 
@@ -19,12 +21,9 @@ def _labels_row(name: str, records: list[Record]) -> str:
     return f"| {name} | {len(records)} | " + " | ".join(f"{c[k]} ({c[k] / n:.0%})" for k in LABELS) + " |"
 
 
-def _mesh(records: list[Record]) -> Counter:
-    return Counter(h for r in records for h in r.meshes)
-
-
 def render(p: Params, train: list[Record], generated: list[Record], kept: list[Record],
-           funnel: dict[str, Any], extra_prompts: dict[str, str] | None = None) -> str:
+           funnel: dict[str, Any], extra_prompts: dict[str, str] | None = None,
+           descriptors: Mapping[str, Sequence[str]] | None = None) -> str:
     teachers = sorted({(r.teacher or {}).get("model", "?") for r in generated})
     prompts = sorted({(r.source, (r.teacher or {}).get("prompt_sha", "?")) for r in generated})
     prompts += sorted((extra_prompts or {}).items())
@@ -45,10 +44,17 @@ def render(p: Params, train: list[Record], generated: list[Record], kept: list[R
     lines += ["", "## Labels", "", "| set | n | " + " | ".join(LABELS) + " |", "|---|---|---|---|---|",
               _labels_row("original train", train), _labels_row("generated (after generate)", generated),
               _labels_row("generated, kept", kept), _labels_row("augmented (train + kept)", train + kept)]
-    before, after = _mesh(train), _mesh(train + kept)
-    lines += ["", f"## MeSH headings (top {TOP_MESH} of the augmented set)", "",
-              f"Headings covered: {len(before)} in the original train split, {len(after)} in the augmented set; "
-              f"kept generated items carry {len(_mesh(kept))} distinct headings.", "",
-              "| heading | original | augmented |", "|---|---|---|"]
-    lines += [f"| {h} | {before[h]} | {n} |" for h, n in after.most_common(TOP_MESH)]
+    before, added, after = (mesh_coverage(rs, descriptors) for rs in (train, kept, train + kept))
+    lines += ["", f"## MeSH coverage (records per heading; top {TOP_MESH} of the augmented set)", "",
+              f"Headings covered: {len(before['headings'])} in the original train split, "
+              f"{len(after['headings'])} in the augmented set; kept generated items carry "
+              f"{len(added['headings'])} distinct headings.", "",
+              "| heading | original | generated, kept | augmented |", "|---|---|---|---|"]
+    lines += [f"| {h} | {before['headings'].get(h, 0)} | {added['headings'].get(h, 0)} | {n} |"
+              for h, n in list(after["headings"].items())[:TOP_MESH]]
+    if after["branches"]:
+        lines += ["", "### MeSH tree branches (records per branch)", "",
+                  "| branch | original | generated, kept | augmented |", "|---|---|---|---|"]
+        lines += [f"| {b} | {before['branches'].get(b, 0)} | {added['branches'].get(b, 0)} | {n} |"
+                  for b, n in after["branches"].items()]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from typing import Any
 from medaug.data.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl
 from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.errors import MedaugError
+from medaug.augment.mesh import load_descriptors
 from medaug.filtering import datacard
 from medaug.filtering.llm_checks import PROMPT_SHAS
 from medaug.filtering.steps import STEPS, Context
@@ -48,13 +49,21 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     generated = read_generated(Path(generated_path), ctx.parents)
 
     steps: dict[str, dict[str, Any]] = {}
-    by_source: dict[str, dict[str, int]] = {}
+    by_source: dict[str, dict[str, Any]] = {}  # per strategy: in, kept, and how many each step dropped
+
+    def source(name: str) -> dict[str, Any]:
+        return by_source.setdefault(name, {"in": 0, "kept": 0, "dropped": {}})
+
+    def count_drop(name: str, step: str) -> None:
+        source(name)["dropped"][step] = source(name)["dropped"].get(step, 0) + 1
+
     for rec in generated:
-        by_source.setdefault(rec.source, {"in": 0, "kept": 0})["in"] += 1
+        source(rec.source)["in"] += 1
     if generate_rejects_path is not None:
         gen_rejects = [rej for _, rej in iter_jsonl(generate_rejects_path)]
         for rej in gen_rejects:
-            by_source.setdefault(rej["strategy"], {"in": 0, "kept": 0})["in"] += 1
+            source(rej["strategy"])["in"] += 1
+            count_drop(rej["strategy"], "generate")
         steps["generate"] = {"in": len(generated) + len(gen_rejects), "out": len(generated),
                              "dropped": dict(sorted(Counter(r["reason"] for r in gen_rejects).items()))}
 
@@ -63,7 +72,10 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
         drops = STEPS[name](alive, ctx)
         steps[name] = {"in": len(alive), "out": len(alive) - len(drops),
                        "dropped": dict(sorted(Counter(drops.values()).items()))}
-        rejects += [{**r.to_dict(), "reject_step": name, "reject_reason": drops[r.id]} for r in alive if r.id in drops]
+        for r in alive:
+            if r.id in drops:
+                rejects.append({**r.to_dict(), "reject_step": name, "reject_reason": drops[r.id]})
+                count_drop(r.source, name)
         alive = [r for r in alive if r.id not in drops]
         print(f"filter: {name}: {steps[name]['in']} -> {steps[name]['out']} "
               f"{steps[name]['dropped'] or ''}", file=sys.stderr)
@@ -88,7 +100,9 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     if datacard_path is not None:
         with atomic_path(datacard_path) as tmp:
             prompts = {f"filter {k}": sha for k, sha in PROMPT_SHAS.items() if k in p.filter.steps}
-            tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts), encoding="utf-8")
+            descriptors = p.generate.mesh.descriptors and load_descriptors(ctx.root / p.generate.mesh.descriptors)
+            tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts, descriptors or None),
+                           encoding="utf-8")
     if train_set_path is not None:
         write_records(train_set_path, train + alive)
     return funnel
