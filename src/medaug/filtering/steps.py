@@ -119,7 +119,8 @@ def decontaminate(records: list[Record], ctx: Context) -> dict[str, str]:
 
 def balance(records: list[Record], ctx: Context) -> dict[str, str]:
     """Cap each label's share of the kept items at `filter.balance.max_share`, dropping the latest of the
-    over-represented labels (the order is generation order, so the cut is deterministic)."""
+    over-represented labels (the order is generation order, so the cut is deterministic). A set with a single
+    label is left as it is: capping it would drop everything."""
     share = ctx.p.filter.balance.max_share
     counts = Counter(r.final_decision for r in records)
     drops: dict[str, str] = {}
