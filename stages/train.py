@@ -1,17 +1,21 @@
-"""DVC stage `train@<model>-<variant>`: LoRA fine-tuning of one student on one variant's training set."""
+"""DVC stages `train@<model>-<variant>` and `train-dapt@<model>-<variant>` (variant dapt-<variant>): fine-tune one
+student on one variant's training set, scoring the dev split as it goes. Runs under torchrun/accelerate too."""
 
 import sys
+from pathlib import Path
 
 from medaug import train
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import METRICS, MODELS, TRAIN_SETS, candidate
+from medaug.paths import DEV_PLOTS, METRICS, MODELS, PREPARED, TRAIN_PLOTS, TRAIN_SETS, candidate
 
 
 def main(model: str, variant: str) -> None:
     p = load_params()
-    train.run(p, model, variant, TRAIN_SETS / f"{variant}.jsonl", MODELS / candidate(model, variant),
-              METRICS / "train" / f"{candidate(model, variant)}.json")
+    name = candidate(model, variant)
+    train.run(p, model, variant, TRAIN_SETS / f"{variant.removeprefix('dapt-')}.jsonl", MODELS / name,
+              METRICS / "train" / f"{name}.json", dev_path=PREPARED / "dev.jsonl",
+              plots=(TRAIN_PLOTS / f"{name}.json", DEV_PLOTS / f"{name}.json"), mlflow_root=Path.cwd())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Prompt encoding, the log-likelihood scorer, merged candidates, metrics and the evaluate stage (tiny models)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,6 +35,7 @@ def lora_adapter(model_ref, path):
                         task_type="CAUSAL_LM")
     get_peft_model(model, config).save_pretrained(path)
     tokenizer.save_pretrained(path)
+    (Path(path) / "medaug.json").write_text(json.dumps({"base": model_ref}))  # as the train stage writes it
     return path
 
 
@@ -152,6 +154,6 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
     assert results["zero-shot"] != results["augmented"]
     with pytest.raises(MedaugError, match="needs its adapter"):
         run(p, "tiny", "original", test, None, tmp_path / "eval" / "x", tmp_path / "x.json", tmp_path / "c.json")
-    with pytest.raises(MedaugError, match="adapter_config.json missing"):
+    with pytest.raises(MedaugError, match="medaug.json missing"):
         run(p, "tiny", "original", test, tmp_path / "eval", tmp_path / "eval" / "x", tmp_path / "x.json",
             tmp_path / "c.json")

@@ -39,6 +39,7 @@ def project(tmp_path_factory):
     params = YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text())
     params["models"] = {"tiny": "tiny-llama"}
     params["train"].update(models=["tiny"], max_steps=6, batch_size=4, grad_accum=1, learning_rate=0.01)
+    params["pretrain"].update(models=["tiny"], max_steps=4, block_size=64)
     params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
     params["generate"]["per_strategy"] = 8
     params["task"]["max_seq_len"] = 256
@@ -65,8 +66,10 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
     repo = project["repo"]
     assert stages_run(project["first"].stdout) == {
         "prepare", "generate", "filter", "train@tiny-original", "train@tiny-augmented",
-        "evaluate@tiny-original", "evaluate@tiny-augmented", "zero-shot@tiny", "register"}
-    for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot"):
+        "evaluate@tiny-original", "evaluate@tiny-augmented", "zero-shot@tiny", "pretrain@tiny",
+        "train-dapt@tiny-original", "train-dapt@tiny-augmented", "evaluate-dapt@tiny-original",
+        "evaluate-dapt@tiny-augmented", "register"}
+    for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot", "tiny-dapt-original", "tiny-dapt-augmented"):
         m = json.loads((repo / f"metrics/eval/{name}.json").read_text())
         assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["macro_f1"] <= 1.0
         preds = [json.loads(x) for x in (repo / f"eval/{name}/predictions.jsonl").read_text().splitlines()]
@@ -80,7 +83,7 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
     assert len(augmented) == len(original) + funnel["kept"]
     reg = json.loads((repo / "metrics/register.json").read_text())
     assert reg["alias"] == "champion" and reg["version"] == 1
-    assert reg["candidate"] in ("tiny-original", "tiny-augmented")
+    assert reg["candidate"] in ("tiny-original", "tiny-augmented", "tiny-dapt-original", "tiny-dapt-augmented")
     assert project["server"].requests, "the teacher server saw no request"
 
 
@@ -137,10 +140,26 @@ def test_metrics_diff_and_confusion_plots(project):
     show = sh(["dvc", "metrics", "show", "--json"], repo, env).stdout
     assert "metrics/eval/tiny-augmented.json" in show and "macro_f1" in show
     sh(["dvc", "plots", "show", "-o", "dvc_plots"], repo, env)
-    html = (repo / "dvc_plots/index.html").read_text()
-    for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot"):
-        assert f"vegaEmbed('#plots_confusion_{name}_json'" in html  # one confusion matrix per candidate
-    assert "vegaEmbed('#plots_funnel_json'" in html  # the filter funnel as a bar plot
+    assert (repo / "dvc_plots/index.html").exists()
+    plots = json.loads(sh(["dvc", "plots", "show", "--json"], repo, env).stdout)["data"]
+
+    def spec(key):
+        return plots[key][0]["content"]
+
+    candidates = ("tiny-original", "tiny-augmented", "tiny-dapt-original", "tiny-dapt-augmented")
+    # every plot is drawn once, by its top-level definition (no default line plot of the same file beside it)
+    assert set(plots) == {"plots/funnel.json",
+                          *(f"plots/confusion/{n}.json" for n in (*candidates, "tiny-zero-shot")),
+                          *(f"plots/train/{n}.json" for n in (*candidates, "pretrain-tiny")),
+                          *(f"plots/dev/{n}.json" for n in candidates)}
+    assert spec("plots/confusion/tiny-original.json")["title"]["text"].startswith("Confusion matrix")
+    assert spec("plots/funnel.json")["mark"]["type"] == "bar"  # the filter funnel as a bar plot
+    for n in ("tiny-original", "tiny-dapt-augmented", "pretrain-tiny"):  # loss curves against the step
+        loss = spec(f"plots/train/{n}.json")
+        assert loss["encoding"]["x"]["field"] == "step" and "loss" in json.dumps(loss["layer"])
+        assert [row["step"] for row in loss["data"]["values"]][:2] == [1, 2]
+    dev = spec("plots/dev/tiny-augmented.json")
+    assert dev["encoding"]["x"]["field"] == "step" and "dev_accuracy" in json.dumps(dev["layer"])
     funnel = json.loads((repo / "metrics/funnel.json").read_text())
     assert list(funnel["steps"]) == ["generate", "validate", "dedup", "decontaminate", "balance"]
     assert "# Data card" in (repo / "data/filtered/datacard.md").read_text()
@@ -170,8 +189,11 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     sh(["git", "commit", "-qm", "first run"], repo, env)
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     r = sh(["dvc", "exp", "run", "-S", "train.learning_rate=0.02"], repo, env)
+    # pretraining has its own learning rate: it does not rerun
     assert stages_run(r.stdout) == {"train@tiny-original", "train@tiny-augmented", "evaluate@tiny-original",
-                                    "evaluate@tiny-augmented", "register"}
+                                    "evaluate@tiny-augmented", "train-dapt@tiny-original",
+                                    "train-dapt@tiny-augmented", "evaluate-dapt@tiny-original",
+                                    "evaluate-dapt@tiny-augmented", "register"}
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     for name in ("train@tiny-original", "train@tiny-augmented"):
         assert lock_after[name]["outs"][0]["md5"] != lock_before[name]["outs"][0]["md5"], "adapter unchanged"
@@ -217,3 +239,28 @@ def test_malformed_generated_line_fails_with_file_and_line_and_keeps_outputs(pro
         assert not list((repo / "data").rglob("*.tmp"))
     finally:
         gen.write_bytes(original)
+
+
+def test_training_curves_and_dapt_lineage(project):
+    """train/pretrain log their curves to MLflow at each step and as DVC plots; a dapt candidate is the
+    continued-pretraining adapter plus its own, and its checkpoints are gone once the stage succeeded."""
+    from mlflow import MlflowClient
+
+    repo = project["repo"]
+    losses = json.loads((repo / "plots/train/tiny-augmented.json").read_text())
+    dev = json.loads((repo / "plots/dev/tiny-augmented.json").read_text())
+    assert [r["step"] for r in losses] == list(range(1, 7)) and dev and dev[-1]["step"] == 6
+    meta = json.loads((repo / "models/tiny-dapt-augmented/medaug.json").read_text())
+    assert meta["base"] == "models/pretrain/tiny" and meta["variant"] == "dapt-augmented"
+    assert json.loads((repo / "models/pretrain/tiny/medaug.json").read_text())["base"] == "tiny-llama"
+    assert json.loads((repo / "metrics/pretrain/tiny.json").read_text())["steps"] == 4
+    assert not list((repo / ".cache/checkpoints").glob("*/checkpoint-*"))
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("medaug")
+    runs = client.search_runs([exp.experiment_id], "tags.`medaug.stage` = 'train@tiny-augmented'")
+    assert runs
+    history = client.get_metric_history(runs[0].info.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1, 7))
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx([r["loss"] for r in losses])
+    assert client.get_metric_history(runs[0].info.run_id, "dev_accuracy")
+    assert client.search_runs([exp.experiment_id], "tags.`medaug.stage` = 'pretrain@tiny'")

@@ -1,6 +1,13 @@
-"""Train stage: completion-only loss with logits only at the answer, LoRA training, outputs (tiny models)."""
+"""Train stage: completion-only loss with logits only at the answer, packing, LoRA and full training, dev
+evaluation with the best checkpoint kept, resume after SIGKILL, 2-process DDP (torchrun, gloo) (tiny models)."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +20,7 @@ from medaug.evaluate.task import collate, encode
 from medaug.models import load_model_and_tokenizer
 from medaug.params import parse_params
 from medaug.train import completion_loss, run
+from medaug.train.loop import pack
 
 
 pytestmark = pytest.mark.usefixtures("tiny_cache")
@@ -81,7 +89,7 @@ def test_training_reduces_loss_and_writes_an_adapter(tmp_path):
     assert json.loads(metrics_path.read_text()) == metrics
     assert metrics["n_train"] == 24 and metrics["steps"] == 60 and metrics["train_runtime_s"] > 0
     assert json.loads((out / "medaug.json").read_text()) == \
-        {"base": "tiny-llama", "model": "tiny", "variant": "original", "n_train": 24}
+        {"base": "tiny-llama", "model": "tiny", "variant": "original", "method": "lora", "n_train": 24}
     assert (out / "adapter_config.json").exists() and (out / "tokenizer.json").exists()
     assert [x.name for x in out.parent.iterdir()] == ["tiny-original"]  # no temp dir left behind
     merged, tok = load_candidate(p, "tiny", out)
@@ -106,3 +114,168 @@ def test_training_is_seeded_and_checks_its_variant(tmp_path):
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     with pytest.raises(MedaugError, match="unknown variant"):
         run(p, "tiny", "zero-shot", train_path, tmp_path / "m2", tmp_path / "metrics2.json")
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_a_packed_batch_gives_the_loss_of_the_padded_batch(name):
+    """One row, positions restarting per example, logits kept at a boolean mask: the same loss as left padding
+    (so examples do not attend across their boundaries)."""
+    model, tok = load_model_and_tokenizer(name)
+    model.eval()
+    p = params(ref=name)
+    recs = learnable(5)
+    recs[1].contexts = ["A much longer abstract: " + "patients were followed for years. " * 6]
+    examples = [encode(tok, r, p.task, answer=r.final_decision) for r in recs]
+    packed = pack(examples)
+    assert packed["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples))
+    assert int(packed["keep"].sum()) == len(packed["targets"]) == 5
+    with torch.no_grad():
+        padded_loss = completion_loss(model, collate(examples, tok.pad_token_id)).item()
+        packed_loss = completion_loss(model, packed).item()
+        # with cross-example attention the loss would differ: positions alone do not separate them
+        crossed = dict(packed, position_ids=torch.arange(packed["input_ids"].shape[1])[None])
+        crossed_loss = completion_loss(model, crossed).item()
+    assert packed_loss == pytest.approx(padded_loss, abs=1e-5)
+    assert abs(crossed_loss - padded_loss) > 1e-3
+
+
+def test_packing_trains_like_padding(tmp_path):
+    """Same batches, same step losses (to 1e-3: Adam's first steps amplify float noise in near-zero gradients)."""
+    train_path = tmp_path / "original.jsonl"
+    write_records(train_path, learnable(24))
+    curves = {}
+    for packing in (False, True):
+        p = params(max_steps=6, learning_rate=1e-2, warmup_ratio=0.0, packing=packing,
+                   lora={"dropout": 0.0}, checkpoints=str(tmp_path / "ckpt"))
+        plots = (tmp_path / f"loss-{packing}.json", tmp_path / f"dev-{packing}.json")
+        run(p, "tiny", "original", train_path, tmp_path / f"m{packing}", tmp_path / f"m{packing}.json", plots=plots)
+        curves[packing] = [r["loss"] for r in json.loads(plots[0].read_text())]
+    assert len(curves[True]) == 6 and curves[True][0] == pytest.approx(curves[False][0], abs=1e-5)
+    assert curves[True] == pytest.approx(curves[False], abs=1e-3)
+    assert curves[True][-1] < curves[True][0] - 1
+
+
+def flipped(recs):
+    """The same questions with the labels rotated: what the training teaches is wrong on these."""
+    nxt = {"yes": "no", "no": "maybe", "maybe": "yes"}
+    return [Record(id=f"d{r.id}", question=r.question, contexts=r.contexts, final_decision=nxt[r.final_decision])
+            for r in recs]
+
+
+def dev_loss(model, tok, p, recs):
+    rows = Scorer(model, tok, p.task, 8).predict(recs, progress=False)
+    return -sum(row["logprobs"][r.final_decision] for r, row in zip(recs, rows)) / len(recs)
+
+
+def test_dev_evaluation_keeps_the_best_checkpoint_and_writes_curves(tmp_path):
+    train_path, dev_path = tmp_path / "original.jsonl", tmp_path / "dev.jsonl"
+    write_records(train_path, learnable(24))
+    write_records(dev_path, flipped(learnable(6)))  # dev loss rises as training goes on: the best is early
+    p = params(max_steps=40, learning_rate=1e-2, warmup_ratio=0.0, eval_steps=10, best_metric="loss",
+               checkpoints=str(tmp_path / "ckpt"))
+    plots = (tmp_path / "plots/train/tiny-original.json", tmp_path / "plots/dev/tiny-original.json")
+    metrics = run(p, "tiny", "original", train_path, tmp_path / "m", tmp_path / "metrics.json",
+                  dev_path=dev_path, plots=plots)
+    losses, dev = (json.loads(x.read_text()) for x in plots)
+    assert [r["step"] for r in losses] == list(range(1, 41)) and all(r["loss"] > 0 for r in losses)
+    assert [r["step"] for r in dev] == [10, 20, 30, 40]
+    assert set(dev[0]) == {"step", "dev_accuracy", "dev_macro_f1", "dev_loss"}
+    best = min(dev, key=lambda r: r["dev_loss"])
+    assert best["step"] < 40 and best["dev_loss"] < dev[-1]["dev_loss"]
+    assert metrics["best_step"] == best["step"] and metrics["dev_loss"] == pytest.approx(best["dev_loss"])
+    assert metrics["n_dev"] == 6 and metrics["steps"] == 40
+    # the output is the best checkpoint's model, not the last one's
+    model, tok = load_candidate(p, "tiny", tmp_path / "m")
+    assert dev_loss(model, tok, p, flipped(learnable(6))) == pytest.approx(best["dev_loss"], abs=1e-4)
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())  # cleaned up on success
+
+
+def test_full_fine_tuning_writes_a_whole_model(tmp_path):
+    train_path = tmp_path / "original.jsonl"
+    write_records(train_path, learnable(12))
+    p = params(method="full", max_steps=3, learning_rate=1e-3, checkpoints=str(tmp_path / "ckpt"))
+    run(p, "tiny", "original", train_path, tmp_path / "m", tmp_path / "metrics.json")
+    assert (tmp_path / "m" / "config.json").exists() and not (tmp_path / "m" / "adapter_config.json").exists()
+    model, tok = load_candidate(p, "tiny", tmp_path / "m")
+    base, _ = load_model_and_tokenizer("tiny-llama")
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert len(changed) > 10  # every layer moved, not only adapters
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage_project(root, **train):
+    """A project dir for running stages/train.py: params.yaml, a training set and a dev split."""
+    root.mkdir(parents=True)
+    import yaml
+
+    (root / "params.yaml").write_text(yaml.safe_dump({
+        "models": {"tiny": "tiny-llama"}, "task": {"max_seq_len": 64},
+        "train": {"models": ["tiny"], "variants": ["original"], "batch_size": 4, "grad_accum": 1,
+                  "learning_rate": 1e-2, "warmup_ratio": 0.0, **train}}))
+    write_records(root / "data/train/original.jsonl", learnable(24))
+    write_records(root / "data/prepared/dev.jsonl", learnable(6, start=50))
+    return root
+
+
+def stage_env():
+    return dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true")
+
+
+def adapter(root):
+    return load_file(root / "models/tiny-original/adapter_model.safetensors")
+
+
+def test_a_training_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_path):
+    """SIGKILL the real stage script once a checkpoint is on disk; the rerun resumes from it (not from step 0)
+    and ends with the very adapter an uninterrupted run gives."""
+    cmd = [sys.executable, str(ROOT / "stages/train.py"), "tiny", "original"]
+    whole = stage_project(tmp_path / "whole", max_steps=120, eval_steps=20)
+    subprocess.run(cmd, cwd=whole, env=stage_env(), check=True, capture_output=True)
+    killed = stage_project(tmp_path / "killed", max_steps=120, eval_steps=20)
+    proc = subprocess.Popen(cmd, cwd=killed, env=stage_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            done = list((killed / ".cache/checkpoints").glob("*/checkpoint-40/trainer_state.json"))
+            if done:
+                break
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "the stage finished before it could be killed"
+    assert not (killed / "models/tiny-original").exists()  # nothing half-written
+    rerun = subprocess.run(cmd, cwd=killed, env=stage_env(), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "medaug: resuming from" in rerun.stdout
+    metrics = json.loads((killed / "metrics/train/tiny-original.json").read_text())
+    assert metrics["resumed_from_step"] >= 40 and metrics["steps"] == 120
+    a, b = adapter(whole), adapter(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the curves cover the whole run, before and after the kill
+    losses = json.loads((killed / "plots/train/tiny-original.json").read_text())
+    assert [r["step"] for r in losses] == list(range(1, 121))
+    assert not list((killed / ".cache/checkpoints").glob("*/checkpoint-*"))  # removed after success
+
+
+def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path):
+    """DDP on CPU (gloo): 2 processes x batch 4 give the adapter of 1 process x batch 8 (each step sees the whole
+    training set, so the sampler's order does not matter; no dropout)."""
+    train = {"max_steps": 3, "lora": {"dropout": 0.0}, "learning_rate": 5e-3}
+    one = stage_project(tmp_path / "one", batch_size=8, **train)
+    two = stage_project(tmp_path / "two", batch_size=4, **train)
+    for root in (one, two):
+        write_records(root / "data/train/original.jsonl", learnable(8))
+    script = [str(ROOT / "stages/train.py"), "tiny", "original"]
+    subprocess.run([sys.executable, *script], cwd=one, env=stage_env(), check=True, capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run([*torchrun, *script], cwd=two, env=stage_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m1, m2 = (json.loads((r / "metrics/train/tiny-original.json").read_text()) for r in (one, two))
+    assert m1["steps"] == m2["steps"] == 3
+    a, b = adapter(one), adapter(two)
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), max((a[k] - b[k]).abs().max() for k in a)
+    assert m2["train_loss"] == pytest.approx(m1["train_loss"], abs=1e-5)

@@ -285,14 +285,37 @@ class TrainParams:
     models: list[str] = field(default_factory=lambda: ["gemma270m"])
     """Short names (keys of the top-level `models` section); DVC's matrix runs one train stage per pair."""
     variants: list[Literal["original", "augmented"]] = field(default_factory=lambda: ["original", "augmented"])
+    """Training sets: data/train/<variant>.jsonl. Models listed in `pretrain.models` also get `dapt-<variant>`."""
+    method: Literal["lora", "full"] = "lora"
+    """`lora`: the DVC output is the adapter (merged only for registration); `full`: every weight is trained
+    and the output is the whole model."""
     epochs: float = 1.0
     max_steps: int = -1
+    """> 0 overrides epochs."""
     batch_size: int = 4
+    """Per device (per process under torchrun / accelerate launch)."""
     grad_accum: int = 2
     learning_rate: float = 2.0e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     seed: int = 0
+    """Fixes the data order, dropout and LoRA init: the same params give the same adapter on CPU."""
+    eval_steps: int = 0
+    """Score the dev split every this many optimizer steps (0 = once per epoch) and at the end; each evaluation
+    is a checkpoint, and the best one (by `best_metric`) is the stage's output."""
+    best_metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    """Dev metric that picks the checkpoint kept (a tie keeps the earlier one)."""
+    checkpoints: str = ".cache/checkpoints"
+    """Where checkpoints live while a stage runs (outside DVC outputs, which DVC deletes before a run): a killed
+    run resumes from its last checkpoint when rerun with the same data and params; removed once it succeeds."""
+    group_by_length: bool = False
+    """Batch examples of similar length together (less padding; the order stays seeded)."""
+    packing: bool = False
+    """Concatenate each batch into one row with per-example positions and attention (no padding at all)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 on a GPU that supports it, else fp32 (always fp32 on CPU)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory for long sequences, about 30% slower."""
     lora: LoraParams = field(default_factory=LoraParams)
 
     def check(self, key: str) -> None:
@@ -302,6 +325,34 @@ class TrainParams:
             raise MedaugError(f"params.yaml: {key}.batch_size and {key}.grad_accum must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise MedaugError(f"params.yaml: {key}.warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if self.eval_steps < 0:
+            raise MedaugError(f"params.yaml: {key}.eval_steps must be >= 0 (got {self.eval_steps})")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise MedaugError(f"params.yaml: {key}: set epochs > 0 or max_steps > 0")
+
+
+@dataclass
+class PretrainParams:
+    """Continued pretraining (domain-adaptive, as in MQG): next-token loss on a text corpus; the result is the
+    base of the `dapt-<variant>` candidates. Batch size, seed, method, LoRA and precision come from `train`."""
+    models: list[str] = field(default_factory=list)
+    """Short names to pretrain ([] = no pretrain stage, no dapt candidates)."""
+    corpus: str = "data/prepared/train.jsonl"
+    """A .txt/.md/.jsonl file or a folder of them (a dvc.yaml dep). JSONL lines give their `text`, or their
+    `contexts` (QA records), so the default is the abstracts of the training split (never test)."""
+    block_size: int = 256
+    """Tokens per training row; the corpus is concatenated (EOS between documents) and cut into blocks."""
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 1.0e-4
+
+    def check(self, key: str) -> None:
+        if self.block_size < 8:
+            raise MedaugError(f"params.yaml: {key}.block_size must be >= 8 (got {self.block_size})")
+        if self.learning_rate <= 0:
+            raise MedaugError(f"params.yaml: {key}.learning_rate must be > 0 (got {self.learning_rate})")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise MedaugError(f"params.yaml: {key}: set epochs > 0 or max_steps > 0")
 
 
 @dataclass
@@ -325,6 +376,7 @@ class Params:
     teacher: TeacherParams = field(default_factory=TeacherParams)
     generate: GenerateParams = field(default_factory=GenerateParams)
     filter: FilterParams = field(default_factory=FilterParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     register: RegisterParams = field(default_factory=RegisterParams)
@@ -332,10 +384,17 @@ class Params:
     def check(self, key: str) -> None:
         for strategy in self.generate.teachers:
             self.teacher_for(strategy)  # a bad key or value fails now, with its path
-        for name in self.train.models:
-            if name not in self.models:
-                raise MedaugError(f"params.yaml: train.models names {name!r}, which is not a key of `models` "
-                                  f"(known: {', '.join(self.models) or 'none'})")
+        for section, names in (("train", self.train.models), ("pretrain", self.pretrain.models)):
+            for name in names:
+                if name not in self.models:
+                    raise MedaugError(f"params.yaml: {section}.models names {name!r}, which is not a key of "
+                                      f"`models` (known: {', '.join(self.models) or 'none'})")
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(model, variant) of every trained candidate: train.models x train.variants, then dapt-<variant> for
+        the models in pretrain.models (DVC's train and train-dapt matrices)."""
+        return ([(m, v) for m in self.train.models for v in self.train.variants]
+                + [(m, f"dapt-{v}") for m in self.pretrain.models for v in self.train.variants])
 
     def teacher_for(self, strategy: str) -> TeacherParams:
         """The teacher a generation strategy uses: `teacher`, with the strategy's `generate.teachers` keys."""

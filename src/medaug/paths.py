@@ -11,6 +11,9 @@ EVAL = Path("eval")
 METRICS = Path("metrics")
 CONFUSION = Path("plots/confusion")
 FUNNEL_PLOT = Path("plots/funnel.json")
+TRAIN_PLOTS = Path("plots/train")  # plots/train/<candidate>.json: {step, loss, learning_rate} rows
+DEV_PLOTS = Path("plots/dev")  # plots/dev/<candidate>.json: {step, dev_accuracy, dev_macro_f1, dev_loss} rows
+PRETRAINED = Path("models/pretrain")  # models/pretrain/<model>: continued pretraining, base of dapt-<variant>
 
 
 def candidate(model: str, variant: str) -> str:

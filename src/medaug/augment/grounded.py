@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medaug.data.jsonl import iter_jsonl
+from medaug.data.corpus import corpus_files, documents
 from medaug.data.schema import Record
-from medaug.errors import MedaugError
 
-SUFFIXES = (".txt", ".md", ".jsonl")
 _MD_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE)
 
 
@@ -78,37 +76,12 @@ def paragraphs(text: str, markdown: bool = False) -> list[list[str]]:
     return [p.split() for p in re.split(r"\n[ \t]*\n", text) if p.strip()]
 
 
-def _documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(text, {doc, title}) for each document of a corpus file."""
-    if path.suffix != ".jsonl":
-        return [(path.read_text(encoding="utf-8"), {})]
-    docs = []
-    for lineno, obj in iter_jsonl(path):
-        if not isinstance(obj.get("text"), str):
-            raise MedaugError(f"{path}:{lineno}: a corpus .jsonl line needs a string 'text' field")
-        title = obj.get("title")
-        docs.append((obj["text"], {"doc": str(obj.get("id", lineno)),
-                                   "title": str(title) if title is not None else None}))
-    return docs
-
-
-def corpus_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise MedaugError(f"generate.grounded.corpus: {folder} is not a folder")
-    files = sorted((f for f in folder.rglob("*") if f.is_file() and f.suffix in SUFFIXES
-                    and not any(part.startswith(".") for part in f.relative_to(folder).parts)),
-                   key=lambda f: f.relative_to(folder).as_posix())
-    if not files:
-        raise MedaugError(f"generate.grounded.corpus: {folder} has no {', '.join(SUFFIXES)} files")
-    return files
-
-
 def read_corpus(folder: Path, size: int, overlap: int) -> list[Passage]:
     """Every passage of the corpus, files in sorted order, chunks in document order."""
     passages = []
-    for path in corpus_files(folder):
+    for path in corpus_files(folder, "generate.grounded.corpus"):
         rel, n = path.relative_to(folder).as_posix(), 0
-        for text, meta in _documents(path):
+        for text, meta in documents(path):
             for words in chunk_words(paragraphs(text, markdown=path.suffix == ".md"), size, overlap):
                 passages.append(Passage(rel, n, " ".join(words), **meta))
                 n += 1

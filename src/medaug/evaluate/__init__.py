@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from medaug.data.jsonl import write_json, write_jsonl
@@ -14,7 +13,7 @@ from medaug.data.schema import read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.scorer import Scorer
-from medaug.models import load_model_and_tokenizer
+from medaug.models import TRAINED, load_model_and_tokenizer
 from medaug.params import Params
 
 __all__ = ["Scorer", "compute_metrics", "load_candidate", "run"]
@@ -22,16 +21,14 @@ __all__ = ["Scorer", "compute_metrics", "load_candidate", "run"]
 
 def load_candidate(p: Params, model: str, adapter_dir: Path | None
                    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model of `model` (a short name), with the LoRA adapter in `adapter_dir` merged into its weights."""
-    base, tokenizer = load_model_and_tokenizer(p.model_ref(model))
-    if adapter_dir is not None:
-        adapter_dir = Path(adapter_dir)
-        if not (adapter_dir / "adapter_config.json").exists():
-            raise MedaugError(f"{adapter_dir}: no LoRA adapter here (adapter_config.json missing; run the train "
-                              f"stage for {model} first)")
-        base = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    base.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    return base, tokenizer
+    """The base model of `model` (a short name), or the trained candidate in `adapter_dir` (its adapters merged
+    into the weights, the continued-pretraining one first for dapt-* candidates), on the GPU when there is one."""
+    if adapter_dir is not None and not (Path(adapter_dir) / TRAINED).exists():
+        raise MedaugError(f"{adapter_dir}: no trained model here ({TRAINED} missing; run the train stage for "
+                          f"{model} first)")
+    lm, tokenizer = load_model_and_tokenizer(p.model_ref(model) if adapter_dir is None else str(adapter_dir))
+    lm.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return lm, tokenizer
 
 
 def run(p: Params, model: str, variant: str, test_path: Path, adapter_dir: Path | None, out_dir: Path,

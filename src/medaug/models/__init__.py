@@ -69,6 +69,8 @@ def resolve(ref: str) -> str:
         return str(_built(ref))
     if Path(ref).expanduser().is_dir():
         path = Path(ref).expanduser()
+        if (path / "adapter_config.json").exists():
+            return str(path)
         if not (path / "config.json").exists():
             raise MedaugError(f"model {ref!r}: {path} has no config.json (expected a directory written by "
                               f"save_pretrained)")
@@ -79,9 +81,17 @@ def resolve(ref: str) -> str:
     return ref
 
 
+TRAINED = "medaug.json"
+"""Written into every train/pretrain output: {"base": <reference of the model it was trained from>, ...}."""
+
+
 def load_model_and_tokenizer(ref: str, dtype: torch.dtype = torch.float32
                              ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model and tokenizer of `ref`. A LoRA adapter written by medaug (adapter_config.json + medaug.json)
+    loads as its base (itself any reference, e.g. a continued-pretraining adapter) with the adapter merged in."""
     path = resolve(ref)
+    if (Path(path) / "adapter_config.json").exists():
+        return _merged(Path(path), dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -95,3 +105,15 @@ def load_model_and_tokenizer(ref: str, dtype: torch.dtype = torch.float32
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def _merged(adapter_dir: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from peft import PeftModel
+
+    try:
+        base_ref = json.loads((adapter_dir / TRAINED).read_text())["base"]
+    except (OSError, ValueError, KeyError):
+        raise MedaugError(f"{adapter_dir}: a LoRA adapter without {TRAINED} naming its base model (medaug "
+                          f"writes it; for another adapter, load its base and the adapter with peft)") from None
+    base, tokenizer = load_model_and_tokenizer(base_ref, dtype)
+    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload(), tokenizer

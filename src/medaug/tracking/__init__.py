@@ -37,15 +37,29 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """One MLflow run for a data stage (e.g. generate: its params, and its requests, tokens and cost);
-    returns the run id. Only numeric metrics are logged; params are the stage's params.yaml sections, which
-    hold no secret (keys live in the environment)."""
-    setup_mlflow(root)
-    import mlflow
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
+
+def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str, Any],
+              curves: list[dict[str, Any]] = ()) -> str:
+    """One MLflow run for a stage (e.g. generate: its params, and its requests, tokens and cost; train: also
+    every point of its curves, rows {step, name: value, ...}, at its step); returns the run id. Only numeric
+    metrics are logged; params are the stage's params.yaml sections, which hold no secret (keys live in the
+    environment)."""
+    setup_mlflow(root)
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    points = [Metric(k, float(v), now, int(row["step"])) for row in curves for k, v in row.items()
+              if k != "step" and _number(v)]
     with mlflow.start_run(run_name=stage, tags={"medaug.stage": stage}) as run:
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
-        mlflow.log_metrics({k: float(v) for k, v in flatten(metrics).items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        mlflow.log_metrics({k: float(v) for k, v in flatten(metrics).items() if _number(v)})
+        client = mlflow.MlflowClient()
+        for i in range(0, len(points), 1000):  # MLflow's limit per batch
+            client.log_batch(run.info.run_id, metrics=points[i:i + 1000])
     return run.info.run_id

@@ -49,7 +49,7 @@ def lineage(root: Path, model: str, variant: str) -> dict[str, str]:
     lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {}
     md5 = {out["path"]: out.get("md5", "") for stage in (lock or {}).get("stages", {}).values()
            for out in stage.get("outs", [])}
-    wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": f"data/train/{variant}.jsonl",
+    wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": f"data/train/{variant.removeprefix('dapt-')}.jsonl",
               "dvc_model_adapter": f"models/{candidate(model, variant)}"}
     tags.update({tag: md5[path] for tag, path in wanted.items() if path in md5})
     return tags
@@ -57,7 +57,7 @@ def lineage(root: Path, model: str, variant: str) -> dict[str, str]:
 
 def pick_best(p: Params, eval_dir: Path) -> tuple[tuple[str, str], dict[tuple[str, str], dict[str, Any]]]:
     """The candidates of the current params (stale metrics files of removed variants are ignored)."""
-    metrics = {(m, v): read_json(eval_dir / f"{candidate(m, v)}.json") for m in p.train.models for v in p.train.variants}
+    metrics = {(m, v): read_json(eval_dir / f"{candidate(m, v)}.json") for m, v in p.candidates()}
     if not metrics:
         raise MedaugError("params.yaml: train.models x train.variants is empty, nothing to register")
     best = max(metrics, key=lambda mv: metrics[mv][p.register.metric])  # the first wins a tie

@@ -1,0 +1,68 @@
+"""Pretrain stage: continued (domain-adaptive) pretraining on a text corpus, as MQG did on medical textbooks.
+
+The corpus's documents are tokenized, joined with EOS and cut into blocks of pretrain.block_size tokens (the last
+partial block is dropped); the loss is the usual next-token loss over every token. The output (an adapter, or a
+whole model with train.method full) is the base of the `dapt-<variant>` candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medaug.data.corpus import corpus_files, documents
+from medaug.data.jsonl import write_json
+from medaug.errors import MedaugError
+from medaug.params import Params
+from medaug.tracking import log_stage
+from medaug.train import adapter_or_ref, prepare_model, write_output
+from medaug.train.loop import checkpoint_dir, curves, finish, fingerprint, fit
+
+
+def blocks(texts: list[str], tokenizer, size: int) -> list[list[int]]:
+    """The texts' tokens, each text followed by EOS, in blocks of `size` (a BOS, if the tokenizer adds one,
+    starts each text)."""
+    ids: list[int] = []
+    for text in texts:
+        ids += tokenizer(text).input_ids + [tokenizer.eos_token_id]
+    return [ids[i:i + size] for i in range(0, len(ids) - size + 1, size)]
+
+
+def collate_blocks(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    ids = torch.tensor([e["input_ids"] for e in batch])
+    return {"input_ids": ids, "labels": ids}
+
+
+def run(p: Params, model: str, corpus: Path, out_dir: Path, metrics_path: Path, plot_path: Path | None = None,
+        mlflow_root: Path | None = None) -> dict[str, Any]:
+    if model not in p.pretrain.models:
+        raise MedaugError(f"pretrain: {model!r} is not in params.yaml pretrain.models ({p.pretrain.models})")
+    ref, t, pt = p.model_ref(model), p.train, p.pretrain
+    files = corpus_files(Path(corpus), "pretrain.corpus")
+    texts = [text for f in files for text, _ in documents(f) if text.strip()]
+    lm, tokenizer = prepare_model(ref, t)
+    examples = [{"input_ids": b} for b in blocks(texts, tokenizer, pt.block_size)]
+    if not examples:
+        raise MedaugError(f"pretrain.corpus: {corpus} has fewer than pretrain.block_size = {pt.block_size} "
+                          f"tokens; lower the block size or add text")
+    key = fingerprint(ref, asdict(pt), asdict(t), Path(corpus), adapter_or_ref(ref))
+    ckpt = checkpoint_dir(Path(t.checkpoints), f"pretrain-{model}", key)
+    trainer, summary = fit(lm, tokenizer, examples, collate_blocks, t, ckpt, epochs=pt.epochs,
+                           max_steps=pt.max_steps, learning_rate=pt.learning_rate)
+    losses, _ = curves(trainer.state.log_history)
+    metrics = {"train_loss": losses[-1]["loss"] if losses else None, "documents": len(texts),
+               "blocks": len(examples), "tokens": len(examples) * pt.block_size, **summary}
+    if trainer.is_world_process_zero():
+        write_output(out_dir, trainer.model, tokenizer, {"base": ref, "model": model, "pretrain": True,
+                                                        "method": t.method, "documents": len(texts)})
+        write_json(metrics_path, metrics)
+        if plot_path:
+            write_json(plot_path, losses)
+        if mlflow_root is not None:
+            log_stage(mlflow_root, f"pretrain@{model}", {"model": ref, "pretrain": asdict(pt), "train": asdict(t)},
+                      metrics, curves=losses)
+    finish(trainer, ckpt)
+    return metrics
