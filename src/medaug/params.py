@@ -286,6 +286,10 @@ class TrainParams:
     """Short names (keys of the top-level `models` section); DVC's matrix runs one train stage per pair."""
     variants: list[Literal["original", "augmented"]] = field(default_factory=lambda: ["original", "augmented"])
     """Training sets: data/train/<variant>.jsonl. Models listed in `pretrain.models` also get `dapt-<variant>`."""
+    launcher: str = "python"
+    """The command dvc.yaml runs the train and pretrain stage scripts with: `python` (one process), or
+    `torchrun --nproc_per_node 4` / `accelerate launch --num_processes 4` (DDP; `accelerate launch
+    --config_file fsdp.yaml` for FSDP). Changing it changes the stage command, so DVC reruns training."""
     method: Literal["lora", "full"] = "lora"
     """`lora`: the DVC output is the adapter (merged only for registration); `full`: every weight is trained
     and the output is the whole model."""
