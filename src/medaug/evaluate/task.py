@@ -66,9 +66,13 @@ def answer_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
     Logits are computed only for the last k positions (the 262k-vocab projection dominates the cost)."""
     mask = batch["answer_mask"]
     k = mask.shape[1] + 1
+    # The last k positions as a boolean mask, not an int: the model then gathers them into one contiguous
+    # (batch * k, hidden) block before the vocab projection; a strided slice takes a slow matmul path.
+    keep = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+    keep[:, -k:] = True
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"], logits_to_keep=k).logits
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                   position_ids=batch["position_ids"], logits_to_keep=keep).logits
+    logprobs = torch.log_softmax(logits.view(mask.shape[0], k, -1)[:, :-1].float(), dim=-1)
     targets = batch["input_ids"][:, -(k - 1):] if k > 1 else batch["input_ids"][:, :0]
     token_logprobs = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return token_logprobs.masked_fill(~mask, 0.0)
