@@ -157,3 +157,27 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
     with pytest.raises(MedaugError, match="medaug.json missing"):
         run(p, "tiny", "original", test, tmp_path / "eval", tmp_path / "eval" / "x", tmp_path / "x.json",
             tmp_path / "c.json")
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def test_chat_format_puts_the_prompt_in_a_user_turn_and_the_answer_in_the_reply():
+    _, tok = load_model_and_tokenizer("tiny-llama")
+    record = records(1)[0]
+    plain, chat = TaskParams(), TaskParams(format="chat")
+    with pytest.raises(MedaugError, match="task.format: chat, but the tokenizer .* has no chat template"):
+        encode(tok, record, chat, answer="no")
+    tok.chat_template = CHAT_TEMPLATE
+    e = encode(tok, record, chat, answer="no")
+    text = f"<|user|>{render_prompt(record, plain)}\n<|assistant|>"
+    assert e["input_ids"][:e["n_prompt"]] == tok.apply_chat_template(
+        [{"role": "user", "content": render_prompt(record, plain)}], add_generation_prompt=True, tokenize=True,
+        return_dict=False)
+    assert tok.decode(e["input_ids"][:e["n_prompt"]], skip_special_tokens=True).endswith("<|assistant|>")
+    assert text.endswith(tok.decode(e["input_ids"][:e["n_prompt"]], skip_special_tokens=True)[-40:])
+    assert e["input_ids"][e["n_prompt"]:] == tok("no", add_special_tokens=False).input_ids  # no leading space
+    # plain: the answer follows the text with a space, as lm-eval writes it
+    p = encode(tok, record, plain, answer="no")
+    assert p["input_ids"][p["n_prompt"]:] == tok(" no", add_special_tokens=False).input_ids

@@ -115,6 +115,12 @@ def test_second_repro_is_up_to_date(project):
     r = sh(["dvc", "repro"], project["repo"], project["env"])
     assert stages_run(r.stdout) == set()
     assert "up to date" in r.stdout
+    # the CLI names a candidate's stage, dapt ones included (their own matrices)
+    for args, stage in ((["train", "tiny", "dapt-augmented"], "train-dapt@tiny-augmented"),
+                        (["evaluate", "tiny", "dapt-original"], "evaluate-dapt@tiny-original"),
+                        (["pretrain", "tiny"], "pretrain@tiny")):
+        r = sh(["medaug", *args], project["repo"], project["env"])
+        assert f"dvc repro --single-item {stage}" in r.stderr and "didn't change" in r.stdout, (r.stdout, r.stderr)
 
 
 def test_champion_from_registry_in_fresh_process_matches_evaluate(project):

@@ -279,3 +279,28 @@ def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path)
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), max((a[k] - b[k]).abs().max() for k in a)
     assert m2["train_loss"] == pytest.approx(m1["train_loss"], abs=1e-5)
+
+
+def test_chat_format_trains_and_scores_through_the_chat_template(tmp_path, monkeypatch):
+    """task.format chat end to end: the tokenizer's template wraps the prompt in training and in scoring."""
+    from test_evaluate import CHAT_TEMPLATE
+
+    import medaug.train as train_module
+
+    real = train_module.load_model_and_tokenizer
+
+    def with_template(ref):
+        model, tok = real(ref)
+        tok.chat_template = CHAT_TEMPLATE  # the tiny tokenizer has none; instruction-tuned ones do
+        return model, tok
+
+    monkeypatch.setattr(train_module, "load_model_and_tokenizer", with_template)
+    train_path = tmp_path / "original.jsonl"
+    write_records(train_path, learnable(24))
+    p = parse_params({"models": {"tiny": "tiny-llama"}, "task": {"max_seq_len": 64, "format": "chat"},
+                      "train": {"models": ["tiny"], "batch_size": 4, "grad_accum": 1, "max_steps": 60,
+                                "learning_rate": 1e-2, "warmup_ratio": 0.0, "checkpoints": str(tmp_path / "c")}})
+    run(p, "tiny", "original", train_path, tmp_path / "m", tmp_path / "metrics.json")
+    model, tok = load_candidate(p, "tiny", tmp_path / "m")
+    assert tok.chat_template == CHAT_TEMPLATE  # saved with the adapter, so scoring uses it too
+    assert accuracy(model, tok, p, learnable(24)) == 1.0

@@ -68,13 +68,28 @@ def filter_(force: bool) -> None:
     _repro("filter", force)
 
 
+def _stage(kind: str, model: str, variant: str) -> str:
+    """The DVC stage of a candidate: dapt-<variant> candidates have their own matrices (train-dapt, ...)."""
+    if variant.startswith("dapt-"):
+        return f"{kind}-dapt@{model}-{variant.removeprefix('dapt-')}"
+    return f"{kind}@{model}-{variant}"
+
+
+@cli.command()
+@click.argument("model")
+@_force
+def pretrain(model: str, force: bool) -> None:
+    """Continued pretraining of MODEL on params pretrain.corpus (MODEL must be in pretrain.models)."""
+    _repro(f"pretrain@{model}", force)
+
+
 @cli.command()
 @click.argument("model")
 @click.argument("variant")
 @_force
 def train(model: str, variant: str, force: bool) -> None:
-    """LoRA fine-tune MODEL (a key of params `models`) on VARIANT (original | augmented)."""
-    _repro(f"train@{model}-{variant}", force)
+    """Fine-tune MODEL (a key of params `models`) on VARIANT (original | augmented | dapt-original | ...)."""
+    _repro(_stage("train", model, variant), force)
 
 
 @cli.command()
@@ -83,7 +98,7 @@ def train(model: str, variant: str, force: bool) -> None:
 @_force
 def evaluate(model: str, variant: str, force: bool) -> None:
     """Score MODEL-VARIANT (or VARIANT zero-shot: the untrained base) on the test split."""
-    _repro(f"zero-shot@{model}" if variant == "zero-shot" else f"evaluate@{model}-{variant}", force)
+    _repro(f"zero-shot@{model}" if variant == "zero-shot" else _stage("evaluate", model, variant), force)
 
 
 @cli.command()

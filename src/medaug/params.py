@@ -42,6 +42,10 @@ class TaskParams:
     max_seq_len: int = 384
     """Prompt tokens beyond this are cut from the start of the abstract (results and conclusions come last);
     the question and the answer always stay."""
+    format: Literal["plain", "chat"] = "plain"
+    """`plain`: the template as text, the answer after it as " yes" (base models, lm-eval's format); `chat`: the
+    template as the user turn of the tokenizer's chat template, the answer as the assistant's reply
+    (instruction-tuned models)."""
 
     def check(self, key: str) -> None:
         for name in ("{context}", "{question}"):

@@ -22,7 +22,7 @@ class Scorer:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: TaskParams,
                  batch_size: int = 8):
         self.model, self.tokenizer, self.task, self.batch_size = model, tokenizer, task, batch_size
-        self.choice_ids = {c: tokenizer(answer_text(c), add_special_tokens=False).input_ids for c in task.choices}
+        self.choice_ids = {c: tokenizer(answer_text(c, task), add_special_tokens=False).input_ids for c in task.choices}
         self.single_token = all(len(ids) == 1 for ids in self.choice_ids.values())
 
     def predict(self, records: list[Record], progress: bool = True) -> list[dict[str, Any]]:

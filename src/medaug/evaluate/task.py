@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from medaug.data.schema import Record
+from medaug.errors import MedaugError
 from medaug.params import TaskParams
 
 _FIELD = re.compile(r"\{(context|question)\}")
@@ -20,25 +21,39 @@ def render_prompt(record: Record, task: TaskParams, context: str | None = None) 
     return _FIELD.sub(lambda m: values[m.group(1)], task.template)
 
 
-def answer_text(label: str) -> str:
-    return " " + label
+def answer_text(label: str, task: TaskParams) -> str:
+    """How an answer follows the prompt: " yes" after plain text, "yes" as a chat reply."""
+    return label if task.format == "chat" else " " + label
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, text: str, task: TaskParams) -> list[int]:
+    """Token ids of a rendered prompt: the text itself, or (task.format chat) a user turn of the tokenizer's
+    chat template followed by the assistant's turn opening."""
+    if task.format == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise MedaugError(f"task.format: chat, but the tokenizer of {tokenizer.name_or_path!r} has no chat "
+                              f"template (a base model?); use task.format: plain")
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                            tokenize=True, return_dict=False)
+        return list(ids)
+    return tokenizer(text).input_ids
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, record: Record, task: TaskParams,
            answer: str | None = None) -> dict[str, Any]:
     """Token ids of the prompt (at most task.max_seq_len: the abstract's START is cut, so its results and
     conclusions stay, as does the question), then those of " <answer>" when given. n_prompt = prompt tokens."""
-    ids = tokenizer(render_prompt(record, task)).input_ids
+    ids = prompt_ids(tokenizer, render_prompt(record, task), task)
     over = len(ids) - task.max_seq_len
     if over > 0:
         context_ids = tokenizer(record.context, add_special_tokens=False).input_ids
         while over > 0 and context_ids:
             context_ids = context_ids[over:]
-            ids = tokenizer(render_prompt(record, task, tokenizer.decode(context_ids))).input_ids
+            ids = prompt_ids(tokenizer, render_prompt(record, task, tokenizer.decode(context_ids)), task)
             over = len(ids) - task.max_seq_len
     n_prompt = len(ids)
     if answer is not None:
-        ids = ids + tokenizer(answer_text(answer), add_special_tokens=False).input_ids
+        ids = ids + tokenizer(answer_text(answer, task), add_special_tokens=False).input_ids
     return {"input_ids": ids, "n_prompt": n_prompt}
 
 

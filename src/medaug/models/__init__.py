@@ -116,4 +116,8 @@ def _merged(adapter_dir: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
         raise MedaugError(f"{adapter_dir}: a LoRA adapter without {TRAINED} naming its base model (medaug "
                           f"writes it; for another adapter, load its base and the adapter with peft)") from None
     base, tokenizer = load_model_and_tokenizer(base_ref, dtype)
+    if (adapter_dir / "tokenizer_config.json").exists():  # the one it was trained with (chat template, pad token)
+        tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
     return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload(), tokenizer
