@@ -366,12 +366,33 @@ class PretrainParams:
 @dataclass
 class EvaluateParams:
     batch_size: int = 8
+    bootstrap: int = 1000
+    """Resamples of the test split for the 95% confidence intervals of accuracy and macro-F1 (0 = none)."""
+    seed: int = 0
+    """Seed of the bootstrap resamples: the same predictions give the same intervals."""
+    teacher_shots: int = 3
+    """evaluate-teacher: worked examples from the training split in each prompt (k-shot; 0 = zero-shot)."""
+    teacher: dict[str, Any] = field(default_factory=dict)
+    """evaluate-teacher: `teacher` keys that differ for the baseline, e.g. {backend: openai, model: gpt-4o}."""
+
+    def check(self, key: str) -> None:
+        if self.bootstrap < 0 or self.teacher_shots < 0:
+            raise MedaugError(f"params.yaml: {key}.bootstrap and {key}.teacher_shots must be >= 0")
 
 
 @dataclass
 class RegisterParams:
     model_name: str = "medaug-pubmedqa"
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    policy: Literal["higher", "mcnemar"] = "higher"
+    """When the winner takes `champion` from the current one (scored on the same test data): `higher`: its
+    `metric` is strictly higher; `mcnemar`: higher and the paired McNemar test of their predictions gives
+    p < `alpha`. Otherwise it is registered as `challenger`."""
+    alpha: float = 0.05
+
+    def check(self, key: str) -> None:
+        if not 0 < self.alpha < 1:
+            raise MedaugError(f"params.yaml: {key}.alpha must be in (0, 1) (got {self.alpha})")
 
 
 @dataclass
@@ -392,6 +413,7 @@ class Params:
     def check(self, key: str) -> None:
         for strategy in self.generate.teachers:
             self.teacher_for(strategy)  # a bad key or value fails now, with its path
+        self.baseline_teacher()
         for section, names in (("train", self.train.models), ("pretrain", self.pretrain.models)):
             for name in names:
                 if name not in self.models:
@@ -411,6 +433,13 @@ class Params:
             return self.teacher
         return _build(TeacherParams, {**dataclasses.asdict(self.teacher), **override},
                       f"generate.teachers.{strategy}")
+
+    def baseline_teacher(self) -> TeacherParams:
+        """The teacher of the evaluate-teacher baseline: `teacher`, with the keys of `evaluate.teacher`."""
+        if not self.evaluate.teacher:
+            return self.teacher
+        return _build(TeacherParams, {**dataclasses.asdict(self.teacher), **self.evaluate.teacher},
+                      "evaluate.teacher")
 
     def model_ref(self, short_name: str) -> str:
         if short_name not in self.models:
