@@ -29,6 +29,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/teacher.py
 	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/scorer.py
 	$(BIN)/python bench/run.py
 
 lint: setup
