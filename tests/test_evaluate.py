@@ -9,7 +9,7 @@ from peft import LoraConfig, get_peft_model
 
 from medaug.data.schema import Record, write_records
 from medaug.errors import MedaugError
-from medaug.evaluate import Scorer, compute_metrics, load_candidate, run
+from medaug.evaluate import Scorer, compute_metrics, load_candidate, mcnemar, run
 from medaug.evaluate.task import encode, render_prompt
 from medaug.models import load_model_and_tokenizer
 from medaug.params import TaskParams, parse_params
@@ -123,7 +123,10 @@ def test_metrics_hand_computed():
     assert m["accuracy"] == pytest.approx(3 / 6)
     assert m["macro_f1"] == pytest.approx((4 / 7 + 1 / 2 + 0) / 3)
     assert m["n"] == 6
-    assert m["per_class"]["yes"] == {"gold": 3, "predicted": 4, "correct": 2, "f1": pytest.approx(4 / 7)}
+    assert m["per_class"]["yes"] == {"gold": 3, "predicted": 4, "correct": 2, "precision": pytest.approx(1 / 2),
+                                     "recall": pytest.approx(2 / 3), "f1": pytest.approx(4 / 7)}
+    assert m["per_class"]["no"] == {"gold": 2, "predicted": 2, "correct": 1, "precision": 0.5, "recall": 0.5,
+                                    "f1": 0.5}
     assert m["per_class"]["maybe"]["predicted"] == 0
     # a class absent from both gold and predictions counts as F1 0 (sklearn, zero_division=0)
     assert compute_metrics(["yes", "no"], ["yes", "no"])["macro_f1"] == pytest.approx(2 / 3)
@@ -131,15 +134,18 @@ def test_metrics_hand_computed():
 
 
 def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
-    p = parse_params({"models": {"tiny": "tiny-gpt2"}, "train": {"models": ["tiny"]}})
+    p = parse_params({"models": {"tiny": "tiny-gpt2"}, "train": {"models": ["tiny"]}, "evaluate": {"bootstrap": 200}})
     test = tmp_path / "test.jsonl"
     write_records(test, records(5))
     adapter = lora_adapter("tiny-gpt2", tmp_path / "adapter")
-    results = {}
+    zero_shot_path = tmp_path / "eval" / "zero-shot" / "predictions.jsonl"
+    results, metrics_of = {}, {}
     for variant, adapter_dir in (("zero-shot", None), ("augmented", adapter)):
         out, metrics_path = tmp_path / "eval" / variant, tmp_path / "metrics" / f"{variant}.json"
         confusion_path = tmp_path / "plots" / f"{variant}.json"
-        metrics = run(p, "tiny", variant, test, adapter_dir, out, metrics_path, confusion_path)
+        per_class_path = tmp_path / "plots" / "per_class" / f"{variant}.json"
+        metrics = run(p, "tiny", variant, test, adapter_dir, out, metrics_path, confusion_path, per_class_path,
+                      zero_shot_path)
         assert json.loads(metrics_path.read_text()) == metrics
         assert {k: metrics[k] for k in ("n", "model", "variant", "base")} == \
             {"n": 5, "model": "tiny", "variant": variant, "base": "tiny-gpt2"}
@@ -147,16 +153,44 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
         assert [r["id"] for r in rows] == [f"q{i}" for i in range(5)]
         assert [r["gold"] for r in rows] == [r.final_decision for r in records(5)]
         assert all(r["prediction"] == max(r["logprobs"], key=r["logprobs"].get) for r in rows)
+        # PubMedQA's official format, in test-split order like test_ground_truth.json
+        assert list(json.loads((out / "predictions.json").read_text()).items()) == \
+            [(r["id"], r["prediction"]) for r in rows]
         confusion = json.loads(confusion_path.read_text())
         assert confusion == [{"actual": r["gold"], "predicted": r["prediction"]} for r in rows]
         assert metrics["accuracy"] == pytest.approx(sum(r["gold"] == r["prediction"] for r in rows) / 5)
-        results[variant] = rows
+        assert list(metrics) == ["accuracy", "macro_f1", "n", "ci95", "model", "variant", "base"] + \
+            (["vs_zero_shot"] if variant != "zero-shot" else []) + ["per_class"]
+        for key in ("accuracy", "macro_f1"):
+            assert metrics["ci95"][key]["low"] <= metrics[key] <= metrics["ci95"][key]["high"]
+        assert json.loads(per_class_path.read_text()) == [
+            {"class": c, "precision": metrics["per_class"][c]["precision"],
+             "recall": metrics["per_class"][c]["recall"], "f1": metrics["per_class"][c]["f1"]}
+            for c in ("yes", "no", "maybe")]
+        results[variant], metrics_of[variant] = rows, metrics
     assert results["zero-shot"] != results["augmented"]
+    vs = metrics_of["augmented"]["vs_zero_shot"]
+    golds = [r["gold"] for r in results["augmented"]]
+    test_ = mcnemar(golds, *([r["prediction"] for r in results[v]] for v in ("augmented", "zero-shot")))
+    assert vs == {"p_value": test_["p_value"], "a_only": test_["a_only"], "b_only": test_["b_only"],
+                  "delta_accuracy": pytest.approx(metrics_of["augmented"]["accuracy"]
+                                                  - metrics_of["zero-shot"]["accuracy"])}
+    # no bootstrap: no ci95
+    p0 = parse_params({"models": {"tiny": "tiny-gpt2"}, "train": {"models": ["tiny"]}, "evaluate": {"bootstrap": 0}})
+    assert "ci95" not in run(p0, "tiny", "zero-shot", test, None, tmp_path / "eval" / "z0", tmp_path / "z0.json",
+                             tmp_path / "c0.json", tmp_path / "pc0.json")
+    x = (tmp_path / "eval" / "x", tmp_path / "x.json", tmp_path / "c.json", tmp_path / "pc.json")
     with pytest.raises(MedaugError, match="needs its adapter"):
-        run(p, "tiny", "original", test, None, tmp_path / "eval" / "x", tmp_path / "x.json", tmp_path / "c.json")
+        run(p, "tiny", "original", test, None, *x)
     with pytest.raises(MedaugError, match="medaug.json missing"):
-        run(p, "tiny", "original", test, tmp_path / "eval", tmp_path / "eval" / "x", tmp_path / "x.json",
-            tmp_path / "c.json")
+        run(p, "tiny", "original", test, tmp_path / "eval", *x)
+    # the zero-shot baseline must be there and score the same test items
+    with pytest.raises(MedaugError, match=r"missing\.jsonl: not found; run `dvc repro zero-shot@tiny`"):
+        run(p, "tiny", "augmented", test, adapter, *x, tmp_path / "missing.jsonl")
+    write_records(test, records(4))
+    with pytest.raises(MedaugError, match=r"predictions\.jsonl: its 5 ids are not the 4 test ids, in order; run "
+                                          r"`dvc repro zero-shot@tiny`"):
+        run(p, "tiny", "augmented", test, adapter, *x, zero_shot_path)
 
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

@@ -26,6 +26,10 @@ def test_shipped_params_parse_and_match_defaults():
     ({"train": {"variants": ["original", "fancy"]}}, "train.variants[1] = 'fancy' is not allowed"),
     ({"train": {"models": ["nope"]}}, "train.models names 'nope'"),
     ({"train": {"learning_rate": 0}}, "train.learning_rate must be > 0"),
+    ({"pretrain": {"models": ["gemma270m"]}, "train": {"models": []}}, "pretrain.models names 'gemma270m', which is "
+     "not in train.models"),
+    ({"register": {"policy": "best"}}, "register.policy = 'best' is not allowed (allowed: higher, mcnemar)"),
+    ({"evaluate": {"teacher": {"modle": "x"}}}, "unknown key 'evaluate.teacher.modle'"),
 ])
 def test_bad_params_name_the_key(raw, fragment):
     with pytest.raises(MedaugError) as e:

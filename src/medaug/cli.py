@@ -101,11 +101,38 @@ def evaluate(model: str, variant: str, force: bool) -> None:
     _repro(f"zero-shot@{model}" if variant == "zero-shot" else _stage("evaluate", model, variant), force)
 
 
+@cli.command(name="evaluate-teacher")
+@_force
+def evaluate_teacher(force: bool) -> None:
+    """The teacher baseline: the teacher answers the test split k-shot (evaluate.teacher_shots, evaluate.teacher)."""
+    _repro("evaluate-teacher", force)
+
+
 @cli.command()
 @_force
 def register(force: bool) -> None:
     """Register the best candidate in MLflow and move the `champion` alias if it wins."""
     _repro("register", force)
+
+
+@cli.command()
+@click.option("--rev", default="HEAD", show_default=True,
+              help="Git revision the Δ columns compare with (`dvc metrics diff REV`).")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the Markdown here (atomically) instead of stdout.")
+def report(rev: str, output_path: Path | None) -> None:
+    """A Markdown table of every candidate (accuracy and macro-F1 with 95% CIs, p vs zero-shot, Δ vs REV),
+    the teacher baseline and the registered model, ready for a pull-request comment."""
+    from medaug.data.jsonl import atomic_path
+    from medaug.report import render
+
+    text = render(Path.cwd(), rev)
+    if output_path is None:
+        click.echo(text, nl=False)
+        return
+    with atomic_path(output_path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output_path}", err=True)
 
 
 @cli.command(name="check-params")

@@ -419,6 +419,10 @@ class Params:
                 if name not in self.models:
                     raise MedaugError(f"params.yaml: {section}.models names {name!r}, which is not a key of "
                                       f"`models` (known: {', '.join(self.models) or 'none'})")
+        for name in self.pretrain.models:
+            if name not in self.train.models:  # its dapt candidates are compared with zero-shot@<name>
+                raise MedaugError(f"params.yaml: pretrain.models names {name!r}, which is not in train.models "
+                                  f"(add it there: its dapt candidates are tested against its zero-shot baseline)")
 
     def candidates(self) -> list[tuple[str, str]]:
         """(model, variant) of every trained candidate: train.models x train.variants, then dapt-<variant> for

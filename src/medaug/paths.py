@@ -10,6 +10,7 @@ MODELS = Path("models")
 EVAL = Path("eval")
 METRICS = Path("metrics")
 CONFUSION = Path("plots/confusion")
+PER_CLASS = Path("plots/per_class")  # plots/per_class/<candidate>.json: {class, precision, recall, f1} rows
 FUNNEL_PLOT = Path("plots/funnel.json")
 TRAIN_PLOTS = Path("plots/train")  # plots/train/<candidate>.json: {step, loss, learning_rate} rows
 DEV_PLOTS = Path("plots/dev")  # plots/dev/<candidate>.json: {step, dev_accuracy, dev_macro_f1, dev_loss} rows

@@ -8,15 +8,16 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from medaug.data.jsonl import write_json, write_jsonl
-from medaug.data.schema import read_records
+from medaug.data.jsonl import iter_jsonl, write_json, write_jsonl
+from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.scorer import Scorer
+from medaug.evaluate.stats import bootstrap_ci, mcnemar
 from medaug.models import TRAINED, load_model_and_tokenizer
 from medaug.params import Params
 
-__all__ = ["Scorer", "compute_metrics", "load_candidate", "run"]
+__all__ = ["Scorer", "bootstrap_ci", "compute_metrics", "load_candidate", "mcnemar", "run", "write_results"]
 
 
 def load_candidate(p: Params, model: str, adapter_dir: Path | None
@@ -31,25 +32,83 @@ def load_candidate(p: Params, model: str, adapter_dir: Path | None
     return lm, tokenizer
 
 
+def write_results(records: list[Record], preds: list[str], extra: dict[str, Any], out_dir: Path,
+                  metrics_path: Path, confusion_path: Path, per_class_path: Path, p: Params,
+                  rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Score `preds` (one label per test record; anything else, e.g. "unparsed", counts as wrong) and write, atomically:
+
+    - out_dir/predictions.jsonl: {id, gold, prediction, **rows[i]} per record (`rows`: extra fields per record,
+      e.g. the scorer's logprobs or a teacher's reply; their id/gold/prediction keys are ignored);
+    - out_dir/predictions.json: PubMedQA's official format {pmid: label}, in test-split order (the key order of
+      test_ground_truth.json when the split is the official one);
+    - confusion_path: [{actual, predicted}] rows for DVC's confusion template;
+    - per_class_path: [{class, precision, recall, f1}] rows for the per-class bar plot;
+    - metrics_path: {accuracy, macro_f1, n, ci95 (unless evaluate.bootstrap is 0), **extra, per_class}.
+
+    Returns the metrics dict. Used by the evaluate/zero-shot stages (run) and the evaluate-teacher stage."""
+    if len(preds) != len(records) or (rows is not None and len(rows) != len(records)):
+        raise ValueError(f"{len(records)} records but {len(preds)} predictions"
+                         + ("" if rows is None else f" and {len(rows)} rows"))
+    golds = [r.final_decision for r in records]
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "predictions.jsonl",
+                ({"id": r.id, "gold": g, "prediction": q,
+                  **{k: v for k, v in (row or {}).items() if k not in ("id", "gold", "prediction")}}
+                 for r, g, q, row in zip(records, golds, preds, rows or [None] * len(records))))
+    write_json(out_dir / "predictions.json", {r.id: q for r, q in zip(records, preds)})
+    write_json(confusion_path, [{"actual": g, "predicted": q} for g, q in zip(golds, preds)])
+    scores = compute_metrics(golds, preds)
+    write_json(per_class_path, [{"class": label, **{k: s[k] for k in ("precision", "recall", "f1")}}
+                                for label, s in scores["per_class"].items()])
+    metrics: dict[str, Any] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "n": scores["n"]}
+    if p.evaluate.bootstrap:
+        metrics["ci95"] = bootstrap_ci(golds, preds, p.evaluate.bootstrap, p.evaluate.seed)
+    metrics.update(extra)
+    metrics["per_class"] = scores["per_class"]
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def read_zero_shot(path: Path, records: list[Record], model: str) -> list[str]:
+    """The zero-shot predictions of `model` (eval/<model>-zero-shot/predictions.jsonl), in test-split order."""
+    fix = f"run `dvc repro zero-shot@{model}` (it scores the untrained base on the current test split)"
+    if not Path(path).exists():
+        raise MedaugError(f"{path}: not found; {fix}")
+    ids, preds = [], []
+    for lineno, row in iter_jsonl(path):
+        if "id" not in row or "prediction" not in row:
+            raise MedaugError(f"{path}:{lineno}: needs `id` and `prediction`; {fix}")
+        ids.append(str(row["id"]))
+        preds.append(row["prediction"])
+    if ids != [r.id for r in records]:
+        raise MedaugError(f"{path}: its {len(ids)} ids are not the {len(records)} test ids, in order; {fix}")
+    return preds
+
+
+def compare_zero_shot(records: list[Record], preds: list[str], zero_shot: list[str]) -> dict[str, Any]:
+    """{p_value, a_only, b_only, delta_accuracy} of the candidate (a) against the zero-shot base (b)."""
+    golds = [r.final_decision for r in records]
+    test = mcnemar(golds, preds, zero_shot)
+    delta = compute_metrics(golds, preds)["accuracy"] - compute_metrics(golds, zero_shot)["accuracy"]
+    return {"p_value": test["p_value"], "a_only": test["a_only"], "b_only": test["b_only"], "delta_accuracy": delta}
+
+
 def run(p: Params, model: str, variant: str, test_path: Path, adapter_dir: Path | None, out_dir: Path,
-        metrics_path: Path, confusion_path: Path) -> dict[str, Any]:
-    """Write out_dir/predictions.jsonl, metrics_path and confusion_path (rows for DVC's confusion template)."""
+        metrics_path: Path, confusion_path: Path, per_class_path: Path,
+        zero_shot_path: Path | None = None) -> dict[str, Any]:
+    """Score a candidate; write its outputs (see write_results). A trained candidate with `zero_shot_path`
+    (eval/<model>-zero-shot/predictions.jsonl) also gets `vs_zero_shot`: McNemar against the untrained base."""
     if variant != "zero-shot" and adapter_dir is None:
         raise MedaugError(f"evaluate: variant {variant!r} needs its adapter directory (only zero-shot has none)")
     records = read_records(test_path)
     if not records:
         raise MedaugError(f"{test_path}: no test records")
+    compare = variant != "zero-shot" and zero_shot_path is not None
+    zero_shot = read_zero_shot(zero_shot_path, records, model) if compare else None  # fail before scoring
     lm, tokenizer = load_candidate(p, model, None if variant == "zero-shot" else adapter_dir)
-    predictions = Scorer(lm, tokenizer, p.task, p.evaluate.batch_size).predict(records)
-    golds = [r.final_decision for r in records]
-    preds = [row["prediction"] for row in predictions]
-    out_dir = Path(out_dir)
-    write_jsonl(out_dir / "predictions.jsonl",
-                ({"id": r.id, "gold": r.final_decision, **{k: v for k, v in row.items() if k != "id"}}
-                 for r, row in zip(records, predictions)))
-    write_json(confusion_path, [{"actual": g, "predicted": q} for g, q in zip(golds, preds)])
-    scores = compute_metrics(golds, preds)
-    metrics = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "n": scores["n"], "model": model,
-               "variant": variant, "base": p.model_ref(model), "per_class": scores["per_class"]}
-    write_json(metrics_path, metrics)
-    return metrics
+    rows = Scorer(lm, tokenizer, p.task, p.evaluate.batch_size).predict(records)
+    preds = [row["prediction"] for row in rows]
+    extra: dict[str, Any] = {"model": model, "variant": variant, "base": p.model_ref(model)}
+    if zero_shot is not None:
+        extra["vs_zero_shot"] = compare_zero_shot(records, preds, zero_shot)
+    return write_results(records, preds, extra, out_dir, metrics_path, confusion_path, per_class_path, p, rows)

@@ -20,6 +20,7 @@ def compute_metrics(golds: list[str], preds: list[str], labels: tuple[str, ...] 
         recall = tp / n_gold if n_gold else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         f1s.append(f1)
-        per_class[label] = {"gold": n_gold, "predicted": n_pred, "correct": tp, "f1": f1}
+        per_class[label] = {"gold": n_gold, "predicted": n_pred, "correct": tp, "precision": precision,
+                            "recall": recall, "f1": f1}
     correct = sum(g == p for g, p in zip(golds, preds))
     return {"accuracy": correct / n if n else 0.0, "macro_f1": sum(f1s) / len(f1s), "n": n, "per_class": per_class}

@@ -1,0 +1,64 @@
+"""Uncertainty of a test score: percentile bootstrap CIs of accuracy and macro-F1, and the paired exact McNemar test.
+
+Both work on label lists, like compute_metrics; a prediction outside the label set (e.g. the teacher baseline's
+"unparsed") is simply wrong.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from medaug.data.schema import LABELS
+
+
+def _codes(values: list[str], labels: tuple[str, ...]) -> np.ndarray:
+    """Label index, or len(labels) for anything else."""
+    index = {label: i for i, label in enumerate(labels)}
+    return np.array([index.get(v, len(labels)) for v in values], dtype=np.int64)
+
+
+def bootstrap_ci(golds: list[str], preds: list[str], n_resamples: int, seed: int, level: float = 0.95,
+                 labels: tuple[str, ...] = LABELS) -> dict[str, dict[str, float]]:
+    """{"accuracy": {"low", "high"}, "macro_f1": {"low", "high"}}: percentile bootstrap over test items.
+
+    One (n_resamples, n) index matrix from numpy's seeded Generator; per-class counts by one bincount per count
+    kind. Macro-F1 as compute_metrics defines it (F1 = 2 tp / (gold + predicted), 0 when both are 0)."""
+    if len(golds) != len(preds):
+        raise ValueError(f"{len(golds)} gold labels but {len(preds)} predictions")
+    if not golds or n_resamples < 1:
+        raise ValueError(f"bootstrap needs items and resamples (got {len(golds)} items, {n_resamples} resamples)")
+    if unknown := sorted(set(golds) - set(labels)):
+        raise ValueError(f"gold labels {unknown} are not in {list(labels)}")
+    k, n = len(labels), len(golds)
+    g, q = _codes(golds, labels), _codes(preds, labels)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    g, q = g[idx], q[idx]
+    correct = g == q  # golds are labels, so an unknown prediction is never correct
+    offset = (np.arange(n_resamples) * (k + 1))[:, None]
+
+    def counts(codes: np.ndarray) -> np.ndarray:  # (n_resamples, k): occurrences of each label per resample
+        return np.bincount((codes + offset).ravel(), minlength=n_resamples * (k + 1)).reshape(n_resamples, k + 1)[:, :k]
+
+    tp = counts(np.where(correct, g, k))
+    denom = counts(g) + counts(q)
+    f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape), where=denom > 0)
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for name, values in (("accuracy", correct.mean(axis=1)), ("macro_f1", f1.mean(axis=1))):
+        low, high = np.percentile(values, [tail, 100 - tail])
+        out[name] = {"low": float(low), "high": float(high)}
+    return out
+
+
+def mcnemar(golds: list[str], preds_a: list[str], preds_b: list[str]) -> dict[str, float | int]:
+    """Paired exact McNemar test: a_only = items a got right and b wrong, b_only the reverse;
+    p = min(1, 2 P(X <= min(a_only, b_only))), X ~ Binomial(a_only + b_only, 1/2); 1.0 with no discordant pair."""
+    if not len(golds) == len(preds_a) == len(preds_b):
+        raise ValueError(f"{len(golds)} gold labels but {len(preds_a)} and {len(preds_b)} predictions")
+    b = sum(x == g != y for g, x, y in zip(golds, preds_a, preds_b))
+    c = sum(y == g != x for g, x, y in zip(golds, preds_a, preds_b))
+    n = b + c
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n)
+    return {"a_only": b, "b_only": c, "p_value": p}

@@ -1,0 +1,139 @@
+"""The teacher baseline (`evaluate-teacher`): the teacher answers the test questions k-shot, the papers'
+"few-shot GPT-4" row, scored with the same metrics as the candidates.
+
+The k worked examples come from the training split, label-balanced and seeded, and are the same for every test
+question, so every prompt shares one prefix (which vLLM and OpenAI prompt caching reward). Each question is sent
+once through the teacher's request cache (a rerun sends nothing); a reply is read leniently (`parse_answer`: the
+JSON answer, else the first standalone yes/no/maybe), and only a reply with no answer in it goes back once for
+repair (`teacher.repair_attempts`). What is still unusable is predicted "unparsed", which the metrics count wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from medaug.data.schema import LABELS, Record, read_records
+from medaug.errors import MedaugError
+from medaug.evaluate import write_results
+from medaug.llm.structured import REPAIR, parse_json, string_schema
+from medaug.llm.teacher import Request, Teacher, make_teacher
+from medaug.params import Params
+from medaug.tracking import log_stage
+
+TEMPLATE = (Path(__file__).parent / "prompts" / "fewshot.txt").read_text(encoding="utf-8")
+SCHEMA = string_schema("answer")  # no enum, as in filtering.llm_checks: parse_answer holds it to yes/no/maybe
+UNPARSED = "unparsed"
+_WORD = re.compile(r"(?<![\w'-])(yes|no|maybe)(?![\w'-])", re.IGNORECASE)
+_FIELD = re.compile(r"\{(shots|context|question)\}")
+
+
+def pick_shots(train: list[Record], k: int, seed: int) -> list[Record]:
+    """k training records, round-robin over yes/no/maybe (balanced as far as the labels allow), each label's
+    records in a seeded order; the k are then shuffled (seeded) so the last shot's label is no constant cue.
+    The same train set, k and seed give the same shots whatever the input order."""
+    rng = random.Random(seed)
+    pools = {label: sorted((r for r in train if r.final_decision == label), key=lambda r: r.id) for label in LABELS}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    shots: list[Record] = []
+    while len(shots) < k and any(pools.values()):
+        for label in LABELS:
+            if pools[label] and len(shots) < k:
+                shots.append(pools[label].pop())
+    rng.shuffle(shots)
+    return shots
+
+
+def _item(rec: Record) -> str:
+    return f"Abstract: {rec.context}\nQuestion: {rec.question}\nReply:"
+
+
+def build_prompt(shots: list[Record], rec: Record) -> str:
+    """The prompt file with the shots ("### Example" blocks) and the task filled in, in one pass (a `{question}`
+    inside an abstract stays literal). rstrip: a base model continues after the final "Reply:"."""
+    examples = "".join(f"### Example\n{_item(s)} {json.dumps({'answer': s.final_decision})}\n\n" for s in shots)
+    values = {"shots": examples, "context": rec.context, "question": rec.question}
+    return _FIELD.sub(lambda m: values[m.group(1)], TEMPLATE).rstrip()
+
+
+def _read(text: str) -> str:
+    """The label in a reply, or why there is none: the JSON object's "answer" decides when there is one
+    ("bad_value_answer" if it holds no label); otherwise the first standalone yes/no/maybe word ("no_label")."""
+    obj = parse_json(text)
+    if isinstance(obj, dict) and "answer" in obj:
+        m = _WORD.search(obj["answer"]) if isinstance(obj["answer"], str) else None
+        return m.group(1).lower() if m else "bad_value_answer"
+    m = _WORD.search(text)
+    return m.group(1).lower() if m else "no_label"
+
+
+def parse_answer(text: str | None) -> str | None:
+    """yes/no/maybe from a reply (`{"answer": "Yes"}`, fenced JSON, "Answer: Yes.", "**No**, because ..."), or
+    None. Whole words only: "yesterday" or "no-one" are not answers."""
+    if text is None:
+        return None
+    label = _read(text)
+    return label if label in LABELS else None
+
+
+def ask(p: Params, root: Path, shots: list[Record], records: list[Record]
+        ) -> tuple[list[str], list[dict[str, Any]], Teacher]:
+    """The prediction for each record, its row {reply[, reason]} and the teacher (for its usage). A request that
+    failed, or a reply with no label even after the repair, is predicted "unparsed" with its reason."""
+    tp = p.baseline_teacher()
+    teacher = make_teacher(tp, Path(root))
+    reqs = [Request.user(build_prompt(shots, r), schema=SCHEMA) for r in records]
+    completions = teacher.complete(reqs, desc=f"evaluate-teacher ({teacher.name})")
+    errors = Counter(c.error for c in completions if c.text is None)
+    if sum(errors.values()) == len(records):
+        raise MedaugError(f"evaluate-teacher: all {len(records)} teacher requests failed "
+                          f"({', '.join(f'{k}: {v}' for k, v in errors.most_common())}); check teacher.model "
+                          f"({tp.model!r}, or evaluate.teacher.model) in params.yaml and OPENAI_BASE_URL / "
+                          f"OPENAI_API_KEY")
+    replies = [c.text for c in completions]
+    reasons = [f"teacher_error:{c.error}" if c.text is None else _read(c.text) for c in completions]
+    for _ in range(tp.repair_attempts):
+        todo = [i for i, why in enumerate(reasons) if why in ("no_label", "bad_value_answer")]
+        if not todo:
+            break
+        repairs = [Request(reqs[i].messages + [
+            {"role": "assistant", "content": replies[i]},
+            {"role": "user", "content": REPAIR.format(reason=reasons[i].replace("_", " "), keys="answer")}],
+            SCHEMA) for i in todo]
+        for i, r, c in zip(todo, repairs, teacher.complete(repairs, desc="evaluate-teacher (repairs)")):
+            if c.text is not None:  # a failed repair request: the first reply's reason stands
+                replies[i], reasons[i], reqs[i] = c.text, _read(c.text), r
+    preds = [why if why in LABELS else UNPARSED for why in reasons]
+    rows = [{"reply": reply, **({} if why in LABELS else {"reason": why})} for reply, why in zip(replies, reasons)]
+    return preds, rows, teacher
+
+
+def run(p: Params, root: Path, train_path: Path, test_path: Path, out_dir: Path, metrics_path: Path,
+        confusion_path: Path, per_class_path: Path, mlflow_root: Path | None = None) -> dict[str, Any]:
+    """Ask the teacher every test question k-shot; write out_dir/predictions.jsonl and predictions.json (the
+    official {pmid: label}), the confusion and per-class plot rows and metrics_path; log to MLflow under
+    `mlflow_root` when given. Returns the metrics."""
+    train, test = read_records(train_path), read_records(test_path)
+    if not test:
+        raise MedaugError(f"{test_path}: no test records")
+    k = p.evaluate.teacher_shots
+    if k > len(train):
+        raise MedaugError(f"evaluate.teacher_shots = {k} but {train_path} holds {len(train)} records")
+    shots = pick_shots(train, k, p.evaluate.seed)
+    preds, rows, teacher = ask(p, root, shots, test)
+    reasons = Counter(row["reason"] for row in rows if "reason" in row)
+    extra = {"model": teacher.tp.model, "variant": f"teacher-{k}-shot", "shots": [s.id for s in shots],
+             "unparsed": sum(reasons.values()), "unparsed_reasons": dict(sorted(reasons.items())),
+             "usage": teacher.usage.as_dict()}
+    metrics = write_results(test, preds, extra, out_dir, metrics_path, confusion_path, per_class_path, p, rows)
+    if mlflow_root is not None:
+        log_stage(Path(mlflow_root), "evaluate-teacher",
+                  {"teacher": asdict(teacher.tp), "evaluate": asdict(p.evaluate)}, metrics)
+    return metrics
+

@@ -1,0 +1,93 @@
+"""`medaug report`: one Markdown table of every evaluated candidate, ready for a pull-request comment.
+
+Rows: metrics/eval/*.json (trained candidates and zero-shot baselines), then metrics/teacher.json when it exists.
+Deltas come from `dvc metrics diff --json --all <rev>`; when that fails, their cells are "–" and a note says why.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from medaug.data.jsonl import read_json
+from medaug.errors import MedaugError
+from medaug.paths import METRICS
+
+DASH = "–"
+
+
+def metrics_diff(root: Path, rev: str) -> tuple[dict[str, Any], str | None]:
+    """({metrics file: {key: {old, new, diff}}}, None), or ({}, why it is not available)."""
+    cmd = [sys.executable, "-m", "dvc", "metrics", "diff", "--json", "--all", rev]
+    what = f"`dvc metrics diff {rev}`"
+    try:
+        done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {}, f"{what} could not run ({e})"
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        return {}, f"{what} failed: {lines[0].removeprefix('ERROR: ') if lines else f'exit {done.returncode}'}"
+    try:
+        diff = json.loads(done.stdout or "{}")
+    except json.JSONDecodeError:
+        return {}, f"{what} printed no JSON"
+    diff = diff.get("diff", diff) if isinstance(diff, dict) else {}
+    return (diff, None) if diff else ({}, f"{what}: no metrics to compare")
+
+
+def _ci(m: dict[str, Any], key: str) -> str:
+    if key not in m:
+        return DASH
+    ci = m.get("ci95", {}).get(key)
+    return f"{m[key]:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
+
+
+def _p(m: dict[str, Any]) -> str:
+    p = (m.get("vs_zero_shot") or {}).get("p_value")
+    return DASH if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _delta(diff: dict[str, Any], path: str, key: str) -> str:
+    d = diff.get(path, {}).get(key)
+    if not d:
+        return DASH
+    if d.get("old") is None:
+        return "new"
+    return f"{d['diff']:+.3f}" if isinstance(d.get("diff"), (int, float)) else DASH
+
+
+def render(root: Path, rev: str = "HEAD") -> str:
+    """The Markdown report of the metrics under `root` (the project root), deltas against git revision `rev`."""
+    root = Path(root)
+    rows = [(f.stem, f) for f in sorted((root / METRICS / "eval").glob("*.json"))]
+    teacher = root / METRICS / "teacher.json"
+    if teacher.exists():
+        t = read_json(teacher)
+        rows.append((f"{t.get('variant', 'teacher')} ({t.get('model', '?')})", teacher))
+    if not rows:
+        raise MedaugError(f"{root / METRICS / 'eval'}: no metrics files; run `dvc repro` first")
+    reg_path = root / METRICS / "register.json"
+    reg = read_json(reg_path) if reg_path.exists() else None
+    diff, why = metrics_diff(root, rev)
+    lines = [f"| candidate | accuracy [95% CI] | macro-F1 [95% CI] | p vs zero-shot | Δ accuracy vs {rev} "
+             f"| Δ macro-F1 vs {rev} |", "|---|---|---|---|---|---|"]
+    for name, path in rows:
+        m, rel = read_json(path), path.relative_to(root).as_posix()
+        if not isinstance(m, dict):
+            raise MedaugError(f"{path}: expected a JSON object of metrics; re-run the stage that writes it")
+        if reg and reg.get("candidate") == name:
+            name = f"**{name}** (v{reg.get('version')} @{reg.get('alias')})"
+        lines.append(f"| {name} | {_ci(m, 'accuracy')} | {_ci(m, 'macro_f1')} | {_p(m)} "
+                     f"| {_delta(diff, rel, 'accuracy')} | {_delta(diff, rel, 'macro_f1')} |")
+    if reg:
+        vs, value = reg.get("vs_champion"), reg.get("value")
+        lines.append(f"\nRegistered `{reg.get('model_name')}` v{reg.get('version')} = {reg.get('candidate')} as "
+                     f"**@{reg.get('alias')}** ({reg.get('metric')} "
+                     + (f"{value:.3f}" if isinstance(value, (int, float)) else DASH) + f", policy {reg.get('policy')}"
+                     + (f"; McNemar p vs the previous champion {vs['p_value']:.3f}" if vs else "") + ").")
+    if why:
+        lines.append(f"\nΔ columns unavailable: {why.rstrip('.')}.")
+    return "\n".join(lines) + "\n"
