@@ -5,12 +5,12 @@ from pathlib import Path
 from medaug.errors import guarded
 from medaug.evaluate import teacher_baseline
 from medaug.params import load_params
-from medaug.paths import CONFUSION, EVAL, METRICS, PER_CLASS, PREPARED
+from medaug.paths import CONFUSION, METRICS, PER_CLASS, PREPARED, TEACHER_EVAL
 
 
 def main() -> None:
     p = load_params()
-    teacher_baseline.run(p, Path.cwd(), PREPARED / "train.jsonl", PREPARED / "test.jsonl", EVAL / "teacher",
+    teacher_baseline.run(p, Path.cwd(), PREPARED / "train.jsonl", PREPARED / "test.jsonl", TEACHER_EVAL,
                          METRICS / "teacher.json", CONFUSION / "teacher.json", PER_CLASS / "teacher.json",
                          mlflow_root=Path.cwd())
 

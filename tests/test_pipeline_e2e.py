@@ -68,14 +68,23 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
         "prepare", "generate", "filter", "train@tiny-original", "train@tiny-augmented",
         "evaluate@tiny-original", "evaluate@tiny-augmented", "zero-shot@tiny", "pretrain@tiny",
         "train-dapt@tiny-original", "train-dapt@tiny-augmented", "evaluate-dapt@tiny-original",
-        "evaluate-dapt@tiny-augmented", "register"}
-    for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot", "tiny-dapt-original", "tiny-dapt-augmented"):
-        m = json.loads((repo / f"metrics/eval/{name}.json").read_text())
+        "evaluate-dapt@tiny-augmented", "evaluate-teacher", "register"}
+    test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
+    for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot", "tiny-dapt-original", "tiny-dapt-augmented",
+                 "teacher"):
+        m = json.loads((repo / ("metrics/teacher.json" if name == "teacher" else f"metrics/eval/{name}.json"))
+                       .read_text())
         assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["macro_f1"] <= 1.0
-        preds = [json.loads(x) for x in (repo / f"eval/{name}/predictions.jsonl").read_text().splitlines()]
-        test = (repo / "data/prepared/test.jsonl").read_text().splitlines()
+        assert m["ci95"]["accuracy"]["low"] <= m["accuracy"] <= m["ci95"]["accuracy"]["high"]
+        out = repo / ("eval-teacher" if name == "teacher" else f"eval/{name}")
+        preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
         assert len(preds) == len(test) == m["n"]
         assert abs(m["accuracy"] - sum(p["prediction"] == p["gold"] for p in preds) / len(preds)) < 1e-9
+        # PubMedQA's official format, in the order of its test_ground_truth.json
+        official = json.loads((out / "predictions.json").read_text())
+        assert list(official.items()) == [(p["id"], p["prediction"]) for p in preds]
+        assert ("vs_zero_shot" in m) == (name not in ("tiny-zero-shot", "teacher"))
+    assert json.loads((repo / "metrics/teacher.json").read_text())["variant"] == "teacher-3-shot"
     funnel = json.loads((repo / "metrics/funnel.json").read_text())
     assert funnel["in"] == funnel["kept"] + sum(funnel["dropped"].values()) and funnel["kept"] > 0
     augmented = (repo / "data/train/augmented.jsonl").read_text().splitlines()
@@ -155,11 +164,14 @@ def test_metrics_diff_and_confusion_plots(project):
     candidates = ("tiny-original", "tiny-augmented", "tiny-dapt-original", "tiny-dapt-augmented")
     # every plot is drawn once, by its top-level definition (no default line plot of the same file beside it)
     assert set(plots) == {"plots/funnel.json",
-                          *(f"plots/confusion/{n}.json" for n in (*candidates, "tiny-zero-shot")),
+                          *(f"plots/{kind}/{n}.json" for kind in ("confusion", "per_class")
+                            for n in (*candidates, "tiny-zero-shot", "teacher")),
                           *(f"plots/train/{n}.json" for n in (*candidates, "pretrain-tiny")),
                           *(f"plots/dev/{n}.json" for n in candidates)}
     assert spec("plots/confusion/tiny-original.json")["title"]["text"].startswith("Confusion matrix")
     assert spec("plots/funnel.json")["mark"]["type"] == "bar"  # the filter funnel as a bar plot
+    bars = spec("plots/per_class/tiny-original.json")  # per-class F1 bars
+    assert bars["mark"]["type"] == "bar" and {r["class"] for r in bars["data"]["values"]} == {"yes", "no", "maybe"}
     for n in ("tiny-original", "tiny-dapt-augmented", "pretrain-tiny"):  # loss curves against the step
         loss = spec(f"plots/train/{n}.json")
         assert loss["encoding"]["x"]["field"] == "step" and "loss" in json.dumps(loss["layer"])
@@ -210,6 +222,12 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     assert {"accuracy", "macro_f1"} <= set(metrics_diff["metrics/eval/tiny-original.json"])
     reg = json.loads((repo / "metrics/register.json").read_text())
     assert reg["version"] == 3 and reg["alias"] in ("champion", "challenger")
+    # the pull-request comment: deltas against the committed first run are those of `dvc metrics diff`
+    report = sh(["medaug", "report"], repo, env).stdout
+    row = next(line for line in report.splitlines() if line.startswith("| tiny-original"))
+    old_new = metrics_diff["metrics/eval/tiny-original.json"]["accuracy"]
+    assert row.split("|")[5].strip() == f"{old_new['new'] - old_new['old']:+.3f}", report
+    assert "teacher-3-shot" in report and "Δ columns unavailable" not in report
 
 
 def test_bad_params_key_fails_in_one_line_and_writes_nothing(project, tmp_path):

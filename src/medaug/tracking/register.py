@@ -1,8 +1,13 @@
 """Register the best candidate in the MLflow Model Registry; move `champion` only when it wins.
 
-Policy: the winner becomes `champion` if there is none, or if its `register.metric` on the same test data
-(same digest of ids and labels) is strictly higher than the champion's. A tie or a loss makes it `challenger`.
-When the champion was scored on other test data, it is re-scored on this test split before comparing.
+Policy (`register.policy`): the winner (best `register.metric` among the candidates) becomes `champion` if there
+is none; otherwise only if, on the same test data (same digest of ids and labels), its metric is strictly higher
+than the champion's and, with `mcnemar`, the paired exact McNemar test of their predictions gives p < `alpha` in
+the winner's favour. Anything else (a tie, a loss, a gain within noise) makes it `challenger`.
+
+The champion's per-item predictions come from its register run (the `predictions.json` artifact); a champion
+scored on other test data, or registered before that artifact existed, is re-scored here on this test split.
+Every candidate is tested against the champion (`candidates` in metrics/register.json).
 """
 
 from __future__ import annotations
@@ -12,19 +17,24 @@ import hashlib
 import json
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from medaug.data.jsonl import read_json, write_json
-from medaug.data.schema import read_records
+from medaug.data.jsonl import iter_jsonl, read_json, write_json
+from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.params import Params
 from medaug.paths import candidate
 from medaug.tracking import setup_mlflow
 
 MEDAUG_SRC = Path(__file__).resolve().parents[1]
+PREDICTIONS_ARTIFACT = "predictions.json"
+"""{test id: label} of the registered candidate, logged on its register run."""
+MAX_TEXT = 5000
+"""Model version descriptions are VARCHAR(5000) in MLflow's SQL stores (tags were too, before MLflow 2.x)."""
 
 
 def test_digest(records) -> str:
@@ -32,6 +42,28 @@ def test_digest(records) -> str:
     for r in sorted(records, key=lambda r: r.id):
         h.update(f"{r.id}\t{r.final_decision}\n".encode())
     return h.hexdigest()
+
+
+def params_digest(p: Params) -> str:
+    """sha256 of every parsed param (defaults included) as canonical JSON."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(p), sort_keys=True).encode()).hexdigest()
+
+
+def truncate(text: str, limit: int = MAX_TEXT, note: str = "\n\n... (truncated)") -> str:
+    """`text` if it fits in `limit` characters, else cut at the last line break that leaves room for `note`."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - len(note)]
+    return (cut.rsplit("\n", 1)[0] if "\n" in cut else cut) + note
+
+
+def funnel_line(funnel: dict[str, Any]) -> str:
+    """One line from metrics/funnel.json: "generated 24 -> kept 17 (validate -1, dedup -4, decontaminate -2)"
+    ("requested" when the funnel starts at the generate step, i.e. counts the items the teacher failed on)."""
+    steps = funnel.get("steps", {})
+    drops = [f"{name} -{step['in'] - step['out']}" for name, step in steps.items() if step["in"] != step["out"]]
+    start = "requested" if "generate" in steps else "generated"
+    return f"{start} {funnel['in']} -> kept {funnel['kept']}" + (f" ({', '.join(drops)})" if drops else "")
 
 
 def _git(root: Path, *args: str) -> str:
@@ -64,51 +96,135 @@ def pick_best(p: Params, eval_dir: Path) -> tuple[tuple[str, str], dict[tuple[st
     return best, metrics
 
 
-def champion_score(client, p: Params, digest: str, records) -> tuple[str | None, float | None]:
+def read_predictions(path: Path, records: list[Record]) -> list[str]:
+    """A candidate's label for each test record, in test order, from eval/<candidate>/predictions.jsonl."""
+    by_id = {str(row["id"]): row["prediction"] for _, row in iter_jsonl(path)}
+    missing = [r.id for r in records if r.id not in by_id]
+    if missing:
+        raise MedaugError(f"{path}: no prediction for {len(missing)} test id(s), e.g. {missing[0]!r} (scored on "
+                          f"another test split? re-run its evaluate stage)")
+    return [by_id[r.id] for r in records]
+
+
+@dataclass
+class Champion:
+    version: str
+    value: float
+    preds: list[str]
+    rescored: bool
+
+
+def _logged_predictions(run_id: str | None, records: list[Record]) -> list[str] | None:
+    """The champion's predictions.json from its register run, if it has one covering every test id."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PREDICTIONS_ARTIFACT,
+                                                       dst_path=tmp)
+            logged = json.loads(Path(path).read_text())
+        except (MlflowException, OSError, ValueError):
+            return None
+    if not isinstance(logged, dict) or any(r.id not in logged for r in records):
+        return None
+    return [str(logged[r.id]) for r in records]
+
+
+def current_champion(client, p: Params, digest: str, records: list[Record]) -> Champion | None:
     from mlflow.exceptions import MlflowException
 
     try:
         mv = client.get_model_version_by_alias(p.register.model_name, "champion")
     except MlflowException:
-        return None, None
-    if mv.tags.get("test_digest") == digest and p.register.metric in mv.tags:
-        return mv.version, float(mv.tags[p.register.metric])
-    # Scored on other test data: score it again here, on the same records as the candidate.
+        return None
+    same_data = mv.tags.get("test_digest") == digest and p.register.metric in mv.tags
+    preds = _logged_predictions(mv.run_id, records) if same_data else None
+    if preds is not None:
+        return Champion(mv.version, float(mv.tags[p.register.metric]), preds, rescored=False)
+    # Scored on other test data (or registered without its predictions): score it here, on the same records.
     import mlflow.pyfunc
 
     from medaug.evaluate import compute_metrics
 
-    model = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}@champion")
-    preds = model.predict([{"question": r.question, "contexts": r.contexts} for r in records])
-    return mv.version, float(compute_metrics([r.final_decision for r in records], list(preds))[p.register.metric])
+    model = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}/{mv.version}")
+    preds = [str(y) for y in model.predict([{"question": r.question, "contexts": r.contexts} for r in records])]
+    value = float(mv.tags[p.register.metric]) if same_data else \
+        float(compute_metrics([r.final_decision for r in records], preds)[p.register.metric])
+    return Champion(mv.version, value, preds, rescored=True)
 
 
-def run(p: Params, root: Path, eval_dir: Path, models_dir: Path, test_path: Path, out_path: Path) -> dict:
+def wins(p: Params, value: float, champion_value: float, test: dict[str, Any]) -> bool:
+    """Whether the winner takes `champion`: its metric is strictly higher and, for `mcnemar`, the McNemar test
+    against the champion gives p < alpha in its favour (more items only it gets right: with macro-F1 as the
+    metric, a higher F1 can come with a significantly lower accuracy, which must not count)."""
+    if not value > champion_value:
+        return False
+    return p.register.policy == "higher" or (test["p_value"] < p.register.alpha and test["a_only"] > test["b_only"])
+
+
+def description(best: str, metric: str, value: float, digest: str, tags: dict[str, str],
+                datacard_path: Path | None) -> str:
+    """The model version description: a short header, then the data card of the training set (truncated)."""
+    commit = tags.get("git_commit", "unknown")[:12] + (" (dirty)" if tags.get("git_dirty") == "true" else "")
+    header = (f"**{best}**: {metric} {value:.4f} on test data `{digest[:12]}`, commit `{commit}`, "
+              f"params `{tags['params_digest'][:12]}`")
+    if not (datacard_path and Path(datacard_path).exists()):
+        return header
+    note = f"\n\n... (truncated; the full data card is the register run's artifact `{Path(datacard_path).name}`)"
+    return truncate(header + "\n\n" + Path(datacard_path).read_text(encoding="utf-8"), MAX_TEXT, note)
+
+
+def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir: Path, test_path: Path,
+        out_path: Path, datacard_path: Path | None = None, funnel_path: Path | None = None) -> dict:
+    """`eval_dir`: metrics/eval/<candidate>.json; `predictions_dir`: eval/<candidate>/predictions.jsonl;
+    `datacard_path` (data/filtered/datacard.md) becomes the version's description, `funnel_path`
+    (metrics/funnel.json) its `filter_funnel` tag; either may be missing."""
     import mlflow
     from mlflow import MlflowClient
 
     from medaug.evaluate import load_candidate
+    from medaug.evaluate.stats import mcnemar
     from medaug.tracking.pyfunc import PIP_REQUIREMENTS, PubMedQAClassifier
 
     (model_name, variant), metrics = pick_best(p, eval_dir)
     best = candidate(model_name, variant)
     records = read_records(test_path)
+    golds = [r.final_decision for r in records]
     digest = test_digest(records)
+    preds = {name: read_predictions(Path(predictions_dir) / name / "predictions.jsonl", records)
+             for name in (candidate(m, v) for m, v in metrics)}
     setup_mlflow(root)
     client = MlflowClient()
+    champ = current_champion(client, p, digest, records)
+    tests = {name: mcnemar(golds, ps, champ.preds) if champ else None for name, ps in preds.items()}
     value = float(metrics[model_name, variant][p.register.metric])
+    vs = tests[best]
+    alias = "champion" if champ is None or wins(p, value, champ.value, vs) else "challenger"
+
     tags = {"candidate": best, "base_model": p.model_ref(model_name), "test_digest": digest,
             "accuracy": str(metrics[model_name, variant]["accuracy"]),
-            "macro_f1": str(metrics[model_name, variant]["macro_f1"]), **lineage(root, model_name, variant)}
+            "macro_f1": str(metrics[model_name, variant]["macro_f1"]), **lineage(root, model_name, variant),
+            "params_digest": params_digest(p), "teacher_model": f"{p.teacher.backend}:{p.teacher.model}"}
+    if funnel_path is not None and Path(funnel_path).exists():
+        tags["filter_funnel"] = truncate(funnel_line(read_json(funnel_path)))
 
     with mlflow.start_run(run_name=f"register-{best}") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({"candidate": best, "register.metric": p.register.metric, "base_model": tags["base_model"],
+                           "register.policy": p.register.policy, "register.alpha": p.register.alpha,
                            **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
                            **{f"train.lora.{k}": v for k, v in dataclasses.asdict(p.train.lora).items()}})
         for (m_, v_), m in metrics.items():
             name = candidate(m_, v_)
-            mlflow.log_metrics({f"{name}.accuracy": m["accuracy"], f"{name}.macro_f1": m["macro_f1"]})
+            mlflow.log_metrics({f"{name}.accuracy": m["accuracy"], f"{name}.macro_f1": m["macro_f1"],
+                                **({f"{name}.p_vs_champion": tests[name]["p_value"]} if champ else {})})
         mlflow.set_tags(tags)
+        mlflow.log_dict({r.id: y for r, y in zip(records, preds[best])}, PREDICTIONS_ARTIFACT)
+        for extra in (datacard_path, funnel_path):
+            if extra is not None and Path(extra).exists():
+                mlflow.log_artifact(str(extra))
         model, tokenizer = load_candidate(p, model_name, models_dir / best)
         model_dir = Path(tmp) / "model"
         model.save_pretrained(model_dir)
@@ -125,15 +241,20 @@ def run(p: Params, root: Path, eval_dir: Path, models_dir: Path, test_path: Path
     version = str(info.registered_model_version)
     for k, v in tags.items():
         client.set_model_version_tag(p.register.model_name, version, k, v)
-    champ_version, champ_value = champion_score(client, p, digest, records)
-    wins = champ_version is None or value > champ_value
-    alias = "champion" if wins else "challenger"
+    client.update_model_version(p.register.model_name, version,
+                                description=description(best, p.register.metric, value, digest, tags, datacard_path))
     client.set_registered_model_alias(p.register.model_name, alias, version)
     result = {"model_name": p.register.model_name, "version": int(version), "alias": alias, "candidate": best,
-              "metric": p.register.metric, "value": value, "previous_champion_version":
-              int(champ_version) if champ_version else None, "previous_champion_value": champ_value,
+              "metric": p.register.metric, "value": value, "policy": p.register.policy, "alpha": p.register.alpha,
+              "previous_champion_version": int(champ.version) if champ else None,
+              "previous_champion_value": champ.value if champ else None,
+              "vs_champion": {k: vs[k] for k in ("p_value", "a_only", "b_only")} if champ else None,
+              "candidates": {name: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                                    "p_vs_champion": tests[name]["p_value"] if champ else None}
+                             for name, m in ((candidate(*mv), m) for mv, m in metrics.items())},
               "run_id": run_id, "test_digest": digest}
     write_json(out_path, result)
     print(f"registered {p.register.model_name} v{version} ({best}, {p.register.metric}={value:.4f}) as @{alias}"
-          + (f"; champion v{champ_version} had {champ_value:.4f}" if champ_version else ""))
+          + (f"; champion v{champ.version} had {champ.value:.4f}{' (re-scored)' if champ.rescored else ''}, "
+             f"McNemar p={vs['p_value']:.3g} ({vs['a_only']} vs {vs['b_only']} discordant)" if champ else ""))
     return result

@@ -1,0 +1,285 @@
+"""The registry policy (higher / McNemar), lineage tags and description of a registered version, and the champion
+served by `mlflow models serve`: a tmp project with two tiny candidates whose scores and predictions are written
+by hand, registered one step after another in a sqlite MLflow store."""
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from medaug.data.jsonl import write_json, write_jsonl
+from medaug.data.schema import Record, write_records
+from medaug.evaluate import compute_metrics
+from medaug.evaluate.stats import mcnemar
+from medaug.params import parse_params
+from medaug.tracking import register
+from test_evaluate import lora_adapter
+
+NAME = "medaug-pubmedqa"
+LABELS = ["yes", "no", "maybe"]
+N = 20
+WORDS = ("blood pressure drug adults trial mortality cancer risk outcome cohort patients lower higher dose weeks "
+         "randomized placebo significant").split()
+_rng = random.Random(0)  # word salad: the tiny model's answers vary with it (templated questions get one answer)
+TEST = [Record(id=f"t{i}", question=" ".join(_rng.choices(WORDS, k=3 + i % 7)) + "?",
+               contexts=[" ".join(_rng.choices(WORDS, k=5 + 3 * (i % 5))), " ".join(_rng.choices(WORDS, k=4))],
+               final_decision=LABELS[i % 3]) for i in range(N)]
+GOLDS = [r.final_decision for r in TEST]
+FUNNEL = {"in": 24, "kept": 17, "dropped": {"duplicate": 4, "overlaps_test": 2, "too_short": 1},
+          "steps": {"validate": {"in": 24, "out": 23, "dropped": {"too_short": 1}},
+                    "dedup": {"in": 23, "out": 19, "dropped": {"duplicate": 4}},
+                    "decontaminate": {"in": 19, "out": 17, "dropped": {"overlaps_test": 2}},
+                    "balance": {"in": 17, "out": 17, "dropped": {}}},
+          "by_source": {"rewrite": {"in": 12, "kept": 9, "dropped": {}}, "new": {"in": 12, "kept": 8, "dropped": {}}}}
+CARD = "# Data card: augmented training set\n\n- Teacher: `openai` backend, model(s) `fake-teacher`\n"
+LONG_CARD = CARD + "\n| heading | original | generated, kept | augmented |\n|---|---|---|---|\n" + "".join(
+    f"| Heading {i} | {i} | 1 | {i + 1} |\n" for i in range(400))
+LOCK = {"stages": {"prepare": {"outs": [{"path": "data/prepared", "md5": "aaa.dir"},
+                                        {"path": "data/train/original.jsonl", "md5": "bbb"}]},
+                   "filter": {"outs": [{"path": "data/train/augmented.jsonl", "md5": "ccc"}]},
+                   "train@tiny-original": {"outs": [{"path": "models/tiny-original", "md5": "ddd.dir"}]},
+                   "train@tiny-augmented": {"outs": [{"path": "models/tiny-augmented", "md5": "eee.dir"}]}}}
+
+
+def right_on(n_right):
+    """Predictions right on the first n_right test items and wrong on the rest (so the McNemar counts of two such
+    lists are their difference: a_only = max(0, a - b), b_only = max(0, b - a))."""
+    return [g if i < n_right else LABELS[(LABELS.index(g) + 1) % 3] for i, g in enumerate(GOLDS)]
+
+
+def params(policy):
+    return parse_params({"models": {"tiny": "tiny-llama"}, "train": {"models": ["tiny"]},
+                         "teacher": {"backend": "openai", "model": "fake-teacher"},
+                         "register": {"policy": policy, "alpha": 0.05}})
+
+
+def register_step(policy, preds, card=CARD):
+    """Write each candidate's eval metrics and predictions.jsonl (as the evaluate stage does), then register."""
+    for name, ps in preds.items():
+        m = compute_metrics(GOLDS, ps)
+        write_json(Path("metrics/eval") / f"{name}.json", {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+        write_jsonl(Path("eval") / name / "predictions.jsonl",
+                    ({"id": r.id, "gold": r.final_decision, "prediction": y} for r, y in zip(TEST, ps)))
+    Path("data/filtered/datacard.md").write_text(card)
+    p = params(policy)
+    reg = register.run(p, Path.cwd(), Path("metrics/eval"), Path("eval"), Path("models"),
+                       Path("data/prepared/test.jsonl"), Path("metrics/register.json"),
+                       Path("data/filtered/datacard.md"), Path("metrics/funnel.json"))
+    return p, reg, aliases()
+
+
+def aliases():
+    """{alias: version} in the registry now."""
+    from mlflow import MlflowClient
+
+    return {a: int(v) for a, v in MlflowClient().get_registered_model(NAME).aliases.items()}
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    """Five registrations in one store: first (champion), tie, worse, higher within noise, higher beyond it."""
+    import torch
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("register")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tiny_cache fixture: tiny matrices
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MEDAUG_CACHE", str(tmp_path_factory.getbasetemp() / "medaug-cache"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        write_records("data/prepared/test.jsonl", TEST)
+        write_json("metrics/funnel.json", FUNNEL)
+        Path("data/filtered").mkdir(parents=True)
+        Path("dvc.lock").write_text(json.dumps(LOCK))  # JSON is YAML
+        for name in ("tiny-original", "tiny-augmented"):
+            lora_adapter("tiny-llama", Path("models") / name)
+        worst = right_on(8)
+        out = {"first": register_step("higher", {"tiny-original": right_on(10), "tiny-augmented": worst}),
+               "tie": register_step("higher", {"tiny-original": right_on(10), "tiny-augmented": worst}, LONG_CARD),
+               "worse": register_step("higher", {"tiny-original": right_on(9), "tiny-augmented": worst}),
+               # 11 vs 10 right: 1 discordant pair, p = 1
+               "noise": register_step("mcnemar", {"tiny-original": right_on(11), "tiny-augmented": worst}),
+               # 16 vs 10 right: 6 discordant pairs all for the candidate, p = 2 / 2**6 = 0.03125
+               "beyond": register_step("mcnemar", {"tiny-original": right_on(11), "tiny-augmented": right_on(16)})}
+        yield {"root": root, "client": MlflowClient(), **out}
+    torch.set_num_threads(threads)
+
+
+def test_first_registration_is_champion_with_lineage(steps):
+    p, reg, now = steps["first"]
+    client = steps["client"]
+    assert (reg["version"], reg["alias"], reg["candidate"], reg["value"]) == (1, "champion", "tiny-original", 0.5)
+    assert (reg["policy"], reg["alpha"], reg["vs_champion"], reg["previous_champion_version"]) == \
+        ("higher", 0.05, None, None)
+    assert reg["candidates"]["tiny-augmented"] == {"accuracy": 0.4, "macro_f1": pytest.approx(
+        compute_metrics(GOLDS, right_on(8))["macro_f1"]), "p_vs_champion": None}
+    v1 = client.get_model_version(NAME, "1")
+    assert v1.tags["params_digest"] == hashlib.sha256(
+        json.dumps(dataclasses.asdict(p), sort_keys=True).encode()).hexdigest()
+    assert v1.tags["teacher_model"] == "openai:fake-teacher"
+    assert v1.tags["filter_funnel"] == "generated 24 -> kept 17 (validate -1, dedup -4, decontaminate -2)"
+    assert (v1.tags["dvc_data_prepared"], v1.tags["dvc_data_train"], v1.tags["dvc_model_adapter"]) == \
+        ("aaa.dir", "bbb", "ddd.dir")
+    assert {"git_commit", "git_dirty", "test_digest", "accuracy", "macro_f1", "base_model"} <= set(v1.tags)
+    assert v1.tags["test_digest"] == reg["test_digest"] == register.test_digest(TEST)
+    assert v1.description.startswith(f"**tiny-original**: accuracy 0.5000 on test data `{reg['test_digest'][:12]}`")
+    assert v1.description.endswith("\n\n" + CARD)
+    assert now == {"champion": 1}
+
+
+def test_a_tie_and_a_worse_winner_stay_challenger(steps):
+    client = steps["client"]
+    _, tie, now = steps["tie"]
+    assert (tie["version"], tie["alias"], tie["previous_champion_version"], tie["previous_champion_value"]) == \
+        (2, "challenger", 1, 0.5)
+    assert tie["vs_champion"] == {"p_value": 1.0, "a_only": 0, "b_only": 0}
+    assert now == {"champion": 1, "challenger": 2}
+    _, worse, now = steps["worse"]
+    assert (worse["version"], worse["alias"], worse["value"]) == (3, "challenger", 0.45)
+    assert worse["vs_champion"] == {"p_value": 1.0, "a_only": 0, "b_only": 1}
+    # a data card over MLflow's 5000-character description limit is cut at a line, with a note
+    v2 = client.get_model_version(NAME, "2")
+    assert len(v2.description) <= 5000 and "| Heading 0 |" in v2.description
+    assert "| Heading 399 |" not in v2.description
+    assert v2.description.endswith("(truncated; the full data card is the register run's artifact `datacard.md`)")
+    assert now == {"champion": 1, "challenger": 3}
+
+
+def test_mcnemar_policy_needs_a_significant_gain(steps, tmp_path):
+    client = steps["client"]
+    _, noise, now = steps["noise"]
+    assert (noise["version"], noise["alias"], noise["value"]) == (4, "challenger", 0.55)  # higher, p = 1
+    assert noise["vs_champion"] == {"p_value": 1.0, "a_only": 1, "b_only": 0}
+    assert now == {"champion": 1, "challenger": 4}
+    _, beyond, now = steps["beyond"]
+    assert (beyond["version"], beyond["alias"], beyond["candidate"]) == (5, "champion", "tiny-augmented")
+    assert beyond["vs_champion"] == {"p_value": 0.03125, "a_only": 6, "b_only": 0}
+    assert (beyond["policy"], beyond["previous_champion_version"]) == ("mcnemar", 1)
+    assert now == {"champion": 5, "challenger": 4}
+    assert client.get_model_version(NAME, "5").tags["candidate"] == "tiny-augmented"
+    # the register run logged the winner's predictions: the next comparison reads them from there
+    logged = json.loads(Path(client.download_artifacts(beyond["run_id"], "predictions.json", str(tmp_path)))
+                        .read_text())
+    assert logged == {r.id: y for r, y in zip(TEST, right_on(16))}
+
+
+def test_register_json_tests_every_candidate_against_the_champion(steps):
+    champion = right_on(10)  # v1's predictions, logged on its register run
+    for step, preds in (("tie", {"tiny-original": right_on(10), "tiny-augmented": right_on(8)}),
+                        ("beyond", {"tiny-original": right_on(11), "tiny-augmented": right_on(16)})):
+        reg = steps[step][1]
+        assert set(reg["candidates"]) == set(preds)
+        for name, ps in preds.items():
+            assert reg["candidates"][name]["p_vs_champion"] == mcnemar(GOLDS, ps, champion)["p_value"]
+            assert reg["candidates"][name]["accuracy"] == compute_metrics(GOLDS, ps)["accuracy"]
+    assert steps["tie"][1]["candidates"]["tiny-augmented"]["p_vs_champion"] == 0.5  # 2 discordant, both for v1
+    assert json.loads((steps["root"] / "metrics/register.json").read_text()) == steps["beyond"][1]
+
+
+def test_mcnemar_counts_only_a_gain_in_the_winners_favour():
+    higher, mcnemar_policy = params("higher"), params("mcnemar")
+    assert register.wins(higher, 0.6, 0.5, {"p_value": 0.9, "a_only": 1, "b_only": 0})
+    assert not register.wins(higher, 0.5, 0.5, {"p_value": 1.0, "a_only": 0, "b_only": 0})
+    assert not register.wins(mcnemar_policy, 0.6, 0.5, {"p_value": 0.05, "a_only": 6, "b_only": 1})  # p = alpha
+    assert register.wins(mcnemar_policy, 0.6, 0.5, {"p_value": 0.01, "a_only": 9, "b_only": 0})
+    # macro-F1 higher, yet significantly less accurate than the champion: not a win
+    assert not register.wins(mcnemar_policy, 0.6, 0.5, {"p_value": 0.01, "a_only": 0, "b_only": 9})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(port, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())["predictions"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(steps, tmp_path_factory):
+    """What the evaluate stage predicts for the champion's candidate (tiny-augmented, v5) on the test split."""
+    from medaug import evaluate
+
+    root, out = steps["root"], tmp_path_factory.mktemp("evaluate")
+    evaluate.run(steps["beyond"][0], "tiny", "augmented", root / "data/prepared/test.jsonl",
+                 root / "models/tiny-augmented", out, out / "m.json", out / "c.json", out / "pc.json")
+    want = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(want) == N and set(want) <= set(LABELS) and len(set(want)) > 1  # not a constant answer
+    return want
+
+
+def test_champion_scored_on_other_test_data_is_rescored(steps, evaluated, tmp_path):
+    """Another test split (another digest): the champion's pyfunc scores it, and these predictions are what every
+    candidate is tested against. The winner here is worse, so the champion stays."""
+    records, golds, wrong = TEST[:15], GOLDS[:15], right_on(0)[:15]
+    write_records(tmp_path / "test.jsonl", records)
+    for name in ("tiny-original", "tiny-augmented"):
+        write_json(tmp_path / "metrics" / f"{name}.json", compute_metrics(golds, wrong))
+        write_jsonl(tmp_path / "eval" / name / "predictions.jsonl",
+                    ({"id": r.id, "prediction": y} for r, y in zip(records, wrong)))
+    reg = register.run(params("mcnemar"), steps["root"], tmp_path / "metrics", tmp_path / "eval",
+                       steps["root"] / "models", tmp_path / "test.jsonl", tmp_path / "register.json")
+    champion = evaluated[:15]
+    assert (reg["alias"], reg["previous_champion_version"]) == ("challenger", 5)
+    assert reg["test_digest"] == register.test_digest(records) != steps["beyond"][1]["test_digest"]
+    assert reg["previous_champion_value"] == compute_metrics(golds, champion)["accuracy"]
+    test = mcnemar(golds, wrong, champion)
+    assert reg["vs_champion"] == test and reg["candidates"]["tiny-augmented"]["p_vs_champion"] == test["p_value"]
+    assert "filter_funnel" not in steps["client"].get_model_version(NAME, str(reg["version"])).tags  # no funnel given
+
+
+def test_served_champion_answers_as_the_evaluate_stage(steps, evaluated, tmp_path):
+    root, want = steps["root"], evaluated
+
+    port = free_port()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", MLFLOW_DISABLE_TELEMETRY="true",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # uvicorn, from the venv
+    log = tmp_path / "serve.log"
+    with open(log, "w") as f:
+        server = subprocess.Popen(["mlflow", "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager",
+                                   "local", "-h", "127.0.0.1", "-p", str(port)], cwd=root, env=env,
+                                  stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)  # its own process group: uvicorn goes with it
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"`mlflow models serve` did not answer /ping on port {port} "
+                                f"({'exited ' + str(server.returncode) if server.poll() is not None else 'timeout'}):"
+                                f"\n{log.read_text()[-4000:]}")
+                time.sleep(0.5)
+        rows = [{"question": r.question, "contexts": r.contexts} for r in TEST]
+        assert post(port, {"dataframe_records": rows}) == want
+        assert post(port, {"inputs": rows}) == want
+        columns = {"question": [r.question for r in TEST], "contexts": [r.contexts for r in TEST]}
+        assert post(port, {"inputs": columns}) == want
+        assert post(port, {"inputs": rows[0]}) == want[:1]
+        assert post(port, {"dataframe_records": [{"question": r.question, "context": " ".join(r.contexts)}
+                                                 for r in TEST]}) == want
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
