@@ -226,7 +226,7 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     report = sh(["medaug", "report"], repo, env).stdout
     row = next(line for line in report.splitlines() if line.startswith("| tiny-original"))
     old_new = metrics_diff["metrics/eval/tiny-original.json"]["accuracy"]
-    assert row.split("|")[5].strip() == f"{old_new['new'] - old_new['old']:+.3f}", report
+    assert row.split("|")[6].strip() == f"{old_new['new'] - old_new['old']:+.3f}", report
     assert "teacher-3-shot" in report and "Δ columns unavailable" not in report
 
 

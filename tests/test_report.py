@@ -51,7 +51,8 @@ def test_report_without_git_shows_dashes_and_says_why(tmp_path, monkeypatch):
     (tmp_path / "metrics" / "register.json").write_text(json.dumps(
         {"model_name": "medaug-pubmedqa", "version": 2, "alias": "challenger", "candidate": "tiny-augmented",
          "metric": "accuracy", "value": 0.6, "policy": "mcnemar",
-         "vs_champion": {"p_value": 0.2, "a_only": 5, "b_only": 3}, "previous_champion_version": 1}))
+         "vs_champion": {"p_value": 0.2, "a_only": 5, "b_only": 3}, "previous_champion_version": 1,
+         "candidates": {"tiny-augmented": {"accuracy": 0.6, "macro_f1": 0.45, "p_vs_champion": 0.2}}}))
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out" / "report.md"
     result = CliRunner().invoke(cli, ["report", "--output", str(out)])
@@ -59,9 +60,9 @@ def test_report_without_git_shows_dashes_and_says_why(tmp_path, monkeypatch):
     text = out.read_text()
     rows = table(text)
     assert rows["**tiny-augmented** (v2 @challenger)"] == \
-        ["0.600 [0.560, 0.640]", "0.450 [0.400, 0.500]", "<0.001", "–", "–"]
-    assert rows["tiny-zero-shot"] == ["0.550 [0.510, 0.590]", "0.400 [0.350, 0.450]", "–", "–", "–"]
-    assert rows["teacher-3-shot (gpt-4o)"] == ["0.700", "0.500", "–", "–", "–"]
+        ["0.600 [0.560, 0.640]", "0.450 [0.400, 0.500]", "<0.001", "0.200", "–", "–"]
+    assert rows["tiny-zero-shot"] == ["0.550 [0.510, 0.590]", "0.400 [0.350, 0.450]", "–", "–", "–", "–"]
+    assert rows["teacher-3-shot (gpt-4o)"] == ["0.700", "0.500", "–", "–", "–", "–"]
     assert "Registered `medaug-pubmedqa` v2 = tiny-augmented as **@challenger** (accuracy 0.600, policy mcnemar; " \
         "McNemar p vs the previous champion 0.200)." in text
     assert "Δ columns unavailable: `dvc metrics diff HEAD` failed: Only supported for Git repositories" in text
@@ -81,14 +82,14 @@ def test_report_deltas_come_from_dvc_metrics_diff(tmp_path):
     run("git", "add", "-A")
     run("git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "v1")
     first = render(tmp_path, "HEAD")
-    assert table(first)["tiny-augmented"][3:] == ["+0.000", "+0.000"] and "unavailable" not in first
+    assert table(first)["tiny-augmented"][4:] == ["+0.000", "+0.000"] and "unavailable" not in first
 
     metrics(tmp_path, "tiny-augmented", 0.652, 0.425, p=0.01)  # the change a pull request brings
     metrics(tmp_path, "tiny-original", 0.58, 0.41, p=0.2)  # a new candidate
     rows = table(render(tmp_path, "HEAD"))
-    assert rows["tiny-augmented"] == ["0.652 [0.612, 0.692]", "0.425 [0.375, 0.475]", "0.010", "+0.052", "-0.025"]
-    assert rows["tiny-zero-shot"][3:] == ["+0.000", "+0.000"]
-    assert rows["tiny-original"][3:] == ["new", "new"]
+    assert rows["tiny-augmented"] == ["0.652 [0.612, 0.692]", "0.425 [0.375, 0.475]", "0.010", "–", "+0.052", "-0.025"]
+    assert rows["tiny-zero-shot"][4:] == ["+0.000", "+0.000"]
+    assert rows["tiny-original"][4:] == ["new", "new"]
     assert "unavailable" in render(tmp_path, "no-such-rev")
 
 

@@ -1,6 +1,8 @@
 """`medaug report`: one Markdown table of every evaluated candidate, ready for a pull-request comment.
 
-Rows: metrics/eval/*.json (trained candidates and zero-shot baselines), then metrics/teacher.json when it exists.
+Rows: metrics/eval/*.json (trained candidates and zero-shot baselines), then metrics/teacher.json when it exists;
+p-values: McNemar against the zero-shot base (the candidate's metrics) and against the champion the register stage
+compared with (metrics/register.json).
 Deltas come from `dvc metrics diff --json --all <rev>`; when that fails, their cells are "–" and a note says why.
 """
 
@@ -45,8 +47,7 @@ def _ci(m: dict[str, Any], key: str) -> str:
     return f"{m[key]:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
 
 
-def _p(m: dict[str, Any]) -> str:
-    p = (m.get("vs_zero_shot") or {}).get("p_value")
+def _p(p: float | None) -> str:
     return DASH if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
@@ -72,15 +73,18 @@ def render(root: Path, rev: str = "HEAD") -> str:
     reg_path = root / METRICS / "register.json"
     reg = read_json(reg_path) if reg_path.exists() else None
     diff, why = metrics_diff(root, rev)
-    lines = [f"| candidate | accuracy [95% CI] | macro-F1 [95% CI] | p vs zero-shot | Δ accuracy vs {rev} "
-             f"| Δ macro-F1 vs {rev} |", "|---|---|---|---|---|---|"]
+    vs_champion = {name: c.get("p_vs_champion") for name, c in ((reg or {}).get("candidates") or {}).items()}
+    lines = [f"| candidate | accuracy [95% CI] | macro-F1 [95% CI] | p vs zero-shot | p vs champion "
+             f"| Δ accuracy vs {rev} | Δ macro-F1 vs {rev} |", "|---|---|---|---|---|---|---|"]
     for name, path in rows:
         m, rel = read_json(path), path.relative_to(root).as_posix()
         if not isinstance(m, dict):
             raise MedaugError(f"{path}: expected a JSON object of metrics; re-run the stage that writes it")
+        p_champion = _p(vs_champion.get(name))
         if reg and reg.get("candidate") == name:
             name = f"**{name}** (v{reg.get('version')} @{reg.get('alias')})"
-        lines.append(f"| {name} | {_ci(m, 'accuracy')} | {_ci(m, 'macro_f1')} | {_p(m)} "
+        lines.append(f"| {name} | {_ci(m, 'accuracy')} | {_ci(m, 'macro_f1')} | "
+                     f"{_p((m.get('vs_zero_shot') or {}).get('p_value'))} | {p_champion} "
                      f"| {_delta(diff, rel, 'accuracy')} | {_delta(diff, rel, 'macro_f1')} |")
     if reg:
         vs, value = reg.get("vs_champion"), reg.get("value")
