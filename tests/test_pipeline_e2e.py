@@ -49,6 +49,7 @@ def project(tmp_path_factory):
                OPENAI_API_KEY=SENTINEL_KEY, MEDAUG_CACHE=str(tmp_path_factory.getbasetemp() / "medaug-cache"),
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
     sh(["git", "init", "-q"], repo, env)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "init"], repo, env)

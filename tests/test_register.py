@@ -283,3 +283,22 @@ def test_served_champion_answers_as_the_evaluate_stage(steps, evaluated, tmp_pat
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_setup_mlflow_leaves_the_environment_as_the_user_set_it(tmp_path, monkeypatch):
+    """MLflow's set_tracking_uri / set_registry_uri export the URI to os.environ; a second project in the same
+    process must still get its own store (a leak sent one test's registrations into another's registry)."""
+    import mlflow
+
+    from medaug.tracking import setup_mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        uri = setup_mlflow(tmp_path / name)
+        assert uri == mlflow.get_tracking_uri() == mlflow.get_registry_uri() == f"sqlite:///{tmp_path / name}/mlflow.db"
+        assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{tmp_path}/registry.db")  # the user's own setting wins
+    setup_mlflow(tmp_path / "a")
+    assert mlflow.get_registry_uri() == os.environ["MLFLOW_REGISTRY_URI"] == f"sqlite:///{tmp_path}/registry.db"

@@ -14,9 +14,17 @@ def setup_mlflow(root: Path) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    user = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    uri = user["MLFLOW_TRACKING_URI"] or f"sqlite:///{(root / 'mlflow.db').resolve()}"
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    mlflow.set_registry_uri(user["MLFLOW_REGISTRY_URI"] or uri)
+    # set_*_uri also export the URI to os.environ (for child processes); put back the user's setting, or a later
+    # call in this process (another project root: tests, a notebook) would read this one as if the user had set it.
+    for key, value in user.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = os.environ.get("MEDAUG_ARTIFACT_ROOT") or (
             (root / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None)
