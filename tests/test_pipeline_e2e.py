@@ -101,7 +101,8 @@ def test_registered_version_carries_lineage_and_a_tie_does_not_move_the_champion
     repo, env = project["repo"], project["env"]
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)  # not the registry an earlier test set up here
     reg = json.loads((repo / "metrics/register.json").read_text())
     v1 = client.get_model_version("medaug-pubmedqa", "1")
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
