@@ -16,7 +16,7 @@ from conftest import ROOT
 from openai_server import OpenAIServer, pubmedqa_responder
 
 SENTINEL_KEY = "sk-medaug-SENTINEL-4f1d9c0b7e"
-COPY = ["dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", "data/.gitignore", ".gitignore"]
+COPY = ["dvc.yaml", "dvc.lock", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", "data/.gitignore", ".gitignore"]
 
 
 def sh(cmd, cwd, env, check=True):
