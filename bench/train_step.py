@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PQAL = Path("/work/shared/data/pubmedqa/ori_pqal.json")
+PQAL = ROOT.parent / "shared" / "data" / "pubmedqa" / "ori_pqal.json"  # beside the project, never copied
 KINDS = ("ours", "plain")
 OTHER = {"ours": "plain", "plain": "ours"}
 TARGET_SPEEDUP, TARGET_DLOSS = 2.0, 1e-4
