@@ -20,12 +20,12 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from run import timed_repro  # bench/run.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 PQAL = ROOT.parent / "shared" / "data" / "pubmedqa" / "ori_pqal.json"
@@ -53,22 +53,7 @@ def run(repo: Path) -> tuple[dict[str, float], float]:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
                PYTHONPATH=str(repo / "src"))
-    proc = subprocess.Popen(["dvc", "repro", *TARGETS], cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    start = last = time.time()
-    stage, times = None, {}
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        m = re.match(r"Running stage '(.+)':", line)
-        if m:
-            now = time.time()
-            if stage:
-                times[stage] = now - last
-            stage, last = m.group(1), now
-    if proc.wait() != 0:
-        sys.exit("dvc repro failed")
-    times[stage] = time.time() - last
-    return times, time.time() - start
+    return timed_repro(repo, env, TARGETS)
 
 
 def report(repo: Path, times: dict[str, float], wall: float, sets: list[str]) -> str:

@@ -24,6 +24,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def timed_repro(repo: Path, env: dict[str, str], targets: list[str] = ()) -> tuple[dict[str, float], float]:
+    """Run `dvc repro [targets]` in `repo`, echoing its output; ({stage: wall seconds}, total seconds)."""
+    proc = subprocess.Popen(["dvc", "repro", *targets], cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    start = last = time.time()
+    stage, times = None, {}
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        m = re.match(r"Running stage '(.+)':", line)
+        if m:
+            now = time.time()
+            if stage:
+                times[stage] = now - last
+            stage, last = m.group(1), now
+    if proc.wait() != 0:
+        sys.exit("dvc repro failed")
+    times[stage] = time.time() - last
+    return times, time.time() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep-cache", action="store_true", help="reuse the user's model cache (no conversion)")
@@ -39,22 +59,7 @@ def main() -> None:
                    PYTHONPATH=str(repo / "src"))  # the clone's code, not the editable install's working tree
         if not args.keep_cache:
             env["MEDAUG_CACHE"] = str(Path(tmp) / "cache")
-        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        start = last = time.time()
-        stage, times = None, {}
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            m = re.match(r"Running stage '(.+)':", line)
-            if m:
-                now = time.time()
-                if stage:
-                    times[stage] = now - last
-                stage, last = m.group(1), now
-        if proc.wait() != 0:
-            sys.exit("dvc repro failed")
-        times[stage] = time.time() - last
-        total = time.time() - start
+        times, total = timed_repro(repo, env)
         scores = {f.stem: json.loads(f.read_text()) for f in sorted((repo / "metrics" / "eval").glob("*.json"))}
         if (repo / "metrics" / "teacher.json").exists():
             t = json.loads((repo / "metrics" / "teacher.json").read_text())

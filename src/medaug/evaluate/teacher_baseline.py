@@ -21,8 +21,8 @@ from typing import Any
 from medaug.data.schema import LABELS, Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate import write_results
-from medaug.llm.structured import REPAIR, parse_json, string_schema
-from medaug.llm.teacher import Request, Teacher, make_teacher
+from medaug.llm.structured import complete_json, parse_json, string_schema
+from medaug.llm.teacher import Teacher, make_teacher
 from medaug.params import Params
 from medaug.tracking import log_stage
 
@@ -82,35 +82,30 @@ def parse_answer(text: str | None) -> str | None:
     return label if label in LABELS else None
 
 
+def _lenient(text: str) -> dict[str, str] | str:
+    """complete_json's reader for this stage: {"answer": label} from any reply that holds one, else the reason."""
+    label = _read(text)
+    return {"answer": label} if label in LABELS else label
+
+
 def ask(p: Params, root: Path, shots: list[Record], records: list[Record]
         ) -> tuple[list[str], list[dict[str, Any]], Teacher]:
     """The prediction for each record, its row {reply[, reason]} and the teacher (for its usage). A request that
     failed, or a reply with no label even after the repair, is predicted "unparsed" with its reason."""
     tp = p.baseline_teacher()
     teacher = make_teacher(tp, Path(root))
-    reqs = [Request.user(build_prompt(shots, r), schema=SCHEMA) for r in records]
-    completions = teacher.complete(reqs, desc=f"evaluate-teacher ({teacher.name})")
-    errors = Counter(c.error for c in completions if c.text is None)
+    replies = complete_json(teacher, [build_prompt(shots, r) for r in records], [SCHEMA] * len(records),
+                            [dict] * len(records), desc=f"evaluate-teacher ({teacher.name})", parse=_lenient)
+    errors = Counter(r.error for r in replies if r.reason == "teacher_error")
     if sum(errors.values()) == len(records):
         raise MedaugError(f"evaluate-teacher: all {len(records)} teacher requests failed "
                           f"({', '.join(f'{k}: {v}' for k, v in errors.most_common())}); check teacher.model "
                           f"({tp.model!r}, or evaluate.teacher.model) in params.yaml and OPENAI_BASE_URL / "
                           f"OPENAI_API_KEY")
-    replies = [c.text for c in completions]
-    reasons = [f"teacher_error:{c.error}" if c.text is None else _read(c.text) for c in completions]
-    for _ in range(tp.repair_attempts):
-        todo = [i for i, why in enumerate(reasons) if why in ("no_label", "bad_value_answer")]
-        if not todo:
-            break
-        repairs = [Request(reqs[i].messages + [
-            {"role": "assistant", "content": replies[i]},
-            {"role": "user", "content": REPAIR.format(reason=reasons[i].replace("_", " "), keys="answer")}],
-            SCHEMA) for i in todo]
-        for i, r, c in zip(todo, repairs, teacher.complete(repairs, desc="evaluate-teacher (repairs)")):
-            if c.text is not None:  # a failed repair request: the first reply's reason stands
-                replies[i], reasons[i], reqs[i] = c.text, _read(c.text), r
-    preds = [why if why in LABELS else UNPARSED for why in reasons]
-    rows = [{"reply": reply, **({} if why in LABELS else {"reason": why})} for reply, why in zip(replies, reasons)]
+    preds = [r.value["answer"] if r.value else UNPARSED for r in replies]
+    rows = [{"reply": r.replies[-1] if r.replies else None,
+             **({} if r.value else {"reason": f"teacher_error:{r.error}" if r.reason == "teacher_error" else r.reason})}
+            for r in replies]
     return preds, rows, teacher
 
 

@@ -24,6 +24,8 @@ _PAIR = re.compile(r'"(\w+)"\s*:\s*"((?:[^"\\\n]|\\.)*)"')
 
 # check(obj) -> the fields to keep, or a reject reason such as "same_question"
 Check = Callable[[dict[str, Any]], "dict[str, Any] | str"]
+# parse(reply) -> the object in a reply, or why there is none (parse_json, or a more lenient reader)
+Parse = Callable[[str], "dict[str, Any] | str"]
 
 
 def string_schema(*required: str, enums: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -84,8 +86,8 @@ class JsonReply:
     repaired: bool = False
 
 
-def validate(reply: str, schema: dict[str, Any], check: Check) -> dict[str, Any] | str:
-    obj = parse_json(reply)
+def validate(reply: str, schema: dict[str, Any], check: Check, parse: Parse = parse_json) -> dict[str, Any] | str:
+    obj = parse(reply)
     if isinstance(obj, str):
         return obj
     obj = conform(obj, schema)
@@ -93,16 +95,16 @@ def validate(reply: str, schema: dict[str, Any], check: Check) -> dict[str, Any]
 
 
 def complete_json(teacher: Teacher, prompts: list[str], schemas: list[dict[str, Any]], checks: list[Check],
-                  sample_index: int = 0, desc: str = "") -> list[JsonReply]:
-    """One JsonReply per prompt, in order: prompt i's reply must follow schemas[i] and pass checks[i]. All
-    first requests go out together (one progress bar), then all repairs."""
+                  sample_index: int = 0, desc: str = "", parse: Parse = parse_json) -> list[JsonReply]:
+    """One JsonReply per prompt, in order: prompt i's reply, read by `parse`, must follow schemas[i] and pass
+    checks[i]. All first requests go out together (one progress bar), then all repairs."""
     reqs = [Request.user(p, sample_index, schema) for p, schema in zip(prompts, schemas)]
     out = []
     for c, schema, check in zip(teacher.complete(reqs, desc=desc), schemas, checks):
         if c.text is None:
             out.append(JsonReply(None, "teacher_error", [], c.request_sha, c.error))
             continue
-        v = validate(c.text, schema, check)
+        v = validate(c.text, schema, check, parse)
         out.append(JsonReply(v, None, [c.text], c.request_sha) if isinstance(v, dict)
                    else JsonReply(None, v, [c.text], c.request_sha))
     for _ in range(teacher.tp.repair_attempts):
@@ -119,7 +121,7 @@ def complete_json(teacher: Teacher, prompts: list[str], schemas: list[dict[str, 
             if c.text is None:
                 continue  # the repair request failed: the first reply's reason stands
             o.replies.append(c.text)
-            v = validate(c.text, schemas[i], checks[i])
+            v = validate(c.text, schemas[i], checks[i], parse)
             if isinstance(v, dict):
                 o.value, o.reason, o.repaired = v, None, True
             else:
