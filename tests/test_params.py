@@ -9,6 +9,8 @@ from conftest import ROOT
 from medaug.errors import MedaugError
 from medaug.params import Params, load_params, parse_params
 
+NAN, INF = float("nan"), float("inf")
+
 
 def test_shipped_params_parse_and_match_defaults():
     p = load_params(ROOT / "params.yaml")
@@ -30,6 +32,39 @@ def test_shipped_params_parse_and_match_defaults():
      "not in train.models"),
     ({"register": {"policy": "best"}}, "register.policy = 'best' is not allowed (allowed: higher, mcnemar)"),
     ({"evaluate": {"teacher": {"modle": "x"}}}, "unknown key 'evaluate.teacher.modle'"),
+    # NaN / inf in any float, wherever it is (dvc exp run -S train.learning_rate=nan writes `.nan`)
+    ({"train": {"learning_rate": NAN}}, "train.learning_rate = nan must be a finite number"),
+    ({"train": {"epochs": INF}}, "train.epochs = inf must be a finite number"),
+    ({"teacher": {"budget_usd": -INF}}, "teacher.budget_usd = -inf must be a finite number"),
+    ({"teacher": {"prices": {"m": {"input": NAN}}}}, "teacher.prices.m.input = nan must be a finite number"),
+    ({"generate": {"label_mix": {"yes": INF}}}, "generate.label_mix.yes = inf must be a finite number"),
+    ({"filter": {"dedup": {"threshold": NAN}}}, "filter.dedup.threshold = nan must be a finite number"),
+    ({"register": {"alpha": NAN}}, "register.alpha = nan must be a finite number"),
+    ({"evaluate": {"teacher": {"top_p": NAN}}}, "evaluate.teacher.top_p = nan must be a finite number"),
+    # values that used to pass and fail late or silently
+    ({"teacher": {"temperature": -0.1}}, "teacher.temperature must be >= 0 (got -0.1)"),
+    ({"teacher": {"top_p": 0}}, "teacher.top_p must be in (0, 1] (got 0.0)"),
+    ({"teacher": {"top_p": 1.5}}, "teacher.top_p must be in (0, 1] (got 1.5)"),
+    ({"generate": {"teachers": {"new": {"temperature": -1}}}}, "generate.teachers.new.temperature must be >= 0"),
+    ({"evaluate": {"teacher": {"top_p": 2}}}, "evaluate.teacher.top_p must be in (0, 1]"),
+    ({"task": {"max_seq_len": 0}}, "task.max_seq_len must be >= 1 (got 0)"),
+    ({"train": {"lora": {"r": 0}}}, "train.lora.r and train.lora.alpha must be >= 1 (got 0, 16)"),
+    ({"train": {"lora": {"dropout": 1.0}}}, "train.lora.dropout must be in [0, 1) (got 1.0)"),
+    ({"train": {"lora": {"dropout": -0.1}}}, "train.lora.dropout must be in [0, 1) (got -0.1)"),
+    ({"filter": {"min_question_chars": 600}}, "filter.min_question_chars must be <= filter.max_question_chars (got "
+     "600 > 500: validate would drop every item)"),
+    ({"generate": {"strategies": []}}, "generate.strategies is empty, so train.variants' `augmented` would be the "
+     "original training set again"),
+    ({"models": {"": "tiny-llama"}}, "models has an empty short name (for 'tiny-llama')"),
+    ({"models": {"tiny": " "}, "train": {"models": ["tiny"]}}, "models.tiny is empty"),
+    ({"train": {"models": [""]}}, "train.models[0] is an empty name"),
+    ({"pretrain": {"models": [""]}}, "pretrain.models[0] is an empty name"),
+    ({"teacher": {"max_failed_share": 1.5}}, "teacher.max_failed_share must be in [0, 1] (got 1.5)"),
+    ({"teacher": {"max_failed_share": -0.1}}, "teacher.max_failed_share must be in [0, 1] (got -0.1)"),
+    ({"generate": {"teachers": {"new": {"budget_usd": 5}}}}, "generate.teachers.new.budget_usd: the budget is per "
+     "stage, not per strategy; set teacher.budget_usd, which caps the whole generate stage"),
+    ({"filter": {"decontaminate": {"ngram": 1000}}}, "filter.decontaminate.ngram must be 5-13 (got 1000): "),
+    ({"filter": {"decontaminate": {"ngram": 4}}}, "filter.decontaminate.ngram must be 5-13 (got 4): "),
 ])
 def test_bad_params_name_the_key(raw, fragment):
     with pytest.raises(MedaugError) as e:
@@ -63,3 +98,40 @@ def test_a_strategys_teacher_override_is_checked_with_its_key_path():
         parse_params({"generate": {"teachers": {"new": {"modle": "x"}}}})
     with pytest.raises(MedaugError, match=r"generate.teachers.judge: not a strategy"):
         parse_params({"generate": {"teachers": {"judge": {"model": "x"}}}})
+
+
+@pytest.mark.parametrize("raw", [
+    {"generate": {"strategies": []}, "train": {"variants": ["original"]}},  # no augmented variant: nothing to make
+    {"evaluate": {"teacher": {"budget_usd": 2.5}}},  # evaluate-teacher is its own stage, with its own budget
+    {"teacher": {"temperature": 0, "top_p": 1, "max_failed_share": 1}},
+    {"filter": {"decontaminate": {"ngram": 5}}},
+    {"filter": {"decontaminate": {"ngram": 13}, "min_question_chars": 20, "max_question_chars": 20}},
+    {"train": {"lora": {"r": 1, "alpha": 1, "dropout": 0}}},
+])
+def test_edge_values_that_are_allowed(raw):
+    parse_params(raw)
+
+
+def test_max_failed_share_defaults_to_zero_and_is_in_the_shipped_params():
+    assert Params().teacher.max_failed_share == 0.0
+    assert parse_params({"teacher": {"max_failed_share": 0.25}}).teacher.max_failed_share == 0.25
+    raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
+    assert raw["teacher"]["max_failed_share"] == 0
+
+
+def test_cli_check_params_refuses_a_yaml_nan(tmp_path):
+    """What `dvc exp run -S train.learning_rate=nan` writes into params.yaml."""
+    text = (ROOT / "params.yaml").read_text()
+    assert "  learning_rate: 0.0002\n" in text
+    bad = tmp_path / "params.yaml"
+    bad.write_text(text.replace("  learning_rate: 0.0002\n", "  learning_rate: .nan\n"))
+    r = subprocess.run([sys.executable, "-m", "medaug.cli", "check-params", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr == "error: params.yaml: train.learning_rate = nan must be a finite number\n"
+
+
+def test_non_utf8_params_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_bytes(b"data:\n  source: sample\n# r\xe9sum\xe9\n")
+    with pytest.raises(MedaugError, match=r"params\.yaml:3: not UTF-8 .*re-encode the file as UTF-8"):
+        load_params(bad)

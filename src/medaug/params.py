@@ -7,6 +7,7 @@ Unknown keys and bad values fail with the key path and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from medaug.data.jsonl import decode_utf8
 from medaug.errors import MedaugError
 
 
@@ -53,6 +55,8 @@ class TaskParams:
                 raise MedaugError(f"params.yaml: {key}.template must contain {name}")
         if sorted(self.choices) != sorted(["yes", "no", "maybe"]):
             raise MedaugError(f"params.yaml: {key}.choices must be yes, no and maybe (got {self.choices})")
+        if self.max_seq_len < 1:
+            raise MedaugError(f"params.yaml: {key}.max_seq_len must be >= 1 (got {self.max_seq_len})")
 
 
 @dataclass
@@ -104,8 +108,13 @@ class TeacherParams:
     """USD per 1M tokens, by teacher.model, e.g. {gpt-4o-mini: {input: 0.15, output: 0.6}}; a model not listed
     costs 0 (a local model, your own vLLM)."""
     budget_usd: float = 0.0
-    """Stop before the teacher's spend in one stage would pass this (0 = no cap). Answers paid so far stay in the
-    cache, so raising the budget and rerunning pays only for the rest."""
+    """Stop before one stage's spend across all its teachers would pass this (0 = no cap). Answers paid so far
+    stay in the cache, so raising the budget and rerunning pays only for the rest."""
+    max_failed_share: float = 0.0
+    """The share of one stage's teacher requests that may fail for a transport/HTTP reason (after every retry)
+    without failing the stage, 0-1. 0 (default): any such failure makes the stage exit non-zero after every
+    answer received is cached, and a rerun re-sends only the failed requests. Content rejects (a reply still
+    unusable after repair) are not failures."""
     cache: str = ".cache/teacher.sqlite"
     """sqlite request cache; a rerun pays for nothing twice."""
 
@@ -115,9 +124,13 @@ class TeacherParams:
                 raise MedaugError(f"params.yaml: {key}.{name} must be >= 1 (got {getattr(self, name)})")
         if self.timeout_s <= 0 or self.backoff_s < 0:
             raise MedaugError(f"params.yaml: {key}.timeout_s must be > 0 and {key}.backoff_s >= 0")
-        for name in ("rpm", "tpm", "repair_attempts", "budget_usd"):
+        for name in ("rpm", "tpm", "repair_attempts", "budget_usd", "temperature"):
             if getattr(self, name) < 0:
                 raise MedaugError(f"params.yaml: {key}.{name} must be >= 0 (got {getattr(self, name)})")
+        if not 0 < self.top_p <= 1:
+            raise MedaugError(f"params.yaml: {key}.top_p must be in (0, 1] (got {self.top_p})")
+        if not 0 <= self.max_failed_share <= 1:
+            raise MedaugError(f"params.yaml: {key}.max_failed_share must be in [0, 1] (got {self.max_failed_share})")
 
     @property
     def price(self) -> Price:
@@ -170,13 +183,17 @@ class GenerateParams:
     mesh: MeshParams = field(default_factory=MeshParams)
     teachers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Another teacher for some strategies: strategy -> the `teacher` keys that differ, e.g.
-    {new: {backend: openai, model: gpt-4o-mini}}. Each record's `teacher.model` says which one wrote it."""
+    {new: {backend: openai, model: gpt-4o-mini}}. Each record's `teacher.model` says which one wrote it.
+    `budget_usd` is not one of them: teacher.budget_usd caps the stage's spend across all its teachers."""
 
     def check(self, key: str) -> None:
-        for name in self.teachers:
+        for name, override in self.teachers.items():
             if name not in ("rewrite", "new", "grounded", "mesh"):
                 raise MedaugError(f"params.yaml: {key}.teachers.{name}: not a strategy (allowed: rewrite, new, "
                                   f"grounded, mesh)")
+            if "budget_usd" in override:
+                raise MedaugError(f"params.yaml: {key}.teachers.{name}.budget_usd: the budget is per stage, not "
+                                  f"per strategy; set teacher.budget_usd, which caps the whole generate stage")
         if len(set(self.strategies)) != len(self.strategies):
             raise MedaugError(f"params.yaml: {key}.strategies lists a strategy twice ({self.strategies})")
         if self.per_strategy < 0:
@@ -219,7 +236,7 @@ class DedupParams:
 class DecontaminateParams:
     ngram: int = 8
     """Drop a generated item that shares a word n-gram this long with a test question or context (n-grams
-    that also occur in train/dev, i.e. boilerplate, do not count)."""
+    that also occur in train/dev, i.e. boilerplate, do not count). 5-13: 13 is GPT-3's and lm-eval's choice."""
     embedding: bool = False
     """Also drop items whose question or context embedding (the packaged MiniLM) is close to a test item's.
     On real PQA-L: ~35 s per run. Off for the synthetic sample, whose templated abstracts are all alike."""
@@ -228,8 +245,10 @@ class DecontaminateParams:
     paraphrases of test questions score 0.87-0.97."""
 
     def check(self, key: str) -> None:
-        if self.ngram < 3:
-            raise MedaugError(f"params.yaml: {key}.ngram must be >= 3 (got {self.ngram})")
+        if not 5 <= self.ngram <= 13:
+            raise MedaugError(f"params.yaml: {key}.ngram must be 5-13 (got {self.ngram}): shorter n-grams are "
+                              f"common phrasing and drop clean items; longer ones match almost nothing (a question "
+                              f"shorter than n words has no n-gram), which silently turns this required step off")
 
 
 @dataclass
@@ -274,6 +293,9 @@ class FilterParams:
                               f"is never optional)")
         if len(set(self.steps)) != len(self.steps):
             raise MedaugError(f"params.yaml: {key}.steps lists a step twice ({self.steps})")
+        if self.min_question_chars > self.max_question_chars:
+            raise MedaugError(f"params.yaml: {key}.min_question_chars must be <= {key}.max_question_chars (got "
+                              f"{self.min_question_chars} > {self.max_question_chars}: validate would drop every item)")
 
 
 @dataclass
@@ -282,6 +304,12 @@ class LoraParams:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
+
+    def check(self, key: str) -> None:
+        if self.r < 1 or self.alpha < 1:
+            raise MedaugError(f"params.yaml: {key}.r and {key}.alpha must be >= 1 (got {self.r}, {self.alpha})")
+        if not 0 <= self.dropout < 1:
+            raise MedaugError(f"params.yaml: {key}.dropout must be in [0, 1) (got {self.dropout})")
 
 
 @dataclass
@@ -414,8 +442,21 @@ class Params:
         for strategy in self.generate.teachers:
             self.teacher_for(strategy)  # a bad key or value fails now, with its path
         self.baseline_teacher()
+        if "augmented" in self.train.variants and not self.generate.strategies:
+            raise MedaugError("params.yaml: generate.strategies is empty, so train.variants' `augmented` would be "
+                              "the original training set again: list a strategy or drop `augmented`")
+        for name, ref in self.models.items():
+            if not name.strip():
+                raise MedaugError(f"params.yaml: models has an empty short name (for {ref!r}); stage names are "
+                                  f"built from it, e.g. gemma270m: gemma-3-270m")
+            if not ref.strip():
+                raise MedaugError(f"params.yaml: models.{name} is empty (allowed: an HF hub id, a local directory, "
+                                  f"gemma-3-270m, tiny-llama or tiny-gpt2)")
         for section, names in (("train", self.train.models), ("pretrain", self.pretrain.models)):
-            for name in names:
+            for i, name in enumerate(names):
+                if not name.strip():
+                    raise MedaugError(f"params.yaml: {section}.models[{i}] is an empty name (use a key of "
+                                      f"`models`: {', '.join(self.models) or 'none'})")
                 if name not in self.models:
                     raise MedaugError(f"params.yaml: {section}.models names {name!r}, which is not a key of "
                                       f"`models` (known: {', '.join(self.models) or 'none'})")
@@ -492,6 +533,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value is not None:
             raise MedaugError(f"params.yaml: {key} must be null")
         return None
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise MedaugError(f"params.yaml: {key} = {value!r} must be a finite number")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool):
@@ -526,7 +569,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise MedaugError(f"{path}: file not found (run from the project root, where params.yaml is)")
     try:
         # YAML 1.2 (ruamel), exactly as DVC reads params: `yes` stays a string, `1e-4` is a float.
-        raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+        raw = YAML(typ="safe", pure=True).load(decode_utf8(path.read_bytes(), str(path)))
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

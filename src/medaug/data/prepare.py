@@ -24,7 +24,7 @@ def run(p: Params, root: Path, out_dir: Path, metrics_path: Path, train_set_path
     `train_set_path` (optional): also write the train split there, the training set of the `original` variant.
     """
     records = load_source(p.data, Path(root))
-    train, dev, test = official_split(records, p.data.fold)
+    train, dev, test = official_split(records, p.data.fold, where=f"data.source {p.data.source}")
     out_dir = Path(out_dir)
     for name, split in (("train", train), ("dev", dev), ("test", test)):
         write_records(out_dir / f"{name}.jsonl", split)

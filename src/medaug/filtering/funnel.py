@@ -18,11 +18,16 @@ from medaug.params import Params
 
 
 def read_generated(path: Path, parents: dict[str, Record]) -> list[Record]:
-    """Generated records; every parent_id must name a prepared record (a rewrite must have one)."""
-    records = []
+    """Generated records; ids are unique (the steps drop records by id), and every parent_id names a prepared
+    record (a rewrite must have one)."""
+    records, lines = [], {}
     for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
         rec = validate(obj, where)
+        if rec.id in lines:
+            raise MedaugError(f"{where}: id {rec.id!r} is also on line {lines[rec.id]} (each generated record "
+                              f"needs its own id: re-run generate, or remove the copy)")
+        lines[rec.id] = lineno
         if rec.source == "rewrite" and not rec.parent_id:
             raise MedaugError(f"{where}: a record with source 'rewrite' needs 'parent_id'")
         if rec.parent_id is not None and rec.parent_id not in parents:
@@ -30,6 +35,18 @@ def read_generated(path: Path, parents: dict[str, Record]) -> list[Record]:
                               f"(generated from another prepare run? re-run generate)")
         records.append(rec)
     return records
+
+
+def read_generate_rejects(path: Path) -> list[dict[str, Any]]:
+    """generate's reject lines; the funnel counts each under its `strategy` and `reason`."""
+    rejects = []
+    for lineno, rej in iter_jsonl(path):
+        for key in ("strategy", "reason"):
+            if not isinstance(rej.get(key), str) or not rej[key]:
+                raise MedaugError(f"{path}:{lineno}: a generate reject needs a non-empty string '{key}' (got "
+                                  f"{rej.get(key)!r}; written by another version of generate? re-run generate)")
+        rejects.append(rej)
+    return rejects
 
 
 def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rejects_path: Path,
@@ -60,7 +77,7 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     for rec in generated:
         source(rec.source)["in"] += 1
     if generate_rejects_path is not None:
-        gen_rejects = [rej for _, rej in iter_jsonl(generate_rejects_path)]
+        gen_rejects = read_generate_rejects(Path(generate_rejects_path))
         for rej in gen_rejects:
             source(rej["strategy"])["in"] += 1
             count_drop(rej["strategy"], "generate")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from medaug.data.jsonl import temp_dir_beside
 from medaug.errors import MedaugError
 from medaug.models import gemma, tiny
 
@@ -50,8 +50,7 @@ def _built(name: str) -> Path:
     with FileLock(str(models / f".{name}.lock")):
         if ready():  # another process built it while we waited
             return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models))
-        tmp.chmod(0o755)
+        tmp = temp_dir_beside(target)  # a plain mkdir(): the umask's permissions, not mkdtemp's 0700
         try:
             build(tmp)
             (tmp / _MARKER).write_text(json.dumps(marker))

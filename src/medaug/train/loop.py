@@ -9,7 +9,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 
+from medaug.data.jsonl import temp_dir_beside
 from medaug.data.schema import Record
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.scorer import Scorer
@@ -188,10 +188,11 @@ def curves(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
 
 def save_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp) into a temp dir beside out_dir, then swap it into place: a kill never leaves half a model."""
+    """write(tmp) into a temp dir beside out_dir, then swap it into place: a kill never leaves half a model.
+    The folder gets the permissions of a plain mkdir() under the process umask."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = temp_dir_beside(out_dir)
     try:
         write(tmp)
         if out_dir.exists():
