@@ -14,6 +14,12 @@ from medaug.params import TaskParams
 
 _FIELD = re.compile(r"\{(context|question)\}")
 
+CHARS_PER_TOKEN = 64
+"""More characters than any tokenizer's tokens average over a stretch of text (English prose runs about 4, a
+run of spaces at most about 30): a context longer than max_seq_len * CHARS_PER_TOKEN characters is cut to that
+many from its end before it is tokenised, which leaves more tokens than the token-level cut keeps, so the prompt
+ids are those of the whole context while a multi-MB context costs what a normal one does."""
+
 
 def render_prompt(record: Record, task: TaskParams, context: str | None = None) -> str:
     """task.template with {context} (record.context, or `context` when given) and {question} filled in."""
@@ -42,11 +48,13 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, text: str, task: TaskParams) 
 def encode(tokenizer: PreTrainedTokenizerBase, record: Record, task: TaskParams,
            answer: str | None = None) -> dict[str, Any]:
     """Token ids of the prompt (at most task.max_seq_len: the abstract's START is cut, so its results and
-    conclusions stay, as does the question), then those of " <answer>" when given. n_prompt = prompt tokens."""
-    ids = prompt_ids(tokenizer, render_prompt(record, task), task)
+    conclusions stay, as does the question), then those of " <answer>" when given. n_prompt = prompt tokens.
+    An over-long context is first cut by characters (see CHARS_PER_TOKEN), so tokenising it costs little."""
+    context = record.context[max(0, len(record.context) - task.max_seq_len * CHARS_PER_TOKEN):]
+    ids = prompt_ids(tokenizer, render_prompt(record, task, context), task)
     over = len(ids) - task.max_seq_len
     if over > 0:
-        context_ids = tokenizer(record.context, add_special_tokens=False).input_ids
+        context_ids = tokenizer(context, add_special_tokens=False).input_ids
         while over > 0 and context_ids:
             context_ids = context_ids[over:]
             ids = prompt_ids(tokenizer, render_prompt(record, task, tokenizer.decode(context_ids)), task)
