@@ -177,6 +177,34 @@ def test_decontaminate_removes_planted_test_items_and_keeps_unrelated_ones():
                                          "q-para2": "test_embedding", "c-para": "test_embedding"}
 
 
+# real PQA-L test questions shorter than 8 words: they have no 8-gram, so only the whole-question rule sees them
+HALOFANTRINE = "Is halofantrine ototoxic?"
+MOSSY = "Do mossy fibers release GABA?"
+HALOFANTRINE_CONTEXT = ("Guinea pigs received halofantrine orally for 14 days before auditory brainstem responses "
+                        "and outer hair cell counts were compared with untreated animals.")
+
+
+@pytest.mark.parametrize("ngram", [8, 13])
+def test_decontaminate_drops_copies_of_test_questions_too_short_for_an_ngram(ngram):
+    train = [rec("tr1", "Does early mobilisation after hip fracture surgery shorten the hospital stay?")]
+    test = [rec("te1", HALOFANTRINE, "yes", [HALOFANTRINE_CONTEXT]), rec("te2", MOSSY, "yes", [FALLS + " GABA."]),
+            rec("te3", ANDROGENS, "no", [ANDROGENS_CONTEXT])]  # 11 words: short at 13, caught by its 8-grams at 8
+    items = [
+        rec("verbatim", HALOFANTRINE, parent="tr1"),
+        rec("case-punct", "  is HALOFANTRINE -- ototoxic ??", parent="tr1"),
+        rec("embedded", f"In this cohort of guinea pigs, {MOSSY.lower()[:-1]}, and does it matter?", parent="tr1"),
+        rec("long-copy", ANDROGENS.upper(), parent="tr1"),
+        rec("few-words", "Is halofantrine safe for children with malaria?", parent="tr1"),
+        rec("reordered", "Do GABA fibers release mossy neurotransmitters?", parent="tr1"),
+        rec("partial", "Is halofantrine, an antimalarial, ototoxic?", parent="tr1"),
+    ]
+    ctx = context(train, test)
+    ctx.p.filter.decontaminate.ngram = ngram
+    assert decontaminate(items, ctx) == {"verbatim": "test_question", "case-punct": "test_question",
+                                         "embedded": "test_question",
+                                         "long-copy": "test_overlap" if ngram == 8 else "test_question"}
+
+
 # hand-written paraphrases of real PQA-L test questions (what a teacher's rewrite of a test item looks like)
 PQAL_PARAPHRASES = {
     "12377809": "Is endosonography of the anorectum useful for patients with dyschesia?",
@@ -211,3 +239,26 @@ def test_real_pqal_planted_test_items_are_removed_and_train_items_kept(tmp_path)
     ctx.p.filter.decontaminate.embedding, ctx.p.filter.decontaminate.embedding_threshold = True, 0.85
     drops = decontaminate(clean + paraphrases + copies + abstracts, ctx)
     assert drops == {r.id: "test_embedding" for r in paraphrases} | {r.id: "test_overlap" for r in copies + abstracts}
+
+
+@pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(), reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
+@pytest.mark.parametrize("ngram", [8, 13])
+def test_real_pqal_every_official_test_question_copied_verbatim_is_dropped(tmp_path, ngram):
+    """All 500 official test questions, each asked as a new item on a train abstract (the label of the test item),
+    are dropped, the short ones (32 under 8 words, 220 under 13) included; the train questions are kept."""
+    from medaug.data import prepare
+    from medaug.data.text import words as text_words
+    from medaug.params import DataParams
+    out = tmp_path / "prepared"
+    prepare.run(Params(data=DataParams(source=str(PUBMEDQA / "ori_pqal.json"))), tmp_path, out, tmp_path / "m.json")
+    train, dev, test = (read_records(out / f"{name}.jsonl") for name in ("train", "dev", "test"))
+    assert len(test) == 500
+    copies = [rec(f"copy-{t.id}", t.question, t.final_decision, train[i % len(train)].contexts,
+                  train[i % len(train)].id) for i, t in enumerate(test)]
+    own = [rec(f"own-{r.id}", r.question, r.final_decision, r.contexts, r.id) for r in train + dev]
+    ctx = Context(Params(), tmp_path, train, dev, test)
+    ctx.p.filter.decontaminate.ngram = ngram
+    drops = decontaminate(copies + own, ctx)
+    assert set(drops) == {r.id for r in copies}
+    short = sum(len(text_words(t.question)) < ngram for t in test)
+    assert short == {8: 32, 13: 220}[ngram] and list(drops.values()).count("test_question") >= short

@@ -9,6 +9,9 @@ Tokens are words (runs of non-whitespace), not a model's tokens: the budget then
 the teacher, and costs no tokenizer. English biomedical prose runs at about 1.3 subword tokens a word.
 `src/medaug/augment/sample_corpus/` holds a small synthetic corpus (written for tests and offline runs; the
 abstracts' studies never happened) so the strategy runs with no download.
+
+A user corpus may hold test abstracts (a PubMed dump holds all of them): `read_clean_corpus` drops the passages
+that leak the test split before any is asked about, with the check the filter's `decontaminate` step applies.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medaug.data.corpus import corpus_files, documents
+from medaug.data.leakage import Contamination
 from medaug.data.schema import Record
 
 _MD_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE)
@@ -86,3 +90,10 @@ def read_corpus(folder: Path, size: int, overlap: int) -> list[Passage]:
                 passages.append(Passage(rel, n, " ".join(words), **meta))
                 n += 1
     return passages
+
+
+def read_clean_corpus(folder: Path, size: int, overlap: int, leak: Contamination) -> tuple[list[Passage], int]:
+    """The passages of `read_corpus` that do not leak the test split (a test-specific n-gram or a whole test
+    question, `data.leakage`), and how many did. Passages keep their chunk numbers, so a pointer still names the
+    passage in the file."""
+    return leak.keep(read_corpus(folder, size, overlap), lambda s: s.text)

@@ -5,11 +5,11 @@ Each check returns a reject reason or None; the steps in steps.py apply them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from medaug.data.leakage import Contamination, contamination_ngrams  # noqa: F401 (contamination_ngrams: tests)
 from medaug.data.schema import Record
-from medaug.data.text import normalize, word_ngrams
+from medaug.data.text import normalize
 from medaug.params import FilterParams
+
 
 def check_valid(rec: Record, parent: Record | None, p: FilterParams) -> str | None:
     """Question length within bounds, a rewrite differs from its parent, the context is not empty."""
@@ -25,25 +25,10 @@ def check_valid(rec: Record, parent: Record | None, p: FilterParams) -> str | No
     return None
 
 
-def contamination_ngrams(test: Iterable[Record], clean: Iterable[Record], n: int) -> set[tuple[str, ...]]:
-    """Word n-grams of test questions and contexts that do NOT occur in the clean (train/dev) records.
-
-    N-grams shared with train/dev are boilerplate ("the aim of this study was to evaluate") or template text:
-    the model sees them in the original training data anyway, and flagging them would drop 13% of real
-    PubMedQA train abstracts (and every templated sample abstract) as "test overlap".
-    """
-    grams: set[tuple[str, ...]] = set()
-    for r in test:
-        grams |= word_ngrams(r.question, n) | word_ngrams(r.context, n)
-    for r in clean:
-        grams -= word_ngrams(r.question, n) | word_ngrams(r.context, n)
-    return grams
-
-
-def check_test_overlap(rec: Record, test_ids: set[str], test_grams: set[tuple[str, ...]], n: int) -> str | None:
-    """Derived from a test record, or shares a test-specific word n-gram in its question or context."""
-    if rec.parent_id in test_ids:
+def check_test_overlap(rec: Record, leak: Contamination) -> str | None:
+    """Derived from a test record, or its question or context leaks the test split (`data.leakage`: a
+    test-specific word n-gram, "test_overlap", or a whole test question, "test_question", which catches a copy of a
+    test question too short to have an n-gram)."""
+    if rec.parent_id in leak.ids:
         return "test_overlap"
-    if not test_grams.isdisjoint(word_ngrams(rec.question, n) | word_ngrams(rec.context, n)):
-        return "test_overlap"
-    return None
+    return leak.reason(rec.question) or leak.reason(rec.context)

@@ -18,7 +18,8 @@ from medaug.data.schema import Record
 from medaug.filtering.embed import EarlierCosines, embed, max_cosine
 from medaug.filtering.minhash import NearDuplicates
 from medaug.filtering.llm_checks import consistency, judge
-from medaug.filtering.rules import check_test_overlap, check_valid, contamination_ngrams
+from medaug.data.leakage import Contamination
+from medaug.filtering.rules import check_test_overlap, check_valid
 from medaug.params import Params
 
 
@@ -94,16 +95,17 @@ def dedup(records: list[Record], ctx: Context) -> dict[str, str]:
 
 def decontaminate(records: list[Record], ctx: Context) -> dict[str, str]:
     """Derived from a test record, or sharing a test-specific word n-gram in its question or context
-    ("test_overlap"); with `embedding`, also a question or context at MiniLM cosine >= `embedding_threshold`
-    from any test question or context, i.e. a paraphrase of a test item ("test_embedding").
+    ("test_overlap"), or containing a whole test question, however short ("test_question"): `data.leakage`, the
+    check continued pretraining and grounded generation apply to their corpora too. With `embedding`, also a
+    question or context at MiniLM cosine >= `embedding_threshold` from any test question or context, i.e. a
+    paraphrase of a test item ("test_embedding").
 
     A context copied unchanged from train/dev (a rewrite's, or a new question's on a train abstract) is not
-    embedded: it is original training data, which the split already judged (as `contamination_ngrams` ignores
+    embedded: it is original training data, which the split already judged (as `data.leakage` ignores
     n-grams shared with train/dev), and skipping it halves the step's time, mostly spent on abstracts."""
     p = ctx.p.filter.decontaminate
-    test_ids = {r.id for r in ctx.test}
-    grams = contamination_ngrams(ctx.test, ctx.train + ctx.dev, p.ngram)
-    drops = {r.id: reason for r in records if (reason := check_test_overlap(r, test_ids, grams, p.ngram))}
+    leak = Contamination(ctx.test, ctx.train + ctx.dev, p.ngram)
+    drops = {r.id: reason for r in records if (reason := check_test_overlap(r, leak))}
     if p.embedding:
         rest = [r for r in records if r.id not in drops]
         original = {r.context for r in ctx.train + ctx.dev}

@@ -3,10 +3,16 @@
 The corpus's documents are tokenized, joined with EOS and cut into blocks of pretrain.block_size tokens (the last
 partial block is dropped); the loss is the usual next-token loss over every token. The output (an adapter, or a
 whole model with train.method full) is the base of the `dapt-<variant>` candidates.
+
+A corpus document that leaks the test split (a test-specific n-gram of `filter.decontaminate.ngram` words, or a
+whole test question: `data.leakage`, the filter's own check) is dropped first, and counted in the metrics as
+`dropped_test_overlap`: a model that read a test abstract would be scored on text it has seen. A .jsonl line is
+one document, a .txt/.md file is one: split a big file so a leak costs only its own part.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,6 +21,7 @@ import torch
 
 from medaug.data.corpus import corpus_files, documents
 from medaug.data.jsonl import write_json
+from medaug.data.leakage import Contamination
 from medaug.errors import MedaugError
 from medaug.params import Params
 from medaug.tracking import log_stage
@@ -36,25 +43,37 @@ def collate_blocks(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": ids}
 
 
-def run(p: Params, model: str, corpus: Path, out_dir: Path, metrics_path: Path, plot_path: Path | None = None,
-        mlflow_root: Path | None = None) -> dict[str, Any]:
+def corpus_texts(corpus: Path, leak: Contamination) -> tuple[list[str], int]:
+    """The corpus's non-empty documents that do not leak the test split, and how many did."""
+    files = corpus_files(Path(corpus), "pretrain.corpus")
+    texts, dropped = leak.keep([text for f in files for text, _ in documents(f) if text.strip()])
+    if dropped:
+        print(f"pretrain: dropped {dropped} of {len(texts) + dropped} documents of {corpus} that share text with "
+              f"the test split", file=sys.stderr)
+    return texts, dropped
+
+
+def run(p: Params, model: str, corpus: Path, prepared_dir: Path, out_dir: Path, metrics_path: Path,
+        plot_path: Path | None = None, mlflow_root: Path | None = None) -> dict[str, Any]:
+    """Pretrain `model` on `corpus`, less what leaks the test split of `prepared_dir` (train/dev/test.jsonl)."""
     if model not in p.pretrain.models:
         raise MedaugError(f"pretrain: {model!r} is not in params.yaml pretrain.models ({p.pretrain.models})")
     ref, t, pt = p.model_ref(model), p.train, p.pretrain
-    files = corpus_files(Path(corpus), "pretrain.corpus")
-    texts = [text for f in files for text, _ in documents(f) if text.strip()]
+    texts, dropped = corpus_texts(corpus, Contamination.of_split(prepared_dir, p.filter.decontaminate.ngram))
     lm, tokenizer = prepare_model(ref, t)
     examples = [{"input_ids": b} for b in blocks(texts, tokenizer, pt.block_size)]
     if not examples:
+        left = f" once the {dropped} documents that share text with the test split are dropped" if dropped else ""
         raise MedaugError(f"pretrain.corpus: {corpus} has fewer than pretrain.block_size = {pt.block_size} "
-                          f"tokens; lower the block size or add text")
-    key = fingerprint(ref, asdict(pt), asdict(t), Path(corpus), adapter_or_ref(ref))
+                          f"tokens{left}; lower the block size or add text")
+    key = fingerprint(ref, asdict(pt), asdict(t), texts, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), f"pretrain-{model}", key)
     trainer, summary = fit(lm, tokenizer, examples, collate_blocks, t, ckpt, epochs=pt.epochs,
                            max_steps=pt.max_steps, learning_rate=pt.learning_rate)
     losses, _ = curves(trainer.state.log_history)
     metrics = {"train_loss": losses[-1]["loss"] if losses else None, "documents": len(texts),
-               "blocks": len(examples), "tokens": len(examples) * pt.block_size, **summary}
+               "dropped_test_overlap": dropped, "blocks": len(examples), "tokens": len(examples) * pt.block_size,
+               **summary}
     if trainer.is_world_process_zero():
         write_output(out_dir, trainer.model, tokenizer, {"base": ref, "model": model, "pretrain": True,
                                                         "method": t.method, "documents": len(texts)})
@@ -62,7 +81,8 @@ def run(p: Params, model: str, corpus: Path, out_dir: Path, metrics_path: Path, 
         if plot_path:
             write_json(plot_path, losses)
         if mlflow_root is not None:
-            log_stage(mlflow_root, f"pretrain@{model}", {"model": ref, "pretrain": asdict(pt), "train": asdict(t)},
+            log_stage(mlflow_root, f"pretrain@{model}", {"model": ref, "pretrain": asdict(pt), "train": asdict(t),
+                                                        "decontaminate_ngram": p.filter.decontaminate.ngram},
                       metrics, curves=losses)
     finish(trainer, ckpt)
     return metrics
