@@ -1,14 +1,19 @@
-"""`medaug cache stats|export|import|prune` and the cache metadata behind them, on real sqlite files."""
+"""The request cache's writer thread and `medaug cache stats|export|import|prune|delete`, on real sqlite files."""
 
+import asyncio
 import contextlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from medaug.cli import main
+from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
 
 DAY = 86400.0
@@ -29,6 +34,15 @@ def run(capsys):
     return _run
 
 
+def K(name: str) -> str:
+    """A real request key (a sha256, as import requires), named for the test."""
+    return RequestCache.key(name=name)
+
+
+def keys(*names: str) -> set[str]:
+    return {K(n) for n in names}
+
+
 def answer(text: str, inp: int = 0, out: int = 0) -> dict:
     return {"text": text, "input_tokens": inp, "output_tokens": out}
 
@@ -36,7 +50,7 @@ def answer(text: str, inp: int = 0, out: int = 0) -> dict:
 def set_created(path, key: str, created: float) -> None:
     """Backdate an entry: age is the one thing a test cannot wait for."""
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        db.execute("UPDATE requests SET created = ? WHERE key = ?", (created, key))
+        db.execute("UPDATE requests SET created = ? WHERE key = ?", (created, K(key)))
 
 
 def columns(path) -> list[str]:
@@ -48,7 +62,7 @@ def make_old_format(path, key: str, value: dict) -> None:
     """The table as the first release wrote it: key and value only."""
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("CREATE TABLE requests (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        db.execute("INSERT INTO requests VALUES (?, ?)", (key, json.dumps(value)))
+        db.execute("INSERT INTO requests VALUES (?, ?)", (K(key), json.dumps(value)))
 
 
 def entries(path) -> list[dict]:
@@ -65,9 +79,9 @@ def filled(tmp_path):
     path = tmp_path / "c.sqlite"
     cache = RequestCache(path)
     for i in range(3):
-        cache.put(f"gpt-{i}", answer(f"g{i}", 10 + i, 5), backend="openai", model="gpt-x")
-    cache.put("gemma-0", answer("m0", 7, 2), backend="local", model="gemma")
-    cache.put("gemma-1", {"text": "m1"}, backend="local", model="gemma")
+        cache.put(K(f"gpt-{i}"), answer(f"g{i}", 10 + i, 5), backend="openai", model="gpt-x")
+    cache.put(K("gemma-0"), answer("m0", 7, 2), backend="local", model="gemma")
+    cache.put(K("gemma-1"), {"text": "m1"}, backend="local", model="gemma")
     cache.close()
     return path
 
@@ -126,14 +140,14 @@ def test_export_then_import_into_an_empty_cache_gives_identical_entries(filled, 
 
     code, stdout_export, _ = run("cache", "--path", filled, "export", "--model", "gemma")
     assert code == 0
-    assert [json.loads(line)["key"] for line in stdout_export.splitlines()] == ["gemma-0", "gemma-1"]
+    assert [json.loads(line)["key"] for line in stdout_export.splitlines()] == sorted(keys("gemma-0", "gemma-1"))
 
 
 def test_import_from_another_sqlite_cache_merges_and_never_overwrites(filled, tmp_path, run):
     mine = tmp_path / "mine.sqlite"
     cache = RequestCache(mine)
-    cache.put("gpt-0", answer("my own answer"), backend="openai", model="gpt-x")
-    cache.put("only-mine", answer("z"))
+    cache.put(K("gpt-0"), answer("my own answer"), backend="openai", model="gpt-x")
+    cache.put(K("only-mine"), answer("z"))
     cache.close()
     theirs_before = filled.read_bytes()
 
@@ -141,8 +155,8 @@ def test_import_from_another_sqlite_cache_merges_and_never_overwrites(filled, tm
     assert code == 0 and "added 4 of 5" in out and "1 already cached" in out
     merged = RequestCache(mine)
     assert len(merged) == 6
-    assert merged.get("gpt-0") == answer("my own answer"), "an existing answer must win"
-    assert merged.get("gemma-0") == answer("m0", 7, 2)
+    assert merged.get(K("gpt-0")) == answer("my own answer"), "an existing answer must win"
+    assert merged.get(K("gemma-0")) == answer("m0", 7, 2)
     merged.close()
     assert filled.read_bytes() == theirs_before, "the imported file must not be changed"
 
@@ -151,7 +165,7 @@ def test_import_from_another_sqlite_cache_merges_and_never_overwrites(filled, tm
 
 def test_import_of_a_bad_jsonl_line_adds_nothing(filled, tmp_path, run):
     source = tmp_path / "bad.jsonl"
-    good = {"key": "new", "backend": "", "model": "", "created": 1.0, "value": {"text": "n"}}
+    good = {"key": K("new"), "backend": "", "model": "", "created": 1.0, "value": {"text": "n"}}
     source.write_text(json.dumps(good) + "\n" + json.dumps({"key": "no value"}) + "\n")
     code, _, err = run("cache", "--path", filled, "import", source)
     assert code == 2 and "bad.jsonl:2" in err
@@ -168,7 +182,7 @@ def test_prune_by_age_removes_exactly_the_old_entries(filled, run):
     assert code == 0 and "would remove 2 entries (3 left)" in out and len(entries(filled)) == 5
     code, out, _ = run("cache", "--path", filled, "prune", "--older-than", "30")
     assert code == 0 and "removed 2 entries (3 left)" in out
-    assert {e["key"] for e in entries(filled)} == {"gpt-1", "gpt-2", "gemma-0"}
+    assert {e["key"] for e in entries(filled)} == keys("gpt-1", "gpt-2", "gemma-0")
 
 
 def test_prune_by_model_and_age_together(filled, run):
@@ -176,11 +190,11 @@ def test_prune_by_model_and_age_together(filled, run):
     set_created(filled, "gemma-0", time.time() - 10 * DAY)
     code, out, _ = run("cache", "--path", filled, "prune", "--model", "gpt-x", "--older-than", "5")
     assert code == 0 and "removed 1 entries" in out
-    assert {e["key"] for e in entries(filled)} == {"gpt-1", "gpt-2", "gemma-0", "gemma-1"}
+    assert {e["key"] for e in entries(filled)} == keys("gpt-1", "gpt-2", "gemma-0", "gemma-1")
 
     code, out, _ = run("cache", "--path", filled, "prune", "--model", "gemma")
     assert code == 0 and "removed 2 entries (2 left)" in out
-    assert {e["key"] for e in entries(filled)} == {"gpt-1", "gpt-2"}
+    assert {e["key"] for e in entries(filled)} == keys("gpt-1", "gpt-2")
 
 
 def test_prune_vacuums_so_the_file_shrinks(tmp_path, run):
@@ -226,9 +240,9 @@ def test_an_old_format_cache_is_migrated_in_place(tmp_path, run):
     os.utime(path, (mtime, mtime))
 
     cache = RequestCache(path)
-    assert cache.get("old") == answer("kept", 3, 4)
-    cache.put("new", answer("n"), backend="openai", model="m")
-    [old] = [e for e in cache.iter_entries() if e.key == "old"]
+    assert cache.get(K("old")) == answer("kept", 3, 4)
+    cache.put(K("new"), answer("n"), backend="openai", model="m")
+    [old] = [e for e in cache.iter_entries() if e.key == K("old")]
     assert (old.backend, old.model) == ("", "") and old.created == pytest.approx(mtime)  # at least that old
     cache.close()
     assert columns(path) == ["key", "value", "backend", "model", "created"]
@@ -243,5 +257,228 @@ def test_an_old_format_cache_can_be_imported_without_being_changed(tmp_path, run
     make_old_format(old, "old", answer("kept"))
     code, out, _ = run("cache", "--path", tmp_path / "new.sqlite", "import", old)
     assert code == 0 and "added 1 of 1" in out
-    assert [(e["key"], e["value"]) for e in entries(tmp_path / "new.sqlite")] == [("old", answer("kept"))]
+    assert [(e["key"], e["value"]) for e in entries(tmp_path / "new.sqlite")] == [(K("old"), answer("kept"))]
     assert columns(old) == ["key", "value"]
+
+
+# --- the writer thread: put never waits on the database, and no answer is lost ---------------------------------
+
+
+def committed(path) -> dict[str, dict]:
+    """What is in the file itself, read by a plain sqlite connection (not through any RequestCache)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM requests")}
+
+
+def test_put_never_waits_on_a_locked_file_and_flush_commits_every_answer_after(tmp_path, capsys):
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path, lock_wait_s=0.05)
+    holder = sqlite3.connect(path, isolation_level=None)  # an import, a prune's VACUUM, another process...
+    holder.execute("BEGIN EXCLUSIVE")
+    answers = {K(f"q{i}"): answer(f"a{i}", i, 1) for i in range(40)}
+
+    async def teacher_loop() -> tuple[int, float]:
+        """Answers arrive over time and are put from inside the event loop, as the openai backend does."""
+        ticks, stop = 0, asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.002)
+
+        task = asyncio.create_task(ticker())
+        slowest = 0.0
+        for key, value in answers.items():
+            t0 = time.perf_counter()
+            cache.put(key, value, backend="openai", model="m")
+            slowest = max(slowest, time.perf_counter() - t0)
+            await asyncio.sleep(0.005)
+        stop.set()
+        await task
+        return ticks, slowest
+
+    ticks, slowest = asyncio.run(teacher_loop())
+    assert slowest < 0.25 and ticks >= 20, "the event loop was blocked by put"
+    assert all(cache.get(k) == v for k, v in answers.items()), "queued answers must be served (read-your-writes)"
+    time.sleep(0.2)
+    assert committed(path) == {}, "nothing can be written while the lock is held"
+    assert f"waiting for a lock on {path}" in capsys.readouterr().err
+
+    holder.execute("COMMIT")
+    holder.close()
+    cache.flush()
+    assert committed(path) == answers
+    fresh = RequestCache(path)
+    assert len(fresh) == 40 and {e.model for e in fresh.iter_entries()} == {"m"}
+    fresh.close()
+    cache.close()
+
+
+@pytest.mark.parametrize("value, why", [({"text": "half an emoji \ud83d"}, "surrogates not allowed"),
+                                        ({"text": "x", "cost_usd": float("nan")}, "Out of range float"),
+                                        ({"text": "x", "raw": b"bytes"}, "not JSON serializable")])
+def test_an_answer_that_cannot_be_stored_fails_its_put_at_once_and_nothing_else(tmp_path, value, why):
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path)
+    with pytest.raises(MedaugError, match=why) as e:
+        cache.put(K("bad"), value)
+    assert str(path) in str(e.value) and K("bad") in str(e.value)
+    cache.put(K("good"), answer("fine"))
+    cache.flush()  # nothing failed in the writer
+    assert cache.get(K("bad")) is None and committed(path) == {K("good"): answer("fine")}
+    cache.close()
+
+
+def test_a_write_error_is_raised_by_flush_once_after_the_other_answers_are_committed(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # a real sqlite error for some rows, not a lock
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON requests WHEN NEW.model = 'refused' "
+                   "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+    for i in range(6):
+        cache.put(K(f"q{i}"), answer(f"a{i}"), model="refused" if i in (1, 4) else "m")
+    with pytest.raises(MedaugError, match=r"2 answers could not be written .*refused by a trigger") as e:
+        cache.flush()
+    assert str(path) in str(e.value)
+    assert set(committed(path)) == keys("q0", "q2", "q3", "q5")
+    assert cache.get(K("q1")) is None, "a lost answer is not served: the next run asks again"
+    cache.flush()  # reported once
+    cache.close()
+
+
+def test_answers_still_queued_when_the_process_exits_are_committed(tmp_path):
+    path = tmp_path / "c.sqlite"
+    script = ("import sys; from medaug.llm.cache import RequestCache; c = RequestCache(sys.argv[1]); "
+              "[c.put(RequestCache.key(name=f'q{i}'), {'text': str(i)}) for i in range(300)]")  # no close()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    subprocess.run([sys.executable, "-c", script, str(path)], env=env, check=True, timeout=60)
+    assert committed(path) == {K(f"q{i}"): {"text": str(i)} for i in range(300)}
+
+
+def test_every_reader_sees_every_put_without_a_flush(tmp_path, run):
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path)
+    cache.put(K("a"), answer("x", 3, 4), model="m")
+    other = RequestCache(path)  # another teacher of the same process, on the same file
+    assert other.get(K("a")) == answer("x", 3, 4)
+    cache.put(K("b"), answer("y"), model="m")
+    assert len(cache) == 2 and [e.key for e in cache.iter_entries()] == sorted(keys("a", "b"))
+    assert cache.stats().input_tokens == 3
+    cache.put(K("c"), answer("z"), model="m")
+    assert cache.prune(model="m", dry_run=True) == 3
+    cache.put(K("d"), answer("w"))
+    assert cache.checkpoint() and len(committed(path)) == 4
+    other.close()
+    cache.close()
+
+
+# --- import checks every entry first; delete ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"key": "no value"}, "`key` must be a request sha256"),
+    ({"key": K("x").upper(), "value": {"text": "t"}}, "`key` must be a request sha256"),
+    ({"key": K("x"), "value": ["t"]}, "`value` must be an object"),
+    ({"key": K("x"), "value": {"txt": "t"}}, "`value.text` must be a string"),
+    ({"key": K("x"), "value": {"text": None}}, "`value.text` must be a string"),
+    ({"key": K("x"), "value": {"text": "t", "input_tokens": True}}, "`value.input_tokens` must be an integer"),
+    ({"key": K("x"), "value": {"text": "t", "output_tokens": 3.0}}, "`value.output_tokens` must be an integer"),
+    ({"key": K("x"), "value": {"text": "t", "cost_usd": "0.1"}}, "`value.cost_usd` must be a number"),
+    ({"key": K("x"), "value": {"text": "t", "cost_usd": False}}, "`value.cost_usd` must be a number"),
+    ({"key": K("x"), "value": {"text": "\ud83d"}}, "`value` cannot be stored"),
+])
+def test_import_checks_every_entry_before_writing_anything(filled, tmp_path, run, entry, problem):
+    source = tmp_path / "bad.jsonl"
+    good = {"key": K("new"), "backend": "", "model": "", "created": 1.0,
+            "value": {"text": "n", "input_tokens": 1, "output_tokens": 2, "cost_usd": 0}}
+    source.write_text(json.dumps(good) + "\n\n" + json.dumps(entry) + "\n" + json.dumps(good) + "\n")
+    before = entries(filled)
+    code, _, err = run("cache", "--path", filled, "import", source)
+    assert code == 2 and f"{source}:3: {problem}" in err
+    assert entries(filled) == before
+    new = tmp_path / "none" / "new.sqlite"
+    assert run("cache", "--path", new, "import", source)[0] == 2
+    assert not new.exists(), "a bad source must not even create the cache"
+
+
+def test_import_checks_the_entries_of_a_sqlite_source_too(filled, tmp_path, run):
+    theirs = tmp_path / "theirs.sqlite"
+    cache = RequestCache(theirs)
+    cache.put(K("fine"), answer("ok"))
+    cache.close()
+    with contextlib.closing(sqlite3.connect(theirs)) as db, db:
+        db.execute("INSERT INTO requests (key, value) VALUES (?, ?)", (K("bad"), json.dumps({"text": 42})))
+        db.execute("INSERT INTO requests (key, value) VALUES (?, ?)", ("not-a-sha", json.dumps({"text": "t"})))
+    before = entries(filled)
+    code, _, err = run("cache", "--path", filled, "import", theirs)
+    assert code == 2 and str(theirs) in err and "must be" in err
+    assert entries(filled) == before
+
+
+def test_delete_drops_the_named_entries_and_names_the_keys_not_found(filled, run):
+    code, out, err = run("cache", "--path", filled, "delete", K("gpt-0"), K("gemma-1"), K("gpt-0"), "f00d")
+    assert code == 0 and "deleted 2 entries" in out and "f00d" in err and K("gpt-0") not in err
+    assert {e["key"] for e in entries(filled)} == keys("gpt-1", "gpt-2", "gemma-0")
+    cache = RequestCache(filled)
+    assert cache.get(K("gpt-0")) is None, "the next run asks the teacher again"
+    cache.close()
+
+    code, out, err = run("cache", "--path", filled, "delete", K("gpt-0"))
+    assert code == 1 and "deleted 0 entries" in out and K("gpt-0") in err
+    assert len(entries(filled)) == 3
+
+
+def test_delete_also_drops_an_answer_still_queued(tmp_path, run):
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path)
+    cache.put(K("poisoned"), answer("wrong"))
+    code, out, _ = run("cache", "--path", path, "delete", K("poisoned"))
+    assert code == 0 and "deleted 1 entries" in out
+    assert cache.get(K("poisoned")) is None and committed(path) == {}
+    cache.close()
+
+
+def test_a_teacher_run_on_a_locked_cache_gets_every_answer_and_commits_them_once_it_is_released(tmp_path,
+                                                                                                 monkeypatch):
+    """The real openai backend, whose report callback puts each answer from inside its event loop: with the file
+    locked, every request is still sent and answered (a put that waited would freeze the loop after the first
+    answer), and `complete` returns once the lock is released and its answers are committed."""
+    import threading
+
+    from medaug.llm.teacher import make_teacher
+    from medaug.params import TeacherParams
+    from openai_server import OpenAIServer
+
+    path = tmp_path / "cache/teacher.sqlite"
+    cache = RequestCache(path, lock_wait_s=0.05)  # the file's writer waits in short steps (default 30 s)
+    tp = TeacherParams(backend="openai", model="fake-teacher", cache="cache/teacher.sqlite", timeout_s=5,
+                       max_concurrency=4)
+    prompts = [f"prompt {i}" for i in range(12)]
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    seen_while_locked = {}
+
+    def release_when_all_were_answered() -> None:
+        for _ in range(200):
+            if len(srv.requests) == len(prompts):
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        seen_while_locked.update(requests=len(srv.requests), committed=len(committed(path)))
+        holder.execute("COMMIT")
+        holder.close()
+
+    with OpenAIServer(lambda p: f"echo: {p}") as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        releaser = threading.Thread(target=release_when_all_were_answered)
+        releaser.start()
+        out = make_teacher(tp, tmp_path).complete(prompts)
+        releaser.join()
+        assert seen_while_locked == {"requests": 12, "committed": 0}
+        assert [c.text for c in out] == [f"echo: {p}" for p in prompts]
+        assert {v["text"] for v in committed(path).values()} == {f"echo: {p}" for p in prompts}
+        again = make_teacher(tp, tmp_path).complete(prompts)
+        assert all(c.cached for c in again) and len(srv.requests) == 12
+    cache.close()

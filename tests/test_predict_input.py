@@ -149,3 +149,17 @@ def test_served_model_refuses_bad_input_with_a_400_naming_the_row(tmp_path):
     assert e.value.get_http_status_code() == 400
     ok = scoring_server.invocations(json.dumps({"inputs": rows}), "application/json", model, None)
     assert (ok.status, json.loads(ok.response)["predictions"]) == (200, want)
+
+
+def test_medaug_predict_refuses_a_bad_input_file_in_one_line(tmp_path, capsys):
+    from medaug.cli import main
+    path = tmp_path / "in.jsonl"
+    for content, message in [(b'{"question": "Caf\xe9?", "contexts": ["a"]}\n', "in.jsonl:1: not UTF-8"),
+                             (b"question,contexts\n", "in.jsonl:1: malformed JSON"),
+                             (b'{"question": 5, "contexts": ["a"]}\n',
+                              "in.jsonl:1: `question` must be a non-empty string, got int")]:
+        path.write_bytes(content)
+        with pytest.raises(SystemExit) as e:
+            main(["predict", "--model", "models:/none@champion", "--input", str(path)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.strip().splitlines()[-1].startswith("error: ")

@@ -153,20 +153,17 @@ def check_params(path: str) -> None:
               help="Write JSONL here instead of stdout.")
 def predict(model_uri: str, input_path: str, output_path: str | None) -> None:
     """Answer yes/no/maybe for each input line with a registered model."""
-    from medaug.data.jsonl import iter_jsonl, write_jsonl
+    from medaug.data.jsonl import write_jsonl
     from medaug.tracking import setup_mlflow
+    from medaug.tracking.pyfunc import read_predict_input
 
-    rows = []
-    for lineno, obj in iter_jsonl(input_path):
-        if "question" not in obj or not ("contexts" in obj or "context" in obj):
-            raise MedaugError(f"{input_path}:{lineno}: needs `question` and `contexts` or `context`")
-        rows.append(obj)
+    rows = read_predict_input(input_path)  # every line checked before a model loads
     setup_mlflow(Path.cwd())
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(model_uri)
     preds = model.predict(rows)
-    out = [{"id": str(r.get("id", i)), "prediction": y} for i, (r, y) in enumerate(zip(rows, preds))]
+    out = [{"id": r["id"], "prediction": y} for r, y in zip(rows, preds)]
     if output_path:
         write_jsonl(output_path, out)
     else:
@@ -179,7 +176,7 @@ def predict(model_uri: str, input_path: str, output_path: str | None) -> None:
               help="The cache file (default: params.yaml teacher.cache).")
 @click.pass_context
 def cache(ctx: click.Context, path: Path | None) -> None:
-    """Inspect, share and trim the teacher request cache (one sqlite file; share it with `dvc add` + push)."""
+    """Inspect, share, trim and correct the teacher request cache (one sqlite file; share it with `dvc add`)."""
     if path is None:
         from medaug.params import load_params
 
@@ -256,14 +253,33 @@ def cache_export(path: Path, output_path: Path | None, model: str | None) -> Non
 @click.pass_obj
 def cache_import(path: Path, source: Path) -> None:
     """Merge SOURCE (a `cache export` JSONL or another cache .sqlite) into the cache, creating it if needed.
-    Keys already cached keep their answer; all or nothing."""
+    Keys already cached keep their answer; all or nothing: the first bad entry stops it, naming its line."""
     from medaug.llm.cache import read_entries
 
-    entries = read_entries(source)
+    for _ in read_entries(source):  # check every entry before the cache is opened (or created)
+        pass
     with contextlib.closing(_open_cache(path, create=True)) as rc:
-        added, seen = rc.merge(entries)
+        added, seen = rc.merge(read_entries(source))
         rc.checkpoint()
     click.echo(f"added {added:,} of {seen:,} entries from {source} ({seen - added:,} already cached)")
+
+
+@cache.command(name="delete")
+@click.argument("keys", nargs=-1, required=True)
+@click.pass_obj
+def cache_delete(path: Path, keys: tuple[str, ...]) -> None:
+    """Delete the entries of these request KEYS (the `request_sha` of a reply, e.g. in a rejects file), so the
+    next run asks the teacher again. Keys not in the cache are named; exit status 1 if none was."""
+    keys = tuple(dict.fromkeys(keys))
+    with contextlib.closing(_open_cache(path)) as rc:
+        missing = [k for k in keys if rc.get(k) is None]
+        deleted = rc.delete(keys)
+        rc.checkpoint()
+    click.echo(f"deleted {deleted:,} entries from {path}")
+    if missing:
+        click.echo(f"not in the cache ({len(missing)}): {' '.join(missing)}", err=True)
+    if not deleted:
+        sys.exit(1)
 
 
 @cache.command(name="prune")
