@@ -5,8 +5,11 @@
 
 Faults can be injected at a given rate (429 with and without Retry-After, 500, a reply slower than the client's
 timeout, a dropped connection, a malformed JSON body); which attempt faults is decided by an RNG seeded with
-(seed, prompt, attempt number), so a run is reproducible whatever the thread scheduling. Every request is
-recorded: `srv.requests` (parsed bodies) and `srv.attempts` (prompt text -> number of requests seen).
+(seed, prompt, attempt number), so a run is reproducible whatever the thread scheduling. `fault_for(prompt,
+attempt) -> fault | None` picks faults by hand instead, from FAULTS and SCRIPTED: 400/401/403/404 and a 404
+`model_not_found`, a 200 with null content, with no usage or a usage of the wrong shape, and a reply whose raw
+bytes hold a lone surrogate. Every request is recorded: `srv.requests` (parsed bodies) and `srv.attempts` (prompt
+text -> number of requests seen).
 
 As a script, `python tests/openai_server.py --port-file F [--latency-s S]` serves pubmedqa_responder until
 killed, after writing its base_url to F; each answer then takes S seconds more, and GET /v1/_stats returns
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = ("429_retry_after", "429", "500", "slow", "drop", "malformed")
+SCRIPTED = ("400", "401", "403", "404", "model_not_found", "null_content", "no_usage", "bad_usage", "raw_surrogate")
 LABELS = ("yes", "no", "maybe")
 
 
@@ -75,9 +79,14 @@ class OpenAIServer:
     def __init__(self, responder: Callable[[str], str] = pubmedqa_responder, *, fault_rate: float = 0.0,
                  faults: tuple[str, ...] = FAULTS, seed: int = 0, retry_after_s: float = 0.1,
                  slow_s: float = 2.0, model: str = "fake-teacher", port: int = 0,
-                 refuse_response_format: bool = False):
+                 refuse_response_format: bool = False,
+                 fault_for: Callable[[str, int], str | None] | None = None,
+                 count_tokens: Callable[[str], int] = lambda text: len(text.split())):
         assert 0.0 <= fault_rate <= 1.0 and set(faults) <= set(FAULTS)
         self.refuse_response_format = refuse_response_format  # answer 400 as an endpoint without structured outputs
+        self.fault_for = fault_for
+        self.count_tokens = count_tokens  # the usage it reports: words by default
+        self.billed: list[tuple[int, int]] = []  # (prompt, completion) tokens of every 200 with a usage
         self.responder, self.fault_rate, self.faults, self.seed = responder, fault_rate, tuple(faults), seed
         self.retry_after_s, self.slow_s, self.model = retry_after_s, slow_s, model
         self.requests: list[dict] = []
@@ -103,6 +112,8 @@ class OpenAIServer:
         self._httpd.server_close()
 
     def _fault(self, prompt: str, attempt: int) -> str | None:
+        if self.fault_for is not None:
+            return self.fault_for(prompt, attempt)
         rng = random.Random(_pick(self.seed, prompt, attempt))
         return rng.choice(self.faults) if rng.random() < self.fault_rate else None
 
@@ -165,18 +176,30 @@ class OpenAIServer:
                     return
                 if fault == "malformed":
                     return self._send(200, b'{"id": "chatcmpl-x", "object": "chat.completion", "choices": [{"ind')
+                if fault in ("400", "401", "403", "404", "model_not_found"):
+                    code = {"400": "invalid_value", "401": "invalid_api_key", "403": "permission_denied"}.get(
+                        fault, "model_not_found")
+                    return self._send(404 if fault == "model_not_found" else int(fault), json.dumps({"error": {
+                        "message": f"injected {fault}", "type": "invalid_request_error", "code": code}}).encode())
                 if fault == "slow":
                     time.sleep(srv.slow_s)
                 text = srv.responder(prompt)
-                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+                usage = {"prompt_tokens": srv.count_tokens(prompt), "completion_tokens": srv.count_tokens(text)}
+                with srv._lock:
+                    srv.billed.append((usage["prompt_tokens"], usage["completion_tokens"]))
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                if fault == "raw_surrogate":
+                    text = text[:-2] + "\ud83d" + text[-2:]  # raw bytes ED A0 BD below: not UTF-8
                 resp = {"id": f"chatcmpl-{len(srv.requests)}", "object": "chat.completion",
                         "created": int(time.time()), "model": body.get("model", srv.model),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                        "choices": [{"index": 0, "message": {"role": "assistant",
+                                                             "content": None if fault == "null_content" else text},
                                      "finish_reason": "stop", "logprobs": None}],
-                        "usage": usage}
+                        "usage": {"no_usage": None, "bad_usage": [usage]}.get(fault, usage)}
+                if fault == "no_usage":
+                    del resp["usage"]
                 try:
-                    self._send(200, json.dumps(resp).encode())
+                    self._send(200, json.dumps(resp, ensure_ascii=False).encode("utf-8", "surrogatepass"))
                 except OSError:
                     pass  # the client gave up (timeout)
 

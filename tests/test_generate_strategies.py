@@ -430,3 +430,15 @@ def test_placeholders_in_an_items_text_are_left_alone():
                   final_decision="yes")
     prompt = build_prompt(load_prompt("mesh")[0], item, heading="Sets")
     assert "A set {target} in LaTeX and {heading} text." in prompt and "MeSH topic: Sets" in prompt
+
+
+def test_grounded_drops_a_planted_test_abstract_and_reports_it(tmp_path, prepared, server):
+    corpus = write_corpus(tmp_path / "corpus")
+    test = read_records(prepared / "test.jsonl")
+    (corpus / "leak.jsonl").write_text(json.dumps({"id": "leak", "text": test[0].context}) + "\n")
+    p = params(strategies=["grounded"], per_strategy=0, grounded={"corpus": "corpus", "chunk_tokens": 200,
+                                                                  "overlap_tokens": 4})
+    m, recs, rejects = generate(tmp_path, p)
+    assert m["grounded_dropped_test_overlap"] >= 1
+    assert not any(r.teacher["grounding"]["file"] == "leak.jsonl" for r in recs)
+    assert json.loads((tmp_path / "metrics/generate.json").read_text())["grounded_dropped_test_overlap"] >= 1

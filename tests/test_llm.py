@@ -214,11 +214,18 @@ def test_retry_after_header_forms():
     assert retry_after_s({"retry-after": "soon"}) is None and retry_after_s({}) is None
 
 
-def test_a_client_error_is_not_retried(api, tmp_path, monkeypatch):
-    srv = api()
+def test_a_client_error_is_not_retried(api, tmp_path):
+    srv = api(fault_for=lambda prompt, attempt: "400" if prompt == "bad" else None)
+    bad, good = make_teacher(openai_params(max_attempts=4), tmp_path).complete(["bad", "good"])
+    assert bad.text is None and bad.error == "http_400" and srv.attempts["bad"] == 1 and good.text == "echo: good"
+
+
+def test_a_wrong_base_url_stops_at_once_and_says_what_to_fix(api, tmp_path, monkeypatch):
+    srv = api()  # its 404 for an unknown path is sent before it records the request
     monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url + "/wrong")  # 404
-    (c,) = make_teacher(openai_params(max_attempts=4), tmp_path).complete(["p"])
-    assert c.text is None and c.error == "http_404"
+    with pytest.raises(MedaugError, match=r"HTTP 404 from .*/v1/wrong: teacher.model 'fake-teacher' is not served "
+                                          r"there.*OPENAI_BASE_URL.*nothing more was sent"):
+        make_teacher(openai_params(max_attempts=4, max_concurrency=1), tmp_path).complete(["p", "q", "r"])
 
 
 def test_missing_api_key_names_the_variable_but_a_cached_rerun_needs_none(api, tmp_path, monkeypatch):
@@ -340,18 +347,29 @@ def test_tpm_limit_counts_prompt_estimate_plus_max_new_tokens(api, tmp_path):
 
 def test_budget_meter_refuses_what_could_pass_the_budget():
     from medaug.llm.limits import BudgetExceeded, Meter
-    from medaug.params import Price
-    m = Meter(Price(input=1.0, output=2.0), budget_usd=1.0)
-    r1 = m.worst_case(100_000, 200_000)  # 0.1 + 0.4 USD
-    m.reserve(r1)
-    m.reserve(r1)  # 1.0 in all: allowed, not passed
+    m = Meter(budget_usd=1.0)
+    m.reserve(0.5)
+    m.reserve(0.5)  # 1.0 in all: allowed, not passed
     with pytest.raises(BudgetExceeded):
         m.reserve(0.01)
-    assert m.settle(r1, 100_000, 50_000) == pytest.approx(0.2) and m.spent == pytest.approx(0.2)
+    assert m.settle(0.5, 0.2) == pytest.approx(0.2) and m.spent == pytest.approx(0.2)
     with pytest.raises(BudgetExceeded):  # once refused, the run is over, even if money is left
         m.reserve(0.01)
-    unlimited = Meter(Price(input=1.0), budget_usd=0.0)
-    unlimited.reserve(1e9)
+    Meter(budget_usd=0.0).reserve(1e9)  # no budget
+
+
+@pytest.mark.parametrize("text", ["plain English words here", "1234567890" * 20, "日本語のテキスト", "{}[]();" * 30])
+def test_the_worst_case_prompt_bound_holds_for_a_real_tokenizer(text, tiny_cache):
+    """Bytes + chat-template tokens bound a byte-level BPE tokenizer's count; chars/4 does not."""
+    from medaug.llm.limits import estimate_tokens, max_prompt_tokens
+    from transformers import AutoTokenizer
+
+    from medaug.models import resolve
+    tok = AutoTokenizer.from_pretrained(resolve("tiny-gpt2"))
+    n = len(tok(text)["input_ids"])
+    assert n <= max_prompt_tokens(text, 1)
+    if text.startswith("1234"):
+        assert n > estimate_tokens(text)  # why the estimate cannot be the budget's bound
 
 
 # --- structured replies -----------------------------------------------------------------------------------------

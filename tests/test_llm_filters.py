@@ -178,23 +178,28 @@ def test_judge_and_consistency_keep_what_the_thresholds_say_and_a_rerun_is_free(
     assert "scores" not in rejects["short"]
 
 
-def test_a_failed_teacher_request_drops_the_item_as_unscored(tmp_path, prepared, llm_steps, monkeypatch):
+def test_a_failed_teacher_request_fails_the_step_or_when_accepted_keeps_the_item_unscored(
+        tmp_path, prepared, llm_steps, monkeypatch):
     t = prepared["train"]
     records = [item(t[0], "ok", "5"), item(t[1], "down", "5", extra="[fail] ")]
     with FailingOn("[fail]", responder) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        funnel, kept, rejects = run_filter(tmp_path, prepared["dir"], records, params(3))
+        with pytest.raises(MedaugError, match=r"filter judge: 1 of 2 teacher requests failed.*\n  http_500: 1"):
+            run_filter(tmp_path, prepared["dir"], records, params(3))
         assert srv.faults_served["500"] == 2  # teacher.max_attempts
-    assert [r.id for r in kept] == ["ok"]
-    assert rejects["down"]["reject_reason"] == "judge_unscored"
-    assert rejects["down"]["scores"] == {"judge_error": "teacher_error:http_500"}
-    assert funnel["steps"]["judge"] == {"in": 2, "out": 1, "dropped": {"judge_unscored": 1}}
+        assert not (tmp_path / "filtered/kept.jsonl").exists()
+        p = params(3)
+        p.teacher.max_failed_share = 0.5
+        funnel, kept, rejects = run_filter(tmp_path, prepared["dir"], records, p)
+    assert [r.id for r in kept] == ["ok", "down"]  # a failure says nothing about the item
+    assert kept[1].scores["judge_error"] == "teacher_error:http_500"
+    assert funnel["steps"]["judge"] == {"in": 2, "out": 2, "dropped": {}}
 
 
 def test_a_teacher_that_answers_nothing_stops_the_stage_with_the_cause(tmp_path, prepared, llm_steps, monkeypatch):
     t = prepared["train"]
     with OpenAIServer(responder, fault_rate=1.0, faults=("500",)) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        with pytest.raises(MedaugError, match=r"filter judge: all 2 teacher requests failed \(http_500: 2\)"):
+        with pytest.raises(MedaugError, match=r"filter judge: 2 of 2 teacher requests failed.*\n  http_500: 2"):
             run_filter(tmp_path, prepared["dir"], [item(t[0], "a", "5"), item(t[1], "b", "4")], params(3))
     assert not (tmp_path / "filtered/kept.jsonl").exists()

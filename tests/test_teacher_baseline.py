@@ -194,19 +194,20 @@ def test_run_scores_the_teacher_like_a_candidate_and_a_rerun_is_free(tmp_path, m
             assert KEY.encode() not in path.read_bytes(), path
 
 
-def test_failed_requests_are_unparsed_and_a_dead_endpoint_stops_with_the_cause(tmp_path, monkeypatch):
+def test_failed_requests_are_never_scored_and_a_dead_endpoint_stops_with_the_cause(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     records = cases()[:3]
     records[1].question += " [down]"
     with FailingOn("[down]", responder) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        metrics = run(tmp_path, params(max_attempts=2), records)
+        with pytest.raises(MedaugError, match=r"evaluate-teacher: 1 of 3 teacher requests failed"):
+            run(tmp_path, params(max_attempts=2), records)
         assert srv.faults_served["500"] == 2  # max_attempts
-        assert metrics["unparsed"] == 1 and metrics["unparsed_reasons"] == {"teacher_error:http_500": 1}
-        assert metrics["accuracy"] == pytest.approx(2 / 3)
+        metrics = run(tmp_path, params(max_attempts=2, max_failed_share=0.5), records)
+        assert metrics["unparsed"] == 0 and metrics["teacher_failed"] == 1 and metrics["n"] == 2
+        assert metrics["accuracy"] == pytest.approx(1.0)  # the failed question is not scored as wrong
         for r in records:
             r.question += " [down]"
-        with pytest.raises(MedaugError, match=r"all 3 teacher requests failed \(http_500: 3\).*'fake-gpt'.*"
-                                              r"OPENAI_BASE_URL / OPENAI_API_KEY"):
+        with pytest.raises(MedaugError, match=r"3 of 3 teacher requests failed.*\n  http_500: 3"):
             run(tmp_path / "dead", params(max_attempts=1), records)
     assert not (tmp_path / "dead/metrics").exists()

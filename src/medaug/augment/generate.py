@@ -18,16 +18,19 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from medaug.augment import grounded, mesh
 from medaug.data.jsonl import write_json, write_jsonl
+from medaug.data.leakage import Contamination
 from medaug.data.schema import LABELS, Record, read_records, write_records
 from medaug.data.text import normalize, word_ngrams, words
 from medaug.errors import MedaugError
 from medaug.llm.structured import JsonReply, complete_json, string_schema
-from medaug.llm.teacher import Request, Usage, make_teacher
+from medaug.llm.limits import Meter
+from medaug.llm.teacher import Request, Usage, make_teacher, raise_for_failures
 from medaug.params import Params
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -172,9 +175,18 @@ def plan_new(p: Params, train: list[Record], root: Path) -> list[Job]:
             for r, t in zip(parents, targets(len(parents), g.label_mix, g.seed))]
 
 
-def plan_grounded(p: Params, train: list[Record], root: Path) -> list[Job]:
+def plan_grounded(p: Params, train: list[Record], root: Path, leak: Contamination | None = None,
+                  stats: dict[str, Any] | None = None) -> list[Job]:
+    """Passages that leak the test split (`leak`; run and dry_run pass the prepared split's) are dropped before
+    any is picked, and counted in stats["grounded_dropped_test_overlap"]."""
     g = p.generate
-    passages = grounded.read_corpus(root / g.grounded.corpus, g.grounded.chunk_tokens, g.grounded.overlap_tokens)
+    folder, size, overlap = root / g.grounded.corpus, g.grounded.chunk_tokens, g.grounded.overlap_tokens
+    if leak is None:
+        passages = grounded.read_corpus(folder, size, overlap)
+    else:
+        passages, dropped = grounded.read_clean_corpus(folder, size, overlap, leak)
+        if stats is not None:
+            stats["grounded_dropped_test_overlap"] = dropped
     return [_job("grounded", s.as_item(), "grounded", grounding=s.pointer)
             for s in pick(passages, g.per_strategy, g.seed, "grounded")]
 
@@ -190,9 +202,18 @@ PLANNERS: dict[str, Planner] = {"rewrite": plan_rewrite, "new": plan_new, "groun
                                 "mesh": plan_mesh}
 
 
-def plan(p: Params, train: list[Record], root: Path = Path(".")) -> list[Job]:
-    """Every request the stage makes, strategies in params order."""
-    return [job for strategy in p.generate.strategies for job in PLANNERS[strategy](p, train, Path(root))]
+def plan(p: Params, train: list[Record], root: Path = Path("."), leak: Contamination | None = None,
+         stats: dict[str, Any] | None = None) -> list[Job]:
+    """Every request the stage makes, strategies in params order; see plan_grounded for `leak` and `stats`."""
+    planners = PLANNERS | {"grounded": partial(plan_grounded, leak=leak, stats=stats)}
+    return [job for strategy in p.generate.strategies for job in planners[strategy](p, train, Path(root))]
+
+
+def plan_split(p: Params, root: Path, prepared_dir: Path, stats: dict[str, Any] | None = None) -> list[Job]:
+    """`plan` on the prepared split: its train records, and (grounded only) its test split's leak check."""
+    leak = (Contamination.of_split(prepared_dir, p.filter.decontaminate.ngram)
+            if "grounded" in p.generate.strategies else None)
+    return plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root, leak, stats)
 
 
 # --- the stage ---------------------------------------------------------------------------------------------------
@@ -200,7 +221,7 @@ def plan(p: Params, train: list[Record], root: Path = Path(".")) -> list[Job]:
 
 def dry_run(p: Params, root: Path, prepared_dir: Path) -> dict[str, Any]:
     """What `run` would ask the teacher, and at most what it would cost, without asking anything."""
-    jobs = plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root)
+    jobs = plan_split(p, root, prepared_dir)
     total: dict[str, Any] = {}
     for tp, group in by_teacher(p, jobs):
         est = make_teacher(tp, Path(root)).estimate(
@@ -209,8 +230,9 @@ def dry_run(p: Params, root: Path, prepared_dir: Path) -> dict[str, Any]:
         print(f"generate --dry-run: {est['requests']} requests ({est['cached']} cached, {est['to_send']} to send) "
               f"to {tp.backend}:{tp.model}\n"
               f"  tokens: ~{est['input_tokens_est']:,} prompt (4 chars/token) + at most {est['output_tokens_max']:,} "
-              f"reply\n  cost: at most ${est['cost_usd_max']:.4f} (prices: teacher.prices; budget: "
-              f"{'$%g' % tp.budget_usd if tp.budget_usd else 'none'}), plus up to {repairs} repair "
+              f"reply\n  cost: at most ${est['cost_usd_max']:.4f} (a prompt's tokens bounded by its UTF-8 bytes; "
+              f"prices: teacher.prices; budget for the stage: "
+              f"{'$%g' % p.teacher.budget_usd if p.teacher.budget_usd else 'none'}), plus up to {repairs} repair "
               f"requests for replies that fail validation")
         total = {k: total.get(k, 0) + v for k, v in est.items()}
     return total
@@ -240,9 +262,10 @@ def ask(teacher: Any, jobs: Sequence[Job]) -> list[JsonReply]:
 
 def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path: Path,
         metrics_path: Path) -> dict[str, Any]:
-    jobs, replies, names, usage = [], [], [], {}
-    for tp, group in by_teacher(p, plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root)):
-        teacher = make_teacher(tp, Path(root))
+    jobs, replies, names, usage, stats = [], [], [], {}, {}
+    meter = Meter(p.teacher.budget_usd)  # one budget for the stage, whichever teachers it asks
+    for tp, group in by_teacher(p, plan_split(p, root, prepared_dir, stats)):
+        teacher = make_teacher(tp, Path(root), meter)
         jobs += group
         replies += ask(teacher, group)
         names += [teacher.name] * len(group)
@@ -274,15 +297,11 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
         labels.setdefault(r.source, dict.fromkeys(LABELS, 0))[r.final_decision] += 1
     metrics = {"requested": len(jobs), "generated": len(generated), "repaired": sum(r.repaired for r in replies),
                "rejects": dict(sorted(reasons.items())), "teacher": u.as_dict(),
-               "by_strategy": by_strategy, "labels": labels}
+               "by_strategy": by_strategy, "labels": labels, **stats}
     if len(usage) > 1:
         metrics["by_teacher"] = {name: x.as_dict() for name, x in usage.items()}
     assert metrics["requested"] == metrics["generated"] + len(rejects)
-    if jobs and reasons.get("teacher_error") == len(jobs):
-        errors = u.errors.most_common()
-        raise MedaugError(f"generate: all {len(jobs)} teacher requests failed "
-                          f"({', '.join(f'{k}: {v}' for k, v in errors)}); check teacher.model in params.yaml "
-                          f"and OPENAI_BASE_URL / OPENAI_API_KEY")
+    raise_for_failures("generate", u, p.teacher.max_failed_share)
     write_records(out_path, generated)
     write_jsonl(rejects_path, rejects)
     write_json(metrics_path, metrics)

@@ -6,6 +6,9 @@ question, so every prompt shares one prefix (which vLLM and OpenAI prompt cachin
 once through the teacher's request cache (a rerun sends nothing); a reply is read leniently (`parse_answer`: the
 JSON answer, else the first standalone yes/no/maybe), and only a reply with no answer in it goes back once for
 repair (`teacher.repair_attempts`). What is still unusable is predicted "unparsed", which the metrics count wrong.
+A request that failed (transport, HTTP) is never scored as a wrong answer: the stage fails once everything is
+asked, or, within `teacher.max_failed_share`, scores the questions that were answered (`n`, and `teacher_failed`
+in the metrics).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from medaug.data.schema import LABELS, Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate import write_results
 from medaug.llm.structured import complete_json, parse_json, string_schema
-from medaug.llm.teacher import Teacher, make_teacher
+from medaug.llm.teacher import Teacher, make_teacher, raise_for_failures
 from medaug.params import Params
 from medaug.tracking import log_stage
 
@@ -89,20 +92,16 @@ def _lenient(text: str) -> dict[str, str] | str:
 
 
 def ask(p: Params, root: Path, shots: list[Record], records: list[Record]
-        ) -> tuple[list[str], list[dict[str, Any]], Teacher]:
-    """The prediction for each record, its row {reply[, reason]} and the teacher (for its usage). A request that
-    failed, or a reply with no label even after the repair, is predicted "unparsed" with its reason."""
+        ) -> tuple[list[str | None], list[dict[str, Any]], Teacher]:
+    """The prediction for each record, its row {reply[, reason]} and the teacher (for its usage). A reply with no
+    label even after the repair is predicted "unparsed" with its reason; a failed request is None (not scored),
+    and fails the stage unless `teacher.max_failed_share` accepts it."""
     tp = p.baseline_teacher()
     teacher = make_teacher(tp, Path(root))
     replies = complete_json(teacher, [build_prompt(shots, r) for r in records], [SCHEMA] * len(records),
                             [dict] * len(records), desc=f"evaluate-teacher ({teacher.name})", parse=_lenient)
-    errors = Counter(r.error for r in replies if r.reason == "teacher_error")
-    if sum(errors.values()) == len(records):
-        raise MedaugError(f"evaluate-teacher: all {len(records)} teacher requests failed "
-                          f"({', '.join(f'{k}: {v}' for k, v in errors.most_common())}); check teacher.model "
-                          f"({tp.model!r}, or evaluate.teacher.model) in params.yaml and OPENAI_BASE_URL / "
-                          f"OPENAI_API_KEY")
-    preds = [r.value["answer"] if r.value else UNPARSED for r in replies]
+    raise_for_failures("evaluate-teacher", teacher.usage, tp.max_failed_share)
+    preds = [r.value["answer"] if r.value else None if r.reason == "teacher_error" else UNPARSED for r in replies]
     rows = [{"reply": r.replies[-1] if r.replies else None,
              **({} if r.value else {"reason": f"teacher_error:{r.error}" if r.reason == "teacher_error" else r.reason})}
             for r in replies]
@@ -122,11 +121,14 @@ def run(p: Params, root: Path, train_path: Path, test_path: Path, out_dir: Path,
         raise MedaugError(f"evaluate.teacher_shots = {k} but {train_path} holds {len(train)} records")
     shots = pick_shots(train, k, p.evaluate.seed)
     preds, rows, teacher = ask(p, root, shots, test)
-    reasons = Counter(row["reason"] for row in rows if "reason" in row)
+    answered = [i for i, pred in enumerate(preds) if pred is not None]  # a failed request is no wrong answer
+    reasons = Counter(rows[i]["reason"] for i in answered if "reason" in rows[i])
     extra = {"model": teacher.tp.model, "variant": f"teacher-{k}-shot", "shots": [s.id for s in shots],
              "unparsed": sum(reasons.values()), "unparsed_reasons": dict(sorted(reasons.items())),
+             **({"teacher_failed": len(test) - len(answered)} if len(answered) < len(test) else {}),
              "usage": teacher.usage.as_dict()}
-    metrics = write_results(test, preds, extra, out_dir, metrics_path, confusion_path, per_class_path, p, rows)
+    metrics = write_results([test[i] for i in answered], [preds[i] for i in answered], extra, out_dir, metrics_path,
+                            confusion_path, per_class_path, p, [rows[i] for i in answered])
     if mlflow_root is not None:
         log_stage(Path(mlflow_root), "evaluate-teacher",
                   {"teacher": asdict(teacher.tp), "evaluate": asdict(p.evaluate)}, metrics)

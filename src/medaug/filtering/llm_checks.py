@@ -6,22 +6,24 @@ by the context, medically sound, well formed, and an overall 1-5 score); items u
 items where it disagrees with the generated label go.
 
 Scores stay on every record, kept or dropped (`scores["judge"]`, `scores["judge_rubric"]`,
-`scores["consistency"]`), so the rejects file shows why an item went. An item the teacher could not rate (the
-request failed, or the reply was still unusable after the repair) is dropped with its own reason: unchecked is not
-checked. Every request goes through the teacher's cache, so rerunning the filter with another threshold sends
-nothing.
+`scores["consistency"]`), so the rejects file shows why an item went. An item whose reply was still unusable after
+the repair is dropped with its own reason: unchecked is not checked. A request that failed (transport, HTTP) never
+drops an item: the step fails once everything is asked (`raise_for_failures`: a rerun re-sends only the failed
+requests), or, within `teacher.max_failed_share`, keeps the item unscored (`scores["judge_error"]`). Every request
+goes through the teacher's cache, so rerunning the filter with another threshold sends nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medaug.data.schema import LABELS, Record
-from medaug.errors import MedaugError
 from medaug.llm.structured import Check, JsonReply, complete_json, string_schema
+from medaug.llm.teacher import raise_for_failures
 
 if TYPE_CHECKING:  # steps.py imports this module to register the steps
     from medaug.filtering.steps import Context
@@ -57,16 +59,14 @@ def _label(fields: dict[str, str]) -> dict[str, str] | str:
 
 
 def ask(name: str, records: list[Record], ctx: Context, check: Check) -> list[JsonReply]:
-    """One checked JSON reply per record. All requests failing is a broken endpoint, not bad items: stop with
-    the cause rather than drop everything."""
+    """One checked JSON reply per record. Failed requests fail the step (after every answer is cached) unless
+    `teacher.max_failed_share` accepts them: a failure says nothing about the item."""
     teacher = ctx.teacher
+    before = dataclasses.replace(teacher.usage, errors=Counter(teacher.usage.errors))
     replies = complete_json(teacher, [build_prompt(name, r) for r in records], [SCHEMAS[name]] * len(records),
                             [check] * len(records), desc=f"filter {name} ({teacher.name})")
-    errors = Counter(r.error for r in replies if r.reason == "teacher_error")
-    if sum(errors.values()) == len(records):
-        raise MedaugError(f"filter {name}: all {len(records)} teacher requests failed "
-                          f"({', '.join(f'{k}: {v}' for k, v in errors.most_common())}); check teacher.model in "
-                          f"params.yaml and OPENAI_BASE_URL / OPENAI_API_KEY")
+    step = teacher.usage - before  # this step's requests, repairs included
+    raise_for_failures(f"filter {name}", step, ctx.p.teacher.max_failed_share)
     return replies
 
 
@@ -89,7 +89,8 @@ def judge(records: list[Record], ctx: Context) -> dict[str, str]:
     for rec, reply in zip(records, ask("judge", records, ctx, _ratings)):
         if reply.value is None:
             _note(rec, judge_error=_failure(reply))
-            drops[rec.id] = "judge_unscored"
+            if reply.reason != "teacher_error":  # a failed request (accepted) keeps the item unscored
+                drops[rec.id] = "judge_unscored"
             continue
         _note(rec, judge=reply.value["score"], judge_rubric={k: reply.value[k] for k in CRITERIA})
         if reply.value["score"] < min_score:
@@ -105,7 +106,8 @@ def consistency(records: list[Record], ctx: Context) -> dict[str, str]:
     for rec, reply in zip(records, ask("consistency", records, ctx, _label)):
         if reply.value is None:
             _note(rec, consistency_error=_failure(reply))
-            drops[rec.id] = "consistency_unanswered"
+            if reply.reason != "teacher_error":
+                drops[rec.id] = "consistency_unanswered"
             continue
         _note(rec, consistency=reply.value["answer"])
         if reply.value["answer"] != rec.final_decision:

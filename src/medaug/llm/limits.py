@@ -1,8 +1,10 @@
 """What a teacher run may spend: request/token rates (RPM/TPM) and money (a budget in USD).
 
-Both are checked before a request is sent, with what is known then: the prompt's estimated tokens and the
-reply's worst case (max_new_tokens). That is how providers count rate limits, and it makes the budget a
-promise: the run stops before a request that could take it over.
+Rates are paced with what is known before a request is sent: the prompt's estimated tokens and the reply's
+worst case (max_new_tokens), which is how providers count rate limits. The budget is a promise: a request is
+started only when its worst case (an upper bound of its prompt tokens plus max_new_tokens) fits in what is left
+after what was spent and what the requests in flight could still cost; every reply settles at the tokens its
+`usage` reports.
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ import asyncio
 import threading
 import time
 
-from medaug.params import Price
-
 CHARS_PER_TOKEN = 4  # estimate of prompt tokens before the endpoint counts them (English, BPE tokenizers)
+TOKENS_PER_MESSAGE = 8  # chat-template tokens around each message (role markers, separators): OpenAI adds 3-4
 
 
 def estimate_tokens(text: str) -> int:
+    """A typical count (for rate pacing and when a reply has no usage), not a bound: 4 chars a token."""
     return len(text) // CHARS_PER_TOKEN + 1
+
+
+def max_prompt_tokens(text: str, messages: int = 1) -> int:
+    """An upper bound of the prompt's tokens: a byte-level BPE or byte-fallback tokenizer (GPT, Llama, Gemma,
+    Qwen) never makes more tokens than the text has UTF-8 bytes, plus the chat template's tokens per message.
+    chars/4 is no bound: digits, non-English text and code take more tokens than that."""
+    return len(text.encode("utf-8", "surrogatepass")) + TOKENS_PER_MESSAGE * (messages + 1)
 
 
 class Pacer:
@@ -43,17 +52,15 @@ class BudgetExceeded(Exception):
 
 
 class Meter:
-    """Spend of one teacher run: settled cost of answered requests plus a worst-case reservation for those in
-    flight. `reserve` refuses a request that could take spend past the budget; from then on, the run is over."""
+    """Spend of one stage, across all its teachers: settled cost of answered requests plus a worst-case
+    reservation for the requests in flight (only those: a queued request reserves nothing until it is sent).
+    `reserve` refuses a request that could take spend past the budget; from then on, the stage sends nothing."""
 
-    def __init__(self, price: Price, budget_usd: float = 0.0):
-        self.price, self.budget = price, budget_usd
+    def __init__(self, budget_usd: float = 0.0):
+        self.budget = budget_usd
         self.spent = self.reserved = 0.0
         self.refused = 0
         self._lock = threading.Lock()
-
-    def worst_case(self, input_tokens: int, max_output_tokens: int) -> float:
-        return self.price.cost(input_tokens, max_output_tokens)
 
     def reserve(self, cost: float) -> None:
         with self._lock:
@@ -62,9 +69,8 @@ class Meter:
                 raise BudgetExceeded
             self.reserved += cost
 
-    def settle(self, reserved: float, input_tokens: int, output_tokens: int) -> float:
-        """Replace a reservation by the real cost from the response's usage; returns that cost."""
-        cost = self.price.cost(input_tokens, output_tokens)
+    def settle(self, reserved: float, cost: float) -> float:
+        """Replace a reservation by what the attempt cost (0 for one the provider does not bill); returns it."""
         with self._lock:
             self.reserved -= reserved
             self.spent += cost

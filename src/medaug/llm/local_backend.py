@@ -118,15 +118,16 @@ class LocalTeacher(Teacher):
         tp, tok = self.tp, self.tokenizer
         max_pos = getattr(self.model.config.get_text_config(), "max_position_embeddings", None) or 1_000_000
         max_prompt = max(8, max_pos - tp.max_new_tokens)
-        reserved: dict[int, float] = {}
-        for j, r in enumerate(reqs):
-            try:
-                reserved[j] = self.reserve(r)  # a local model costs what teacher.prices says (usually nothing)
-            except BudgetExceeded:
-                report(j, Completion(None, "", False, error="budget"))
-        todo = list(reserved)
-        for start in range(0, len(todo), tp.batch_size):
-            idx = todo[start:start + tp.batch_size]
+        for start in range(0, len(reqs), tp.batch_size):
+            reserved: dict[int, float] = {}  # only the batch being generated holds back budget
+            for j in range(start, min(start + tp.batch_size, len(reqs))):
+                try:
+                    reserved[j] = self.reserve(reqs[j])  # a local model costs what teacher.prices says (usually 0)
+                except BudgetExceeded:
+                    report(j, Completion(None, "", False, error="budget"))
+            idx = list(reserved)
+            if not idx:
+                continue
             prefills = [prefill(reqs[j]) for j in idx]
             batch = [prompt_text(reqs[j]) + (" " + pre if pre else "") for j, pre in zip(idx, prefills)]
             enc = tok(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt)
@@ -146,5 +147,5 @@ class LocalTeacher(Teacher):
                 text = done if done is not None else (prefills[k] + text).strip()
                 n_in = int(enc["attention_mask"][k].sum())
                 n_out = int((new[k] != tok.pad_token_id).sum())  # generated, including what the cut drops
-                cost = self.meter.settle(reserved[idx[k]], n_in, n_out)
+                cost = self.settle(reserved[idx[k]], n_in, n_out)
                 report(idx[k], Completion(text, "", False, n_in, n_out, cost_usd=cost))

@@ -1,10 +1,18 @@
 """Teacher backend for any OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama, TGI, llama.cpp).
 
 URL and key come from the environment (OPENAI_BASE_URL, OPENAI_API_KEY), never from params, and the key is
-never logged. `max_concurrency` requests in flight, under optional RPM/TPM limits; retries on 408/429/5xx,
-timeouts, connection errors and malformed responses with exponential backoff + jitter, honouring Retry-After;
-at most `max_attempts` attempts in all. A reply that must be JSON is asked for with `response_format`; an
-endpoint that refuses the parameter gets the request again without it (the prompt states the format anyway).
+never logged; a base URL with credentials in it (http://user:pass@host) is refused, since httpx would log them
+and send them instead of the key. `max_concurrency` requests in flight, under optional RPM/TPM limits; retries on
+408/429/5xx, timeouts, connection errors and malformed responses with exponential backoff + jitter, honouring
+Retry-After; at most `max_attempts` attempts in all. 401, 403 and 404 (a refused key, a model the endpoint does
+not serve) stop the run: nothing more is sent. A reply that must be JSON is asked for with `response_format`; a
+request whose own body carried it and was refused for it is sent again at once without it (the prompt states the
+format anyway), and that fallback is not an attempt.
+
+Spend: each attempt reserves its worst case right before it is sent, and settles at the tokens of its reply's
+`usage` (any 200, even one with a malformed body or null content, is billed; without usage, the estimate). An
+attempt the client gave up on (a timeout, a connection lost after the request went out) counts at its worst case:
+the provider may bill it. HTTP errors cost nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ import json
 import os
 import random
 import ssl
+import sys
 import time
+import urllib.parse
+from typing import Any
 
 import httpx2
 import openai
@@ -26,6 +37,34 @@ from medaug.llm.limits import BudgetExceeded, Pacer, estimate_tokens
 from medaug.llm.teacher import Completion, Report, Request, Teacher
 
 MAX_WAIT_S = 60.0  # longest single wait between attempts, whatever Retry-After says
+RETRIED = (408, 429)  # and every 5xx
+
+
+def base_url() -> str | None:
+    """OPENAI_BASE_URL, refused when it carries credentials: they would replace the key and show in logs."""
+    url = os.environ.get("OPENAI_BASE_URL") or None
+    if url and "@" in (urllib.parse.urlsplit(url).netloc or ""):
+        raise MedaugError(f"OPENAI_BASE_URL ({redact(url)}) holds credentials (user:password@host): remove them "
+                          f"and put the key in OPENAI_API_KEY (sent as a bearer token, never logged)")
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with any user:password replaced by ***, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def usage_tokens(usage: Any) -> tuple[int, int] | None:
+    """(prompt, completion) tokens of a reply's `usage`, or None when it is missing or not the expected shape."""
+    if not isinstance(usage, dict):
+        return None
+    counts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and 0 <= n < 1e12 for n in counts):
+        return None
+    return int(counts[0]), int(counts[1])
 
 
 def retry_after_s(headers) -> float | None:
@@ -71,6 +110,7 @@ class OpenAITeacher(Teacher):
         return parts
 
     def _prepare(self) -> None:
+        base_url()
         if not os.environ.get("OPENAI_API_KEY"):
             raise MedaugError("teacher.backend is 'openai' but the environment variable OPENAI_API_KEY is not set "
                               "(export your key; for a local server any non-empty string works)")
@@ -79,8 +119,7 @@ class OpenAITeacher(Teacher):
         asyncio.run(self._run(reqs, report))
 
     async def _run(self, reqs: list[Request], report: Report) -> None:
-        client = openai.AsyncOpenAI(api_key=os.environ["OPENAI_API_KEY"],
-                                    base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        client = openai.AsyncOpenAI(api_key=os.environ["OPENAI_API_KEY"], base_url=base_url(),
                                     timeout=self.tp.timeout_s, max_retries=0,
                                     http_client=openai.DefaultAsyncHttpxClient(verify=ssl_context()))
         sem = asyncio.Semaphore(self.tp.max_concurrency)
@@ -90,11 +129,10 @@ class OpenAITeacher(Teacher):
 
         async def one(j: int) -> None:
             try:
-                reserved = self.reserve(reqs[j])
-            except BudgetExceeded:
-                return report(j, Completion(None, "", False, error="budget"))
-            c = await self._request(client, sem, rpm, tpm, rng, reqs[j])
-            c.cost_usd = self.meter.settle(reserved, c.input_tokens, c.output_tokens)
+                c = await self._request(client, sem, rpm, tpm, rng, reqs[j])
+            except Exception as e:  # a local fault in this request must not cancel the others, already paid for
+                c = Completion(None, "", False, error=f"local_error:{type(e).__name__}")
+                print(f"teacher {self.name}: a request failed locally ({type(e).__name__}: {e})", file=sys.stderr)
             report(j, c)
 
         async with client:
@@ -109,44 +147,93 @@ class OpenAITeacher(Teacher):
                 {"type": "json_schema", "json_schema": {"name": "reply", "schema": r.schema, "strict": True}}
         return body
 
+    def _fatal(self, status: int, e: openai.APIStatusError) -> str | None:
+        """The message for an error no retry can fix, or None."""
+        where = redact(os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1")
+        code = e.code if isinstance(getattr(e, "code", None), str) else ""
+        if status == 401:
+            return f"HTTP 401 from {where}: the endpoint refused OPENAI_API_KEY; export a valid key"
+        if status == 403:
+            return (f"HTTP 403 from {where}: OPENAI_API_KEY may not use teacher.model {self.tp.model!r}; use a key "
+                    f"with access to it, or another teacher.model in params.yaml")
+        if status == 404 or code == "model_not_found":
+            return (f"HTTP {status} from {where}: teacher.model {self.tp.model!r} is not served there (or "
+                    f"OPENAI_BASE_URL lacks its /v1 path); GET {where.rstrip('/')}/models lists the models; fix "
+                    f"teacher.model in params.yaml or OPENAI_BASE_URL")
+        return None
+
+    def _read(self, content: bytes, r: Request, reserved: float) -> tuple[str | None, int, int, float]:
+        """(text or None, prompt tokens, completion tokens, cost) of a 200 reply: billed from its usage even when
+        the body is malformed or has no content, estimated when there is no usable usage."""
+        try:
+            data = json.loads(content)
+        except (ValueError, RecursionError):
+            data = None
+        text = None
+        try:
+            text = data["choices"][0]["message"]["content"]  # type: ignore[index]
+        except (TypeError, KeyError, IndexError):
+            pass
+        if not isinstance(text, str):
+            text = None
+        tokens = usage_tokens(data.get("usage") if isinstance(data, dict) else None)
+        if tokens is None:
+            tokens = estimate_tokens(r.text), estimate_tokens(text) if text is not None else self.tp.max_new_tokens
+        return text, tokens[0], tokens[1], self.settle(reserved, *tokens)
+
     async def _request(self, client: openai.AsyncOpenAI, sem: asyncio.Semaphore, rpm: Pacer | None,
                        tpm: Pacer | None, rng: random.Random, r: Request) -> Completion:
         tp = self.tp
         error = "unknown"
         tokens = estimate_tokens(r.text) + tp.max_new_tokens
-        for attempt in range(1, tp.max_attempts + 1):
+        cost = 0.0  # what every attempt at this request cost, failed ones the provider bills included
+        attempt = 0
+        while attempt < tp.max_attempts:
+            attempt += 1
             wait = None
             async with sem:
+                if self.fatal:
+                    return Completion(None, "", False, error="not_sent", cost_usd=cost)
                 if rpm:
                     await rpm.take()
                 if tpm:
                     await tpm.take(tokens)
                 try:
+                    reserved = self.reserve(r)  # only now: a queued request holds back nothing of the budget
+                except BudgetExceeded:
+                    return Completion(None, "", False, error="budget", cost_usd=cost)
+                body = self._body(r)
+                spent = 0.0  # an HTTP error is not billed
+                try:
                     # the raw endpoint (a documented openai-python path): parsing into typed models costs more
                     # CPU than the request itself at high concurrency
-                    resp = await client.post("/chat/completions", body=self._body(r), cast_to=httpx2.Response)
-                    data = json.loads(resp.content)
-                    text = data["choices"][0]["message"]["content"]
-                    if not isinstance(text, str):
-                        raise TypeError("no message content")
-                    usage = data.get("usage") or {}
-                    return Completion(text, "", False, int(usage.get("prompt_tokens") or 0),
-                                      int(usage.get("completion_tokens") or 0))
+                    resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                    text, n_in, n_out, paid = self._read(resp.content, r, reserved)
+                    reserved, cost = 0.0, cost + paid  # settled at its usage
+                    if text is not None:
+                        return Completion(text, "", False, n_in, n_out, cost_usd=cost)
+                    error = "malformed_response"  # bad JSON body or a reply without choices/content
                 except openai.APIStatusError as e:
                     error = f"http_{e.status_code}"
-                    if self.structured and "response_format" in self._body(r) and refuses_response_format(e):
-                        self.structured = False  # ask again at once, with the prompt's instructions only
+                    if "response_format" in body and refuses_response_format(e):
+                        self.structured = False  # this request again at once, with the prompt's instructions only
+                        attempt -= 1
                         continue
-                    if e.status_code not in (408, 429) and e.status_code < 500:
-                        return Completion(None, "", False, error=error)  # a client error: retrying won't help
+                    if (fatal := self._fatal(e.status_code, e)) is not None:
+                        self.fatal = self.fatal or fatal
+                        return Completion(None, "", False, error=error, cost_usd=cost)
+                    if e.status_code not in RETRIED and e.status_code < 500:
+                        return Completion(None, "", False, error=error, cost_usd=cost)  # retrying won't help
                     wait = retry_after_s(e.response.headers)
                 except openai.APITimeoutError:
-                    error = "timeout"
-                except openai.APIConnectionError:
+                    error, spent = "timeout", reserved  # the provider may have run it
+                except openai.APIConnectionError as e:
                     error = "connection_error"
-                except (ValueError, TypeError, KeyError, IndexError):
-                    error = "malformed_response"  # bad JSON body or a reply without choices/content
+                    spent = 0.0 if isinstance(e.__cause__, httpx2.ConnectError) else reserved  # sent, then lost
+                finally:
+                    if reserved:
+                        cost += self.meter.settle(reserved, spent)
             if attempt < tp.max_attempts:
                 backoff = tp.backoff_s * 2 ** (attempt - 1) * (0.5 + rng.random())
                 await asyncio.sleep(min(MAX_WAIT_S, max(backoff, wait or 0.0)))
-        return Completion(None, "", False, error=error)
+        return Completion(None, "", False, error=error, cost_usd=cost)

@@ -21,6 +21,7 @@ from medaug.llm.teacher import Request, Teacher
 REPAIR = (Path(__file__).parent / "prompts" / "repair.txt").read_text(encoding="utf-8").strip()
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 _PAIR = re.compile(r'"(\w+)"\s*:\s*"((?:[^"\\\n]|\\.)*)"')
+_BAD_UNICODE = re.compile("[\ud800-\udfff\ufffd]")  # lone surrogates, and U+FFFD that replaced them
 
 # check(obj) -> the fields to keep, or a reject reason such as "same_question"
 Check = Callable[[dict[str, Any]], "dict[str, Any] | str"]
@@ -45,6 +46,8 @@ def parse_json(reply: str) -> dict[str, Any] | str:
         return "not_json"
     try:
         obj, _ = json.JSONDecoder().raw_decode(text, start)
+    except RecursionError:
+        return "malformed_json"  # nested deeper than Python's stack: no reply of ours looks like that
     except ValueError:
         pairs: dict[str, Any] = {}
         for key, value in _PAIR.findall(text[start:]):
@@ -57,7 +60,8 @@ def parse_json(reply: str) -> dict[str, Any] | str:
 
 
 def conform(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | str:
-    """The object's schema properties (strings stripped, enum values lower-cased), or the first violation."""
+    """The object's schema properties (strings stripped, enum values lower-cased), or the first violation (a
+    string with a lone surrogate or a replaced one, U+FFFD, is one: it cannot be written, or was garbled)."""
     out = {}
     for key, spec in schema["properties"].items():
         value = obj.get(key)
@@ -67,6 +71,8 @@ def conform(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | str
             continue
         if not isinstance(value, str):
             return f"bad_type_{key}"
+        if _BAD_UNICODE.search(value):
+            return f"bad_unicode_{key}"  # a lone surrogate ("\\ud83d") cannot be written as UTF-8
         value = value.strip()
         if "enum" in spec:
             value = value.lower()

@@ -4,7 +4,9 @@ Strategies and filters say what to ask (a prompt, or a conversation, and optiona
 must follow); this layer decides how: the request cache, concurrency, rate limits, retries, the budget, token
 and cost accounting, and one progress bar. A backend only answers cache misses, reporting each answer as it
 arrives so it is committed at once. A failed request never crashes the run: it comes back with text None and
-the reason in `error`. Only a spent budget stops the run, after every paid answer is in the cache.
+the reason in `error`, and `raise_for_failures` decides at the end of the stage (after every answer received is
+in the cache) whether the stage fails. A spent budget and an endpoint that refuses the key or the model (401, 403,
+404) stop the run at once, also after every paid answer is in the cache.
 """
 
 from __future__ import annotations
@@ -20,8 +22,18 @@ from tqdm import tqdm
 
 from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
-from medaug.llm.limits import BudgetExceeded, Meter, estimate_tokens
+from medaug.llm.limits import BudgetExceeded, Meter, estimate_tokens, max_prompt_tokens
 from medaug.params import TeacherParams
+
+# what to do about each failure reason, for the stage's error message
+HINTS = {
+    "http_429": "rate limited after every retry: lower teacher.max_concurrency, or set teacher.rpm / teacher.tpm",
+    "timeout": "no reply within teacher.timeout_s: raise it, or lower teacher.max_concurrency",
+    "connection_error": "the endpoint dropped or refused connections: check OPENAI_BASE_URL and the server",
+    "malformed_response": "the endpoint answered with a body that is not a chat completion",
+    "not_sent": "not sent after a fatal error (above)",
+    "cache_write_error": "answered, but the request cache could not store it (see the warning above)",
+}
 
 
 @dataclass
@@ -50,7 +62,7 @@ class Completion:
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None  # reason when text is None, e.g. "http_429", "timeout", "malformed_response", "budget"
-    cost_usd: float = 0.0     # what this answer cost when it was paid for (also for a cache hit)
+    cost_usd: float = 0.0     # what this request cost in all its attempts (for a cache hit: when it was paid)
 
 
 # report(j, completion) — called by a backend once per request, as soon as its answer (or failure) is known
@@ -67,13 +79,17 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
-    """Paid in this run (cache hits cost nothing now)."""
+    """Paid in this run, failed attempts the provider bills included (cache hits cost nothing now)."""
     cost_usd_saved: float = 0.0
     """What the cache hits cost when they were first paid for."""
     errors: Counter = field(default_factory=Counter)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
+
+    def __sub__(self, other: Usage) -> Usage:
+        """What was asked between two snapshots of one teacher's usage (`dataclasses.replace` makes one)."""
+        return Usage(**{k: getattr(self, k) - getattr(other, k) for k in self.__dataclass_fields__})
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "errors"}
@@ -87,12 +103,16 @@ class Teacher:
     """Part of every cache key: bump it when a code change alters what the backend returns for the same
     request (rendering, stopping, prefill), so old answers are not served for new behaviour."""
 
-    def __init__(self, tp: TeacherParams, cache: RequestCache):
+    def __init__(self, tp: TeacherParams, cache: RequestCache, meter: Meter | None = None):
         self.tp = tp
         self.cache = cache
         self.name = tp.model
         self.usage = Usage()
-        self.meter = Meter(tp.price, tp.budget_usd)
+        self.meter = meter or Meter(tp.budget_usd)
+        """The stage's budget: shared by every teacher of one stage (make_teacher(..., meter=))."""
+        self.fatal: str | None = None
+        """Set by a backend on an error no retry can fix (a refused key, an unknown model): nothing more is sent,
+        and `complete` raises it once every answer received is cached."""
 
     def key_parts(self, r: Request) -> dict[str, Any]:
         """Everything that determines an answer. Prompt files are part of the message text, so editing one
@@ -108,11 +128,20 @@ class Teacher:
     def request_sha(self, r: Request) -> str:
         return self.cache.key(**self.key_parts(r))
 
+    def worst_case(self, r: Request) -> float:
+        """The most one attempt at `r` can cost: an upper bound of its prompt tokens plus max_new_tokens."""
+        return self.tp.price.cost(max_prompt_tokens(r.text, len(r.messages)), self.tp.max_new_tokens)
+
     def reserve(self, r: Request) -> float:
-        """Reserve the request's worst-case cost before sending it; raises BudgetExceeded past the budget."""
-        cost = self.meter.worst_case(estimate_tokens(r.text), self.tp.max_new_tokens)
+        """Reserve an attempt's worst-case cost right before sending it; raises BudgetExceeded if it could take
+        the stage past its budget."""
+        cost = self.worst_case(r)
         self.meter.reserve(cost)
         return cost
+
+    def settle(self, reserved: float, input_tokens: float, output_tokens: float) -> float:
+        """Replace an attempt's reservation by what it cost at these token counts; returns the cost."""
+        return self.meter.settle(reserved, self.tp.price.cost(input_tokens, output_tokens))
 
     def estimate(self, requests: list[Request]) -> dict[str, Any]:
         """What `complete` would send, without sending anything (for --dry-run)."""
@@ -121,7 +150,7 @@ class Teacher:
         tokens_out = len(todo) * self.tp.max_new_tokens
         return {"requests": len(requests), "cached": len(requests) - len(todo), "to_send": len(todo),
                 "input_tokens_est": tokens_in, "output_tokens_max": tokens_out,
-                "cost_usd_max": round(self.tp.price.cost(tokens_in, tokens_out), 6)}
+                "cost_usd_max": round(sum(self.worst_case(r) for r in todo), 6)}
 
     def complete(self, requests: list[Request | str], sample_index: int = 0, desc: str = "") -> list[Completion]:
         reqs = [r if isinstance(r, Request) else Request.user(r, sample_index) for r in requests]
@@ -152,17 +181,24 @@ class Teacher:
             nonlocal failed
             i = todo[j]
             c.request_sha = shas[i]
+            u.cost_usd += c.cost_usd
+            if c.text is not None:
+                c.text = valid_unicode(c.text)
+                try:
+                    self.cache.put(c.request_sha, {"text": c.text, "input_tokens": c.input_tokens,
+                                                   "output_tokens": c.output_tokens, "cost_usd": c.cost_usd},
+                                   backend=self.backend, model=self.tp.model)
+                except Exception as e:  # this item's problem: the other answers in flight are kept
+                    print(f"teacher {self.name}: could not cache an answer ({type(e).__name__}: {e})",
+                          file=sys.stderr)
+                    c.text, c.error = None, "cache_write_error"
             if c.text is not None:
                 u.input_tokens += c.input_tokens
                 u.output_tokens += c.output_tokens
-                u.cost_usd += c.cost_usd
-                self.cache.put(c.request_sha, {"text": c.text, "input_tokens": c.input_tokens,
-                                               "output_tokens": c.output_tokens, "cost_usd": c.cost_usd},
-                               backend=self.backend, model=self.tp.model)
             else:
                 failed += 1
                 u.errors[c.error] += 1
-            u.sent += c.error != "budget"
+            u.sent += c.error not in ("budget", "not_sent")
             results[i] = c
             bar.set_postfix(cached=len(reqs) - len(todo), failed=failed, usd=f"{u.cost_usd:.4f}", refresh=False)
             bar.update(1)
@@ -171,11 +207,15 @@ class Teacher:
             self._complete([reqs[i] for i in todo], [shas[i] for i in todo], report)
         finally:
             bar.close()
+            self.cache.flush()  # every answer received is committed before anything is raised
         assert all(c is not None for c in results), "backend did not answer every request"
         u.failed += failed
+        if self.fatal:
+            raise MedaugError(f"{self.fatal}; nothing more was sent, and the {len(todo) - failed} answers received "
+                              f"are kept in {self.tp.cache}")
         if self.meter.refused:
             raise MedaugError(
-                f"teacher.budget_usd = {self.tp.budget_usd:g} reached: ${u.cost_usd:.4f} spent in this run; "
+                f"teacher.budget_usd = {self.meter.budget:g} reached: ${self.meter.spent:.4f} spent in this stage; "
                 f"{self.meter.refused} requests were not sent, because their worst case (prompt + "
                 f"max_new_tokens = {self.tp.max_new_tokens}) could pass the budget. Every paid answer is kept in "
                 f"{self.tp.cache}: raise teacher.budget_usd (or ask for less) and rerun to pay only for the rest")
@@ -190,14 +230,48 @@ class Teacher:
 
     def _complete(self, reqs: list[Request], shas: list[str], report: Report) -> None:
         """Answer every request (cache misses only), calling report(j, Completion) once per request. Call
-        self.reserve(request) before sending one; on BudgetExceeded report it failed with error "budget"."""
+        self.reserve(request) right before sending one and self.settle(...) once its cost is known; on
+        BudgetExceeded report it failed with error "budget"."""
         raise NotImplementedError
 
 
-def make_teacher(tp: TeacherParams, root: Path) -> Teacher:
+def valid_unicode(text: str) -> str:
+    """`text` with any lone surrogate (a reply's raw bytes or a `\\ud83d` escape decoded alone) replaced by
+    U+FFFD, so it can be cached and written as UTF-8; the replies' validation then rejects it."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def raise_for_failures(stage: str, usage: Usage, max_failed_share: float) -> int:
+    """After a stage has asked everything (every answer received is cached): fail when more of its requests
+    failed, for a transport or HTTP reason after every retry, than `teacher.max_failed_share` allows. The error
+    has one line per reason with its count; a rerun re-sends exactly the failed requests. Content rejects (a
+    reply still unusable after repair) are not failures. Returns the number of failed requests (accepted)."""
+    failed = sum(usage.errors.values())
+    if not failed:
+        return 0
+    share = failed / max(usage.requests, 1)
+    reasons = "\n".join(f"  {reason}: {n}" + (f" ({HINTS[reason]})" if reason in HINTS else "")
+                         for reason, n in usage.errors.most_common())
+    if share <= max_failed_share:
+        print(f"{stage}: {failed} of {usage.requests} teacher requests failed ({share:.1%}, within "
+              f"teacher.max_failed_share = {max_failed_share:g}); their items are left out:\n{reasons}",
+              file=sys.stderr)
+        return failed
+    raise MedaugError(f"{stage}: {failed} of {usage.requests} teacher requests failed after every retry. Every "
+                      f"answer received is cached, so a rerun (dvc repro) re-sends only these {failed}; to accept "
+                      f"a share of failures on purpose, set teacher.max_failed_share (now {max_failed_share:g}):"
+                      f"\n{reasons}")
+
+
+def make_teacher(tp: TeacherParams, root: Path, meter: Meter | None = None) -> Teacher:
+    """A teacher for `tp`; stages with several teachers pass one `meter` so the budget caps the whole stage."""
     cache = RequestCache(Path(root) / tp.cache)
     if tp.backend == "openai":
         from medaug.llm.openai_backend import OpenAITeacher
-        return OpenAITeacher(tp, cache)
+        return OpenAITeacher(tp, cache, meter)
     from medaug.llm.local_backend import LocalTeacher
-    return LocalTeacher(tp, cache)
+    return LocalTeacher(tp, cache, meter)

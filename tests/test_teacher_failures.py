@@ -1,0 +1,367 @@
+"""Nothing silent (issue 12): teacher failures fail the stage after every answer is cached, fatal statuses stop at
+once, poison replies are rejects, and the budget is a promise: all against the real HTTP server on 127.0.0.1."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from medaug.data.schema import read_records, write_records
+from medaug.errors import MedaugError
+from medaug.llm.cache import RequestCache
+from medaug.llm.teacher import Request, make_teacher
+from medaug.params import TeacherParams, parse_params
+from openai_server import OpenAIServer, pubmedqa_responder
+from test_augment import make_train, params, read_rejects, run_in
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    write_records(tmp_path / "data/prepared/train.jsonl", make_train(10))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-medaug-SECRET-do-not-write")
+    return tmp_path
+
+
+def serve(monkeypatch, responder=pubmedqa_responder, **kw) -> OpenAIServer:
+    srv = OpenAIServer(responder, **kw).__enter__()
+    monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+    return srv
+
+
+def on(*needles: str, fault: str, attempts: int = 99):
+    """fault_for: `fault` for prompts holding one of the needles (a train item's own text), on attempts <= n."""
+    return lambda prompt, attempt: fault if attempt <= attempts and any(n in prompt for n in needles) else None
+
+
+def cached(project: Path) -> int:
+    return len(RequestCache(project / ".cache/teacher.sqlite"))
+
+
+# --- 1. failures fail the stage; a rerun re-sends exactly them ---------------------------------------------------
+
+
+def test_failed_requests_fail_the_stage_after_caching_the_rest_and_a_rerun_resends_only_them(project, monkeypatch):
+    srv = serve(monkeypatch, fault_for=on("trial 2.", "trial 7.", fault="500", attempts=2))
+    try:
+        with pytest.raises(MedaugError) as e:  # rewrite + new on 4 items each; items 2 and 7 fail twice (2 attempts)
+            run_in(project, params(per_strategy=0, strategies=["rewrite"]))
+        msg = str(e.value)
+        assert "2 of 10 teacher requests failed" in msg and "re-sends only these 2" in msg
+        assert "\n  http_500: 2" in msg and "teacher.max_failed_share" in msg
+        assert not (project / "data/generated/generated.jsonl").exists()
+        assert cached(project) == 8  # every answer received is kept
+        sent_before = len(srv.requests)
+        m = run_in(project, params(per_strategy=0, strategies=["rewrite"]))  # attempt 3 succeeds
+    finally:
+        srv.__exit__(None, None, None)
+    assert len(srv.requests) - sent_before == 2 and m["teacher"]["cache_hits"] == 8 and m["generated"] == 10
+
+
+def test_a_share_of_failures_can_be_accepted_on_purpose_and_content_rejects_never_count(project, monkeypatch):
+    def responder(prompt):
+        return "I cannot help with that." if "trial 4." in prompt else pubmedqa_responder(prompt)
+
+    srv = serve(monkeypatch, responder, fault_for=on("trial 2.", fault="500"))
+    try:
+        m = run_in(project, params(teacher={"max_failed_share": 0.1}, per_strategy=0, strategies=["rewrite"]))
+    finally:
+        srv.__exit__(None, None, None)
+    # 10 items + 1 repair of item 4 = 11 requests; item 2 failed (1/11 <= 0.1), item 4 is a content reject
+    assert m["rejects"] == {"not_json": 1, "teacher_error": 1} and m["generated"] == 8
+    assert m["teacher"]["errors"] == {"http_500": 1}
+    assert {r["reason"] for r in read_rejects(project)} == {"not_json", "teacher_error"}
+
+
+# --- 2. a refused key or an unknown model stops at once ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault,says", [
+    ("401", "refused OPENAI_API_KEY"),
+    ("403", "may not use teacher.model 'fake-teacher'"),
+    ("404", "teacher.model 'fake-teacher' is not served there"),
+    ("model_not_found", "teacher.model 'fake-teacher' is not served there"),
+])
+def test_401_403_404_stop_sending_at_once_name_the_fix_and_keep_the_answers(project, monkeypatch, fault, says):
+    srv = serve(monkeypatch, fault_for=on("trial 3.", fault=fault))
+    try:
+        with pytest.raises(MedaugError, match=says) as e:
+            run_in(project, params(teacher={"max_concurrency": 1}, per_strategy=0, strategies=["rewrite"]))
+    finally:
+        srv.__exit__(None, None, None)
+    assert len(srv.requests) == 4  # items 0-2 answered, item 3 refused, nothing after it
+    assert "nothing more was sent" in str(e.value) and "3 answers received are kept" in str(e.value)
+    assert cached(project) == 3 and "SECRET" not in str(e.value)
+
+
+# --- 3. judge, consistency and evaluate-teacher never score a failure --------------------------------------------
+
+
+def test_evaluate_teacher_never_scores_a_failed_request_as_wrong(project, monkeypatch):
+    from medaug.evaluate.teacher_baseline import run as baseline
+
+    test = make_train(10)
+    write_records(project / "data/prepared/test.jsonl", test)
+    srv = serve(monkeypatch, lambda p: json.dumps({"answer": "yes"}), fault_for=on("trial 5.", fault="500"))
+
+    def run(**teacher):
+        p = parse_params({"teacher": {"backend": "openai", "model": "fake-teacher", "max_attempts": 1,
+                                      "backoff_s": 0.01, **teacher}, "evaluate": {"teacher_shots": 0}})
+        return baseline(p, project, project / "data/prepared/train.jsonl", project / "data/prepared/test.jsonl",
+                        project / "eval-teacher", project / "m.json", project / "c.json", project / "pc.json")
+    try:
+        with pytest.raises(MedaugError, match="1 of 10 teacher requests failed"):
+            run()
+        m = run(max_failed_share=0.2)
+    finally:
+        srv.__exit__(None, None, None)
+    # the test items are labelled yes/no/maybe in turn: 4 of the 9 answered are "yes" (item 5 is "maybe")
+    assert m["n"] == 9 and m["teacher_failed"] == 1 and m["accuracy"] == pytest.approx(4 / 9, abs=1e-3)
+    preds = [json.loads(line) for line in (project / "eval-teacher/predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 9 and "1005" not in {p["id"] for p in preds}
+
+
+def test_judge_and_consistency_never_drop_an_item_because_the_teacher_failed(project, monkeypatch):
+    from medaug.filtering.llm_checks import consistency, judge
+    from medaug.filtering.steps import Context
+
+    items = make_train(6)
+    for r in items:
+        r.source = "new"
+
+    def responder(prompt):  # one reply for both prompts: each reads the keys of its schema
+        return json.dumps({"answer": "yes", **{k: "4" for k in ("answerable", "supported", "sound", "well_formed",
+                                                                 "score")}})
+
+    srv = serve(monkeypatch, responder, fault_for=on("trial 1.", fault="500"))
+    try:
+        def ctx(**teacher):
+            p = parse_params({"teacher": {"backend": "openai", "model": "fake-teacher", "max_attempts": 1,
+                                          "backoff_s": 0.01, **teacher}})
+            return Context(p, project, [], [], [])
+        with pytest.raises(MedaugError, match=r"filter judge: 1 of 6 teacher requests failed"):
+            judge(items, ctx())
+        drops = judge(items, ctx(max_failed_share=0.2))
+        assert "1001" not in drops and items[1].scores["judge_error"] == "teacher_error:http_500"
+        drops = consistency(items, ctx(max_failed_share=0.2))
+        assert "1001" not in drops and items[1].scores["consistency_error"] == "teacher_error:http_500"
+    finally:
+        srv.__exit__(None, None, None)
+
+
+# --- 4. the response_format fallback loses nothing ---------------------------------------------------------------
+
+
+def test_response_format_fallback_is_per_request_and_not_an_attempt(project, monkeypatch):
+    srv = serve(monkeypatch, refuse_response_format=True)
+    try:
+        m = run_in(project, params(teacher={"max_concurrency": 4, "max_attempts": 1}, per_strategy=8,
+                                   strategies=["new"]))
+    finally:
+        srv.__exit__(None, None, None)
+    assert m["generated"] + m["rejects"].get("off_target", 0) == 8 and "teacher_error" not in m["rejects"]
+    plain = [b for b in srv.requests if "response_format" not in b]
+    assert len(plain) == 8  # every item answered once without it, whichever 400 came back first
+
+
+# --- 5. a local fault in one request never cancels the others ----------------------------------------------------
+
+
+def test_an_unexpected_usage_shape_costs_the_estimate_and_cancels_nothing(tmp_path, monkeypatch):
+    from medaug.params import Price
+    srv = serve(monkeypatch, lambda p: "ok " + p[-2:], fault_for=lambda p, a: "bad_usage" if p.endswith("07") else
+                "no_usage" if p.endswith("03") else None)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    tp = TeacherParams(backend="openai", model="fake-teacher", max_concurrency=4, backoff_s=0.01, cache="c.sqlite")
+    tp.prices = {"fake-teacher": Price(1e6, 1e6)}  # $1 a token: cost_usd counts tokens
+    t = make_teacher(tp, tmp_path)
+    try:
+        out = t.complete([f"prompt {i:02d}" for i in range(10)])
+    finally:
+        srv.__exit__(None, None, None)
+    assert [c.text for c in out] == [f"ok {i:02d}" for i in range(10)]
+    assert len(RequestCache(tmp_path / "c.sqlite")) == 10
+    # the server's usage: 2 prompt words + 2 reply words; without a usable one, the 4 chars/token estimate
+    assert out[0].cost_usd == 4 and out[3].cost_usd == out[7].cost_usd == 3 + 2
+
+
+# --- 6. poison replies are rejects, never crashes, and stay so from the cache ------------------------------------
+
+
+def test_poison_replies_are_rejects_with_their_reason_also_from_the_cache(project, monkeypatch):
+    def responder(prompt):
+        if "trial 1." in prompt:
+            return '{"question": ' + "[" * 100_000 + "]" * 100_000 + "}"  # RecursionError in json
+        if "trial 2." in prompt:
+            return '{"question": "Is it \\ud83d safe?"}'  # a lone surrogate escape
+        return pubmedqa_responder(prompt)
+
+    srv = serve(monkeypatch, responder, fault_for=on("trial 3.", fault="raw_surrogate"))
+    try:
+        p = params(teacher={"repair_attempts": 0}, per_strategy=0, strategies=["rewrite"])
+        m = run_in(project, p)
+        again = run_in(project, p)
+    finally:
+        srv.__exit__(None, None, None)
+    assert m["rejects"] == {"bad_unicode_question": 2, "malformed_json": 1} and m["generated"] == 7
+    assert again["rejects"] == m["rejects"] and again["teacher"]["sent"] == 0
+    assert len(read_records(project / "data/generated/generated.jsonl")) == 7
+    rejects = {r["parent_id"]: r for r in read_rejects(project)}
+    assert "\ufffd" in rejects["1003"]["replies"][0]  # the raw surrogate, replaced so it could be written
+
+
+# --- 9-11. the budget is a promise -------------------------------------------------------------------------------
+
+
+def spent(srv: OpenAIServer, price: dict) -> float:
+    """What the provider billed: the usage of every 200 it sent."""
+    return sum(i * price["input"] + o * price["output"] for i, o in srv.billed) / 1e6
+
+
+def test_the_budget_holds_against_the_providers_own_token_counts(project, monkeypatch):
+    # the provider counts 2 characters a token: twice what a 4 chars/token estimate expects
+    srv = serve(monkeypatch, lambda p: json.dumps({"question": "Is x y?"}), count_tokens=lambda t: len(t) // 2)
+    price = {"input": 150.0, "output": 0.0}
+    try:
+        with pytest.raises(MedaugError, match="budget_usd = 0.5 reached"):
+            run_in(project, params(teacher={"prices": {"fake-teacher": price}, "budget_usd": 0.5,
+                                            "max_concurrency": 4}, per_strategy=0, strategies=["rewrite"]))
+    finally:
+        srv.__exit__(None, None, None)
+    assert 0 < len(srv.billed) < 10 and spent(srv, price) <= 0.5
+
+
+def test_the_budget_is_per_stage_across_its_teachers(project, monkeypatch):
+    # the provider counts 4 chars a token, as the estimate does: each teacher alone would stay under the budget
+    srv = serve(monkeypatch, count_tokens=lambda t: len(t) // 4)
+    price = {"input": 100.0, "output": 100.0}
+    try:
+        with pytest.raises(MedaugError, match="budget_usd = 0.4 reached"):
+            run_in(project, params(teacher={"prices": {"fake-teacher": price, "other-teacher": price},
+                                            "budget_usd": 0.4, "max_concurrency": 2, "max_new_tokens": 64},
+                                   per_strategy=0, teachers={"new": {"model": "other-teacher"}}))
+    finally:
+        srv.__exit__(None, None, None)
+    assert 0 < spent(srv, price) <= 0.4  # both teachers together
+
+
+def test_only_requests_in_flight_hold_back_budget(project, monkeypatch):
+    # max_new_tokens 2000: a request's worst case is ~9x what it costs; 10 queued worst cases far pass the budget
+    srv = serve(monkeypatch, count_tokens=lambda t: len(t) // 4)
+    price = {"input": 100.0, "output": 100.0}
+    try:
+        m = run_in(project, params(teacher={"prices": {"fake-teacher": price}, "budget_usd": 1.5,
+                                            "max_concurrency": 2, "max_new_tokens": 2000},
+                                   per_strategy=0, strategies=["rewrite"]))
+    finally:
+        srv.__exit__(None, None, None)
+    assert m["teacher"]["sent"] == 10 and m["generated"] == 10 and spent(srv, price) <= 1.5
+
+
+def test_timeouts_and_billed_failures_count_as_spent(tmp_path, monkeypatch):
+    from medaug.params import Price
+    srv = serve(monkeypatch, lambda p: "fine", slow_s=1.0,
+                fault_for=lambda p, a: "slow" if "slow" in p else "null_content" if "null" in p else None)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    tp = TeacherParams(backend="openai", model="fake-teacher", max_attempts=2, backoff_s=0.01, timeout_s=0.3,
+                       max_new_tokens=10, cache="c.sqlite")
+    tp.prices = {"fake-teacher": Price(1e6, 1e6)}  # $1 a token
+    t = make_teacher(tp, tmp_path)
+    try:
+        slow, null, ok = t.complete(["slow one", "null one", "ok"])
+    finally:
+        srv.__exit__(None, None, None)
+    assert (slow.error, null.error, ok.error) == ("timeout", "malformed_response", None)
+    assert slow.cost_usd == 2 * t.worst_case(Request.user("slow one"))  # the provider may bill what timed out
+    assert null.cost_usd == 2 * (2 + 1)  # a 200 with no content is still billed, from its usage
+    assert ok.cost_usd == 1 + 1
+    assert t.usage.cost_usd == pytest.approx(slow.cost_usd + null.cost_usd + ok.cost_usd)
+
+
+# --- 19. credentials in the base URL -----------------------------------------------------------------------------
+
+
+def test_credentials_in_the_base_url_are_refused_and_never_shown(tmp_path, monkeypatch, caplog):
+    srv = serve(monkeypatch)
+    monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url.replace("http://", "http://alice:hunter2-pass@"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    caplog.set_level(logging.DEBUG)
+    t = make_teacher(TeacherParams(backend="openai", model="fake-teacher", cache="c.sqlite"), tmp_path)
+    try:
+        with pytest.raises(MedaugError, match="OPENAI_BASE_URL .* holds credentials") as e:
+            t.complete(["hello"])
+    finally:
+        srv.__exit__(None, None, None)
+    assert srv.requests == [] and "hunter2" not in str(e.value) and "***@127.0.0.1" in str(e.value)
+    assert "hunter2" not in caplog.text
+
+
+# --- acceptance: SIGKILL of the whole `dvc repro` process group --------------------------------------------------
+
+
+def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and_resends_no_answer(tmp_path):
+    """`dvc repro generate` in a fresh git repo; SIGKILL its whole process group (dvc and the stage) once half the
+    answers are cached; a plain rerun of `dvc repro` completes and sends no request that had been answered."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from conftest import ROOT
+    from test_pipeline_e2e import COPY, sh
+
+    repo = tmp_path / "repo"
+    for rel in COPY:
+        src, dst = ROOT / rel, repo / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    text = (repo / "params.yaml").read_text()
+    text = text.replace("  backend: local ", "  backend: openai ").replace("  model: gemma-3-270m\n",
+                                                                          "  model: fake-teacher\n")
+    (repo / "params.yaml").write_text(text.replace("  per_strategy: 12 ", "  per_strategy: 10 "))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               OPENAI_API_KEY="sk-test", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    sh(["git", "init", "-q"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "init"], repo, env)
+    gate, lock, answered = threading.Event(), threading.Lock(), []
+
+    def responder(prompt):
+        with lock:
+            first_half = len(answered) < 10
+            if first_half:
+                answered.append(prompt)
+        if not first_half:
+            gate.wait(120)  # the rest hangs until the pipeline is dead
+        return pubmedqa_responder(prompt)
+
+    with OpenAIServer(responder) as srv:
+        env["OPENAI_BASE_URL"] = srv.base_url
+        proc = subprocess.Popen(["dvc", "repro", "generate"], cwd=repo, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            cache = repo / ".cache/teacher.sqlite"
+            for _ in range(2400):
+                if cache.exists() and len(RequestCache(cache)) >= 10:
+                    break
+                time.sleep(0.05)
+            assert len(RequestCache(cache)) >= 10
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            gate.set()
+        answered_before = {k.key for k in RequestCache(cache).iter_entries()}
+        seen_before = dict(srv.attempts)
+        rerun = sh(["dvc", "repro", "generate"], repo, env)
+    assert "Running stage 'generate'" in rerun.stdout
+    m = json.loads((repo / "metrics/generate.json").read_text())
+    assert m["generated"] + sum(m["rejects"].values()) == 20 and m["teacher"]["cache_hits"] >= 10
+    assert all(srv.attempts[p] == 1 for p in answered), "an answered request was sent again"
+    assert m["teacher"]["sent"] == 20 - len(answered_before) and len(seen_before) <= 10 + 4
