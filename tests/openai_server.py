@@ -71,6 +71,28 @@ def pubmedqa_responder(prompt: str) -> str:
     return LABELS[_pick(prompt) % 3]
 
 
+class AnswersThenHangs:
+    """A responder that answers the first `n` prompts at once and holds every later one until `release()` (or
+    `timeout_s`): for killing a run while requests are in flight. `answered` lists the prompts answered."""
+
+    def __init__(self, n: int, responder: Callable[[str], str] = pubmedqa_responder, timeout_s: float = 120):
+        self.n, self.responder, self.timeout_s = n, responder, timeout_s
+        self.answered: list[str] = []
+        self._gate, self._lock = threading.Event(), threading.Lock()
+
+    def __call__(self, prompt: str) -> str:
+        with self._lock:
+            first = len(self.answered) < self.n
+            if first:
+                self.answered.append(prompt)
+        if not first:
+            self._gate.wait(self.timeout_s)
+        return self.responder(prompt)
+
+    def release(self) -> None:
+        self._gate.set()
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # the default listen backlog (5) resets connections when many clients open at once
 

@@ -12,7 +12,7 @@ from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.llm.structured import validate as validate_reply
 from medaug.errors import MedaugError
 from medaug.params import parse_params
-from openai_server import OpenAIServer, pubmedqa_responder
+from openai_server import AnswersThenHangs, OpenAIServer, pubmedqa_responder
 
 PARENT = Record(id="p1", question="Does aspirin lower stroke risk?",
                 contexts=["We studied 100 patients.", "Risk fell."],
@@ -307,7 +307,6 @@ def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(projec
     import signal
     import subprocess
     import sys
-    import threading
     import time
 
     from medaug.llm.cache import RequestCache
@@ -316,16 +315,7 @@ def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(projec
     (project / "params.yaml").write_text(
         "teacher:\n  backend: openai\n  model: fake-teacher\n  max_concurrency: 2\n  timeout_s: 60\n"
         "generate:\n  per_strategy: 0\n")
-    gate, lock, answered = threading.Event(), threading.Lock(), []
-
-    def responder(prompt):
-        with lock:
-            first_half = len(answered) < 10
-            if first_half:
-                answered.append(prompt)
-        if not first_half:
-            gate.wait(60)  # the second half hangs until the stage is dead
-        return pubmedqa_responder(prompt)
+    responder = AnswersThenHangs(10)  # the second half hangs until the stage is dead
 
     with OpenAIServer(responder) as srv:
         env = dict(os.environ, OPENAI_BASE_URL=srv.base_url, PYTHONPATH=str(root / "src"))
@@ -341,12 +331,12 @@ def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(projec
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
         finally:
-            gate.set()
+            responder.release()
         assert not (project / "data/generated/generated.jsonl").exists()  # a killed stage leaves no half file
         proc = subprocess.run([sys.executable, str(root / "stages/generate.py")], cwd=project, env=env,
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
-    assert all(srv.attempts[p] == 1 for p in answered), "an answered request was sent again"
+    assert all(srv.attempts[p] == 1 for p in responder.answered), "an answered request was sent again"
     m = json.loads((project / "metrics/generate.json").read_text())
     # the rerun sent exactly the other half (counted by the stage: a request of the killed process may still
     # reach the server after the kill, so the server's count is not the rerun's)

@@ -26,9 +26,8 @@ def sh(cmd, cwd, env, check=True):
     return r
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("project")
+def copy_project(repo: Path) -> Path:
+    """The project's tracked pipeline files (COPY) in `repo`, as a clone has them."""
     for rel in COPY:
         src, dst = ROOT / rel, repo / rel
         if src.is_dir():
@@ -36,6 +35,12 @@ def project(tmp_path_factory):
         else:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dst)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    repo = copy_project(tmp_path_factory.mktemp("project"))
     params = YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text())
     params["models"] = {"tiny": "tiny-llama"}
     params["train"].update(models=["tiny"], max_steps=6, batch_size=4, grad_accum=1, learning_rate=0.01)

@@ -12,7 +12,7 @@ from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
 from medaug.llm.teacher import Request, make_teacher
 from medaug.params import TeacherParams, parse_params
-from openai_server import OpenAIServer, pubmedqa_responder
+from openai_server import AnswersThenHangs, OpenAIServer, pubmedqa_responder
 from test_augment import make_train, params, read_rejects, run_in
 
 
@@ -303,24 +303,14 @@ def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and
     """`dvc repro generate` in a fresh git repo; SIGKILL its whole process group (dvc and the stage) once half the
     answers are cached; a plain rerun of `dvc repro` completes and sends no request that had been answered."""
     import os
-    import shutil
     import signal
     import subprocess
     import sys
-    import threading
     import time
 
-    from conftest import ROOT
-    from test_pipeline_e2e import COPY, sh
+    from test_pipeline_e2e import copy_project, sh
 
-    repo = tmp_path / "repo"
-    for rel in COPY:
-        src, dst = ROOT / rel, repo / rel
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dst)
+    repo = copy_project(tmp_path / "repo")
     text = (repo / "params.yaml").read_text()
     text = text.replace("  backend: local ", "  backend: openai ").replace("  model: gemma-3-270m\n",
                                                                           "  model: fake-teacher\n")
@@ -331,16 +321,7 @@ def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and
     sh(["git", "init", "-q"], repo, env)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "init"], repo, env)
-    gate, lock, answered = threading.Event(), threading.Lock(), []
-
-    def responder(prompt):
-        with lock:
-            first_half = len(answered) < 10
-            if first_half:
-                answered.append(prompt)
-        if not first_half:
-            gate.wait(120)  # the rest hangs until the pipeline is dead
-        return pubmedqa_responder(prompt)
+    responder = AnswersThenHangs(10)  # the rest hangs until the pipeline is dead
 
     with OpenAIServer(responder) as srv:
         env["OPENAI_BASE_URL"] = srv.base_url
@@ -356,12 +337,12 @@ def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         finally:
-            gate.set()
+            responder.release()
         answered_before = {k.key for k in RequestCache(cache).iter_entries()}
         seen_before = dict(srv.attempts)
         rerun = sh(["dvc", "repro", "generate"], repo, env)
     assert "Running stage 'generate'" in rerun.stdout
     m = json.loads((repo / "metrics/generate.json").read_text())
     assert m["generated"] + sum(m["rejects"].values()) == 20 and m["teacher"]["cache_hits"] >= 10
-    assert all(srv.attempts[p] == 1 for p in answered), "an answered request was sent again"
+    assert all(srv.attempts[p] == 1 for p in responder.answered), "an answered request was sent again"
     assert m["teacher"]["sent"] == 20 - len(answered_before) and len(seen_before) <= 10 + 4
