@@ -346,3 +346,30 @@ def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and
     assert m["generated"] + sum(m["rejects"].values()) == 20 and m["teacher"]["cache_hits"] >= 10
     assert all(srv.attempts[p] == 1 for p in responder.answered), "an answered request was sent again"
     assert m["teacher"]["sent"] == 20 - len(answered_before) and len(seen_before) <= 10 + 4
+
+
+def test_a_cache_write_error_fails_only_its_answers_after_every_request_is_done(tmp_path, monkeypatch):
+    """A real write error (a trigger refusing two rows) never cancels the other requests: the stage's complete()
+    raises once every request is answered, the other answers are committed, and a rerun asks only for the two."""
+    import sqlite3
+    srv = serve(monkeypatch, lambda p: f"answer to {p}")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    path = tmp_path / "c.sqlite"
+    RequestCache(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON requests WHEN NEW.value LIKE '%poison%' "
+                   "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    tp = TeacherParams(backend="openai", model="fake-teacher", max_concurrency=3, backoff_s=0.01, cache="c.sqlite")
+    prompts = [f"prompt {i}" + (" poison" if i in (1, 4) else "") for i in range(6)]
+    try:
+        with pytest.raises(MedaugError, match=r"c.sqlite: 2 answers could not be written"):
+            make_teacher(tp, tmp_path).complete(prompts)
+        assert all(srv.attempts[p] == 1 for p in prompts)
+        assert len(RequestCache(path)) == 4
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TRIGGER refuse")
+        again = make_teacher(tp, tmp_path).complete(prompts)
+    finally:
+        srv.__exit__(None, None, None)
+    assert [c.cached for c in again] == [True, False, True, True, False, True]
+    assert all(c.text == f"answer to {p}" for c, p in zip(again, prompts))
