@@ -145,6 +145,21 @@ def check_params(path: str) -> None:
     click.echo(f"{path}: ok")
 
 
+@cli.command(name="check-lock")
+def check_lock() -> None:
+    """Fail when the committed dvc.lock does not match the code and params (runs `dvc status`, nothing else)."""
+    from medaug.freshness import stale_stages
+
+    stale = stale_stages(Path.cwd())
+    if not stale:
+        click.echo("dvc.lock: up to date with the code and params")
+        return
+    for stage, why in stale.items():
+        click.echo(f"{stage}: {'; '.join(why)}", err=True)
+    raise MedaugError(f"dvc.lock is stale for {len(stale)} stages: run `dvc repro`, then commit dvc.lock, metrics/ "
+                      f"and plots/ with the change (the committed metrics must be what the committed code produces)")
+
+
 @cli.command()
 @click.option("--model", "model_uri", required=True, help="An MLflow model URI, e.g. models:/medaug-pubmedqa@champion")
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),

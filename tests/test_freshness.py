@@ -1,0 +1,36 @@
+"""`medaug check-lock` (run by .ci/run): a committed dvc.lock that does not match the code or params fails, naming
+the stages, what changed and the command to run; data the DAG builds (absent on a fresh clone) is not a change."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from test_pipeline_e2e import copy_project, sh
+
+
+def check_lock(repo: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medaug.cli", "check-lock"], cwd=repo, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(repo / "src")))
+
+
+def test_a_stale_lock_fails_naming_the_stages_what_changed_and_the_fix(tmp_path):
+    repo = copy_project(tmp_path / "repo")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    sh(["git", "init", "-q"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "init"], repo, env)
+    before = check_lock(repo)
+    assert "data/prepared" not in before.stderr  # built by the DAG: absent on a clone, and no change
+    with open(repo / "src/medaug/llm/limits.py", "a") as f:
+        f.write("\n# a code change\n")
+    text = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(text.replace("  max_new_tokens: 64", "  max_new_tokens: 65"))
+    after = check_lock(repo)
+    assert after.returncode == 2, after.stdout + after.stderr
+    lines = dict(line.split(": ", 1) for line in after.stderr.splitlines() if not line.startswith("error"))
+    for stage in ("generate", "filter", "evaluate-teacher"):
+        assert "src/medaug/llm: modified" in lines[stage] and "params.yaml teacher: modified" in lines[stage]
+    assert "train@gemma270m-original" not in lines or "src/medaug/llm" not in lines["train@gemma270m-original"]
+    assert "run `dvc repro`, then commit dvc.lock, metrics/ and plots/" in after.stderr
