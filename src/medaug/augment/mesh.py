@@ -1,60 +1,23 @@
-"""MeSH-balanced sampling for the `mesh` strategy (KAILIN: question generation guided by the MeSH hierarchy), and
-the coverage counts the data card reports.
+"""MeSH-balanced sampling for the `mesh` strategy (KAILIN: question generation guided by the MeSH hierarchy).
 
 PubMedQA records carry their MeSH headings (`meshes`), very unevenly: in PQA-L `Humans` is on 96% of the
 records and 58% of its 3,408 headings are on one record each, so a random sample is mostly about the same few
 topics. `balanced_pick` instead keeps asking for the heading covered least so far (rarest first), so a sample
-of n records reaches as many headings, as evenly, as the records allow. With a descriptors file it balances
-MeSH tree branches (the tree number's top level, e.g. C14 Cardiovascular Diseases) instead of headings.
-
-Descriptors file (optional, `generate.mesh.descriptors`), one mapping a line; blank lines and lines starting
-with # are skipped:
-- NLM's MeSH trees file as distributed (mtreesYYYY.bin): `Heading;TreeNumber`, one line per tree number;
-- or TSV: `Heading<TAB>TreeNumber[;TreeNumber...]`.
-A line with a tab is read as TSV, otherwise as mtrees.
+of n records reaches as many headings, as evenly, as the records allow. With a descriptors file (read by
+medaug.data.mesh, shared with the data card's coverage counts) it balances MeSH tree branches (the tree
+number's top level, e.g. C14 Cardiovascular Diseases) instead of headings.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
+from medaug.data.mesh import branches, keys_of, load_descriptors, mesh_coverage
 from medaug.data.schema import Record
-from medaug.errors import MedaugError
 
-UNMAPPED = "(unmapped)"
-
-
-def load_descriptors(path: Path) -> dict[str, list[str]]:
-    """heading -> its tree numbers, in file order."""
-    if not path.is_file():
-        raise MedaugError(f"generate.mesh.descriptors: {path}: file not found")
-    trees: dict[str, list[str]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        heading, sep, numbers = line.partition("\t") if "\t" in line else line.rpartition(";")
-        numbers_ = [n.strip() for n in numbers.split(";") if n.strip()]
-        if not sep or not heading.strip() or not numbers_:
-            raise MedaugError(f"{path}:{lineno}: expected `Heading;TreeNumber` or `Heading<TAB>TreeNumber[;...]`")
-        trees.setdefault(heading.strip(), []).extend(numbers_)
-    return trees
-
-
-def branches(heading: str, descriptors: Mapping[str, Sequence[str]]) -> set[str]:
-    """The top-level tree branches of a heading (C14.280.647 -> C14); none when the file does not list it."""
-    return {number.split(".")[0] for number in descriptors.get(heading, ())}
-
-
-def keys_of(rec: Record, descriptors: Mapping[str, Sequence[str]] | None) -> set[str]:
-    """What balancing counts for a record: its headings, or with descriptors its headings' branches."""
-    if not descriptors:
-        return set(rec.meshes)
-    return {b for h in rec.meshes for b in branches(h, descriptors)}
+__all__ = ["balanced_pick", "branches", "focus", "keys_of", "load_descriptors", "mesh_coverage"]
 
 
 def focus(rec: Record, key: str, descriptors: Mapping[str, Sequence[str]] | None) -> str:
@@ -103,19 +66,3 @@ def balanced_pick(records: list[Record], n: int, seed: int,
             count[k2] += 1
         heapq.heappush(heap, (count[k], size, r, k))
     return [(records[i], picked[i]) for i in sorted(picked)]
-
-
-def mesh_coverage(records: list[Record], descriptors: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
-    """How many records carry each heading and, with descriptors, each tree branch (a record counts once per
-    branch; a record none of whose headings is mapped counts under "(unmapped)"). Most covered first.
-
-    {"records": n, "headings": {heading: n}, "branches": {branch: n}} ("branches" is {} without descriptors)."""
-    headings = Counter(h for r in records for h in set(r.meshes))
-    by_branch: Counter[str] = Counter()
-    if descriptors:
-        for r in records:
-            by_branch.update(keys_of(r, descriptors) or {UNMAPPED})
-
-    def ordered(c: Counter[str]) -> dict[str, int]:
-        return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
-    return {"records": len(records), "headings": ordered(headings), "branches": ordered(by_branch)}

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from medaug.augment.mesh import mesh_coverage
+from medaug.data.mesh import mesh_coverage
 from medaug.data.schema import LABELS, Record
 from medaug.params import Params
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from medaug.data.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl
+from medaug.data.mesh import load_descriptors
 from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.errors import MedaugError
-from medaug.augment.mesh import load_descriptors
 from medaug.filtering import datacard
 from medaug.filtering.llm_checks import PROMPT_SHAS
 from medaug.filtering.steps import STEPS, Context
