@@ -4,6 +4,7 @@ teacher on 127.0.0.1, then the champion pulled from the MLflow registry in a fre
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -299,3 +300,65 @@ def test_training_curves_and_dapt_lineage(project):
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx([r["loss"] for r in losses])
     assert client.get_metric_history(runs[0].info.run_id, "dev_accuracy")
     assert client.search_runs([exp.experiment_id], "tags.`medaug.stage` = 'pretrain@tiny'")
+
+
+# --- `dvc exp run --temp`: a throw-away copy under .dvc/tmp/exps/ registers into the project's registry and reuses
+# its teacher cache (last in this module: it commits the project)
+
+NAME = "medaug-pubmedqa"
+EXP = "alpha-0.04"
+
+
+def client_of(db):
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{db}"
+    return MlflowClient(tracking_uri=store, registry_uri=store)
+
+
+def cached_answers(repo) -> int:
+    with sqlite3.connect(repo / ".cache/teacher.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def temp_exp(project):
+    """The first run committed, then a temp experiment: a register setting (registers again, trains nothing) and a
+    teacher setting that reruns every teacher stage (generate, filter, evaluate-teacher) without changing a single
+    request."""
+    repo, env, server = project["repo"], project["env"], project["server"]
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "first run"], repo, env)
+    before = {"requests": len(server.requests), "answers": cached_answers(repo),
+              "register": json.loads((repo / "metrics/register.json").read_text())}
+    r = sh(["dvc", "exp", "run", "--temp", "-n", EXP, "-S", "register.alpha=0.04",
+            "-S", "teacher.max_concurrency=2"], repo, env)
+    return {**project, "before": before, "run": r, "head": sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()}
+
+
+def test_temp_experiment_registers_into_the_project_with_its_experiment_tags(temp_exp):
+    repo, head = temp_exp["repo"], temp_exp["head"]
+    ran = stages_run(temp_exp["run"].stdout)
+    assert {"generate", "evaluate-teacher", "register"} <= ran and "train@tiny-original" not in ran, ran
+    client = client_of(repo / "mlflow.db")
+    (v2,) = [v for v in client.search_model_versions(f"name = '{NAME}'") if v.tags.get("dvc_exp_name") == EXP]
+    want = {"git_commit": head, "dvc_exp_name": EXP, "dvc_exp_baseline_rev": head}
+    assert {k: v2.tags.get(k) for k in want} == want
+    exp = client.get_experiment_by_name("medaug")
+    runs = client.search_runs([exp.experiment_id], f"tags.dvc_exp_name = '{EXP}'")
+    stages = {run.data.tags.get("medaug.stage", run.info.run_name) for run in runs}
+    assert {"generate", "evaluate-teacher", f"register-{v2.tags['candidate']}"} <= stages, stages
+    assert all(run.data.tags["dvc_exp_baseline_rev"] == head for run in runs)
+    # the registered model's artifacts are the project's too: the experiment's copy is gone by now
+    import mlflow
+
+    got = mlflow.artifacts.download_artifacts(run_id=v2.run_id, artifact_path="predictions.json",
+                                              tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    assert json.loads(open(got).read())
+    # the workspace is untouched: its metrics still name the first run's version
+    assert json.loads((repo / "metrics/register.json").read_text()) == temp_exp["before"]["register"]
+
+
+def test_temp_experiment_reuses_the_project_teacher_cache(temp_exp):
+    assert len(temp_exp["server"].requests) == temp_exp["before"]["requests"], "the temp experiment paid again"
+    assert cached_answers(temp_exp["repo"]) == temp_exp["before"]["answers"]

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+EXPERIMENT_WORKSPACES = (".dvc", "tmp", "exps")
+"""`dvc exp run --temp` and `--queue` run each experiment in a throw-away copy under <project>/.dvc/tmp/exps/."""
+
 PREPARED = Path("data/prepared")
 GENERATED = Path("data/generated")
 FILTERED = Path("data/filtered")
@@ -21,3 +24,19 @@ PRETRAINED = Path("models/pretrain")  # models/pretrain/<model>: continued pretr
 def candidate(model: str, variant: str) -> str:
     """The readable name DVC's matrix gives a candidate, e.g. `gemma270m-augmented`."""
     return f"{model}-{variant}"
+
+
+def project_root(workspace: Path | None = None) -> Path:
+    """The project that owns `workspace` (default: the working directory): the repository around DVC's
+    experiment workspace when `workspace` is one (<project>/.dvc/tmp/exps/...), else `workspace` itself.
+
+    State that must outlive a temp or queued experiment lives here, and only that: the MLflow store and artifacts
+    (tracking.setup_mlflow) and the teacher's request cache (llm.teacher.make_teacher). Data outputs stay in the
+    workspace DVC runs the stage in. DVC exports the same folder as DVC_ROOT, but child processes inherit that
+    variable, also ones working in another project (a test's tmp project): the path itself is the evidence."""
+    path = Path(workspace or Path.cwd()).resolve()
+    parts, n = path.parts, len(EXPERIMENT_WORKSPACES)
+    for i in range(1, len(parts) - n):  # the outermost: the copy of a copy still belongs to the first project
+        if parts[i:i + n] == EXPERIMENT_WORKSPACES:
+            return Path(*parts[:i])
+    return path

@@ -268,8 +268,12 @@ def raise_for_failures(stage: str, usage: Usage, max_failed_share: float) -> int
 
 
 def make_teacher(tp: TeacherParams, root: Path, meter: Meter | None = None) -> Teacher:
-    """A teacher for `tp`; stages with several teachers pass one `meter` so the budget caps the whole stage."""
-    cache = RequestCache(Path(root) / tp.cache)
+    """A teacher for `tp`; stages with several teachers pass one `meter` so the budget caps the whole stage. Its
+    request cache is the project's (paths.project_root of `root`): a temp or queued experiment reuses and fills
+    it instead of paying again in its throw-away copy."""
+    from medaug.paths import project_root
+
+    cache = RequestCache(project_root(Path(root)) / tp.cache)
     if tp.backend == "openai":
         from medaug.llm.openai_backend import OpenAITeacher
         return OpenAITeacher(tp, cache, meter)

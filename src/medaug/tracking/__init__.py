@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
+from medaug.paths import project_root
+
 EXPERIMENT = "medaug"
+DVC_EXPERIMENT_TAGS = {"dvc_exp_name": "DVC_EXP_NAME", "dvc_exp_baseline_rev": "DVC_EXP_BASELINE_REV"}
+"""Tag -> the variable `dvc exp run` (workspace, --temp, --queue) exports to each stage; absent under `dvc repro`."""
 
 
 def setup_mlflow(root: Path) -> str:
-    """Point MLflow at MLFLOW_TRACKING_URI, else a sqlite store in the project (the file store is refused)."""
+    """Point MLflow at MLFLOW_TRACKING_URI, else a sqlite store in the project (the file store is refused). The
+    project is the one that owns `root` (paths.project_root): a temp or queued experiment registers into it, not
+    into its throw-away copy."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
+    root = project_root(root)
     user = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     uri = user["MLFLOW_TRACKING_URI"] or f"sqlite:///{(root / 'mlflow.db').resolve()}"
     mlflow.set_tracking_uri(uri)
@@ -31,6 +39,25 @@ def setup_mlflow(root: Path) -> str:
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return uri
+
+
+def git(workspace: Path, *args: str) -> str:
+    """`git <args>` in `workspace`, "" outside a git repository (or without git)."""
+    try:
+        return subprocess.run(["git", *args], cwd=workspace, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return ""
+
+
+def run_tags(workspace: Path) -> dict[str, str]:
+    """What produced a run: the git commit and dirty flag of the workspace DVC ran the stage in (a temp
+    experiment's copy is checked out at its baseline, its params changed) and, under `dvc exp run`, the
+    experiment's name and baseline rev."""
+    tags = {"git_commit": git(workspace, "rev-parse", "HEAD") or "unknown",
+            "git_dirty": str(bool(git(workspace, "status", "--porcelain", "--untracked-files=no"))).lower()}
+    tags.update({tag: os.environ[var] for tag, var in DVC_EXPERIMENT_TAGS.items() if os.environ.get(var)})
+    return tags
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -54,7 +81,8 @@ def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str,
     """One MLflow run for a stage (e.g. generate: its params, and its requests, tokens and cost; train: also
     every point of its curves, rows {step, name: value, ...}, at its step); returns the run id. Only numeric
     metrics are logged; params are the stage's params.yaml sections, which hold no secret (keys live in the
-    environment)."""
+    environment). `root`: the workspace the stage runs in (its git commit is the run's; MLflow's store is the
+    project's, see setup_mlflow)."""
     setup_mlflow(root)
     import time
 
@@ -64,7 +92,7 @@ def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str,
     now = int(time.time() * 1000)
     points = [Metric(k, float(v), now, int(row["step"])) for row in curves for k, v in row.items()
               if k != "step" and _number(v)]
-    with mlflow.start_run(run_name=stage, tags={"medaug.stage": stage}) as run:
+    with mlflow.start_run(run_name=stage, tags={"medaug.stage": stage, **run_tags(Path(root))}) as run:
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
         mlflow.log_metrics({k: float(v) for k, v in flatten(metrics).items() if _number(v)})
         client = mlflow.MlflowClient()

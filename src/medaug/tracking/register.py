@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.params import Params
 from medaug.paths import candidate
-from medaug.tracking import setup_mlflow
+from medaug.tracking import run_tags, setup_mlflow
 
 MEDAUG_SRC = Path(__file__).resolve().parents[1]
 PREDICTIONS_ARTIFACT = "predictions.json"
@@ -66,17 +65,10 @@ def funnel_line(funnel: dict[str, Any]) -> str:
     return f"{start} {funnel['in']} -> kept {funnel['kept']}" + (f" ({', '.join(drops)})" if drops else "")
 
 
-def _git(root: Path, *args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return ""
-
-
 def lineage(root: Path, model: str, variant: str) -> dict[str, str]:
-    """Git commit and dirty flag, and the DVC hashes (from dvc.lock) of the data and adapter of the candidate."""
-    tags = {"git_commit": _git(root, "rev-parse", "HEAD") or "unknown",
-            "git_dirty": str(bool(_git(root, "status", "--porcelain", "--untracked-files=no"))).lower()}
+    """Git commit and dirty flag, the DVC experiment (tracking.run_tags), and the DVC hashes (from dvc.lock) of the
+    data and adapter of the candidate, all of the workspace `root` DVC runs the stage in."""
+    tags = run_tags(root)
     lock_path = root / "dvc.lock"
     lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {}
     md5 = {out["path"]: out.get("md5", "") for stage in (lock or {}).get("stages", {}).values()
@@ -258,3 +250,4 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
           + (f"; champion v{champ.version} had {champ.value:.4f}{' (re-scored)' if champ.rescored else ''}, "
              f"McNemar p={vs['p_value']:.3g} ({vs['a_only']} vs {vs['b_only']} discordant)" if champ else ""))
     return result
+
