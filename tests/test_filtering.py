@@ -12,7 +12,7 @@ from medaug.data.jsonl import write_jsonl
 from medaug.data.schema import Record, read_records, write_records
 from medaug.errors import MedaugError
 from medaug.data.text import normalize, word_ngrams
-from medaug.filtering.rules import contamination_ngrams
+from medaug.data.leakage import contamination_ngrams
 from medaug.params import DataParams, Params
 
 PUBMEDQA = Path(__file__).resolve().parents[2] / "shared/data/pubmedqa"

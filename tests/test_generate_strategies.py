@@ -14,6 +14,7 @@ from ruamel.yaml import YAML
 from conftest import ROOT
 from medaug import filtering
 from medaug.augment import grounded, mesh
+from medaug.data import mesh as data_mesh
 from medaug.augment.generate import (SCHEMAS, build_prompt, check, dry_run, load_prompt, pick, plan, quotas, run,
                                      targets)
 from medaug.data import prepare
@@ -110,7 +111,7 @@ def test_shipped_params_keep_todays_strategies_and_point_dvc_deps_at_files_that_
     g = load_params(ROOT / "params.yaml").generate
     assert g.strategies == ["rewrite", "new"] and g.label_mix == {}
     assert (ROOT / g.grounded.corpus).is_dir() and grounded.read_corpus(ROOT / g.grounded.corpus, 256, 32)
-    assert mesh.load_descriptors(ROOT / g.mesh.descriptors) == {}
+    assert data_mesh.load_descriptors(ROOT / g.mesh.descriptors) == {}
     deps = YAML(typ="safe", pure=True).load((ROOT / "dvc.yaml").read_text())["stages"]["generate"]["deps"]
     assert {"${generate.grounded.corpus}", "${generate.mesh.descriptors}"} <= set(deps)
 
@@ -333,11 +334,11 @@ def skewed_meshes() -> list[Record]:
 def test_mesh_sampling_covers_headings_evenly_where_random_pick_does_not():
     records = skewed_meshes()
     picked = [r for r, _ in mesh.balanced_pick(records, 15, seed=0)]
-    assert mesh.mesh_coverage(picked)["headings"] == {"Humans": 15, "A": 5, "B": 5, "C": 5}
+    assert data_mesh.mesh_coverage(picked)["headings"] == {"Humans": 15, "A": 5, "B": 5, "C": 5}
     # over 20 seeds: balanced sampling gives A, B, C 5 records each every time (spread max - min: 0); a random
     # pick of 15 gives the rarest heading 21 records in all (of the 100 it has), and a mean spread of 8.75
-    balanced = [mesh.mesh_coverage([r for r, _ in mesh.balanced_pick(records, 15, s)])["headings"] for s in range(20)]
-    randoms = [mesh.mesh_coverage(pick(records, 15, s, "mesh"))["headings"] for s in range(20)]
+    balanced = [data_mesh.mesh_coverage([r for r, _ in mesh.balanced_pick(records, 15, s)])["headings"] for s in range(20)]
+    randoms = [data_mesh.mesh_coverage(pick(records, 15, s, "mesh"))["headings"] for s in range(20)]
 
     def spread(c):
         return max(c.get(k, 0) for k in "ABC") - min(c.get(k, 0) for k in "ABC")
@@ -357,27 +358,27 @@ def test_mesh_picks_are_deterministic_in_train_order_and_skip_records_without_he
 def test_descriptors_in_both_formats_and_balancing_per_branch(tmp_path):
     f = tmp_path / "trees"
     f.write_text("# comment\nA;C14.280\nA;C14.907.1\n\nB\tC14.907;C23.550\nC;D27.505.954\nHumans;B01.050\n")
-    d = mesh.load_descriptors(f)
+    d = data_mesh.load_descriptors(f)
     assert d == {"A": ["C14.280", "C14.907.1"], "B": ["C14.907", "C23.550"], "C": ["D27.505.954"],
                  "Humans": ["B01.050"]}
-    assert mesh.branches("A", d) == {"C14"} and mesh.branches("B", d) == {"C14", "C23"}
+    assert data_mesh.branches("A", d) == {"C14"} and data_mesh.branches("B", d) == {"C14", "C23"}
     records = skewed_meshes()
     picked = mesh.balanced_pick(records, 10, seed=0, descriptors=d)
-    cov = mesh.mesh_coverage([r for r, _ in picked], d)
+    cov = data_mesh.mesh_coverage([r for r, _ in picked], d)
     # D27 (5 records) and C23 (15, all B) are the rarest branches: they take turns, and every B is also C14
     assert cov["branches"] == {"B01": 10, "C14": 5, "C23": 5, "D27": 5}
     assert all(h in r.meshes and h != "Humans" for r, h in picked)
     (tmp_path / "bad").write_text("Heart Failure C14.280.434\n")
     with pytest.raises(MedaugError, match=r"bad:1: expected `Heading;TreeNumber`"):
-        mesh.load_descriptors(tmp_path / "bad")
+        data_mesh.load_descriptors(tmp_path / "bad")
 
 
 def test_mesh_coverage_counts_records_per_heading_and_branch():
     recs = make_train("yyy", meshes=[["Humans", "A", "A"], ["Humans", "B"], ["Z"]])
     d = {"A": ["C14.280"], "B": ["C14.907", "C23.1"], "Humans": ["B01.050"]}
-    assert mesh.mesh_coverage(recs) == {"records": 3, "headings": {"Humans": 2, "A": 1, "B": 1, "Z": 1},
+    assert data_mesh.mesh_coverage(recs) == {"records": 3, "headings": {"Humans": 2, "A": 1, "B": 1, "Z": 1},
                                         "branches": {}}
-    assert mesh.mesh_coverage(recs, d)["branches"] == {"B01": 2, "C14": 2, "(unmapped)": 1, "C23": 1}
+    assert data_mesh.mesh_coverage(recs, d)["branches"] == {"B01": 2, "C14": 2, "(unmapped)": 1, "C23": 1}
 
 
 # --- mixing -------------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from medaug.augment import grounded, mesh
 from medaug.data.jsonl import write_json, write_jsonl
 from medaug.data.leakage import Contamination
+from medaug.data.mesh import load_descriptors
 from medaug.data.schema import LABELS, Record, read_records, write_records
 from medaug.data.text import normalize, word_ngrams, words
 from medaug.errors import MedaugError
@@ -193,7 +194,7 @@ def plan_grounded(p: Params, train: list[Record], root: Path, leak: Contaminatio
 
 def plan_mesh(p: Params, train: list[Record], root: Path) -> list[Job]:
     g = p.generate
-    descriptors = mesh.load_descriptors(root / g.mesh.descriptors) if g.mesh.descriptors else None
+    descriptors = load_descriptors(root / g.mesh.descriptors) if g.mesh.descriptors else None
     return [_job("mesh", r, "mesh", heading=h) for r, h in mesh.balanced_pick(train, g.per_strategy, g.seed,
                                                                                 descriptors)]
 

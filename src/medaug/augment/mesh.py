@@ -14,10 +14,8 @@ import heapq
 import random
 from collections.abc import Mapping, Sequence
 
-from medaug.data.mesh import branches, keys_of, load_descriptors, mesh_coverage
+from medaug.data.mesh import branches, keys_of
 from medaug.data.schema import Record
-
-__all__ = ["balanced_pick", "branches", "focus", "keys_of", "load_descriptors", "mesh_coverage"]
 
 
 def focus(rec: Record, key: str, descriptors: Mapping[str, Sequence[str]] | None) -> str:

@@ -5,7 +5,7 @@ Each check returns a reject reason or None; the steps in steps.py apply them.
 
 from __future__ import annotations
 
-from medaug.data.leakage import Contamination, contamination_ngrams  # noqa: F401 (contamination_ngrams: tests)
+from medaug.data.leakage import Contamination
 from medaug.data.schema import Record
 from medaug.data.text import normalize
 from medaug.params import FilterParams
