@@ -61,9 +61,9 @@ def report(repo: Path, times: dict[str, float], wall: float, sets: list[str]) ->
     counts = collections.Counter(r["final_decision"] for r in test)
     label, n_major = counts.most_common(1)[0]
     majority = n_major / len(test)
-    ev = {name: json.loads((repo / f"metrics/eval/{name}.json").read_text())
+    ev = {name: json.loads((repo / f"reports/eval/{name}.json").read_text())
           for name in ("gemma270m-original", "gemma270m-zero-shot")}
-    tr = json.loads((repo / "metrics/train/gemma270m-original.json").read_text())
+    tr = json.loads((repo / "reports/train/gemma270m-original.json").read_text())
     dev = json.loads((repo / "plots/dev/gemma270m-original.json").read_text())
     trained, zero = ev["gemma270m-original"], ev["gemma270m-zero-shot"]
     rows = "\n".join(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
@@ -82,12 +82,25 @@ def report(repo: Path, times: dict[str, float], wall: float, sets: list[str]) ->
             f"(yes {counts['yes']}, no {counts['no']}, maybe {counts['maybe']}).\n\n"
             f"| candidate | accuracy | macro-F1 | predicted yes / no / maybe |\n|---|---|---|---|\n{rows}\n"
             f"| majority class ({label}) | {majority:.3f} | | |\n\n"
-            f"Training: {tr['steps']} steps in {tr['train_runtime_s'] / 60:.1f} min (dev scored every "
+            f"Training: {tr['steps']} steps (dev scored every "
             f"{'epoch' if 'train.eval_steps=0' in sets else 'few'} steps, step: dev accuracy = {dev_rows}); "
             f"the best checkpoint, step {tr['best_step']} (dev accuracy {tr['dev_accuracy']:.2f}), is the "
             f"adapter scored here.\n\n"
             f"| stage | seconds |\n|---|---|\n{stage_rows}\n| **total** | **{wall:.0f}** |\n\n"
             + "\n".join(f"- {name}: **{'PASS' if ok else 'FAIL'}**" for name, ok in checks) + "\n")
+
+
+def train_runtime(repo: Path, stage: str) -> float:
+    """The wall time of the training loop of `stage`'s latest run, from the project's MLflow store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("medaug")
+    runs = client.search_runs([exp.experiment_id], f"tags.`medaug.stage` = '{stage}'",
+                              order_by=["attributes.start_time DESC"], max_results=1) if exp else []
+    if not runs or "train_runtime_s" not in runs[0].data.metrics:
+        sys.exit(f"{repo / 'mlflow.db'}: no MLflow run of {stage} with train_runtime_s")
+    return runs[0].data.metrics["train_runtime_s"]
 
 
 def main() -> None:
@@ -99,9 +112,8 @@ def main() -> None:
     if not PQAL.exists():
         sys.exit(f"{PQAL}: not found (PubMedQA PQA-L is expected in ../shared/data/pubmedqa/)")
     sets = DEFAULT_SETS + args.set
-    if args.report:  # a run made by hand: only the training loop's own time is on record, and the total
-        train = json.loads((args.report / "metrics/train/gemma270m-original.json").read_text())
-        times = {"train@gemma270m-original (training loop)": train["train_runtime_s"]}
+    if args.report:  # a run made by hand: only the training loop's own time is on record (MLflow), and the total
+        times = {"train@gemma270m-original (training loop)": train_runtime(args.report, "train@gemma270m-original")}
         text = report(args.report, times, args.wall_s, sets)
     else:
         with tempfile.TemporaryDirectory(prefix="medaug-pqal-") as tmp:

@@ -2,19 +2,22 @@
 
 import sys
 
-from medaug import evaluate
+from medaug import evaluate, headline
+from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import CONFUSION, EVAL, METRICS, MODELS, PER_CLASS, PREPARED, candidate
+from medaug.paths import CONFUSION, EVAL, METRICS, MODELS, PER_CLASS, PREPARED, REPORTS, candidate
 
 
 def main(model: str, variant: str) -> None:
     p = load_params()
     name = candidate(model, variant)
     trained = variant != "zero-shot"
-    evaluate.run(p, model, variant, PREPARED / "test.jsonl", MODELS / name if trained else None, EVAL / name,
-                 METRICS / "eval" / f"{name}.json", CONFUSION / f"{name}.json", PER_CLASS / f"{name}.json",
-                 EVAL / candidate(model, "zero-shot") / "predictions.jsonl" if trained else None)
+    report = evaluate.run(p, model, variant, PREPARED / "test.jsonl", MODELS / name if trained else None,
+                          EVAL / name, REPORTS / "eval" / f"{name}.json", CONFUSION / f"{name}.json",
+                          PER_CLASS / f"{name}.json",
+                          EVAL / candidate(model, "zero-shot") / "predictions.jsonl" if trained else None)
+    write_json(METRICS / "eval" / f"{name}.json", headline.scores(report))
 
 
 if __name__ == "__main__":

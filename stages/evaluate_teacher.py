@@ -2,17 +2,20 @@
 
 from pathlib import Path
 
+from medaug import headline
+from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.evaluate import teacher_baseline
 from medaug.params import load_params
-from medaug.paths import CONFUSION, METRICS, PER_CLASS, PREPARED, TEACHER_EVAL
+from medaug.paths import CONFUSION, METRICS, PER_CLASS, PREPARED, REPORTS, TEACHER_EVAL
 
 
 def main() -> None:
     p = load_params()
-    teacher_baseline.run(p, Path.cwd(), PREPARED / "train.jsonl", PREPARED / "test.jsonl", TEACHER_EVAL,
-                         METRICS / "teacher.json", CONFUSION / "teacher.json", PER_CLASS / "teacher.json",
-                         mlflow_root=Path.cwd())
+    report = teacher_baseline.run(p, Path.cwd(), PREPARED / "train.jsonl", PREPARED / "test.jsonl", TEACHER_EVAL,
+                                  REPORTS / "teacher.json", CONFUSION / "teacher.json", PER_CLASS / "teacher.json",
+                                  mlflow_root=Path.cwd())
+    write_json(METRICS / "teacher.json", headline.scores(report))
 
 
 if __name__ == "__main__":

@@ -2,17 +2,19 @@
 
 from pathlib import Path
 
-from medaug import filtering
+from medaug import filtering, headline
+from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import FILTERED, FUNNEL_PLOT, GENERATED, METRICS, PREPARED, TRAIN_SETS
+from medaug.paths import FILTERED, FUNNEL_PLOT, GENERATED, METRICS, PREPARED, REPORTS, TRAIN_SETS
 
 
 def main() -> None:
     p = load_params()
-    filtering.run(p, PREPARED, GENERATED / "generated.jsonl", FILTERED / "kept.jsonl",
-                  FILTERED / "rejects.jsonl", METRICS / "funnel.json", TRAIN_SETS / "augmented.jsonl",
-                  GENERATED / "rejects.jsonl", Path.cwd(), FUNNEL_PLOT, FILTERED / "datacard.md")
+    report = filtering.run(p, PREPARED, GENERATED / "generated.jsonl", FILTERED / "kept.jsonl",
+                           FILTERED / "rejects.jsonl", REPORTS / "funnel.json", TRAIN_SETS / "augmented.jsonl",
+                           GENERATED / "rejects.jsonl", Path.cwd(), FUNNEL_PLOT, FILTERED / "datacard.md")
+    write_json(METRICS / "funnel.json", headline.funnel(report))
 
 
 if __name__ == "__main__":

@@ -3,17 +3,19 @@
 from dataclasses import asdict
 from pathlib import Path
 
-from medaug import augment, tracking
+from medaug import augment, headline, tracking
+from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import GENERATED, METRICS, PREPARED
+from medaug.paths import GENERATED, METRICS, PREPARED, REPORTS
 
 
 def main() -> None:
     p = load_params()
-    metrics = augment.run(p, Path.cwd(), PREPARED, GENERATED / "generated.jsonl", GENERATED / "rejects.jsonl",
-                          METRICS / "generate.json")
-    tracking.log_stage(Path.cwd(), "generate", {"teacher": asdict(p.teacher), "generate": asdict(p.generate)}, metrics)
+    report = augment.run(p, Path.cwd(), PREPARED, GENERATED / "generated.jsonl", GENERATED / "rejects.jsonl",
+                         REPORTS / "generate.json")
+    write_json(METRICS / "generate.json", headline.generate(report))
+    tracking.log_stage(Path.cwd(), "generate", {"teacher": asdict(p.teacher), "generate": asdict(p.generate)}, report)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ from pathlib import Path
 from medaug import train
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import DEV_PLOTS, METRICS, MODELS, PREPARED, TRAIN_PLOTS, TRAIN_SETS, candidate
+from medaug.paths import DEV_PLOTS, MODELS, PREPARED, REPORTS, TRAIN_PLOTS, TRAIN_SETS, candidate
 
 
 def main(model: str, variant: str) -> None:
     p = load_params()
     name = candidate(model, variant)
     train.run(p, model, variant, TRAIN_SETS / f"{variant.removeprefix('dapt-')}.jsonl", MODELS / name,
-              METRICS / "train" / f"{name}.json", dev_path=PREPARED / "dev.jsonl",
+              REPORTS / "train" / f"{name}.json", dev_path=PREPARED / "dev.jsonl",
               plots=(TRAIN_PLOTS / f"{name}.json", DEV_PLOTS / f"{name}.json"), mlflow_root=Path.cwd())
 
 

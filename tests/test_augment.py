@@ -337,7 +337,7 @@ def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(projec
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
     assert all(srv.attempts[p] == 1 for p in responder.answered), "an answered request was sent again"
-    m = json.loads((project / "metrics/generate.json").read_text())
+    m = json.loads((project / "reports/generate.json").read_text())
     # the rerun sent exactly the other half (counted by the stage: a request of the killed process may still
     # reach the server after the kill, so the server's count is not the rerun's)
     assert m["generated"] == 20 and m["teacher"]["cache_hits"] == 10 and m["teacher"]["sent"] == 10

@@ -6,7 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
+import pytest
+
+from conftest import ROOT
 from test_pipeline_e2e import copy_project, sh
+
+MAX_METRIC_COLUMNS = 40
 
 
 def check_lock(repo: Path) -> subprocess.CompletedProcess:
@@ -22,6 +29,7 @@ def test_a_stale_lock_fails_naming_the_stages_what_changed_and_the_fix(tmp_path)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "init"], repo, env)
     before = check_lock(repo)
+    assert before.returncode == 0, before.stderr  # `registry` is always changed by design: no staleness
     assert "data/prepared" not in before.stderr  # built by the DAG: absent on a clone, and no change
     with open(repo / "src/medaug/llm/limits.py", "a") as f:
         f.write("\n# a code change\n")
@@ -33,4 +41,23 @@ def test_a_stale_lock_fails_naming_the_stages_what_changed_and_the_fix(tmp_path)
     for stage in ("generate", "filter", "evaluate-teacher"):
         assert "src/medaug/llm: modified" in lines[stage] and "params.yaml teacher: modified" in lines[stage]
     assert "train@gemma270m-original" not in lines or "src/medaug/llm" not in lines["train@gemma270m-original"]
-    assert "run `dvc repro`, then commit dvc.lock, metrics/ and plots/" in after.stderr
+    assert "run `dvc repro`, then commit dvc.lock, metrics/, reports/ and plots/" in after.stderr
+
+
+def leaves(d, prefix=""):
+    for k, v in d.items():
+        yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+
+
+def test_dvc_exp_show_lists_at_most_40_metrics_and_nothing_volatile():
+    """The committed metrics (what the default params produce: check-lock) as `dvc exp show` reads them."""
+    if not (ROOT / ".git").exists():
+        pytest.skip(f"{ROOT} is no git checkout: `dvc exp show` reads the committed experiments")
+    r = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "--no-fetch"], cwd=ROOT,
+                       capture_output=True, text=True, env=dict(os.environ, DVC_NO_ANALYTICS="1"))
+    assert r.returncode == 0, r.stderr
+    workspace = next(row for row in json.loads(r.stdout) if row["rev"] == "workspace")
+    columns = [f"{path}:{key}" for path, m in workspace["data"]["metrics"].items() for key in leaves(m["data"])]
+    assert 20 <= len(columns) <= MAX_METRIC_COLUMNS, "\n".join(columns)
+    volatile = [c for c in columns if any(w in c for w in ("run_id", "runtime", "seconds", "time", "cache_hits", "sent"))]
+    assert not volatile, volatile

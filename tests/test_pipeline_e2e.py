@@ -14,6 +14,7 @@ import yaml
 from ruamel.yaml import YAML
 
 from conftest import ROOT
+from medaug import headline
 from openai_server import OpenAIServer, pubmedqa_responder
 
 SENTINEL_KEY = "sk-medaug-SENTINEL-4f1d9c0b7e"
@@ -75,12 +76,14 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
         "prepare", "generate", "filter", "train@tiny-original", "train@tiny-augmented",
         "evaluate@tiny-original", "evaluate@tiny-augmented", "zero-shot@tiny", "pretrain@tiny",
         "train-dapt@tiny-original", "train-dapt@tiny-augmented", "evaluate-dapt@tiny-original",
-        "evaluate-dapt@tiny-augmented", "evaluate-teacher", "register"}
+        "evaluate-dapt@tiny-augmented", "evaluate-teacher", "registry", "register"}
     test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
     for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot", "tiny-dapt-original", "tiny-dapt-augmented",
                  "teacher"):
-        m = json.loads((repo / ("metrics/teacher.json" if name == "teacher" else f"metrics/eval/{name}.json"))
-                       .read_text())
+        rel = "teacher.json" if name == "teacher" else f"eval/{name}.json"
+        m = json.loads((repo / "reports" / rel).read_text())
+        # DVC's metric is the report's headline: what `dvc exp show` lists, nothing more
+        assert json.loads((repo / "metrics" / rel).read_text()) == headline.scores(m)
         assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["macro_f1"] <= 1.0
         assert m["ci95"]["accuracy"]["low"] <= m["accuracy"] <= m["ci95"]["accuracy"]["high"]
         out = repo / ("eval-teacher" if name == "teacher" else f"eval/{name}")
@@ -91,13 +94,14 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
         official = json.loads((out / "predictions.json").read_text())
         assert list(official.items()) == [(p["id"], p["prediction"]) for p in preds]
         assert ("vs_zero_shot" in m) == (name not in ("tiny-zero-shot", "teacher"))
-    assert json.loads((repo / "metrics/teacher.json").read_text())["variant"] == "teacher-3-shot"
-    funnel = json.loads((repo / "metrics/funnel.json").read_text())
+    assert json.loads((repo / "reports/teacher.json").read_text())["variant"] == "teacher-3-shot"
+    funnel = json.loads((repo / "reports/funnel.json").read_text())
+    assert json.loads((repo / "metrics/funnel.json").read_text()) == {"in": funnel["in"], "kept": funnel["kept"]}
     assert funnel["in"] == funnel["kept"] + sum(funnel["dropped"].values()) and funnel["kept"] > 0
     augmented = (repo / "data/train/augmented.jsonl").read_text().splitlines()
     original = (repo / "data/train/original.jsonl").read_text().splitlines()
     assert len(augmented) == len(original) + funnel["kept"]
-    reg = json.loads((repo / "metrics/register.json").read_text())
+    reg = json.loads((repo / "reports/register.json").read_text())
     assert reg["alias"] == "champion" and reg["version"] == 1
     assert reg["candidate"] in ("tiny-original", "tiny-augmented", "tiny-dapt-original", "tiny-dapt-augmented")
     assert project["server"].requests, "the teacher server saw no request"
@@ -109,7 +113,7 @@ def test_registered_version_carries_lineage_and_a_tie_does_not_move_the_champion
 
     store = f"sqlite:///{repo / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=store, registry_uri=store)  # not the registry an earlier test set up here
-    reg = json.loads((repo / "metrics/register.json").read_text())
+    reg = json.loads((repo / "reports/register.json").read_text())
     v1 = client.get_model_version("medaug-pubmedqa", "1")
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     head = sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
@@ -122,7 +126,7 @@ def test_registered_version_carries_lineage_and_a_tie_does_not_move_the_champion
     assert v1.tags["test_digest"] == reg["test_digest"] and float(v1.tags["accuracy"]) == reg["value"]
     # Same candidate, same test data, same score: a tie registers a challenger, the champion stays.
     sh(["dvc", "repro", "--force", "--single-item", "register"], repo, env)
-    again = json.loads((repo / "metrics/register.json").read_text())
+    again = json.loads((repo / "reports/register.json").read_text())
     assert (again["version"], again["alias"], again["previous_champion_version"]) == (2, "challenger", 1)
     assert str(client.get_model_version_by_alias("medaug-pubmedqa", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("medaug-pubmedqa", "challenger").version) == "2"
@@ -134,8 +138,10 @@ def test_second_repro_is_up_to_date(project):
     stray.parent.mkdir(exist_ok=True)
     stray.write_bytes(b"\0")
     r = sh(["dvc", "repro"], project["repo"], project["env"])
-    assert stages_run(r.stdout) == set()
-    assert "up to date" in r.stdout
+    assert stages_run(r.stdout) == {"registry"}  # the registry check alone, by design (always_changed)
+    version = json.loads((project["repo"] / "reports/register.json").read_text())["version"]
+    assert f"registry sqlite:///mlflow.db: holds medaug-pubmedqa v{version} (" in r.stdout
+    assert "Stage 'register' didn't change, skipping" in r.stdout
     # the CLI names a candidate's stage, dapt ones included (their own matrices)
     for args, stage in ((["train", "tiny", "dapt-augmented"], "train-dapt@tiny-augmented"),
                         (["evaluate", "tiny", "dapt-original"], "evaluate-dapt@tiny-original"),
@@ -146,7 +152,7 @@ def test_second_repro_is_up_to_date(project):
 
 def test_champion_from_registry_in_fresh_process_matches_evaluate(project):
     repo, env = project["repo"], project["env"]
-    reg = json.loads((repo / "metrics/register.json").read_text())
+    reg = json.loads((repo / "reports/register.json").read_text())
     test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
     inp = repo / "predict_in.jsonl"
     inp.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "contexts": r["contexts"]}) + "\n"
@@ -190,7 +196,7 @@ def test_metrics_diff_and_confusion_plots(project):
         assert [row["step"] for row in loss["data"]["values"]][:2] == [1, 2]
     dev = spec("plots/dev/tiny-augmented.json")
     assert dev["encoding"]["x"]["field"] == "step" and "dev_accuracy" in json.dumps(dev["layer"])
-    funnel = json.loads((repo / "metrics/funnel.json").read_text())
+    funnel = json.loads((repo / "reports/funnel.json").read_text())
     assert list(funnel["steps"]) == ["generate", "validate", "dedup", "decontaminate", "balance"]
     assert "# Data card" in (repo / "data/filtered/datacard.md").read_text()
 
@@ -223,7 +229,7 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     assert stages_run(r.stdout) == {"train@tiny-original", "train@tiny-augmented", "evaluate@tiny-original",
                                     "evaluate@tiny-augmented", "train-dapt@tiny-original",
                                     "train-dapt@tiny-augmented", "evaluate-dapt@tiny-original",
-                                    "evaluate-dapt@tiny-augmented", "register"}
+                                    "evaluate-dapt@tiny-augmented", "registry", "register"}
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     for name in ("train@tiny-original", "train@tiny-augmented"):
         assert lock_after[name]["outs"][0]["md5"] != lock_before[name]["outs"][0]["md5"], "adapter unchanged"
@@ -232,7 +238,7 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     assert (change["old"], change["new"]) == (0.01, 0.02)
     metrics_diff = json.loads(sh(["dvc", "metrics", "diff", "--json", "--all"], repo, env).stdout)
     assert {"accuracy", "macro_f1"} <= set(metrics_diff["metrics/eval/tiny-original.json"])
-    reg = json.loads((repo / "metrics/register.json").read_text())
+    reg = json.loads((repo / "reports/register.json").read_text())
     assert reg["version"] == 3 and reg["alias"] in ("champion", "challenger")
     # the pull-request comment: deltas against the committed first run are those of `dvc metrics diff`
     report = sh(["medaug", "report"], repo, env).stdout
@@ -289,7 +295,7 @@ def test_training_curves_and_dapt_lineage(project):
     meta = json.loads((repo / "models/tiny-dapt-augmented/medaug.json").read_text())
     assert meta["base"] == "models/pretrain/tiny" and meta["variant"] == "dapt-augmented"
     assert json.loads((repo / "models/pretrain/tiny/medaug.json").read_text())["base"] == "tiny-llama"
-    assert json.loads((repo / "metrics/pretrain/tiny.json").read_text())["steps"] == 4
+    assert json.loads((repo / "reports/pretrain/tiny.json").read_text())["steps"] == 4
     assert not list((repo / ".cache/checkpoints").glob("*/checkpoint-*"))
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("medaug")
@@ -330,7 +336,7 @@ def temp_exp(project):
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "first run"], repo, env)
     before = {"requests": len(server.requests), "answers": cached_answers(repo),
-              "register": json.loads((repo / "metrics/register.json").read_text())}
+              "register": json.loads((repo / "reports/register.json").read_text())}
     r = sh(["dvc", "exp", "run", "--temp", "-n", EXP, "-S", "register.alpha=0.04",
             "-S", "teacher.max_concurrency=2"], repo, env)
     return {**project, "before": before, "run": r, "head": sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()}
@@ -356,9 +362,41 @@ def test_temp_experiment_registers_into_the_project_with_its_experiment_tags(tem
                                               tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     assert json.loads(open(got).read())
     # the workspace is untouched: its metrics still name the first run's version
-    assert json.loads((repo / "metrics/register.json").read_text()) == temp_exp["before"]["register"]
+    assert json.loads((repo / "reports/register.json").read_text()) == temp_exp["before"]["register"]
 
 
 def test_temp_experiment_reuses_the_project_teacher_cache(temp_exp):
     assert len(temp_exp["server"].requests) == temp_exp["before"]["requests"], "the temp experiment paid again"
     assert cached_answers(temp_exp["repo"]) == temp_exp["before"]["answers"]
+
+
+# --- the register stage's side effect, visible to DVC (the `registry` stage; last: it replaces the registry)
+
+def version_tag(db, env, version="1", key="candidate"):
+    """Asked in a fresh process: this one's MLflow keeps its connection to a store file that was deleted."""
+    code = (f"from mlflow import MlflowClient; u = 'sqlite:///{db}'; "
+            f"print(MlflowClient(u, u).get_model_version({NAME!r}, {version!r}).tags[{key!r}])")
+    return sh([sys.executable, "-c", code], db.parent, env).stdout.strip()
+
+
+def test_a_lost_registry_registers_again_and_another_registry_too(temp_exp, tmp_path):
+    repo, env = temp_exp["repo"], temp_exp["env"]
+    named = json.loads((repo / "reports/register.json").read_text())["version"]
+    (repo / "mlflow.db").unlink()
+    shutil.rmtree(repo / "mlartifacts")
+    r = sh(["dvc", "repro"], repo, env)
+    assert stages_run(r.stdout) == {"registry", "register"}, r.stdout
+    assert "mlflow.db does not exist" in r.stdout and f"(v{named}) no longer describes it" in r.stdout
+    reg = json.loads((repo / "reports/register.json").read_text())
+    assert (reg["version"], reg["alias"]) == (1, "champion")
+    assert version_tag(repo / "mlflow.db", env) == reg["candidate"]
+    # healthy again: only the check runs, and the lock it leaves is the lock of the run that registered
+    lock = (repo / "dvc.lock").read_text()
+    again = sh(["dvc", "repro"], repo, env)
+    assert stages_run(again.stdout) == {"registry"} and (repo / "dvc.lock").read_text() == lock
+    # another registry (a team's server, here another sqlite store): register runs again, into it
+    other = tmp_path / "team.db"
+    switched = sh(["dvc", "repro"], repo, {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{other}"})
+    assert stages_run(switched.stdout) == {"registry", "register"}, switched.stdout
+    assert json.loads((repo / "reports/registry.json").read_text())["registry"] == f"sqlite:///{other}"
+    assert version_tag(other, env) == reg["candidate"]

@@ -73,8 +73,8 @@ def register_step(policy, preds, card=CARD):
     Path("data/filtered/datacard.md").write_text(card)
     p = params(policy)
     reg = register.run(p, Path.cwd(), Path("metrics/eval"), Path("eval"), Path("models"),
-                       Path("data/prepared/test.jsonl"), Path("metrics/register.json"),
-                       Path("data/filtered/datacard.md"), Path("metrics/funnel.json"))
+                       Path("data/prepared/test.jsonl"), Path("reports/register.json"),
+                       Path("data/filtered/datacard.md"), Path("reports/funnel.json"))
     return p, reg, aliases()
 
 
@@ -100,7 +100,7 @@ def steps(tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
         write_records("data/prepared/test.jsonl", TEST)
-        write_json("metrics/funnel.json", FUNNEL)
+        write_json("reports/funnel.json", FUNNEL)
         Path("data/filtered").mkdir(parents=True)
         Path("dvc.lock").write_text(json.dumps(LOCK))  # JSON is YAML
         for name in ("tiny-original", "tiny-augmented"):
@@ -170,7 +170,9 @@ def test_mcnemar_policy_needs_a_significant_gain(steps, tmp_path):
     assert now == {"champion": 5, "challenger": 4}
     assert client.get_model_version(NAME, "5").tags["candidate"] == "tiny-augmented"
     # the register run logged the winner's predictions: the next comparison reads them from there
-    logged = json.loads(Path(client.download_artifacts(beyond["run_id"], "predictions.json", str(tmp_path)))
+    run_id = client.get_model_version(NAME, "5").run_id
+    assert "run_id" not in beyond  # the report in git reads the same when the same result is registered again
+    logged = json.loads(Path(client.download_artifacts(run_id, "predictions.json", str(tmp_path)))
                         .read_text())
     assert logged == {r.id: y for r, y in zip(TEST, right_on(16))}
 
@@ -185,7 +187,7 @@ def test_register_json_tests_every_candidate_against_the_champion(steps):
             assert reg["candidates"][name]["p_vs_champion"] == mcnemar(GOLDS, ps, champion)["p_value"]
             assert reg["candidates"][name]["accuracy"] == compute_metrics(GOLDS, ps)["accuracy"]
     assert steps["tie"][1]["candidates"]["tiny-augmented"]["p_vs_champion"] == 0.5  # 2 discordant, both for v1
-    assert json.loads((steps["root"] / "metrics/register.json").read_text()) == steps["beyond"][1]
+    assert json.loads((steps["root"] / "reports/register.json").read_text()) == steps["beyond"][1]
 
 
 def test_mcnemar_counts_only_a_gain_in_the_winners_favour():

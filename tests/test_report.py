@@ -7,6 +7,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from medaug import headline
 from medaug.cli import cli
 from medaug.report import render
 
@@ -24,6 +25,7 @@ DVC_YAML = """stages:
 
 
 def metrics(root, name, accuracy, macro_f1, p=None, ci=True, path=None):
+    """The headline the evaluate stage writes (medaug.headline.scores) of a report with these scores."""
     m = {"accuracy": accuracy, "macro_f1": macro_f1, "n": 500}
     if ci:
         m["ci95"] = {"accuracy": {"low": accuracy - 0.04, "high": accuracy + 0.04},
@@ -34,7 +36,7 @@ def metrics(root, name, accuracy, macro_f1, p=None, ci=True, path=None):
     m["per_class"] = {}
     target = path or root / "metrics" / "eval" / f"{name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(m))
+    target.write_text(json.dumps(headline.scores(m)))
 
 
 def table(text):
@@ -47,8 +49,10 @@ def test_report_without_git_shows_dashes_and_says_why(tmp_path, monkeypatch):
     metrics(tmp_path, "tiny-zero-shot", 0.55, 0.4)
     metrics(tmp_path, "tiny-augmented", 0.6, 0.45, p=0.0001)
     teacher = {"accuracy": 0.7, "macro_f1": 0.5, "n": 500, "model": "gpt-4o", "variant": "teacher-3-shot"}
-    (tmp_path / "metrics" / "teacher.json").write_text(json.dumps(teacher))
-    (tmp_path / "metrics" / "register.json").write_text(json.dumps(
+    (tmp_path / "metrics" / "teacher.json").write_text(json.dumps(headline.scores(teacher)))
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "teacher.json").write_text(json.dumps(teacher))
+    (tmp_path / "reports" / "register.json").write_text(json.dumps(
         {"model_name": "medaug-pubmedqa", "version": 2, "alias": "challenger", "candidate": "tiny-augmented",
          "metric": "accuracy", "value": 0.6, "policy": "mcnemar",
          "vs_champion": {"p_value": 0.2, "a_only": 5, "b_only": 3}, "previous_champion_version": 1,

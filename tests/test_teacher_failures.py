@@ -342,7 +342,7 @@ def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and
         seen_before = dict(srv.attempts)
         rerun = sh(["dvc", "repro", "generate"], repo, env)
     assert "Running stage 'generate'" in rerun.stdout
-    m = json.loads((repo / "metrics/generate.json").read_text())
+    m = json.loads((repo / "reports/generate.json").read_text())
     assert m["generated"] + sum(m["rejects"].values()) == 20 and m["teacher"]["cache_hits"] >= 10
     assert all(srv.attempts[p] == 1 for p in responder.answered), "an answered request was sent again"
     assert m["teacher"]["sent"] == 20 - len(answered_before) and len(seen_before) <= 10 + 4

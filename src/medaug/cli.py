@@ -156,8 +156,8 @@ def check_lock() -> None:
         return
     for stage, why in stale.items():
         click.echo(f"{stage}: {'; '.join(why)}", err=True)
-    raise MedaugError(f"dvc.lock is stale for {len(stale)} stages: run `dvc repro`, then commit dvc.lock, metrics/ "
-                      f"and plots/ with the change (the committed metrics must be what the committed code produces)")
+    raise MedaugError(f"dvc.lock is stale for {len(stale)} stages: run `dvc repro`, then commit dvc.lock, "
+                      f"metrics/, reports/ and plots/ with the change (the committed metrics must be what the committed code produces)")
 
 
 @cli.command()

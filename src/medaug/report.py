@@ -1,8 +1,8 @@
 """`medaug report`: one Markdown table of every evaluated candidate, ready for a pull-request comment.
 
-Rows: metrics/eval/*.json (trained candidates and zero-shot baselines), then metrics/teacher.json when it exists;
-p-values: McNemar against the zero-shot base (the candidate's metrics) and against the champion the register stage
-compared with (metrics/register.json).
+Rows: metrics/eval/*.json (trained candidates and zero-shot baselines), then metrics/teacher.json when it exists
+(named from reports/teacher.json); p-values: McNemar against the zero-shot base (the candidate's metrics) and
+against the champion the register stage compared with (reports/register.json).
 Deltas come from `dvc metrics diff --json --all <rev>`; when that fails, their cells are "–" and a note says why.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from medaug.data.jsonl import read_json
 from medaug.errors import MedaugError
-from medaug.paths import METRICS
+from medaug.paths import METRICS, REPORTS
 
 DASH = "–"
 
@@ -66,11 +66,11 @@ def render(root: Path, rev: str = "HEAD") -> str:
     rows = [(f.stem, f) for f in sorted((root / METRICS / "eval").glob("*.json"))]
     teacher = root / METRICS / "teacher.json"
     if teacher.exists():
-        t = read_json(teacher)
+        t = read_json(root / REPORTS / "teacher.json") if (root / REPORTS / "teacher.json").exists() else {}
         rows.append((f"{t.get('variant', 'teacher')} ({t.get('model', '?')})", teacher))
     if not rows:
         raise MedaugError(f"{root / METRICS / 'eval'}: no metrics files; run `dvc repro` first")
-    reg_path = root / METRICS / "register.json"
+    reg_path = root / REPORTS / "register.json"
     reg = read_json(reg_path) if reg_path.exists() else None
     diff, why = metrics_diff(root, rev)
     vs_champion = {name: c.get("p_vs_champion") for name, c in ((reg or {}).get("candidates") or {}).items()}
@@ -84,7 +84,7 @@ def render(root: Path, rev: str = "HEAD") -> str:
         if reg and reg.get("candidate") == name:
             name = f"**{name}** (v{reg.get('version')} @{reg.get('alias')})"
         lines.append(f"| {name} | {_ci(m, 'accuracy')} | {_ci(m, 'macro_f1')} | "
-                     f"{_p((m.get('vs_zero_shot') or {}).get('p_value'))} | {p_champion} "
+                     f"{_p(m.get('p_vs_zero_shot'))} | {p_champion} "
                      f"| {_delta(diff, rel, 'accuracy')} | {_delta(diff, rel, 'macro_f1')} |")
     if reg:
         vs, value = reg.get("vs_champion"), reg.get("value")

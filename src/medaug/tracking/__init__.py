@@ -14,6 +14,13 @@ DVC_EXPERIMENT_TAGS = {"dvc_exp_name": "DVC_EXP_NAME", "dvc_exp_baseline_rev": "
 """Tag -> the variable `dvc exp run` (workspace, --temp, --queue) exports to each stage; absent under `dvc repro`."""
 
 
+def store_uris(root: Path) -> tuple[str, str]:
+    """(tracking URI, registry URI): MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI, else the sqlite store of the
+    project that owns `root` (paths.project_root)."""
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_root(root) / 'mlflow.db').resolve()}"
+    return tracking, os.environ.get("MLFLOW_REGISTRY_URI") or tracking
+
+
 def setup_mlflow(root: Path) -> str:
     """Point MLflow at MLFLOW_TRACKING_URI, else a sqlite store in the project (the file store is refused). The
     project is the one that owns `root` (paths.project_root): a temp or queued experiment registers into it, not
@@ -23,9 +30,9 @@ def setup_mlflow(root: Path) -> str:
 
     root = project_root(root)
     user = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    uri = user["MLFLOW_TRACKING_URI"] or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    uri, registry = store_uris(root)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(user["MLFLOW_REGISTRY_URI"] or uri)
+    mlflow.set_registry_uri(registry)
     # set_*_uri also export the URI to os.environ (for child processes); put back the user's setting, or a later
     # call in this process (another project root: tests, a notebook) would read this one as if the user had set it.
     for key, value in user.items():

@@ -7,7 +7,7 @@ the winner's favour. Anything else (a tie, a loss, a gain within noise) makes it
 
 The champion's per-item predictions come from its register run (the `predictions.json` artifact); a champion
 scored on other test data, or registered before that artifact existed, is re-scored here on this test split.
-Every candidate is tested against the champion (`candidates` in metrics/register.json).
+Every candidate is tested against the champion (`candidates` in reports/register.json).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def truncate(text: str, limit: int = MAX_TEXT, note: str = "\n\n... (truncated)"
 
 
 def funnel_line(funnel: dict[str, Any]) -> str:
-    """One line from metrics/funnel.json: "generated 24 -> kept 17 (validate -1, dedup -4, decontaminate -2)"
+    """One line from reports/funnel.json: "generated 24 -> kept 17 (validate -1, dedup -4, decontaminate -2)"
     ("requested" when the funnel starts at the generate step, i.e. counts the items the teacher failed on)."""
     steps = funnel.get("steps", {})
     drops = [f"{name} -{step['in'] - step['out']}" for name, step in steps.items() if step["in"] != step["out"]]
@@ -173,7 +173,7 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
         out_path: Path, datacard_path: Path | None = None, funnel_path: Path | None = None) -> dict:
     """`eval_dir`: metrics/eval/<candidate>.json; `predictions_dir`: eval/<candidate>/predictions.jsonl;
     `datacard_path` (data/filtered/datacard.md) becomes the version's description, `funnel_path`
-    (metrics/funnel.json) its `filter_funnel` tag; either may be missing."""
+    (reports/funnel.json) its `filter_funnel` tag; either may be missing."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -244,9 +244,10 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
               "candidates": {name: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                                     "p_vs_champion": tests[name]["p_value"] if champ else None}
                              for name, m in ((candidate(*mv), m) for mv, m in metrics.items())},
-              "run_id": run_id, "test_digest": digest}
+              "test_digest": digest}  # no run id: the same result registered again reads the same
     write_json(out_path, result)
-    print(f"registered {p.register.model_name} v{version} ({best}, {p.register.metric}={value:.4f}) as @{alias}"
+    print(f"registered {p.register.model_name} v{version} ({best}, {p.register.metric}={value:.4f}) as @{alias}, "
+          f"run {run_id}"
           + (f"; champion v{champ.version} had {champ.value:.4f}{' (re-scored)' if champ.rescored else ''}, "
              f"McNemar p={vs['p_value']:.3g} ({vs['a_only']} vs {vs['b_only']} discordant)" if champ else ""))
     return result

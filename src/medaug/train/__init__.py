@@ -85,9 +85,9 @@ def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, me
     key = fingerprint(p.model_ref(model), variant, asdict(p.task), asdict(t), Path(train_path),
                       Path(dev_path) if dev_path else None, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), name, key)
-    trainer, summary = fit(lm, tokenizer, examples, collator, t, ckpt, epochs=t.epochs, max_steps=t.max_steps,
-                           learning_rate=t.learning_rate, dev=dev, task=p.task,
-                           eval_batch_size=p.evaluate.batch_size)
+    trainer, summary, runtime_s = fit(lm, tokenizer, examples, collator, t, ckpt, epochs=t.epochs,
+                                      max_steps=t.max_steps, learning_rate=t.learning_rate, dev=dev, task=p.task,
+                                      eval_batch_size=p.evaluate.batch_size)
     losses, dev_rows = curves(trainer.state.log_history)
     metrics = {"train_loss": losses[-1]["loss"] if losses else None,
                "train_loss_mean": sum(r["loss"] for r in losses) / max(1, len(losses)),
@@ -102,7 +102,7 @@ def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, me
         if mlflow_root is not None:
             log_stage(mlflow_root, f"train@{name}", {"model": p.model_ref(model), "variant": variant, "base": ref,
                                                      "task": asdict(p.task), "train": asdict(t)},
-                      metrics, curves=losses + dev_rows)
+                      {**metrics, "train_runtime_s": runtime_s}, curves=losses + dev_rows)
     finish(trainer, ckpt)
     return metrics
 

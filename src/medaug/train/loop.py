@@ -133,10 +133,11 @@ def precision_flags(precision: str) -> dict[str, bool]:
 def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[dict[str, Any]],
         collator: Callable, t: TrainParams, ckpt: Path, *, epochs: float, max_steps: int, learning_rate: float,
         dev: list[Record] | None = None, task: TaskParams | None = None, eval_batch_size: int = 8
-        ) -> tuple[Trainer, dict[str, Any]]:
+        ) -> tuple[Trainer, dict[str, Any], float]:
     """Train `model` on `examples`, resuming from the last checkpoint in `ckpt` if a killed run left one.
     With `dev` records, evaluates every t.eval_steps (0: once per epoch) and at the end, and ends with the best
-    checkpoint's weights. Returns the trainer and a summary (runtime, steps, best step and dev scores)."""
+    checkpoint's weights. Returns the trainer, a summary (steps, best step and dev scores: a function of the inputs,
+    fit for a report in git) and the wall time in seconds (for MLflow and the log, never for the report)."""
     gpu = torch.cuda.is_available()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(len(examples) / (t.batch_size * world)) // t.grad_accum)
@@ -166,7 +167,8 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
         print(f"medaug: resuming from {resume}", flush=True)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
-    summary = {"train_runtime_s": round(time.time() - start, 2), "steps": result.global_step,
+    runtime_s = round(time.time() - start, 2)
+    summary = {"steps": result.global_step,
                "planned_steps": total, "resumed_from_step": _step(Path(resume)) if resume else 0}
     state = trainer.state
     if evaluate:
@@ -175,7 +177,9 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
         evals = [log for log in state.log_history if "eval_accuracy" in log]
         at_best = next((log for log in evals if log["step"] == summary["best_step"]), evals[-1] if evals else {})
         summary.update({f"dev_{k}": at_best.get(f"eval_{k}") for k in ("accuracy", "macro_f1", "loss")})
-    return trainer, summary
+    if trainer.is_world_process_zero():
+        print(f"medaug: {result.global_step} steps in {runtime_s:.0f} s", flush=True)
+    return trainer, summary, runtime_s
 
 
 def curves(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -68,8 +68,8 @@ def run(p: Params, model: str, corpus: Path, prepared_dir: Path, out_dir: Path, 
                           f"tokens{left}; lower the block size or add text")
     key = fingerprint(ref, asdict(pt), asdict(t), texts, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), f"pretrain-{model}", key)
-    trainer, summary = fit(lm, tokenizer, examples, collate_blocks, t, ckpt, epochs=pt.epochs,
-                           max_steps=pt.max_steps, learning_rate=pt.learning_rate)
+    trainer, summary, runtime_s = fit(lm, tokenizer, examples, collate_blocks, t, ckpt, epochs=pt.epochs,
+                                      max_steps=pt.max_steps, learning_rate=pt.learning_rate)
     losses, _ = curves(trainer.state.log_history)
     metrics = {"train_loss": losses[-1]["loss"] if losses else None, "documents": len(texts),
                "dropped_test_overlap": dropped, "blocks": len(examples), "tokens": len(examples) * pt.block_size,
@@ -83,6 +83,6 @@ def run(p: Params, model: str, corpus: Path, prepared_dir: Path, out_dir: Path, 
         if mlflow_root is not None:
             log_stage(mlflow_root, f"pretrain@{model}", {"model": ref, "pretrain": asdict(pt), "train": asdict(t),
                                                         "decontaminate_ngram": p.filter.decontaminate.ngram},
-                      metrics, curves=losses)
+                      {**metrics, "train_runtime_s": runtime_s}, curves=losses)
     finish(trainer, ckpt)
     return metrics

@@ -1,0 +1,51 @@
+"""What DVC shows as metrics: the headline of each stage's report, small enough to read in `dvc exp show`.
+
+Every stage writes its whole report to reports/ (a plain output, in git: per-class tables, funnel reasons, token
+counts, the registry's answer) and, where a reviewer compares it across commits and experiments, its headline to
+metrics/ (`dvc metrics diff`, `dvc exp show`):
+
+- a candidate (metrics/eval/<candidate>.json) and the teacher baseline (metrics/teacher.json): accuracy, macro-F1,
+  their 95% CI (unless evaluate.bootstrap is 0), n, and for a trained candidate the McNemar p against its
+  zero-shot base;
+- the filter funnel (metrics/funnel.json): items in, items kept;
+- what the teacher was asked (generate, filter, the teacher baseline): requests, failures, and what the answers
+  cost, `data_cost_usd`: paid in this run or earlier (cache hits), so a rerun on a warm cache reads the same.
+
+Nothing here changes when nothing it summarises changed: no run id, no wall time, no cache state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def teacher_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """{requests, failed, data_cost_usd} of a report's teacher usage (llm.teacher.Usage.as_dict)."""
+    u = usage or {}
+    return {"requests": u.get("requests", 0), "failed": u.get("failed", 0),
+            "data_cost_usd": round(u.get("cost_usd", 0.0) + u.get("cost_usd_saved", 0.0), 6)}
+
+
+def scores(report: dict[str, Any]) -> dict[str, Any]:
+    """A scored candidate's (evaluate.run) or the teacher baseline's headline."""
+    out = {k: report[k] for k in ("accuracy", "macro_f1", "n")}
+    if report.get("ci95"):  # none when evaluate.bootstrap is 0
+        out["ci95"] = report["ci95"]
+    if report.get("vs_zero_shot"):
+        out["p_vs_zero_shot"] = report["vs_zero_shot"]["p_value"]
+    if "usage" in report:
+        out["teacher"] = teacher_usage(report["usage"])
+    return out
+
+
+def funnel(report: dict[str, Any]) -> dict[str, Any]:
+    """The filter stage's headline: items in and kept, and the judge/consistency requests when it asked any."""
+    out = {"in": report["in"], "kept": report["kept"]}
+    if (report.get("teacher") or {}).get("requests"):
+        out["teacher"] = teacher_usage(report["teacher"])
+    return out
+
+
+def generate(report: dict[str, Any]) -> dict[str, Any]:
+    """The generate stage's headline: what it asked the teacher."""
+    return {"teacher": teacher_usage(report.get("teacher"))}
