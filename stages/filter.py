@@ -6,13 +6,13 @@ from medaug import filtering, headline
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import FILTERED, FUNNEL_PLOT, GENERATED, METRICS, PREPARED, REPORTS, TRAIN_SETS
+from medaug.paths import FILTERED, FUNNEL_PLOT, GENERATED, METRICS, PREPARED, REPORTS
 
 
 def main() -> None:
     p = load_params()
     report = filtering.run(p, PREPARED, GENERATED / "generated.jsonl", FILTERED / "kept.jsonl",
-                           FILTERED / "rejects.jsonl", REPORTS / "funnel.json", TRAIN_SETS / "augmented.jsonl",
+                           FILTERED / "rejects.jsonl", REPORTS / "funnel.json",
                            GENERATED / "rejects.jsonl", Path.cwd(), FUNNEL_PLOT, FILTERED / "datacard.md")
     write_json(METRICS / "funnel.json", headline.funnel(report))
 

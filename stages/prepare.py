@@ -5,12 +5,12 @@ from pathlib import Path
 from medaug.data import prepare
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import PREPARED, REPORTS, TRAIN_SETS
+from medaug.paths import PREPARED, REPORTS
 
 
 def main() -> None:
     p = load_params()
-    prepare.run(p, Path.cwd(), PREPARED, REPORTS / "prepare.json", TRAIN_SETS / "original.jsonl")
+    prepare.run(p, Path.cwd(), PREPARED, REPORTS / "prepare.json")
 
 
 if __name__ == "__main__":

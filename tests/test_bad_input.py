@@ -126,7 +126,7 @@ def filter_project(tmp_path):
                  for i, t in enumerate(train[:2])]
     write_records(tmp_path / "generated.jsonl", generated)
     write_jsonl(tmp_path / "gen_rejects.jsonl", [{"id": "g9", "strategy": "new", "reason": "invalid_json"}])
-    outputs = [tmp_path / name for name in ("kept.jsonl", "rejects.jsonl", "funnel.json", "augmented.jsonl")]
+    outputs = [tmp_path / name for name in ("kept.jsonl", "rejects.jsonl", "funnel.json")]
     for out in outputs:
         out.write_text("stale\n")
     return tmp_path, generated, outputs
@@ -134,8 +134,7 @@ def filter_project(tmp_path):
 
 def run_filter(root: Path) -> dict:
     return filtering.run(Params(), root / "prepared", root / "generated.jsonl", root / "kept.jsonl",
-                         root / "rejects.jsonl", root / "funnel.json", root / "augmented.jsonl",
-                         root / "gen_rejects.jsonl", root)
+                         root / "rejects.jsonl", root / "funnel.json", root / "gen_rejects.jsonl", root)
 
 
 def test_filter_runs_on_the_fixture(filter_project):

@@ -179,11 +179,10 @@ def test_hub_rows_errors_name_row_pubid_and_field():
 
 def test_prepare_writes_splits_contexts_and_metrics(tmp_path):
     out, metrics = tmp_path / "prepared", tmp_path / "metrics" / "prepare.json"
-    stats = prepare.run(Params(), tmp_path, out, metrics, tmp_path / "train" / "original.jsonl")
+    stats = prepare.run(Params(), tmp_path, out, metrics)
     train, dev, test = (read_records(out / f"{s}.jsonl") for s in ("train", "dev", "test"))
     expected = official_split(load_source(DataParams(), tmp_path), 0)
     assert (train, dev, test) == expected
-    assert read_records(tmp_path / "train" / "original.jsonl") == train
     contexts = [json.loads(line) for line in (out / "contexts.jsonl").read_text().splitlines()]
     assert [c["id"] for c in contexts] == ids(train)
     assert all(set(c) == {"id", "contexts", "meshes"} for c in contexts)

@@ -42,7 +42,7 @@ def run_filter(tmp_path, prepared_dir, records, p=None):
     write_records(gen_path, records)
     out = tmp_path / "filtered"
     funnel = filtering.run(p or rule_params(), prepared_dir, gen_path, out / "kept.jsonl", out / "rejects.jsonl",
-                           tmp_path / "funnel.json", tmp_path / "augmented.jsonl", plot_path=tmp_path / "plot.json")
+                           tmp_path / "funnel.json", plot_path=tmp_path / "plot.json")
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     return funnel, read_records(out / "kept.jsonl"), {r["id"]: r["reject_reason"] for r in rejects}
 
@@ -89,7 +89,6 @@ def test_funnel_keeps_good_items_and_drops_each_reason(tmp_path, prepared):
         {"step": "decontaminate", "items": 9}]
     rejects = [json.loads(x) for x in (tmp_path / "filtered/rejects.jsonl").read_text().splitlines()]
     assert {r["id"]: r["reject_step"] for r in rejects}["dup-train"] == "dedup"
-    assert read_records(tmp_path / "augmented.jsonl") == train + kept
 
 
 def test_same_question_with_another_label_is_not_a_duplicate(tmp_path, prepared):
@@ -179,7 +178,7 @@ def test_the_funnel_starts_from_every_item_the_teacher_was_asked_for(tmp_path, p
     write_records(gen_path, good)
     out = tmp_path / "out"
     funnel = filtering.run(rule_params(), prepared["dir"], gen_path, out / "kept.jsonl", out / "rejects.jsonl",
-                           tmp_path / "funnel.json", None, gen_rejects)
+                           tmp_path / "funnel.json", gen_rejects)
     assert funnel["in"] == 5 and funnel["kept"] == 3
     assert funnel["steps"]["generate"] == {"in": 5, "out": 3, "dropped": {"not_json": 1, "teacher_error": 1}}
     assert funnel["dropped"]["teacher_error"] == 1 and funnel["dropped"]["not_json"] == 1

@@ -25,7 +25,17 @@ def test_shipped_params_parse_and_match_defaults():
     ({"train": {"batch_size": "four"}}, "train.batch_size = 'four' must be int"),
     ({"train": {"lora": {"r": 8, "alfa": 1}}}, "unknown key 'train.lora.alfa'"),
     ({"data": {"fold": 10}}, "data.fold = 10 is out of range"),
-    ({"train": {"variants": ["original", "fancy"]}}, "train.variants[1] = 'fancy' is not allowed"),
+    ({"train": {"variants": ["original", "fancy"]}}, "train.variants[1] = 'fancy' is no key of `variants` (known: "
+     "original, augmented); add its recipe there"),
+    ({"variants": {"dapt-x": {}}, "train": {"variants": ["dapt-x"]}}, "train.variants[0] = 'dapt-x': a variant name "
+     "may not"),
+    ({"variants": {"x": {"strategies": ["rewrit"]}}}, "variants.x.strategies: 'rewrit' is not a strategy"),
+    ({"pretrain": {"models": ["gemma270m"], "variants": ["half"]}}, "pretrain.variants[0] = 'half' is not in "
+     "train.variants (original, augmented)"),
+    ({"variants": {"x": {"strategies": ["new"], "fraction": 0}}}, "variants.x.fraction must be in (0, 1] (got 0.0)"),
+    ({"variants": {"x": {"strategies": ["new"], "max_items": -1}}}, "variants.x.max_items must be >= 0"),
+    ({"variants": {"x": {"fraction": 0.5}}}, "variants.x selects generated items (teachers, min_judge_score, "
+     "fraction or max_items) but lists no strategies"),
     ({"train": {"models": ["nope"]}}, "train.models names 'nope'"),
     ({"train": {"learning_rate": 0}}, "train.learning_rate must be > 0"),
     ({"pretrain": {"models": ["gemma270m"]}, "train": {"models": []}}, "pretrain.models names 'gemma270m', which is "
@@ -53,8 +63,8 @@ def test_shipped_params_parse_and_match_defaults():
     ({"train": {"lora": {"dropout": -0.1}}}, "train.lora.dropout must be in [0, 1) (got -0.1)"),
     ({"filter": {"min_question_chars": 600}}, "filter.min_question_chars must be <= filter.max_question_chars (got "
      "600 > 500: validate would drop every item)"),
-    ({"generate": {"strategies": []}}, "generate.strategies is empty, so train.variants' `augmented` would be the "
-     "original training set again"),
+    ({"generate": {"strategies": []}}, "generate.strategies is empty, so train.variants' 'augmented' (which adds "
+     "rewrite, new items) would be the train split again"),
     ({"models": {"": "tiny-llama"}}, "models has an empty short name (for 'tiny-llama')"),
     ({"models": {"tiny": " "}, "train": {"models": ["tiny"]}}, "models.tiny is empty"),
     ({"train": {"models": [""]}}, "train.models[0] is an empty name"),

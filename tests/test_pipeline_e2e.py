@@ -18,6 +18,15 @@ from medaug import headline
 from openai_server import OpenAIServer, pubmedqa_responder
 
 SENTINEL_KEY = "sk-medaug-SENTINEL-4f1d9c0b7e"
+RECIPES = {"original": {}, "augmented": {"strategies": ["rewrite", "new"]},  # a strategy subset: test_variants.py
+           "half": {"strategies": ["rewrite", "new"], "fraction": 0.5}, "why": {"rationale": 0.5}}
+VARIANTS = list(RECIPES)
+DAPT = ["original", "augmented"]  # pretrain.variants: dapt candidates for these two only
+
+
+def per_variant(*patterns, variants=VARIANTS):
+    """{pattern.format(v=variant)} for every variant, e.g. per_variant("train@tiny-{v}")."""
+    return {p.format(v=v) for p in patterns for v in variants}
 COPY = ["dvc.yaml", "dvc.lock", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", "data/.gitignore", ".gitignore"]
 
 
@@ -45,8 +54,10 @@ def project(tmp_path_factory):
     repo = copy_project(tmp_path_factory.mktemp("project"))
     params = YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text())
     params["models"] = {"tiny": "tiny-llama"}
-    params["train"].update(models=["tiny"], max_steps=6, batch_size=4, grad_accum=1, learning_rate=0.01)
-    params["pretrain"].update(models=["tiny"], max_steps=4, block_size=64)
+    params["variants"] = RECIPES
+    params["train"].update(models=["tiny"], variants=VARIANTS, max_steps=6, batch_size=4, grad_accum=1,
+                           learning_rate=0.01)
+    params["pretrain"].update(models=["tiny"], variants=DAPT, max_steps=4, block_size=64)
     params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
     params["generate"]["per_strategy"] = 8
     params["task"]["max_seq_len"] = 256
@@ -73,10 +84,9 @@ def stages_run(out: str) -> set[str]:
 def test_repro_builds_every_stage_and_registers_a_champion(project):
     repo = project["repo"]
     assert stages_run(project["first"].stdout) == {
-        "prepare", "generate", "filter", "train@tiny-original", "train@tiny-augmented",
-        "evaluate@tiny-original", "evaluate@tiny-augmented", "zero-shot@tiny", "pretrain@tiny",
-        "train-dapt@tiny-original", "train-dapt@tiny-augmented", "evaluate-dapt@tiny-original",
-        "evaluate-dapt@tiny-augmented", "evaluate-teacher", "registry", "register"}
+        "prepare", "generate", "filter", "zero-shot@tiny", "pretrain@tiny", "evaluate-teacher", "registry", "register",
+        *per_variant("dataset@{v}", "train@tiny-{v}", "evaluate@tiny-{v}"),
+        *per_variant("train-dapt@tiny-{v}", "evaluate-dapt@tiny-{v}", variants=DAPT)}
     test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
     for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot", "tiny-dapt-original", "tiny-dapt-augmented",
                  "teacher"):
@@ -103,7 +113,7 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
     assert len(augmented) == len(original) + funnel["kept"]
     reg = json.loads((repo / "reports/register.json").read_text())
     assert reg["alias"] == "champion" and reg["version"] == 1
-    assert reg["candidate"] in ("tiny-original", "tiny-augmented", "tiny-dapt-original", "tiny-dapt-augmented")
+    assert reg["candidate"] in per_variant("tiny-{v}") | per_variant("tiny-dapt-{v}", variants=DAPT)
     assert project["server"].requests, "the teacher server saw no request"
 
 
@@ -179,7 +189,7 @@ def test_metrics_diff_and_confusion_plots(project):
     def spec(key):
         return plots[key][0]["content"]
 
-    candidates = ("tiny-original", "tiny-augmented", "tiny-dapt-original", "tiny-dapt-augmented")
+    candidates = per_variant("tiny-{v}") | per_variant("tiny-dapt-{v}", variants=DAPT)
     # every plot is drawn once, by its top-level definition (no default line plot of the same file beside it)
     assert set(plots) == {"plots/funnel.json",
                           *(f"plots/{kind}/{n}.json" for kind in ("confusion", "per_class")
@@ -199,6 +209,33 @@ def test_metrics_diff_and_confusion_plots(project):
     funnel = json.loads((repo / "reports/funnel.json").read_text())
     assert list(funnel["steps"]) == ["generate", "validate", "dedup", "decontaminate", "balance"]
     assert "# Data card" in (repo / "data/filtered/datacard.md").read_text()
+
+
+def test_each_training_set_holds_its_recipe_and_a_recipe_change_reruns_only_its_variant(project):
+    repo, env = project["repo"], project["env"]
+
+    def records(path):
+        return [json.loads(x) for x in (repo / path).read_text().splitlines()]
+
+    train, kept = records("data/prepared/train.jsonl"), records("data/filtered/kept.jsonl")
+    sets = {v: records(f"data/train/{v}.jsonl") for v in VARIANTS}
+    assert sets["original"] == sets["why"] == train and sets["augmented"] == train + kept
+    half = sets["half"][len(train):]
+    assert sets["half"][:len(train)] == train and len(half) == round(len(kept) / 2)
+    assert [r for r in kept if r in half] == half  # a subset, in kept order
+    for v in VARIANTS:
+        report = json.loads((repo / f"reports/dataset/{v}.json").read_text())
+        assert report["items"] == len(sets[v]) and report["generated"] == len(sets[v]) - len(train)
+        assert json.loads((repo / f"metrics/dataset/{v}.json").read_text()) == {"items": len(sets[v])}
+    # `why` trains on the same set with the explanation as a second target: same data, another loss
+    first = {v: json.loads((repo / f"plots/train/tiny-{v}.json").read_text())[0]["loss"] for v in ("original", "why")}
+    assert first["why"] > first["original"], first
+    # a recipe change rebuilds and retrains that variant alone (the workspace keeps it: later tests start here)
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("fraction: 0.5", "fraction: 0.75"))
+    ran = stages_run(sh(["dvc", "repro"], repo, env).stdout)
+    assert ran == {"dataset@half", "train@tiny-half", "evaluate@tiny-half", "registry", "register"}, ran
+    assert len(records("data/train/half.jsonl")) == len(train) + round(len(kept) * 0.75)
 
 
 def test_a_filter_param_change_reruns_filter_and_downstream_never_generate(project):
@@ -226,10 +263,8 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     r = sh(["dvc", "exp", "run", "-S", "train.learning_rate=0.02"], repo, env)
     # pretraining has its own learning rate: it does not rerun
-    assert stages_run(r.stdout) == {"train@tiny-original", "train@tiny-augmented", "evaluate@tiny-original",
-                                    "evaluate@tiny-augmented", "train-dapt@tiny-original",
-                                    "train-dapt@tiny-augmented", "evaluate-dapt@tiny-original",
-                                    "evaluate-dapt@tiny-augmented", "registry", "register"}
+    assert stages_run(r.stdout) == {"registry", "register", *per_variant("train@tiny-{v}", "evaluate@tiny-{v}"),
+                                    *per_variant("train-dapt@tiny-{v}", "evaluate-dapt@tiny-{v}", variants=DAPT)}
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     for name in ("train@tiny-original", "train@tiny-augmented"):
         assert lock_after[name]["outs"][0]["md5"] != lock_before[name]["outs"][0]["md5"], "adapter unchanged"
@@ -239,7 +274,7 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     metrics_diff = json.loads(sh(["dvc", "metrics", "diff", "--json", "--all"], repo, env).stdout)
     assert {"accuracy", "macro_f1"} <= set(metrics_diff["metrics/eval/tiny-original.json"])
     reg = json.loads((repo / "reports/register.json").read_text())
-    assert reg["version"] == 3 and reg["alias"] in ("champion", "challenger")
+    assert reg["version"] == 4 and reg["alias"] in ("champion", "challenger")  # v3: the recipe change
     # the pull-request comment: deltas against the committed first run are those of `dvc metrics diff`
     report = sh(["medaug", "report"], repo, env).stdout
     row = next(line for line in report.splitlines() if line.startswith("| tiny-original"))

@@ -305,3 +305,26 @@ def test_chat_format_trains_and_scores_through_the_chat_template(tmp_path, monke
     model, tok = load_candidate(p, "tiny", tmp_path / "m")
     assert tok.chat_template == CHAT_TEMPLATE  # saved with the adapter, so scoring uses it too
     assert accuracy(model, tok, p, learnable(24)) == 1.0
+
+
+WRITE_ADAPTER = """
+import sys
+from pathlib import Path
+from medaug.params import parse_params
+from medaug.train import prepare_model, write_output
+p = parse_params({"models": {"tiny": "tiny-llama"}, "train": {"models": ["tiny"]}})
+model, tok = prepare_model("tiny-llama", p.train)
+write_output(Path(sys.argv[1]), model, tok, {})
+"""
+
+
+def test_the_same_adapter_is_the_same_bytes_in_every_process(tmp_path):
+    """PEFT writes target_modules (a set once all-linear expands) in set order, which string-hash salting changes
+    per process: DVC would see a new adapter on every run. Two hash seeds that order the set differently."""
+    for seed in ("1", "2"):
+        subprocess.run([sys.executable, "-c", WRITE_ADAPTER, str(tmp_path / seed)], check=True, capture_output=True,
+                       env={**stage_env(), "PYTHONHASHSEED": seed})
+    one, two = ((tmp_path / s / "adapter_config.json").read_bytes() for s in ("1", "2"))
+    assert one == two
+    modules = json.loads(one)["target_modules"]
+    assert modules == sorted(modules) and len(modules) > 1

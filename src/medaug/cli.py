@@ -68,6 +68,14 @@ def filter_(force: bool) -> None:
     _repro("filter", force)
 
 
+@cli.command()
+@click.argument("variant")
+@_force
+def dataset(variant: str, force: bool) -> None:
+    """Build VARIANT's training set (data/train/VARIANT.jsonl) from its recipe, params `variants.VARIANT`."""
+    _repro(f"dataset@{variant}", force)
+
+
 def _stage(kind: str, model: str, variant: str) -> str:
     """The DVC stage of a candidate: dapt-<variant> candidates have their own matrices (train-dapt, ...)."""
     if variant.startswith("dapt-"):
@@ -88,7 +96,8 @@ def pretrain(model: str, force: bool) -> None:
 @click.argument("variant")
 @_force
 def train(model: str, variant: str, force: bool) -> None:
-    """Fine-tune MODEL (a key of params `models`) on VARIANT (original | augmented | dapt-original | ...)."""
+    """Fine-tune MODEL (a key of params `models`) on VARIANT (a key of params `variants`, e.g. original,
+    augmented; dapt-<variant> starts from MODEL's continued pretraining)."""
     _repro(_stage("train", model, variant), force)
 
 

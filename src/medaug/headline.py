@@ -7,7 +7,8 @@ metrics/ (`dvc metrics diff`, `dvc exp show`):
 - a candidate (metrics/eval/<candidate>.json) and the teacher baseline (metrics/teacher.json): accuracy, macro-F1,
   their 95% CI (unless evaluate.bootstrap is 0), n, and for a trained candidate the McNemar p against its
   zero-shot base;
-- the filter funnel (metrics/funnel.json): items in, items kept;
+- the filter funnel (metrics/funnel.json): items in, items kept; each variant's training set
+  (metrics/dataset/<variant>.json): its items;
 - what the teacher was asked (generate, filter, the teacher baseline): requests, failures, and what the answers
   cost, `data_cost_usd`: paid in this run or earlier (cache hits), so a rerun on a warm cache reads the same.
 
@@ -44,6 +45,11 @@ def funnel(report: dict[str, Any]) -> dict[str, Any]:
     if (report.get("teacher") or {}).get("requests"):
         out["teacher"] = teacher_usage(report["teacher"])
     return out
+
+
+def dataset(report: dict[str, Any]) -> dict[str, Any]:
+    """A variant's training set (data.variants): how many items it trains on."""
+    return {"items": report["items"]}
 
 
 def generate(report: dict[str, Any]) -> dict[str, Any]:

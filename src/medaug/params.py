@@ -21,6 +21,10 @@ from medaug.data.jsonl import decode_utf8
 from medaug.errors import MedaugError
 
 
+Strategy = Literal["rewrite", "new", "grounded", "mesh"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+
+
 @dataclass
 class DataParams:
     source: str = "sample"
@@ -165,7 +169,7 @@ class MeshParams:
 
 @dataclass
 class GenerateParams:
-    strategies: list[Literal["rewrite", "new", "grounded", "mesh"]] = field(
+    strategies: list[Strategy] = field(
         default_factory=lambda: ["rewrite", "new"])
     """`rewrite` and `new` (Dr.LLaMA), `grounded` (questions on passages of `grounded.corpus`, MQG),
     `mesh` (new questions on parents sampled so MeSH headings are covered evenly, KAILIN). Mix freely; each
@@ -188,7 +192,7 @@ class GenerateParams:
 
     def check(self, key: str) -> None:
         for name, override in self.teachers.items():
-            if name not in ("rewrite", "new", "grounded", "mesh"):
+            if name not in STRATEGIES:
                 raise MedaugError(f"params.yaml: {key}.teachers.{name}: not a strategy (allowed: rewrite, new, "
                                   f"grounded, mesh)")
             if "budget_usd" in override:
@@ -313,11 +317,51 @@ class LoraParams:
 
 
 @dataclass
+class VariantParams:
+    """A training-set recipe (`variants.<name>`): the train split, plus the generated items `filter` kept that
+    match every key. data/train/<name>.jsonl is built by the stage `dataset@<name>`."""
+    strategies: list[str] = field(default_factory=list)
+    """The strategies whose kept items are added ([] = the train split only)."""
+    teachers: list[str] = field(default_factory=list)
+    """Keep items written by these teacher models (as records name them, `teacher.model`); [] = every teacher."""
+    min_judge_score: float | None = None
+    """Keep items the judge scored at least this (`scores.judge`; unscored items go). Needs `judge` in
+    filter.steps; the scores are on the records, so changing it asks the judge nothing."""
+    fraction: float = 1.0
+    """A seeded subsample of the selected items, in (0, 1] (size curves)."""
+    max_items: int = 0
+    """At most this many selected items after `fraction` (0 = no cap)."""
+    seed: int = 0
+    """The subsample's seed (the same subset for every training seed)."""
+    rationale: float = 0.0
+    """Weight of a second training target (Distilling step-by-step): the item's explanation (`long_answer`:
+    PubMedQA's, or the teacher's for generated items) after train.rationale_template. The answer loss stays as it
+    is; 0 = off. Scoring is unchanged."""
+
+    def check(self, key: str) -> None:
+        if not 0 <= self.rationale < 100:
+            raise MedaugError(f"params.yaml: {key}.rationale must be in [0, 100) (got {self.rationale})")
+        for s in self.strategies:
+            if s not in STRATEGIES:
+                raise MedaugError(f"params.yaml: {key}.strategies: {s!r} is not a strategy (allowed: "
+                                  f"{', '.join(STRATEGIES)})")
+        if not 0 < self.fraction <= 1:
+            raise MedaugError(f"params.yaml: {key}.fraction must be in (0, 1] (got {self.fraction})")
+        if self.max_items < 0:
+            raise MedaugError(f"params.yaml: {key}.max_items must be >= 0 (0 = no cap; got {self.max_items})")
+        if not self.strategies and (self.teachers or self.min_judge_score is not None or self.fraction != 1
+                                    or self.max_items):
+            raise MedaugError(f"params.yaml: {key} selects generated items (teachers, min_judge_score, fraction "
+                              f"or max_items) but lists no strategies: add `strategies: [rewrite, new]`")
+
+
+@dataclass
 class TrainParams:
     models: list[str] = field(default_factory=lambda: ["gemma270m"])
     """Short names (keys of the top-level `models` section); DVC's matrix runs one train stage per pair."""
-    variants: list[Literal["original", "augmented"]] = field(default_factory=lambda: ["original", "augmented"])
-    """Training sets: data/train/<variant>.jsonl. Models listed in `pretrain.models` also get `dapt-<variant>`."""
+    variants: list[str] = field(default_factory=lambda: ["original", "augmented"])
+    """Keys of the top-level `variants` (recipes): one training set data/train/<variant>.jsonl each. Models
+    listed in `pretrain.models` also get `dapt-<variant>`."""
     launcher: str = "python"
     """The command dvc.yaml runs the train and pretrain stage scripts with: `python` (one process), or
     `torchrun --nproc_per_node 4` / `accelerate launch --num_processes 4` (DDP; `accelerate launch
@@ -353,8 +397,17 @@ class TrainParams:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory for long sequences, about 30% slower."""
     lora: LoraParams = field(default_factory=LoraParams)
+    rationale_template: str = "Abstract: {context}\nQuestion: {question}\nExplain the answer:"
+    """The prompt of the rationale target (a variant's `rationale` > 0); the explanation follows it."""
+    rationale_max_tokens: int = 128
+    """Explanation tokens beyond this are cut (from the end)."""
 
     def check(self, key: str) -> None:
+        for name in ("{context}", "{question}"):
+            if name not in self.rationale_template:
+                raise MedaugError(f"params.yaml: {key}.rationale_template must contain {name}")
+        if self.rationale_max_tokens < 1:
+            raise MedaugError(f"params.yaml: {key}.rationale_max_tokens must be >= 1")
         if self.learning_rate <= 0:
             raise MedaugError(f"params.yaml: {key}.learning_rate must be > 0 (got {self.learning_rate})")
         if self.batch_size < 1 or self.grad_accum < 1:
@@ -373,6 +426,8 @@ class PretrainParams:
     base of the `dapt-<variant>` candidates. Batch size, seed, method, LoRA and precision come from `train`."""
     models: list[str] = field(default_factory=list)
     """Short names to pretrain ([] = no pretrain stage, no dapt candidates)."""
+    variants: list[str] = field(default_factory=lambda: ["original", "augmented"])
+    """The training sets (of train.variants) the `dapt-<variant>` candidates train on."""
     corpus: str = "data/prepared/train.jsonl"
     """A .txt/.md/.jsonl file or a folder of them (a dvc.yaml dep). JSONL lines give their `text`, or their
     `contexts` (QA records), so the default is the abstracts of the training split (never test)."""
@@ -430,6 +485,9 @@ class Params:
     """Short name -> model reference: an HF hub id, a local directory, `gemma-3-270m` (the PyPI-packaged GGUF)
     or `tiny-llama` / `tiny-gpt2` (tiny random models for tests)."""
     task: TaskParams = field(default_factory=TaskParams)
+    variants: dict[str, VariantParams] = field(default_factory=lambda: {
+        "original": VariantParams(), "augmented": VariantParams(strategies=["rewrite", "new"])})
+    """Training-set recipes by name; train.variants picks the ones to train."""
     teacher: TeacherParams = field(default_factory=TeacherParams)
     generate: GenerateParams = field(default_factory=GenerateParams)
     filter: FilterParams = field(default_factory=FilterParams)
@@ -442,9 +500,18 @@ class Params:
         for strategy in self.generate.teachers:
             self.teacher_for(strategy)  # a bad key or value fails now, with its path
         self.baseline_teacher()
-        if "augmented" in self.train.variants and not self.generate.strategies:
-            raise MedaugError("params.yaml: generate.strategies is empty, so train.variants' `augmented` would be "
-                              "the original training set again: list a strategy or drop `augmented`")
+        for i, name in enumerate(self.train.variants):
+            if name not in self.variants:
+                raise MedaugError(f"params.yaml: train.variants[{i}] = {name!r} is no key of `variants` (known: "
+                                  f"{', '.join(self.variants) or 'none'}); add its recipe there")
+            if name.startswith("dapt-") or name == "zero-shot" or not name.strip() or "/" in name:
+                raise MedaugError(f"params.yaml: train.variants[{i}] = {name!r}: a variant name may not be empty, "
+                                  f"contain '/', start with 'dapt-' or be 'zero-shot' (stage names use them)")
+            if self.variants[name].strategies and not self.generate.strategies:
+                raise MedaugError(f"params.yaml: generate.strategies is empty, so train.variants' {name!r} (which "
+                                  f"adds {', '.join(self.variants[name].strategies)} items) would be the train split "
+                                  f"again: list a strategy or drop {name!r}")
+            # a recipe naming strategies that generate does not run selects nothing: dataset@<name> says so
         for name, ref in self.models.items():
             if not name.strip():
                 raise MedaugError(f"params.yaml: models has an empty short name (for {ref!r}); stage names are "
@@ -460,6 +527,10 @@ class Params:
                 if name not in self.models:
                     raise MedaugError(f"params.yaml: {section}.models names {name!r}, which is not a key of "
                                       f"`models` (known: {', '.join(self.models) or 'none'})")
+        for i, name in enumerate(self.pretrain.variants if self.pretrain.models else []):
+            if name not in self.train.variants:
+                raise MedaugError(f"params.yaml: pretrain.variants[{i}] = {name!r} is not in train.variants "
+                                  f"({', '.join(self.train.variants)}): its training set is built only for those")
         for name in self.pretrain.models:
             if name not in self.train.models:  # its dapt candidates are compared with zero-shot@<name>
                 raise MedaugError(f"params.yaml: pretrain.models names {name!r}, which is not in train.models "
@@ -469,7 +540,7 @@ class Params:
         """(model, variant) of every trained candidate: train.models x train.variants, then dapt-<variant> for
         the models in pretrain.models (DVC's train and train-dapt matrices)."""
         return ([(m, v) for m in self.train.models for v in self.train.variants]
-                + [(m, f"dapt-{v}") for m in self.pretrain.models for v in self.train.variants])
+                + [(m, f"dapt-{v}") for m in self.pretrain.models for v in self.pretrain.variants])
 
     def teacher_for(self, strategy: str) -> TeacherParams:
         """The teacher a generation strategy uses: `teacher`, with the strategy's `generate.teachers` keys."""

@@ -275,7 +275,10 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
     generated: list[Record] = []
     rejects: list[dict[str, Any]] = []
     by_strategy: dict[str, dict[str, Any]] = {}
+    cost_by: dict[str, dict[str, float]] = {}  # strategy -> teacher -> what its requests cost, rejects included
     for job, reply, name in zip(jobs, replies, names):
+        pair = cost_by.setdefault(job.strategy, {})
+        pair[name] = pair.get(name, 0.0) + reply.cost_usd
         counts = by_strategy.setdefault(job.strategy, {"requested": 0, "generated": 0, "repaired": 0, "rejects": {}})
         counts["requested"] += 1
         where = {k: v for k, v in (("grounding", job.grounding), ("heading", job.heading)) if v}
@@ -298,7 +301,9 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
         labels.setdefault(r.source, dict.fromkeys(LABELS, 0))[r.final_decision] += 1
     metrics = {"requested": len(jobs), "generated": len(generated), "repaired": sum(r.repaired for r in replies),
                "rejects": dict(sorted(reasons.items())), "teacher": u.as_dict(),
-               "by_strategy": by_strategy, "labels": labels, **stats}
+               "by_strategy": by_strategy, "labels": labels,
+               "cost_usd_by_source": {s: {t: round(c, 6) for t, c in by.items()} for s, by in cost_by.items()},
+               **stats}
     if len(usage) > 1:
         metrics["by_teacher"] = {name: x.as_dict() for name, x in usage.items()}
     assert metrics["requested"] == metrics["generated"] + len(rejects)

@@ -18,18 +18,13 @@ def split_stats(records: list[Record]) -> dict[str, int]:
     return {"total": len(records), **{label: counts[label] for label in LABELS}}
 
 
-def run(p: Params, root: Path, out_dir: Path, metrics_path: Path, train_set_path: Path | None = None) -> dict[str, Any]:
-    """Write out_dir/{train,dev,test,contexts}.jsonl and metrics_path; return {split: {total, yes, no, maybe}}.
-
-    `train_set_path` (optional): also write the train split there, the training set of the `original` variant.
-    """
+def run(p: Params, root: Path, out_dir: Path, metrics_path: Path) -> dict[str, Any]:
+    """Write out_dir/{train,dev,test,contexts}.jsonl and metrics_path; return {split: {total, yes, no, maybe}}."""
     records = load_source(p.data, Path(root))
     train, dev, test = official_split(records, p.data.fold, where=f"data.source {p.data.source}")
     out_dir = Path(out_dir)
     for name, split in (("train", train), ("dev", dev), ("test", test)):
         write_records(out_dir / f"{name}.jsonl", split)
-    if train_set_path is not None:
-        write_records(train_set_path, train)
     # unlabeled contexts generation may draw from: train split only, never dev or test
     write_jsonl(out_dir / "contexts.jsonl", ({"id": r.id, "contexts": r.contexts, "meshes": r.meshes} for r in train))
     stats = {name: split_stats(split) for name, split in (("train", train), ("dev", dev), ("test", test))}

@@ -50,13 +50,11 @@ def read_generate_rejects(path: Path) -> list[dict[str, Any]]:
 
 
 def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rejects_path: Path,
-        funnel_path: Path, train_set_path: Path | None = None, generate_rejects_path: Path | None = None,
+        funnel_path: Path, generate_rejects_path: Path | None = None,
         root: Path | None = None, plot_path: Path | None = None, datacard_path: Path | None = None) -> dict[str, Any]:
     """Apply `filter.steps` in order to the generated records; write the kept ones, the rejects (with the step
     and reason), the funnel and its bar plot.
 
-    `train_set_path` (optional): also write the `augmented` variant's training set there, the original train
-    split followed by the kept generated records.
     `generate_rejects_path` (optional): generate's rejects (teacher errors, unusable replies); the funnel then
     starts from every item the teacher was asked for, with `generate` as its first step.
     """
@@ -120,6 +118,4 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
             descriptors = p.generate.mesh.descriptors and load_descriptors(ctx.root / p.generate.mesh.descriptors)
             tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts, descriptors or None),
                            encoding="utf-8")
-    if train_set_path is not None:
-        write_records(train_set_path, train + alive)
     return funnel

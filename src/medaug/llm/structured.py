@@ -90,6 +90,7 @@ class JsonReply:
     request_sha: str = ""
     error: str | None = None      # the teacher's failure, e.g. "http_429", when reason is "teacher_error"
     repaired: bool = False
+    cost_usd: float = 0.0         # its requests, first ask and repairs (cache hits: what they cost when paid)
 
 
 def validate(reply: str, schema: dict[str, Any], check: Check, parse: Parse = parse_json) -> dict[str, Any] | str:
@@ -108,11 +109,11 @@ def complete_json(teacher: Teacher, prompts: list[str], schemas: list[dict[str, 
     out = []
     for c, schema, check in zip(teacher.complete(reqs, desc=desc), schemas, checks):
         if c.text is None:
-            out.append(JsonReply(None, "teacher_error", [], c.request_sha, c.error))
+            out.append(JsonReply(None, "teacher_error", [], c.request_sha, c.error, cost_usd=c.cost_usd))
             continue
         v = validate(c.text, schema, check, parse)
-        out.append(JsonReply(v, None, [c.text], c.request_sha) if isinstance(v, dict)
-                   else JsonReply(None, v, [c.text], c.request_sha))
+        out.append(JsonReply(v, None, [c.text], c.request_sha, cost_usd=c.cost_usd) if isinstance(v, dict)
+                   else JsonReply(None, v, [c.text], c.request_sha, cost_usd=c.cost_usd))
     for _ in range(teacher.tp.repair_attempts):
         todo = [i for i, o in enumerate(out) if o.reason not in (None, "teacher_error")]
         if not todo:
@@ -124,6 +125,7 @@ def complete_json(teacher: Teacher, prompts: list[str], schemas: list[dict[str, 
             schemas[i], sample_index) for i in todo]
         for i, r, c in zip(todo, repairs, teacher.complete(repairs, desc=f"{desc or 'teacher'} (repairs)")):
             o = out[i]
+            o.cost_usd += c.cost_usd
             if c.text is None:
                 continue  # the repair request failed: the first reply's reason stands
             o.replies.append(c.text)

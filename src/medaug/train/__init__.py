@@ -8,37 +8,38 @@ Continued pretraining (train/pretrain.py) makes the base of the `dapt-<variant>`
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
 from peft import LoraConfig, get_peft_model
 from transformers import set_seed
 
 from medaug.data.jsonl import write_json
-from medaug.data.schema import read_records
+from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
-from medaug.evaluate.task import collate, encode
+from medaug.evaluate.task import answer_text, collate, encode
 from medaug.models import TRAINED, load_model_and_tokenizer
-from medaug.params import Params, TrainParams
+from medaug.params import Params, TaskParams, TrainParams
 from medaug.paths import PRETRAINED
 from medaug.tracking import log_stage
 from medaug.train.loop import CompletionTrainer, checkpoint_dir, completion_loss, curves, finish, fit, \
     fingerprint, pack, save_atomically
 
-__all__ = ["CompletionTrainer", "completion_loss", "run", "base_of", "VARIANTS"]
-
-VARIANTS = ("original", "augmented")
+__all__ = ["CompletionTrainer", "completion_loss", "run", "base_of", "encode_rationale"]
 
 
 def base_of(p: Params, model: str, variant: str) -> tuple[str, str]:
     """(reference of the model a candidate starts from, its training set's variant): `dapt-augmented` starts
     from models/pretrain/<model> and trains on the augmented set."""
     data = variant.removeprefix("dapt-")
-    if data not in VARIANTS:
-        raise MedaugError(f"train: unknown variant {variant!r} (allowed: {', '.join(VARIANTS)}, and dapt-<those> "
-                          f"for models in pretrain.models)")
+    if data not in p.variants:
+        raise MedaugError(f"train: unknown variant {variant!r} (allowed: {', '.join(p.variants)}, the recipes under "
+                          f"params.yaml `variants`, and dapt-<those> for models in pretrain.models)")
     if variant.startswith("dapt-"):
         if model not in p.pretrain.models:
             raise MedaugError(f"train: {variant!r} needs continued pretraining of {model!r}: add it to "
@@ -65,14 +66,48 @@ def prepare_model(ref: str, t: TrainParams):
     return model, tokenizer
 
 
+def encode_rationale(tokenizer, record: Record, task: TaskParams, t: TrainParams) -> dict[str, Any] | None:
+    """The rationale target of a record: train.rationale_template as the prompt (cut like the task's prompt),
+    then its explanation (`long_answer`, at most train.rationale_max_tokens) as the completion; None without
+    one."""
+    text = record.long_answer.strip()
+    if not text:
+        return None
+    e = encode(tokenizer, record, dataclasses.replace(task, template=t.rationale_template))
+    completion = tokenizer(answer_text(text, task), add_special_tokens=False).input_ids[:t.rationale_max_tokens]
+    return {"input_ids": e["input_ids"] + completion, "n_prompt": e["n_prompt"]}
+
+
+def with_rationale(collator: Callable[[list[dict[str, Any]]], dict[str, Any]], weight: float):
+    """A collator that puts each example's rationale target (if any) in the same batch, after the answers, and
+    weights the tokens so that the loss is the answer tokens' mean NLL + weight x the explanation tokens' mean NLL:
+    the answer loss is what it is without rationales, and one forward pass serves both (DDP-safe)."""
+    def collate_both(examples: list[dict[str, Any]]) -> dict[str, Any]:
+        rationales = [e["rationale"] for e in examples if e.get("rationale")]
+        batch = collator([*examples, *rationales])
+        lengths = [len(e["input_ids"]) - e["n_prompt"] for e in [*examples, *rationales]]
+        n_answer, n_rationale = sum(lengths[:len(examples)]), sum(lengths[len(examples):])
+        if "keep" in batch:  # pack: one target per completion token, in example order
+            w = [1 / n_answer] * n_answer + ([weight / n_rationale] * n_rationale if n_rationale else [])
+            batch["token_weight"] = torch.tensor(w, dtype=torch.float32)
+        else:  # collate: answer_mask rows, answers first
+            mask = batch["answer_mask"].float()
+            mask[:len(examples)] /= n_answer
+            if rationales:
+                mask[len(examples):] *= weight / n_rationale
+            batch["token_weight"] = mask
+        return batch
+    return collate_both
+
+
 def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, metrics_path: Path,
         dev_path: Path | None = None, plots: tuple[Path, Path] | None = None,
         mlflow_root: Path | None = None) -> dict[str, Any]:
-    """Fine-tune candidate `model`-`variant` on `train_path` (data/train/<variant>.jsonl, written by prepare for
-    `original` and by filter for `augmented`), scoring `dev_path` during training and keeping the best
+    """Fine-tune candidate `model`-`variant` on `train_path` (data/train/<variant>.jsonl, written by
+    dataset@<variant> from its recipe; with the recipe's `rationale`, explanations are a second target), scoring `dev_path` during training and keeping the best
     checkpoint. Writes the adapter (or full model) to out_dir, metrics, and the curves to plots = (train rows,
     dev rows) for DVC; logs a run to MLflow when mlflow_root is given."""
-    ref, _ = base_of(p, model, variant)
+    ref, data = base_of(p, model, variant)
     records = read_records(train_path)
     if not records:
         raise MedaugError(f"{train_path}: no training records")
@@ -81,8 +116,13 @@ def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, me
     lm, tokenizer = prepare_model(ref, t)
     examples = [encode(tokenizer, r, p.task, answer=r.final_decision) for r in records]
     collator = pack if t.packing else (lambda batch: collate(batch, tokenizer.pad_token_id))
+    weight = p.variants[data].rationale
+    if weight:
+        for e, r in zip(examples, records):
+            e["rationale"] = encode_rationale(tokenizer, r, p.task, t)
+        collator = with_rationale(collator, weight)
     name = f"{model}-{variant}"
-    key = fingerprint(p.model_ref(model), variant, asdict(p.task), asdict(t), Path(train_path),
+    key = fingerprint(p.model_ref(model), variant, asdict(p.task), asdict(t), weight, Path(train_path),
                       Path(dev_path) if dev_path else None, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), name, key)
     trainer, summary, runtime_s = fit(lm, tokenizer, examples, collator, t, ckpt, epochs=t.epochs,
@@ -107,10 +147,25 @@ def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, me
     return metrics
 
 
+def canonical_adapter_config(model, directory: Path) -> None:
+    """Rewrite directory/adapter_config.json with its set-valued fields (target_modules: `all-linear` expands to a
+    set) sorted. PEFT writes them in set order, which changes from process to process (string hashes are salted),
+    so the same adapter would hash differently in DVC and dirty dvc.lock on every run."""
+    path = directory / "adapter_config.json"
+    configs = getattr(model, "peft_config", None)
+    if not configs or not path.exists():
+        return
+    sets = {k for config in configs.values() for k, v in config.to_dict().items() if isinstance(v, set)}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update({k: sorted(data[k]) for k in sets if isinstance(data.get(k), list)})
+    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")  # PEFT's own layout
+
+
 def write_output(out_dir: Path, model, tokenizer, meta: dict[str, Any]) -> None:
     """The adapter (LoRA) or the whole model (full), its tokenizer and medaug.json, swapped into place."""
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
+        canonical_adapter_config(model, tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINED).write_text(json.dumps(meta, indent=2) + "\n")
     save_atomically(out_dir, write)

@@ -27,15 +27,19 @@ from medaug.params import TaskParams, TrainParams
 
 def completion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean negative log-likelihood of the answer tokens of a batch from `collate` (left-padded) or `pack`
-    (one row, `keep` marks the positions that predict an answer token): logits only at those positions."""
+    (one row, `keep` marks the positions that predict an answer token): logits only at those positions. With
+    `token_weight` (the same shape as answer_mask, or one per target), the weighted sum instead (see
+    train.with_rationale)."""
     if "keep" in batch:
         # no attention mask and no cache: transformers then reads each position restart as a new sequence
         logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
                        logits_to_keep=batch["keep"]).logits  # (answer tokens, vocab)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        return -logprobs.gather(-1, batch["targets"].unsqueeze(-1)).mean()
-    mask = batch["answer_mask"]
-    return -answer_logprobs(model, batch).sum() / mask.sum().clamp(min=1)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["targets"].unsqueeze(-1)).squeeze(-1)
+        return -(logprobs * batch["token_weight"]).sum() if "token_weight" in batch else -logprobs.mean()
+    logprobs = answer_logprobs(model, batch)
+    if "token_weight" in batch:
+        return -(logprobs * batch["token_weight"]).sum()
+    return -logprobs.sum() / batch["answer_mask"].sum().clamp(min=1)
 
 
 def pack(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,91 @@
+"""Training sets from recipes (`variants.<name>` in params.yaml): the train split, then the generated items the
+filter kept that the recipe selects, in the order the filter kept them.
+
+Selection, in this order: `strategies` (the record's `source`), `teachers` (its `teacher.model`),
+`min_judge_score` (its `scores.judge`), then a seeded subsample of `fraction` of what is left, then the first
+`max_items`. The subsample keeps the kept order, and a smaller fraction with the same seed is a subset of a larger
+one, so a size series adds items rather than swapping them.
+
+Teacher cost attributable to a variant (`teacher_cost_usd` in its report): every generated item the filter kept
+carries an equal share of what its strategy and teacher cost in `generate` (every request for that pair,
+including the items rejected there or dropped by the filter: they were paid for to get the kept ones), plus an
+equal share of the filter's own teacher cost (judge, consistency). A variant's cost is the sum over the
+generated items it takes, so `fraction: 0.5` costs half of the full set. Cache hits count at what they cost when
+first paid: the cost of the data, not of this run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from medaug.data.jsonl import read_json, write_json
+from medaug.data.schema import Record, read_records, write_records
+from medaug.errors import MedaugError
+from medaug.params import VariantParams
+
+
+def _teacher(r: Record) -> str:
+    return (r.teacher or {}).get("model", "")
+
+
+def select(recipe: VariantParams, kept: list[Record]) -> list[Record]:
+    """The generated items of `kept` the recipe takes (see the module docstring)."""
+    items = [r for r in kept if r.source in recipe.strategies]
+    if recipe.teachers:
+        items = [r for r in items if _teacher(r) in recipe.teachers]
+    if recipe.min_judge_score is not None:
+        items = [r for r in items if isinstance((r.scores or {}).get("judge"), (int, float))
+                 and r.scores["judge"] >= recipe.min_judge_score]
+    if recipe.fraction < 1:
+        rng = random.Random(recipe.seed)
+        rank = {r.id: rng.random() for r in sorted(items, key=lambda r: r.id)}  # by id: the kept order may move
+        n = round(len(items) * recipe.fraction)
+        chosen = {r.id for r in sorted(items, key=lambda r: rank[r.id])[:n]}
+        items = [r for r in items if r.id in chosen]
+    if recipe.max_items:
+        items = items[:recipe.max_items]
+    return items
+
+
+def item_costs(kept: list[Record], generate_report: dict[str, Any], funnel_report: dict[str, Any]
+               ) -> dict[str, float]:
+    """{kept item id: its share of the teacher cost} (see the module docstring)."""
+    pairs = Counter((r.source, _teacher(r)) for r in kept)
+    by = generate_report.get("cost_usd_by_source") or {}
+    filter_share = (funnel_report.get("teacher") or {}).get("cost_usd", 0.0) + \
+        (funnel_report.get("teacher") or {}).get("cost_usd_saved", 0.0)
+    return {r.id: by.get(r.source, {}).get(_teacher(r), 0.0) / pairs[r.source, _teacher(r)]
+            + filter_share / len(kept) for r in kept}
+
+
+def build(name: str, recipe: VariantParams, train: list[Record], kept: list[Record],
+          costs: dict[str, float] | None = None) -> tuple[list[Record], dict[str, Any]]:
+    """(the training set, its report: items by source and teacher, and the teacher cost of its generated items
+    given `costs`, {item id: usd})."""
+    added = select(recipe, kept)
+    if recipe.strategies and not added:
+        raise MedaugError(f"params.yaml: variants.{name} selects none of the {len(kept)} items the filter kept "
+                          f"(data/filtered/kept.jsonl), so it would train on the train split alone: loosen it, "
+                          f"or use a recipe without strategies for that")
+    report = {"items": len(train) + len(added), "train_split": len(train), "generated": len(added),
+              "by_source": dict(sorted(Counter(r.source for r in added).items())),
+              "by_teacher": dict(sorted(Counter(_teacher(r) for r in added).items())),
+              "teacher_cost_usd": round(sum((costs or {}).get(r.id, 0.0) for r in added), 6)}
+    return train + added, report
+
+
+def run(name: str, recipe: VariantParams, train_path: Path, kept_path: Path, generate_report_path: Path,
+        funnel_report_path: Path, out_path: Path, report_path: Path) -> dict[str, Any]:
+    """Write variant `name`'s training set to out_path (data/train/<name>.jsonl) and its report."""
+    train = read_records(train_path)
+    kept = read_records(kept_path)
+    costs = item_costs(kept, read_json(generate_report_path), read_json(funnel_report_path)) if kept else {}
+    records, report = build(name, recipe, train, kept, costs)
+    write_records(out_path, records)
+    write_json(report_path, report)
+    print(f"dataset {name}: {report['train_split']} train + {report['generated']} generated "
+          f"{report['by_source'] or ''}".rstrip())
+    return report
