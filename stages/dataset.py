@@ -5,17 +5,13 @@ import sys
 from medaug import headline
 from medaug.data import variants
 from medaug.data.jsonl import write_json
-from medaug.errors import MedaugError, guarded
+from medaug.errors import guarded
 from medaug.params import load_params
 from medaug.paths import FILTERED, METRICS, PREPARED, REPORTS, TRAIN_SETS
 
 
 def main(variant: str) -> None:
-    p = load_params()
-    recipe = p.variants.get(variant)
-    if recipe is None:
-        raise MedaugError(f"params.yaml: no recipe `variants.{variant}` (known: {', '.join(p.variants)})")
-    report = variants.run(variant, recipe, PREPARED / "train.jsonl", FILTERED / "kept.jsonl",
+    report = variants.run(load_params(), variant, PREPARED / "train.jsonl", FILTERED / "kept.jsonl",
                           REPORTS / "generate.json", REPORTS / "funnel.json", TRAIN_SETS / f"{variant}.jsonl",
                           REPORTS / "dataset" / f"{variant}.json")
     write_json(METRICS / "dataset" / f"{variant}.json", headline.dataset(report))

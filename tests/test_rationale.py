@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from medaug.data.schema import Record, read_records, write_records
+from medaug.data.schema import Record, write_records
 from medaug.evaluate.task import collate, encode
 from medaug.models import load_model_and_tokenizer
 from medaug.params import parse_params
@@ -91,4 +91,3 @@ def test_a_rationale_variant_trains_and_changes_the_adapter(tmp_path):
         outs[weight] = load_file(out / "adapter_model.safetensors")
     assert outs[0.0].keys() == outs[1.0].keys()
     assert any(not torch.equal(outs[0.0][k], outs[1.0][k]) for k in outs[0.0])
-    assert read_records(tmp_path / "why.jsonl") == RECORDS

@@ -24,7 +24,7 @@ from typing import Any
 from medaug.data.jsonl import read_json, write_json
 from medaug.data.schema import Record, read_records, write_records
 from medaug.errors import MedaugError
-from medaug.params import VariantParams
+from medaug.params import Params, VariantParams
 
 
 def _teacher(r: Record) -> str:
@@ -77,9 +77,13 @@ def build(name: str, recipe: VariantParams, train: list[Record], kept: list[Reco
     return train + added, report
 
 
-def run(name: str, recipe: VariantParams, train_path: Path, kept_path: Path, generate_report_path: Path,
+def run(p: Params, name: str, train_path: Path, kept_path: Path, generate_report_path: Path,
         funnel_report_path: Path, out_path: Path, report_path: Path) -> dict[str, Any]:
-    """Write variant `name`'s training set to out_path (data/train/<name>.jsonl) and its report."""
+    """Write variant `name`'s training set (its recipe: params `variants.<name>`) to out_path
+    (data/train/<name>.jsonl) and its report."""
+    recipe = p.variants.get(name)
+    if recipe is None:
+        raise MedaugError(f"params.yaml: no recipe `variants.{name}` (known: {', '.join(p.variants)})")
     train = read_records(train_path)
     kept = read_records(kept_path)
     costs = item_costs(kept, read_json(generate_report_path), read_json(funnel_report_path)) if kept else {}
