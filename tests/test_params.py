@@ -73,6 +73,11 @@ def test_shipped_params_parse_and_match_defaults():
     ({"teacher": {"max_failed_share": -0.1}}, "teacher.max_failed_share must be in [0, 1] (got -0.1)"),
     ({"generate": {"teachers": {"new": {"budget_usd": 5}}}}, "generate.teachers.new.budget_usd: the budget is per "
      "stage, not per strategy; set teacher.budget_usd, which caps the whole generate stage"),
+    ({"generate": {"teachers": {"new": [{}, {"budget_usd": 5}]}}}, "generate.teachers.new[1].budget_usd: the budget "),
+    ({"generate": {"teachers": {"new": []}}}, "generate.teachers.new is an empty list (give one or more teachers"),
+    ({"generate": {"teachers": {"new": [{"model": "a"}, {"model": "a", "seed": 1}]}}},
+     "generate.teachers.new lists the model 'a' twice; records and recipes tell teachers apart by `model`"),
+    ({"generate": {"teachers": {"new": [{}, {"temperature": -1}]}}}, "generate.teachers.new[1].temperature must be >= 0"),
     ({"filter": {"decontaminate": {"ngram": 1000}}}, "filter.decontaminate.ngram must be 5-13 (got 1000): "),
     ({"filter": {"decontaminate": {"ngram": 4}}}, "filter.decontaminate.ngram must be 5-13 (got 4): "),
 ])
@@ -106,6 +111,9 @@ def test_a_strategys_teacher_override_is_checked_with_its_key_path():
     assert p.teacher_for("rewrite") is p.teacher
     with pytest.raises(MedaugError, match=r"unknown key 'generate.teachers.new.modle'"):
         parse_params({"generate": {"teachers": {"new": {"modle": "x"}}}})
+    p = parse_params({"generate": {"teachers": {"new": [{}, {"model": "gpt-4o"}]}}})
+    assert [tp.model for tp in p.teachers_for("new")] == [p.teacher.model, "gpt-4o"]
+    assert p.teacher_for("new", "gpt-4o").model == "gpt-4o" and p.teacher_for("new") is p.teacher
     with pytest.raises(MedaugError, match=r"generate.teachers.judge: not a strategy"):
         parse_params({"generate": {"teachers": {"judge": {"model": "x"}}}})
 

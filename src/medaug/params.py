@@ -185,19 +185,32 @@ class GenerateParams:
     their items by passage and heading, and never ask for a label."""
     grounded: GroundedParams = field(default_factory=GroundedParams)
     mesh: MeshParams = field(default_factory=MeshParams)
-    teachers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Another teacher for some strategies: strategy -> the `teacher` keys that differ, e.g.
-    {new: {backend: openai, model: gpt-4o-mini}}. Each record's `teacher.model` says which one wrote it.
-    `budget_usd` is not one of them: teacher.budget_usd caps the stage's spend across all its teachers."""
+    teachers: dict[str, dict[str, Any] | list[dict[str, Any]]] = field(default_factory=dict)
+    """Other teachers for some strategies: strategy -> the `teacher` keys that differ, e.g.
+    {new: {backend: openai, model: gpt-4o-mini}}; a list asks the strategy of each teacher in it, on the same
+    items (Dr.LLaMA's GPT-3.5 vs GPT-4 row): {rewrite: [{model: gpt-3.5-turbo}, {model: gpt-4o}]}. Each record's
+    `teacher.model` says which one wrote it (a list's models must differ), the funnel and cost are split by it,
+    and a recipe's `teachers` selects by it. `budget_usd` is not one of the keys: teacher.budget_usd caps the
+    stage's spend across all its teachers."""
+
+    def overrides(self, strategy: str) -> list[dict[str, Any]]:
+        """The strategy's teacher overrides as a list ([{}]: the `teacher` section as it is)."""
+        override = self.teachers.get(strategy) or {}
+        return override if isinstance(override, list) else [override]
 
     def check(self, key: str) -> None:
         for name, override in self.teachers.items():
             if name not in STRATEGIES:
                 raise MedaugError(f"params.yaml: {key}.teachers.{name}: not a strategy (allowed: rewrite, new, "
                                   f"grounded, mesh)")
-            if "budget_usd" in override:
-                raise MedaugError(f"params.yaml: {key}.teachers.{name}.budget_usd: the budget is per stage, not "
-                                  f"per strategy; set teacher.budget_usd, which caps the whole generate stage")
+            if isinstance(override, list) and not override:
+                raise MedaugError(f"params.yaml: {key}.teachers.{name} is an empty list (give one or more "
+                                  f"teachers, or remove the key to use `teacher`)")
+            for i, one in enumerate(self.overrides(name)):
+                where = f"{key}.teachers.{name}" + (f"[{i}]" if isinstance(override, list) else "")
+                if "budget_usd" in one:
+                    raise MedaugError(f"params.yaml: {where}.budget_usd: the budget is per stage, not per "
+                                      f"strategy; set teacher.budget_usd, which caps the whole generate stage")
         if len(set(self.strategies)) != len(self.strategies):
             raise MedaugError(f"params.yaml: {key}.strategies lists a strategy twice ({self.strategies})")
         if self.per_strategy < 0:
@@ -498,7 +511,7 @@ class Params:
 
     def check(self, key: str) -> None:
         for strategy in self.generate.teachers:
-            self.teacher_for(strategy)  # a bad key or value fails now, with its path
+            self.teachers_for(strategy)  # a bad key or value fails now, with its path
         self.baseline_teacher()
         for i, name in enumerate(self.train.variants):
             if name not in self.variants:
@@ -542,13 +555,24 @@ class Params:
         return ([(m, v) for m in self.train.models for v in self.train.variants]
                 + [(m, f"dapt-{v}") for m in self.pretrain.models for v in self.pretrain.variants])
 
-    def teacher_for(self, strategy: str) -> TeacherParams:
-        """The teacher a generation strategy uses: `teacher`, with the strategy's `generate.teachers` keys."""
-        override = self.generate.teachers.get(strategy)
-        if not override:
-            return self.teacher
-        return _build(TeacherParams, {**dataclasses.asdict(self.teacher), **override},
-                      f"generate.teachers.{strategy}")
+    def teachers_for(self, strategy: str) -> list[TeacherParams]:
+        """The teachers a generation strategy asks: `teacher`, with each of its `generate.teachers` overrides."""
+        overrides = self.generate.overrides(strategy)
+        listed = isinstance(self.generate.teachers.get(strategy), list)
+        out = [_build(TeacherParams, {**dataclasses.asdict(self.teacher), **o},
+                      f"generate.teachers.{strategy}" + (f"[{i}]" if listed else "")) if o else self.teacher
+               for i, o in enumerate(overrides)]
+        models = [tp.model for tp in out]
+        if len(set(models)) != len(models):
+            raise MedaugError(f"params.yaml: generate.teachers.{strategy} lists the model "
+                              f"{max(models, key=models.count)!r} twice; records and recipes tell teachers apart "
+                              f"by `model`, so each teacher of one strategy needs its own")
+        return out
+
+    def teacher_for(self, strategy: str, model: str = "") -> TeacherParams:
+        """The strategy's teacher whose model is `model` ("" = its first, the only one unless it lists several)."""
+        tps = self.teachers_for(strategy)
+        return next((tp for tp in tps if tp.model == model), tps[0]) if model else tps[0]
 
     def baseline_teacher(self) -> TeacherParams:
         """The teacher of the evaluate-teacher baseline: `teacher`, with the keys of `evaluate.teacher`."""

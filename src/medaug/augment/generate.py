@@ -17,7 +17,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,10 +134,11 @@ class Job:
     heading: str = ""  # mesh: the heading the parent was picked for
     sample: int = 0    # sample index: a parent asked again gets another sample
     grounding: dict[str, Any] | None = None  # grounded: {file, chunk, [doc, title]} of the passage
+    teacher: str = ""  # the teacher's model when the strategy asks several ("" = its only teacher)
 
     @property
     def id(self) -> str:
-        return f"{self.item.id}-{self.strategy}-{self.sample}"
+        return f"{self.item.id}-{self.strategy}-{self.sample}" + (f"@{self.teacher}" if self.teacher else "")
 
     @property
     def parent_id(self) -> str | None:
@@ -205,9 +206,16 @@ PLANNERS: dict[str, Planner] = {"rewrite": plan_rewrite, "new": plan_new, "groun
 
 def plan(p: Params, train: list[Record], root: Path = Path("."), leak: Contamination | None = None,
          stats: dict[str, Any] | None = None) -> list[Job]:
-    """Every request the stage makes, strategies in params order; see plan_grounded for `leak` and `stats`."""
+    """Every request the stage makes, strategies in params order; see plan_grounded for `leak` and `stats`. A
+    strategy with several teachers (`generate.teachers`) asks each of them about the same items, teacher by
+    teacher, and its job ids end in @<model>."""
     planners = PLANNERS | {"grounded": partial(plan_grounded, leak=leak, stats=stats)}
-    return [job for strategy in p.generate.strategies for job in planners[strategy](p, train, Path(root))]
+    jobs = []
+    for strategy in p.generate.strategies:
+        planned = planners[strategy](p, train, Path(root))
+        models = [tp.model for tp in p.teachers_for(strategy)]
+        jobs += planned if len(models) == 1 else [replace(j, teacher=m) for m in models for j in planned]
+    return jobs
 
 
 def plan_split(p: Params, root: Path, prepared_dir: Path, stats: dict[str, Any] | None = None) -> list[Job]:
@@ -240,10 +248,10 @@ def dry_run(p: Params, root: Path, prepared_dir: Path) -> dict[str, Any]:
 
 
 def by_teacher(p: Params, jobs: Sequence[Job]) -> list[tuple[Any, list[Job]]]:
-    """The jobs grouped by the teacher their strategy uses (`generate.teachers`), in first-use order."""
+    """The jobs grouped by the teacher that answers them (`generate.teachers`), in first-use order."""
     groups: dict[str, tuple[Any, list[Job]]] = {}
     for job in jobs:
-        tp = p.teacher_for(job.strategy)
+        tp = p.teacher_for(job.strategy, job.teacher)
         groups.setdefault(repr(tp), (tp, []))[1].append(job)
     return list(groups.values())
 

@@ -32,6 +32,11 @@ class Record:
     def context(self) -> str:
         return " ".join(self.contexts)
 
+    @property
+    def teacher_model(self) -> str:
+        """The model that wrote a generated record ("" for original data)."""
+        return (self.teacher or {}).get("model", "")
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 

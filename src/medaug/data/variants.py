@@ -27,15 +27,11 @@ from medaug.errors import MedaugError
 from medaug.params import Params, VariantParams
 
 
-def _teacher(r: Record) -> str:
-    return (r.teacher or {}).get("model", "")
-
-
 def select(recipe: VariantParams, kept: list[Record]) -> list[Record]:
     """The generated items of `kept` the recipe takes (see the module docstring)."""
     items = [r for r in kept if r.source in recipe.strategies]
     if recipe.teachers:
-        items = [r for r in items if _teacher(r) in recipe.teachers]
+        items = [r for r in items if r.teacher_model in recipe.teachers]
     if recipe.min_judge_score is not None:
         items = [r for r in items if isinstance((r.scores or {}).get("judge"), (int, float))
                  and r.scores["judge"] >= recipe.min_judge_score]
@@ -53,11 +49,11 @@ def select(recipe: VariantParams, kept: list[Record]) -> list[Record]:
 def item_costs(kept: list[Record], generate_report: dict[str, Any], funnel_report: dict[str, Any]
                ) -> dict[str, float]:
     """{kept item id: its share of the teacher cost} (see the module docstring)."""
-    pairs = Counter((r.source, _teacher(r)) for r in kept)
+    pairs = Counter((r.source, r.teacher_model) for r in kept)
     by = generate_report.get("cost_usd_by_source") or {}
     filter_share = (funnel_report.get("teacher") or {}).get("cost_usd", 0.0) + \
         (funnel_report.get("teacher") or {}).get("cost_usd_saved", 0.0)
-    return {r.id: by.get(r.source, {}).get(_teacher(r), 0.0) / pairs[r.source, _teacher(r)]
+    return {r.id: by.get(r.source, {}).get(r.teacher_model, 0.0) / pairs[r.source, r.teacher_model]
             + filter_share / len(kept) for r in kept}
 
 
@@ -72,7 +68,7 @@ def build(name: str, recipe: VariantParams, train: list[Record], kept: list[Reco
                           f"or use a recipe without strategies for that")
     report = {"items": len(train) + len(added), "train_split": len(train), "generated": len(added),
               "by_source": dict(sorted(Counter(r.source for r in added).items())),
-              "by_teacher": dict(sorted(Counter(_teacher(r) for r in added).items())),
+              "by_teacher": dict(sorted(Counter(r.teacher_model for r in added).items())),
               "teacher_cost_usd": round(sum((costs or {}).get(r.id, 0.0) for r in added), 6)}
     return train + added, report
 

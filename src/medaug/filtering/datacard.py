@@ -24,7 +24,7 @@ def _labels_row(name: str, records: list[Record]) -> str:
 def render(p: Params, train: list[Record], generated: list[Record], kept: list[Record],
            funnel: dict[str, Any], extra_prompts: dict[str, str] | None = None,
            descriptors: Mapping[str, Sequence[str]] | None = None) -> str:
-    teachers = sorted({(r.teacher or {}).get("model", "?") for r in generated})
+    teachers = sorted({r.teacher_model or "?" for r in generated})
     prompts = sorted({(r.source, (r.teacher or {}).get("prompt_sha", "?")) for r in generated})
     prompts += sorted((extra_prompts or {}).items())
     lines = ["# Data card: augmented training set", "",

@@ -64,21 +64,27 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     generated = read_generated(Path(generated_path), ctx.parents)
 
     steps: dict[str, dict[str, Any]] = {}
-    by_source: dict[str, dict[str, Any]] = {}  # per strategy: in, kept, and how many each step dropped
+    # per strategy and per teacher model: in, kept, and how many each step dropped
+    by_source: dict[str, dict[str, Any]] = {}
+    by_teacher: dict[str, dict[str, Any]] = {}
 
-    def source(name: str) -> dict[str, Any]:
-        return by_source.setdefault(name, {"in": 0, "kept": 0, "dropped": {}})
+    def rows(strategy: str, teacher: str) -> list[dict[str, Any]]:
+        return [by.setdefault(name, {"in": 0, "kept": 0, "dropped": {}})
+                for by, name in ((by_source, strategy), (by_teacher, teacher))]
 
-    def count_drop(name: str, step: str) -> None:
-        source(name)["dropped"][step] = source(name)["dropped"].get(step, 0) + 1
+    def count_drop(strategy: str, teacher: str, step: str) -> None:
+        for row in rows(strategy, teacher):
+            row["dropped"][step] = row["dropped"].get(step, 0) + 1
 
     for rec in generated:
-        source(rec.source)["in"] += 1
+        for row in rows(rec.source, rec.teacher_model):
+            row["in"] += 1
     if generate_rejects_path is not None:
         gen_rejects = read_generate_rejects(Path(generate_rejects_path))
         for rej in gen_rejects:
-            source(rej["strategy"])["in"] += 1
-            count_drop(rej["strategy"], "generate")
+            for row in rows(rej["strategy"], str(rej.get("teacher", ""))):
+                row["in"] += 1
+            count_drop(rej["strategy"], str(rej.get("teacher", "")), "generate")
         steps["generate"] = {"in": len(generated) + len(gen_rejects), "out": len(generated),
                              "dropped": dict(sorted(Counter(r["reason"] for r in gen_rejects).items()))}
 
@@ -90,12 +96,13 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
         for r in alive:
             if r.id in drops:
                 rejects.append({**r.to_dict(), "reject_step": name, "reject_reason": drops[r.id]})
-                count_drop(r.source, name)
+                count_drop(r.source, r.teacher_model, name)
         alive = [r for r in alive if r.id not in drops]
         print(f"filter: {name}: {steps[name]['in']} -> {steps[name]['out']} "
               f"{steps[name]['dropped'] or ''}", file=sys.stderr)
     for rec in alive:
-        by_source[rec.source]["kept"] += 1
+        for row in rows(rec.source, rec.teacher_model):
+            row["kept"] += 1
 
     dropped: Counter = Counter()
     for step in steps.values():
@@ -103,6 +110,8 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     first = next(iter(steps.values()), {"in": len(generated)})
     funnel = {"in": first["in"], "kept": len(alive), "dropped": dict(sorted(dropped.items())), "steps": steps,
               "by_source": by_source}
+    if len(by_teacher) > 1:  # several teachers: the funnel of each (one teacher: the totals above)
+        funnel["by_teacher"] = by_teacher
     if ctx.teacher_used:
         funnel["teacher"] = ctx.teacher.usage.as_dict()  # what the judge/consistency steps asked, and cost
     assert funnel["in"] == funnel["kept"] + sum(dropped.values()), funnel

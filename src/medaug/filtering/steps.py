@@ -62,7 +62,9 @@ def validate(records: list[Record], ctx: Context) -> dict[str, str]:
 
 def dedup(records: list[Record], ctx: Context) -> dict[str, str]:
     """Near-duplicate questions: word-shingle Jaccard >= `filter.dedup.threshold` (exact duplicates are 1.0)
-    with a train question, or with an already kept generated item of the same label; with `embedding`, also
+    with a train question, or with an already kept generated item of the same label and teacher (two teachers
+    asked about the same item are compared, not pooled: the later one's items must not go for being like the
+    earlier one's, or its row of the table would be biased); with `embedding`, also
     MiniLM cosine >= `embedding_threshold`, which catches paraphrases. The same question with another label
     is kept: across abstracts the answer differs, and a negated rewrite ("does X not reduce Y?") is a
     useful contrast, yet MiniLM puts it at cosine ~0.99 from the original."""
@@ -72,20 +74,20 @@ def dedup(records: list[Record], ctx: Context) -> dict[str, str]:
         train.add(t.question)
     kept_text: dict[str, NearDuplicates] = {}
     kept = np.zeros(len(records), bool)
-    labels = np.array([r.final_decision for r in records])
+    groups = np.array([f"{r.final_decision}\t{r.teacher_model}" for r in records])
     if p.embedding:
         vecs = embed([r.question for r in records])
         near_train = max_cosine(vecs, embed([t.question for t in ctx.train])) >= p.embedding_threshold
         earlier = EarlierCosines(vecs)
     drops = {}
     for i, r in enumerate(records):
-        same = kept_text.setdefault(r.final_decision, NearDuplicates(p.threshold, p.shingle, p.num_perm))
+        same = kept_text.setdefault(groups[i], NearDuplicates(p.threshold, p.shingle, p.num_perm))
         if train.match(r.question):
             drops[r.id] = "duplicate_of_train"
         elif same.match(r.question):
             drops[r.id] = "near_duplicate"
         elif p.embedding and (near_train[i] or np.any((earlier.row(i) >= p.embedding_threshold) & kept[:i]
-                                                      & (labels[:i] == r.final_decision))):
+                                                      & (groups[:i] == groups[i]))):
             drops[r.id] = "embedding_duplicate"
         else:
             same.add(r.question)
@@ -120,17 +122,20 @@ def decontaminate(records: list[Record], ctx: Context) -> dict[str, str]:
 
 
 def balance(records: list[Record], ctx: Context) -> dict[str, str]:
-    """Cap each label's share of the kept items at `filter.balance.max_share`, dropping the latest of the
-    over-represented labels (the order is generation order, so the cut is deterministic). A set with a single
-    label is left as it is: capping it would drop everything."""
+    """Cap each label's share of the kept items at `filter.balance.max_share`, each teacher's items on their own
+    (a recipe may select one teacher), dropping the latest of the over-represented labels (the order is
+    generation order, so the cut is deterministic). A set with a single label is left as it is: capping it would
+    drop everything."""
     share = ctx.p.filter.balance.max_share
-    counts = Counter(r.final_decision for r in records)
     drops: dict[str, str] = {}
-    while counts and max(counts.values()) > share * sum(counts.values()) and len(counts) > 1:
-        label = max(counts, key=lambda k: (counts[k], k))
-        victim = next(r for r in reversed(records) if r.final_decision == label and r.id not in drops)
-        drops[victim.id] = "label_cap"
-        counts[label] -= 1
+    for model in dict.fromkeys(r.teacher_model for r in records):
+        mine = [r for r in records if r.teacher_model == model]
+        counts = Counter(r.final_decision for r in mine)
+        while counts and max(counts.values()) > share * sum(counts.values()) and len(counts) > 1:
+            label = max(counts, key=lambda k: (counts[k], k))
+            victim = next(r for r in reversed(mine) if r.final_decision == label and r.id not in drops)
+            drops[victim.id] = "label_cap"
+            counts[label] -= 1
     return drops
 
 
