@@ -3,7 +3,7 @@ test questions, against the untrained base (zero-shot) and the majority class.
 
 Clones the committed project into a temp dir, points `data.source` at ../shared/data/pubmedqa/ori_pqal.json,
 trains only the `original` variant (the real train split; generation on 450 items with a local teacher would
-take hours), runs `dvc repro prepare train@gemma270m-original evaluate@gemma270m-original zero-shot@gemma270m`
+take hours), runs `dvc repro prepare train@gemma270m-original-0 evaluate@gemma270m-original-0 zero-shot@gemma270m`
 and appends the scores, the dev curve's best checkpoint and the wall times to bench/RESULTS.md. Targets (issue
 5): the trained candidate beats zero-shot and the majority-class accuracy on the test split.
 
@@ -29,7 +29,7 @@ from run import timed_repro  # bench/run.py (this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 PQAL = ROOT.parent / "shared" / "data" / "pubmedqa" / "ori_pqal.json"
-TARGETS = ["prepare", "train@gemma270m-original", "evaluate@gemma270m-original", "zero-shot@gemma270m"]
+TARGETS = ["prepare", "train@gemma270m-original-0", "evaluate@gemma270m-original-0", "zero-shot@gemma270m"]
 DEFAULT_SETS = [f"data.source={PQAL}", "train.variants=[original]", "train.eval_steps=38"]
 
 
@@ -62,10 +62,10 @@ def report(repo: Path, times: dict[str, float], wall: float, sets: list[str]) ->
     label, n_major = counts.most_common(1)[0]
     majority = n_major / len(test)
     ev = {name: json.loads((repo / f"reports/eval/{name}.json").read_text())
-          for name in ("gemma270m-original", "gemma270m-zero-shot")}
-    tr = json.loads((repo / "reports/train/gemma270m-original.json").read_text())
-    dev = json.loads((repo / "plots/dev/gemma270m-original.json").read_text())
-    trained, zero = ev["gemma270m-original"], ev["gemma270m-zero-shot"]
+          for name in ("gemma270m-original-0", "gemma270m-zero-shot")}
+    tr = json.loads((repo / "reports/train/gemma270m-original-0.json").read_text())
+    dev = json.loads((repo / "plots/dev/gemma270m-original-0.json").read_text())
+    trained, zero = ev["gemma270m-original-0"], ev["gemma270m-zero-shot"]
     rows = "\n".join(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
                      + " / ".join(f"{m['per_class'][c]['predicted']}" for c in ("yes", "no", "maybe")) + " |"
                      for name, m in ev.items())
@@ -113,7 +113,7 @@ def main() -> None:
         sys.exit(f"{PQAL}: not found (PubMedQA PQA-L is expected in ../shared/data/pubmedqa/)")
     sets = DEFAULT_SETS + args.set
     if args.report:  # a run made by hand: only the training loop's own time is on record (MLflow), and the total
-        times = {"train@gemma270m-original (training loop)": train_runtime(args.report, "train@gemma270m-original")}
+        times = {"train@gemma270m-original-0 (training loop)": train_runtime(args.report, "train@gemma270m-original-0")}
         text = report(args.report, times, args.wall_s, sets)
     else:
         with tempfile.TemporaryDirectory(prefix="medaug-pqal-") as tmp:

@@ -1,4 +1,5 @@
-"""DVC stages `evaluate@<model>-<variant>` and `zero-shot@<model>`: score the test split, write metrics."""
+"""DVC stages `evaluate@<model>-<variant>-<seed>`, `evaluate-dapt@...` and `zero-shot@<model>` (no seed): score the
+test split, write metrics."""
 
 import sys
 
@@ -9,11 +10,12 @@ from medaug.params import load_params
 from medaug.paths import CONFUSION, EVAL, METRICS, MODELS, PER_CLASS, PREPARED, REPORTS, candidate
 
 
-def main(model: str, variant: str) -> None:
+def main(model: str, variant: str, seed: str | None = None) -> None:
     p = load_params()
-    name = candidate(model, variant)
+    s = None if seed is None else int(seed)
+    name = candidate(model, variant, s)
     trained = variant != "zero-shot"
-    report = evaluate.run(p, model, variant, PREPARED / "test.jsonl", MODELS / name if trained else None,
+    report = evaluate.run(p, model, variant, s, PREPARED / "test.jsonl", MODELS / name if trained else None,
                           EVAL / name, REPORTS / "eval" / f"{name}.json", CONFUSION / f"{name}.json",
                           PER_CLASS / f"{name}.json",
                           EVAL / candidate(model, "zero-shot") / "predictions.jsonl" if trained else None)
@@ -21,4 +23,4 @@ def main(model: str, variant: str) -> None:
 
 
 if __name__ == "__main__":
-    guarded(main, *sys.argv[1:3])
+    guarded(main, *sys.argv[1:4])

@@ -1,5 +1,6 @@
-"""DVC stages `train@<model>-<variant>` and `train-dapt@<model>-<variant>` (variant dapt-<variant>): fine-tune one
-student on one variant's training set, scoring the dev split as it goes. Runs under torchrun/accelerate too."""
+"""DVC stages `train@<model>-<variant>-<seed>` and `train-dapt@<model>-<variant>-<seed>` (variant dapt-<variant>):
+fine-tune one student on one variant's training set with one seed, scoring the dev split as it goes. Runs under
+torchrun/accelerate too."""
 
 import sys
 from pathlib import Path
@@ -10,13 +11,13 @@ from medaug.params import load_params
 from medaug.paths import DEV_PLOTS, MODELS, PREPARED, REPORTS, TRAIN_PLOTS, TRAIN_SETS, candidate
 
 
-def main(model: str, variant: str) -> None:
+def main(model: str, variant: str, seed: str) -> None:
     p = load_params()
-    name = candidate(model, variant)
-    train.run(p, model, variant, TRAIN_SETS / f"{variant.removeprefix('dapt-')}.jsonl", MODELS / name,
+    name = candidate(model, variant, int(seed))
+    train.run(p, model, variant, int(seed), TRAIN_SETS / f"{variant.removeprefix('dapt-')}.jsonl", MODELS / name,
               REPORTS / "train" / f"{name}.json", dev_path=PREPARED / "dev.jsonl",
               plots=(TRAIN_PLOTS / f"{name}.json", DEV_PLOTS / f"{name}.json"), mlflow_root=Path.cwd())
 
 
 if __name__ == "__main__":
-    guarded(main, *sys.argv[1:3])
+    guarded(main, *sys.argv[1:4])

@@ -144,8 +144,8 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
         out, metrics_path = tmp_path / "eval" / variant, tmp_path / "metrics" / f"{variant}.json"
         confusion_path = tmp_path / "plots" / f"{variant}.json"
         per_class_path = tmp_path / "plots" / "per_class" / f"{variant}.json"
-        metrics = run(p, "tiny", variant, test, adapter_dir, out, metrics_path, confusion_path, per_class_path,
-                      zero_shot_path)
+        metrics = run(p, "tiny", variant, None if variant == "zero-shot" else 0, test, adapter_dir, out,
+                      metrics_path, confusion_path, per_class_path, zero_shot_path)
         assert json.loads(metrics_path.read_text()) == metrics
         assert {k: metrics[k] for k in ("n", "model", "variant", "base")} == \
             {"n": 5, "model": "tiny", "variant": variant, "base": "tiny-gpt2"}
@@ -159,7 +159,8 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
         confusion = json.loads(confusion_path.read_text())
         assert confusion == [{"actual": r["gold"], "predicted": r["prediction"]} for r in rows]
         assert metrics["accuracy"] == pytest.approx(sum(r["gold"] == r["prediction"] for r in rows) / 5)
-        assert list(metrics) == ["accuracy", "macro_f1", "n", "ci95", "model", "variant", "base"] + \
+        seeded = [] if variant == "zero-shot" else ["seed"]
+        assert list(metrics) == ["accuracy", "macro_f1", "n", "ci95", "model", "variant", *seeded, "base"] + \
             (["vs_zero_shot"] if variant != "zero-shot" else []) + ["per_class"]
         for key in ("accuracy", "macro_f1"):
             assert metrics["ci95"][key]["low"] <= metrics[key] <= metrics["ci95"][key]["high"]
@@ -177,20 +178,20 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
                                                   - metrics_of["zero-shot"]["accuracy"])}
     # no bootstrap: no ci95
     p0 = parse_params({"models": {"tiny": "tiny-gpt2"}, "train": {"models": ["tiny"]}, "evaluate": {"bootstrap": 0}})
-    assert "ci95" not in run(p0, "tiny", "zero-shot", test, None, tmp_path / "eval" / "z0", tmp_path / "z0.json",
-                             tmp_path / "c0.json", tmp_path / "pc0.json")
+    assert "ci95" not in run(p0, "tiny", "zero-shot", None, test, None, tmp_path / "eval" / "z0",
+                             tmp_path / "z0.json", tmp_path / "c0.json", tmp_path / "pc0.json")
     x = (tmp_path / "eval" / "x", tmp_path / "x.json", tmp_path / "c.json", tmp_path / "pc.json")
     with pytest.raises(MedaugError, match="needs its adapter"):
-        run(p, "tiny", "original", test, None, *x)
+        run(p, "tiny", "original", 0, test, None, *x)
     with pytest.raises(MedaugError, match="medaug.json missing"):
-        run(p, "tiny", "original", test, tmp_path / "eval", *x)
+        run(p, "tiny", "original", 0, test, tmp_path / "eval", *x)
     # the zero-shot baseline must be there and score the same test items
     with pytest.raises(MedaugError, match=r"missing\.jsonl: not found; run `dvc repro zero-shot@tiny`"):
-        run(p, "tiny", "augmented", test, adapter, *x, tmp_path / "missing.jsonl")
+        run(p, "tiny", "augmented", 0, test, adapter, *x, tmp_path / "missing.jsonl")
     write_records(test, records(4))
     with pytest.raises(MedaugError, match=r"predictions\.jsonl: its 5 ids are not the 4 test ids, in order; run "
                                           r"`dvc repro zero-shot@tiny`"):
-        run(p, "tiny", "augmented", test, adapter, *x, zero_shot_path)
+        run(p, "tiny", "augmented", 0, test, adapter, *x, zero_shot_path)
 
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 
@@ -153,3 +154,22 @@ def test_non_utf8_params_yaml_names_the_line(tmp_path):
     bad.write_bytes(b"data:\n  source: sample\n# r\xe9sum\xe9\n")
     with pytest.raises(MedaugError, match=r"params\.yaml:3: not UTF-8 .*re-encode the file as UTF-8"):
         load_params(bad)
+
+
+def test_the_documented_paper_scale_overrides_apply_to_params_yaml(tmp_path):
+    """README's one command for the papers' setting: `dvc exp run` with docs/paper-scale.overrides, applied here by
+    DVC's own --set-param code to a copy of params.yaml, gives valid params with two teachers and three seeds."""
+    from dvc.utils.hydra import apply_overrides
+
+    from medaug.params import load_params
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    apply_overrides(str(tmp_path / "params.yaml"), (ROOT / "docs/paper-scale.overrides").read_text().split())
+    p = load_params(tmp_path / "params.yaml")
+    for strategy in ("rewrite", "new"):
+        assert [(tp.backend, tp.model) for tp in p.teachers_for(strategy)] == [("openai", "gpt-4o-mini"),
+                                                                               ("openai", "gpt-4o")]
+    assert {name: p.variants[name].teachers for name in p.train.variants} == {
+        "original": [], "mini": ["gpt-4o-mini"], "full": ["gpt-4o"]}
+    assert len(p.candidates()) == 9 and p.train.seeds == [0, 1, 2] and p.generate.per_strategy == 0
+    assert p.teacher.price.input > 0 and p.baseline_teacher().model == "gpt-4o"

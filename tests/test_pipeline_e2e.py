@@ -25,7 +25,7 @@ DAPT = ["original", "augmented"]  # pretrain.variants: dapt candidates for these
 
 
 def per_variant(*patterns, variants=VARIANTS):
-    """{pattern.format(v=variant)} for every variant, e.g. per_variant("train@tiny-{v}")."""
+    """{pattern.format(v=variant)} for every variant, e.g. per_variant("train@tiny-{v}-0")."""
     return {p.format(v=v) for p in patterns for v in variants}
 COPY = ["dvc.yaml", "dvc.lock", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", "data/.gitignore", ".gitignore"]
 
@@ -85,11 +85,12 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
     repo = project["repo"]
     assert stages_run(project["first"].stdout) == {
         "prepare", "generate", "filter", "zero-shot@tiny", "pretrain@tiny", "evaluate-teacher", "registry", "register",
-        *per_variant("dataset@{v}", "train@tiny-{v}", "evaluate@tiny-{v}"),
-        *per_variant("train-dapt@tiny-{v}", "evaluate-dapt@tiny-{v}", variants=DAPT)}
+        "compare",
+        *per_variant("dataset@{v}", "train@tiny-{v}-0", "evaluate@tiny-{v}-0"),
+        *per_variant("train-dapt@tiny-{v}-0", "evaluate-dapt@tiny-{v}-0", variants=DAPT)}
     test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
-    for name in ("tiny-original", "tiny-augmented", "tiny-zero-shot", "tiny-dapt-original", "tiny-dapt-augmented",
-                 "teacher"):
+    for name in ("tiny-original-0", "tiny-augmented-0", "tiny-zero-shot", "tiny-dapt-original-0",
+                 "tiny-dapt-augmented-0", "teacher"):
         rel = "teacher.json" if name == "teacher" else f"eval/{name}.json"
         m = json.loads((repo / "reports" / rel).read_text())
         # DVC's metric is the report's headline: what `dvc exp show` lists, nothing more
@@ -113,7 +114,7 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
     assert len(augmented) == len(original) + funnel["kept"]
     reg = json.loads((repo / "reports/register.json").read_text())
     assert reg["alias"] == "champion" and reg["version"] == 1
-    assert reg["candidate"] in per_variant("tiny-{v}") | per_variant("tiny-dapt-{v}", variants=DAPT)
+    assert reg["candidate"] in per_variant("tiny-{v}-0") | per_variant("tiny-dapt-{v}-0", variants=DAPT)
     assert project["server"].requests, "the teacher server saw no request"
 
 
@@ -129,7 +130,8 @@ def test_registered_version_carries_lineage_and_a_tie_does_not_move_the_champion
     head = sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
     assert v1.tags["git_commit"] == head and v1.tags["git_dirty"] == "true"  # outputs not committed yet
     md5 = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
-    variant = reg["candidate"].split("-", 1)[1]
+    variant = v1.tags["variant"].removeprefix("dapt-")
+    assert reg["candidate"] == f"tiny-{v1.tags['variant']}-{v1.tags['seed']}"
     assert v1.tags["dvc_model_adapter"] == md5[f"models/{reg['candidate']}"]
     assert v1.tags["dvc_data_prepared"] == md5["data/prepared"]
     assert v1.tags["dvc_data_train"] == md5[f"data/train/{variant}.jsonl"]
@@ -153,8 +155,8 @@ def test_second_repro_is_up_to_date(project):
     assert f"registry sqlite:///mlflow.db: holds medaug-pubmedqa v{version} (" in r.stdout
     assert "Stage 'register' didn't change, skipping" in r.stdout
     # the CLI names a candidate's stage, dapt ones included (their own matrices)
-    for args, stage in ((["train", "tiny", "dapt-augmented"], "train-dapt@tiny-augmented"),
-                        (["evaluate", "tiny", "dapt-original"], "evaluate-dapt@tiny-original"),
+    for args, stage in ((["train", "tiny", "dapt-augmented"], "train-dapt@tiny-augmented-0"),
+                        (["evaluate", "tiny", "dapt-original"], "evaluate-dapt@tiny-original-0"),
                         (["pretrain", "tiny"], "pretrain@tiny")):
         r = sh(["medaug", *args], project["repo"], project["env"])
         assert f"dvc repro --single-item {stage}" in r.stderr and "didn't change" in r.stdout, (r.stdout, r.stderr)
@@ -181,7 +183,7 @@ def test_champion_from_registry_in_fresh_process_matches_evaluate(project):
 def test_metrics_diff_and_confusion_plots(project):
     repo, env = project["repo"], project["env"]
     show = sh(["dvc", "metrics", "show", "--json"], repo, env).stdout
-    assert "metrics/eval/tiny-augmented.json" in show and "macro_f1" in show
+    assert "metrics/eval/tiny-augmented-0.json" in show and "macro_f1" in show
     sh(["dvc", "plots", "show", "-o", "dvc_plots"], repo, env)
     assert (repo / "dvc_plots/index.html").exists()
     plots = json.loads(sh(["dvc", "plots", "show", "--json"], repo, env).stdout)["data"]
@@ -189,22 +191,27 @@ def test_metrics_diff_and_confusion_plots(project):
     def spec(key):
         return plots[key][0]["content"]
 
-    candidates = per_variant("tiny-{v}") | per_variant("tiny-dapt-{v}", variants=DAPT)
+    candidates = per_variant("tiny-{v}-0") | per_variant("tiny-dapt-{v}-0", variants=DAPT)
     # every plot is drawn once, by its top-level definition (no default line plot of the same file beside it)
-    assert set(plots) == {"plots/funnel.json",
+    recipes_plots = {"Accuracy by recipe (mean over train.seeds)",
+                     "Accuracy against generated items (size and fraction series)"}
+    assert set(plots) == {"plots/funnel.json", *recipes_plots,
                           *(f"plots/{kind}/{n}.json" for kind in ("confusion", "per_class")
                             for n in (*candidates, "tiny-zero-shot", "teacher")),
                           *(f"plots/train/{n}.json" for n in (*candidates, "pretrain-tiny")),
                           *(f"plots/dev/{n}.json" for n in candidates)}
-    assert spec("plots/confusion/tiny-original.json")["title"]["text"].startswith("Confusion matrix")
+    assert spec("plots/confusion/tiny-original-0.json")["title"]["text"].startswith("Confusion matrix")
+    bars = spec("Accuracy by recipe (mean over train.seeds)")
+    assert {r["recipe"] for r in bars["data"]["values"]} == per_variant("tiny-{v}") | per_variant(
+        "tiny-dapt-{v}", variants=DAPT)
     assert spec("plots/funnel.json")["mark"]["type"] == "bar"  # the filter funnel as a bar plot
-    bars = spec("plots/per_class/tiny-original.json")  # per-class F1 bars
+    bars = spec("plots/per_class/tiny-original-0.json")  # per-class F1 bars
     assert bars["mark"]["type"] == "bar" and {r["class"] for r in bars["data"]["values"]} == {"yes", "no", "maybe"}
-    for n in ("tiny-original", "tiny-dapt-augmented", "pretrain-tiny"):  # loss curves against the step
+    for n in ("tiny-original-0", "tiny-dapt-augmented-0", "pretrain-tiny"):  # loss curves against the step
         loss = spec(f"plots/train/{n}.json")
         assert loss["encoding"]["x"]["field"] == "step" and "loss" in json.dumps(loss["layer"])
         assert [row["step"] for row in loss["data"]["values"]][:2] == [1, 2]
-    dev = spec("plots/dev/tiny-augmented.json")
+    dev = spec("plots/dev/tiny-augmented-0.json")
     assert dev["encoding"]["x"]["field"] == "step" and "dev_accuracy" in json.dumps(dev["layer"])
     funnel = json.loads((repo / "reports/funnel.json").read_text())
     assert list(funnel["steps"]) == ["generate", "validate", "dedup", "decontaminate", "balance"]
@@ -234,7 +241,7 @@ def test_each_training_set_holds_its_recipe_and_a_recipe_change_reruns_only_its_
     params = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(params.replace("fraction: 0.5", "fraction: 0.75"))
     ran = stages_run(sh(["dvc", "repro"], repo, env).stdout)
-    assert ran == {"dataset@half", "train@tiny-half", "evaluate@tiny-half", "registry", "register"}, ran
+    assert ran == {"dataset@half", "train@tiny-half-0", "evaluate@tiny-half-0", "compare", "registry", "register"}, ran
     assert len(records("data/train/half.jsonl")) == len(train) + round(len(kept) * 0.75)
 
 
@@ -244,9 +251,23 @@ def test_a_filter_param_change_reruns_filter_and_downstream_never_generate(proje
     try:
         (repo / "params.yaml").write_text(params.replace("max_share: 0.5", "max_share: 0.6"))
         ran = stages_run(sh(["dvc", "repro", "--dry"], repo, env).stdout)
-        assert "filter" in ran and not ran & {"prepare", "generate", "train@tiny-original"}, ran
+        assert "filter" in ran and not ran & {"prepare", "generate", "train@tiny-original-0"}, ran
     finally:
         (repo / "params.yaml").write_text(params)
+
+
+def test_a_second_seed_trains_one_more_candidate_per_recipe_and_nothing_else(project):
+    repo, env = project["repo"], project["env"]
+    text = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(text)
+    params["train"]["seeds"] = [0, 1]
+    try:
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        ran = stages_run(sh(["dvc", "repro", "--dry"], repo, env).stdout)
+        assert ran == {"compare", "registry", "register", *per_variant("train@tiny-{v}-1", "evaluate@tiny-{v}-1"),
+                       *per_variant("train-dapt@tiny-{v}-1", "evaluate-dapt@tiny-{v}-1", variants=DAPT)}, ran
+    finally:
+        (repo / "params.yaml").write_text(text)
 
 
 def test_no_secret_in_any_written_file(project):
@@ -263,24 +284,36 @@ def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(proj
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     r = sh(["dvc", "exp", "run", "-S", "train.learning_rate=0.02"], repo, env)
     # pretraining has its own learning rate: it does not rerun
-    assert stages_run(r.stdout) == {"registry", "register", *per_variant("train@tiny-{v}", "evaluate@tiny-{v}"),
-                                    *per_variant("train-dapt@tiny-{v}", "evaluate-dapt@tiny-{v}", variants=DAPT)}
+    assert stages_run(r.stdout) == {"registry", "register", "compare",
+                                    *per_variant("train@tiny-{v}-0", "evaluate@tiny-{v}-0"),
+                                    *per_variant("train-dapt@tiny-{v}-0", "evaluate-dapt@tiny-{v}-0", variants=DAPT)}
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    for name in ("train@tiny-original", "train@tiny-augmented"):
+    for name in ("train@tiny-original-0", "train@tiny-augmented-0"):
         assert lock_after[name]["outs"][0]["md5"] != lock_before[name]["outs"][0]["md5"], "adapter unchanged"
     params_diff = json.loads(sh(["dvc", "params", "diff", "--json"], repo, env).stdout)
     change = params_diff["params.yaml"]["train.learning_rate"]
     assert (change["old"], change["new"]) == (0.01, 0.02)
     metrics_diff = json.loads(sh(["dvc", "metrics", "diff", "--json", "--all"], repo, env).stdout)
-    assert {"accuracy", "macro_f1"} <= set(metrics_diff["metrics/eval/tiny-original.json"])
+    assert {"accuracy", "macro_f1"} <= set(metrics_diff["metrics/eval/tiny-original-0.json"])
     reg = json.loads((repo / "reports/register.json").read_text())
     assert reg["version"] == 4 and reg["alias"] in ("champion", "challenger")  # v3: the recipe change
     # the pull-request comment: deltas against the committed first run are those of `dvc metrics diff`
     report = sh(["medaug", "report"], repo, env).stdout
-    row = next(line for line in report.splitlines() if line.startswith("| tiny-original"))
-    old_new = metrics_diff["metrics/eval/tiny-original.json"]["accuracy"]
+    row = next(line for line in report.splitlines() if line.startswith("| tiny-original-0"))
+    old_new = metrics_diff["metrics/eval/tiny-original-0.json"]["accuracy"]
     assert row.split("|")[6].strip() == f"{old_new['new'] - old_new['old']:+.3f}", report
     assert "teacher-3-shot" in report and "Δ columns unavailable" not in report
+    # the recipes view: one row per recipe, with its training set's counts and Δ vs original
+    table = json.loads((repo / "reports/variants.json").read_text())
+    assert [f"{r['model']}-{r['variant']}" for r in table["recipes"]] == [f"tiny-{v}" for v in VARIANTS] + [
+        f"tiny-dapt-{v}" for v in DAPT]
+    for v in VARIANTS:
+        ds = json.loads((repo / f"reports/dataset/{v}.json").read_text())
+        row = next(line for line in report.splitlines() if line.startswith(f"| tiny-{v} |"))
+        assert row.split("|")[2].strip() == f"{ds['items']} ({ds['generated']})", row
+        acc = json.loads((repo / f"metrics/eval/tiny-{v}-0.json").read_text())["accuracy"]
+        assert row.split("|")[3].strip().startswith(f"{acc:.3f} ["), row  # one seed: its accuracy
+        assert (row.split("|")[5].strip() == "–") == (v == "original"), row
 
 
 def test_bad_params_key_fails_in_one_line_and_writes_nothing(project, tmp_path):
@@ -324,17 +357,17 @@ def test_training_curves_and_dapt_lineage(project):
     from mlflow import MlflowClient
 
     repo = project["repo"]
-    losses = json.loads((repo / "plots/train/tiny-augmented.json").read_text())
-    dev = json.loads((repo / "plots/dev/tiny-augmented.json").read_text())
+    losses = json.loads((repo / "plots/train/tiny-augmented-0.json").read_text())
+    dev = json.loads((repo / "plots/dev/tiny-augmented-0.json").read_text())
     assert [r["step"] for r in losses] == list(range(1, 7)) and dev and dev[-1]["step"] == 6
-    meta = json.loads((repo / "models/tiny-dapt-augmented/medaug.json").read_text())
+    meta = json.loads((repo / "models/tiny-dapt-augmented-0/medaug.json").read_text())
     assert meta["base"] == "models/pretrain/tiny" and meta["variant"] == "dapt-augmented"
     assert json.loads((repo / "models/pretrain/tiny/medaug.json").read_text())["base"] == "tiny-llama"
     assert json.loads((repo / "reports/pretrain/tiny.json").read_text())["steps"] == 4
     assert not list((repo / ".cache/checkpoints").glob("*/checkpoint-*"))
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("medaug")
-    runs = client.search_runs([exp.experiment_id], "tags.`medaug.stage` = 'train@tiny-augmented'")
+    runs = client.search_runs([exp.experiment_id], "tags.`medaug.stage` = 'train@tiny-augmented-0'")
     assert runs
     history = client.get_metric_history(runs[0].info.run_id, "loss")
     assert sorted(m.step for m in history) == list(range(1, 7))
@@ -380,7 +413,7 @@ def temp_exp(project):
 def test_temp_experiment_registers_into_the_project_with_its_experiment_tags(temp_exp):
     repo, head = temp_exp["repo"], temp_exp["head"]
     ran = stages_run(temp_exp["run"].stdout)
-    assert {"generate", "evaluate-teacher", "register"} <= ran and "train@tiny-original" not in ran, ran
+    assert {"generate", "evaluate-teacher", "register"} <= ran and "train@tiny-original-0" not in ran, ran
     client = client_of(repo / "mlflow.db")
     (v2,) = [v for v in client.search_model_versions(f"name = '{NAME}'") if v.tags.get("dvc_exp_name") == EXP]
     want = {"git_commit": head, "dvc_exp_name": EXP, "dvc_exp_baseline_rev": head}

@@ -87,7 +87,7 @@ def test_a_rationale_variant_trains_and_changes_the_adapter(tmp_path):
     for weight in (0.0, 1.0):
         p = params(rationale=weight)
         out = tmp_path / f"w{weight}"
-        run(p, "tiny", "why", tmp_path / "why.jsonl", out, tmp_path / f"w{weight}.json")
+        run(p, "tiny", "why", 0, tmp_path / "why.jsonl", out, tmp_path / f"w{weight}.json")
         outs[weight] = load_file(out / "adapter_model.safetensors")
     assert outs[0.0].keys() == outs[1.0].keys()
     assert any(not torch.equal(outs[0.0][k], outs[1.0][k]) for k in outs[0.0])

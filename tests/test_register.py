@@ -47,8 +47,8 @@ LONG_CARD = CARD + "\n| heading | original | generated, kept | augmented |\n|---
 LOCK = {"stages": {"prepare": {"outs": [{"path": "data/prepared", "md5": "aaa.dir"},
                                         {"path": "data/train/original.jsonl", "md5": "bbb"}]},
                    "filter": {"outs": [{"path": "data/train/augmented.jsonl", "md5": "ccc"}]},
-                   "train@tiny-original": {"outs": [{"path": "models/tiny-original", "md5": "ddd.dir"}]},
-                   "train@tiny-augmented": {"outs": [{"path": "models/tiny-augmented", "md5": "eee.dir"}]}}}
+                   "train@tiny-original-0": {"outs": [{"path": "models/tiny-original-0", "md5": "ddd.dir"}]},
+                   "train@tiny-augmented-0": {"outs": [{"path": "models/tiny-augmented-0", "md5": "eee.dir"}]}}}
 
 
 def right_on(n_right):
@@ -103,16 +103,16 @@ def steps(tmp_path_factory):
         write_json("reports/funnel.json", FUNNEL)
         Path("data/filtered").mkdir(parents=True)
         Path("dvc.lock").write_text(json.dumps(LOCK))  # JSON is YAML
-        for name in ("tiny-original", "tiny-augmented"):
+        for name in ("tiny-original-0", "tiny-augmented-0"):
             lora_adapter("tiny-llama", Path("models") / name)
         worst = right_on(8)
-        out = {"first": register_step("higher", {"tiny-original": right_on(10), "tiny-augmented": worst}),
-               "tie": register_step("higher", {"tiny-original": right_on(10), "tiny-augmented": worst}, LONG_CARD),
-               "worse": register_step("higher", {"tiny-original": right_on(9), "tiny-augmented": worst}),
+        out = {"first": register_step("higher", {"tiny-original-0": right_on(10), "tiny-augmented-0": worst}),
+               "tie": register_step("higher", {"tiny-original-0": right_on(10), "tiny-augmented-0": worst}, LONG_CARD),
+               "worse": register_step("higher", {"tiny-original-0": right_on(9), "tiny-augmented-0": worst}),
                # 11 vs 10 right: 1 discordant pair, p = 1
-               "noise": register_step("mcnemar", {"tiny-original": right_on(11), "tiny-augmented": worst}),
+               "noise": register_step("mcnemar", {"tiny-original-0": right_on(11), "tiny-augmented-0": worst}),
                # 16 vs 10 right: 6 discordant pairs all for the candidate, p = 2 / 2**6 = 0.03125
-               "beyond": register_step("mcnemar", {"tiny-original": right_on(11), "tiny-augmented": right_on(16)})}
+               "beyond": register_step("mcnemar", {"tiny-original-0": right_on(11), "tiny-augmented-0": right_on(16)})}
         yield {"root": root, "client": MlflowClient(), **out}
     torch.set_num_threads(threads)
 
@@ -120,10 +120,10 @@ def steps(tmp_path_factory):
 def test_first_registration_is_champion_with_lineage(steps):
     p, reg, now = steps["first"]
     client = steps["client"]
-    assert (reg["version"], reg["alias"], reg["candidate"], reg["value"]) == (1, "champion", "tiny-original", 0.5)
+    assert (reg["version"], reg["alias"], reg["candidate"], reg["value"]) == (1, "champion", "tiny-original-0", 0.5)
     assert (reg["policy"], reg["alpha"], reg["vs_champion"], reg["previous_champion_version"]) == \
         ("higher", 0.05, None, None)
-    assert reg["candidates"]["tiny-augmented"] == {"accuracy": 0.4, "macro_f1": pytest.approx(
+    assert reg["candidates"]["tiny-augmented-0"] == {"accuracy": 0.4, "macro_f1": pytest.approx(
         compute_metrics(GOLDS, right_on(8))["macro_f1"]), "p_vs_champion": None}
     v1 = client.get_model_version(NAME, "1")
     assert v1.tags["params_digest"] == hashlib.sha256(
@@ -134,7 +134,7 @@ def test_first_registration_is_champion_with_lineage(steps):
         ("aaa.dir", "bbb", "ddd.dir")
     assert {"git_commit", "git_dirty", "test_digest", "accuracy", "macro_f1", "base_model"} <= set(v1.tags)
     assert v1.tags["test_digest"] == reg["test_digest"] == register.test_digest(TEST)
-    assert v1.description.startswith(f"**tiny-original**: accuracy 0.5000 on test data `{reg['test_digest'][:12]}`")
+    assert v1.description.startswith(f"**tiny-original-0**: accuracy 0.5000 on test data `{reg['test_digest'][:12]}`")
     assert v1.description.endswith("\n\n" + CARD)
     assert now == {"champion": 1}
 
@@ -164,11 +164,11 @@ def test_mcnemar_policy_needs_a_significant_gain(steps, tmp_path):
     assert noise["vs_champion"] == {"p_value": 1.0, "a_only": 1, "b_only": 0}
     assert now == {"champion": 1, "challenger": 4}
     _, beyond, now = steps["beyond"]
-    assert (beyond["version"], beyond["alias"], beyond["candidate"]) == (5, "champion", "tiny-augmented")
+    assert (beyond["version"], beyond["alias"], beyond["candidate"]) == (5, "champion", "tiny-augmented-0")
     assert beyond["vs_champion"] == {"p_value": 0.03125, "a_only": 6, "b_only": 0}
     assert (beyond["policy"], beyond["previous_champion_version"]) == ("mcnemar", 1)
     assert now == {"champion": 5, "challenger": 4}
-    assert client.get_model_version(NAME, "5").tags["candidate"] == "tiny-augmented"
+    assert client.get_model_version(NAME, "5").tags["candidate"] == "tiny-augmented-0"
     # the register run logged the winner's predictions: the next comparison reads them from there
     run_id = client.get_model_version(NAME, "5").run_id
     assert "run_id" not in beyond  # the report in git reads the same when the same result is registered again
@@ -179,14 +179,14 @@ def test_mcnemar_policy_needs_a_significant_gain(steps, tmp_path):
 
 def test_register_json_tests_every_candidate_against_the_champion(steps):
     champion = right_on(10)  # v1's predictions, logged on its register run
-    for step, preds in (("tie", {"tiny-original": right_on(10), "tiny-augmented": right_on(8)}),
-                        ("beyond", {"tiny-original": right_on(11), "tiny-augmented": right_on(16)})):
+    for step, preds in (("tie", {"tiny-original-0": right_on(10), "tiny-augmented-0": right_on(8)}),
+                        ("beyond", {"tiny-original-0": right_on(11), "tiny-augmented-0": right_on(16)})):
         reg = steps[step][1]
         assert set(reg["candidates"]) == set(preds)
         for name, ps in preds.items():
             assert reg["candidates"][name]["p_vs_champion"] == mcnemar(GOLDS, ps, champion)["p_value"]
             assert reg["candidates"][name]["accuracy"] == compute_metrics(GOLDS, ps)["accuracy"]
-    assert steps["tie"][1]["candidates"]["tiny-augmented"]["p_vs_champion"] == 0.5  # 2 discordant, both for v1
+    assert steps["tie"][1]["candidates"]["tiny-augmented-0"]["p_vs_champion"] == 0.5  # 2 discordant, both for v1
     assert json.loads((steps["root"] / "reports/register.json").read_text()) == steps["beyond"][1]
 
 
@@ -215,12 +215,12 @@ def post(port, body):
 
 @pytest.fixture(scope="module")
 def evaluated(steps, tmp_path_factory):
-    """What the evaluate stage predicts for the champion's candidate (tiny-augmented, v5) on the test split."""
+    """What the evaluate stage predicts for the champion's candidate (tiny-augmented-0, v5) on the test split."""
     from medaug import evaluate
 
     root, out = steps["root"], tmp_path_factory.mktemp("evaluate")
-    evaluate.run(steps["beyond"][0], "tiny", "augmented", root / "data/prepared/test.jsonl",
-                 root / "models/tiny-augmented", out, out / "m.json", out / "c.json", out / "pc.json")
+    evaluate.run(steps["beyond"][0], "tiny", "augmented", 0, root / "data/prepared/test.jsonl",
+                 root / "models/tiny-augmented-0", out, out / "m.json", out / "c.json", out / "pc.json")
     want = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(want) == N and set(want) <= set(LABELS) and len(set(want)) > 1  # not a constant answer
     return want
@@ -231,7 +231,7 @@ def test_champion_scored_on_other_test_data_is_rescored(steps, evaluated, tmp_pa
     candidate is tested against. The winner here is worse, so the champion stays."""
     records, golds, wrong = TEST[:15], GOLDS[:15], right_on(0)[:15]
     write_records(tmp_path / "test.jsonl", records)
-    for name in ("tiny-original", "tiny-augmented"):
+    for name in ("tiny-original-0", "tiny-augmented-0"):
         write_json(tmp_path / "metrics" / f"{name}.json", compute_metrics(golds, wrong))
         write_jsonl(tmp_path / "eval" / name / "predictions.jsonl",
                     ({"id": r.id, "prediction": y} for r, y in zip(records, wrong)))
@@ -242,7 +242,7 @@ def test_champion_scored_on_other_test_data_is_rescored(steps, evaluated, tmp_pa
     assert reg["test_digest"] == register.test_digest(records) != steps["beyond"][1]["test_digest"]
     assert reg["previous_champion_value"] == compute_metrics(golds, champion)["accuracy"]
     test = mcnemar(golds, wrong, champion)
-    assert reg["vs_champion"] == test and reg["candidates"]["tiny-augmented"]["p_vs_champion"] == test["p_value"]
+    assert reg["vs_champion"] == test and reg["candidates"]["tiny-augmented-0"]["p_vs_champion"] == test["p_value"]
     assert "filter_funnel" not in steps["client"].get_model_version(NAME, str(reg["version"])).tags  # no funnel given
 
 

@@ -62,3 +62,26 @@ def test_mcnemar_hand_computed():
     assert mcnemar(golds, b, a) == {"a_only": 7, "b_only": 1, "p_value": r["p_value"]}
     assert mcnemar(golds, a, a) == {"a_only": 0, "b_only": 0, "p_value": 1.0}
     assert mcnemar(["yes"] * 4, ["yes", "no", "yes", "no"], ["no", "yes", "no", "yes"])["p_value"] == 1.0  # capped
+
+
+def test_one_seed_gives_the_item_bootstrap_interval():
+    from medaug.evaluate.stats import seed_bootstrap_ci
+    golds, preds = noisy(200, 0.6)
+    assert seed_bootstrap_ci(golds, [preds], 500, 7) == bootstrap_ci(golds, preds, 500, 7)["accuracy"]
+
+
+def test_seed_variance_widens_the_interval_and_the_p_value():
+    """Two runs at 0.9 and 0.5 have the mean of two runs at 0.7, but the recipe is less certain."""
+    from medaug.evaluate.stats import seed_bootstrap, seed_bootstrap_ci
+    golds = ["yes"] * 200
+    right = lambda k: ["yes"] * k + ["no"] * (200 - k)  # noqa: E731
+    steady, noisy = [right(140), right(140)], [right(180), right(100)]
+    width = {name: (lambda ci: ci["high"] - ci["low"])(seed_bootstrap_ci(golds, runs, 2000, 0))
+             for name, runs in (("steady", steady), ("noisy", noisy))}
+    assert width["noisy"] > 2 * width["steady"]
+    base = [right(120), right(120)]
+    vs_steady, vs_noisy = (seed_bootstrap(golds, runs, base, 2000, 0) for runs in (steady, noisy))
+    assert vs_steady["delta"] == pytest.approx(0.1) == vs_noisy["delta"]
+    assert vs_steady["p_value"] < 0.01 < vs_noisy["p_value"]
+    assert vs_noisy["low"] < 0 < vs_steady["low"]
+    assert seed_bootstrap(golds, base, base, 500, 0) == {"delta": 0.0, "low": 0.0, "high": 0.0, "p_value": 1.0}

@@ -85,12 +85,12 @@ def test_training_reduces_loss_and_writes_an_adapter(tmp_path):
     base, tok = load_model_and_tokenizer("tiny-llama")
     before = dataset_loss(base, tok, p, learnable(24))
     out, metrics_path = tmp_path / "models" / "tiny-original", tmp_path / "metrics" / "train.json"
-    metrics = run(p, "tiny", "original", train_path, out, metrics_path)
+    metrics = run(p, "tiny", "original", 0, train_path, out, metrics_path)
     assert json.loads(metrics_path.read_text()) == metrics
     assert metrics["n_train"] == 24 and metrics["steps"] == 60
     assert "train_runtime_s" not in metrics  # a wall time: MLflow's, never the report's (in git)
     assert json.loads((out / "medaug.json").read_text()) == \
-        {"base": "tiny-llama", "model": "tiny", "variant": "original", "method": "lora", "n_train": 24}
+        {"base": "tiny-llama", "model": "tiny", "variant": "original", "seed": 0, "method": "lora", "n_train": 24}
     assert (out / "adapter_config.json").exists() and (out / "tokenizer.json").exists()
     assert [x.name for x in out.parent.iterdir()] == ["tiny-original"]  # no temp dir left behind
     merged, tok = load_candidate(p, "tiny", out)
@@ -106,15 +106,20 @@ def test_training_is_seeded_and_checks_its_variant(tmp_path):
     train_path = tmp_path / "augmented.jsonl"
     write_records(train_path, learnable(6) + learnable(5, start=100))
     p = params(ref="tiny-gpt2", max_steps=2)
-    metrics = run(p, "tiny", "augmented", train_path, tmp_path / "m", tmp_path / "metrics.json")
+    metrics = run(p, "tiny", "augmented", 0, train_path, tmp_path / "m", tmp_path / "metrics.json")
     assert metrics["n_train"] == 11 and metrics["steps"] == 2
     assert json.loads((tmp_path / "m" / "medaug.json").read_text())["variant"] == "augmented"
     # seeded: a second run gives the very same adapter
-    run(p, "tiny", "augmented", train_path, tmp_path / "again", tmp_path / "metrics-again.json")
+    run(p, "tiny", "augmented", 0, train_path, tmp_path / "again", tmp_path / "metrics-again.json")
     first, second = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("m", "again"))
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    # another seed (train.seeds: [0, 1]) is another init and data order: another adapter, named by its seed
+    run(p, "tiny", "augmented", 1, train_path, tmp_path / "seed1", tmp_path / "metrics-seed1.json")
+    other = load_file(tmp_path / "seed1" / "adapter_model.safetensors")
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    assert json.loads((tmp_path / "seed1" / "medaug.json").read_text())["seed"] == 1
     with pytest.raises(MedaugError, match="unknown variant"):
-        run(p, "tiny", "zero-shot", train_path, tmp_path / "m2", tmp_path / "metrics2.json")
+        run(p, "tiny", "zero-shot", 0, train_path, tmp_path / "m2", tmp_path / "metrics2.json")
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
@@ -149,7 +154,7 @@ def test_packing_trains_like_padding(tmp_path):
         p = params(max_steps=6, learning_rate=1e-2, warmup_ratio=0.0, packing=packing,
                    lora={"dropout": 0.0}, checkpoints=str(tmp_path / "ckpt"))
         plots = (tmp_path / f"loss-{packing}.json", tmp_path / f"dev-{packing}.json")
-        run(p, "tiny", "original", train_path, tmp_path / f"m{packing}", tmp_path / f"m{packing}.json", plots=plots)
+        run(p, "tiny", "original", 0, train_path, tmp_path / f"m{packing}", tmp_path / f"m{packing}.json", plots=plots)
         curves[packing] = [r["loss"] for r in json.loads(plots[0].read_text())]
     assert len(curves[True]) == 6 and curves[True][0] == pytest.approx(curves[False][0], abs=1e-5)
     assert curves[True] == pytest.approx(curves[False], abs=1e-3)
@@ -174,8 +179,8 @@ def test_dev_evaluation_keeps_the_best_checkpoint_and_writes_curves(tmp_path):
     write_records(dev_path, flipped(learnable(6)))  # dev loss rises as training goes on: the best is early
     p = params(max_steps=40, learning_rate=1e-2, warmup_ratio=0.0, eval_steps=10, best_metric="loss",
                checkpoints=str(tmp_path / "ckpt"))
-    plots = (tmp_path / "plots/train/tiny-original.json", tmp_path / "plots/dev/tiny-original.json")
-    metrics = run(p, "tiny", "original", train_path, tmp_path / "m", tmp_path / "metrics.json",
+    plots = (tmp_path / "plots/train/tiny-original-0.json", tmp_path / "plots/dev/tiny-original.json")
+    metrics = run(p, "tiny", "original", 0, train_path, tmp_path / "m", tmp_path / "metrics.json",
                   dev_path=dev_path, plots=plots)
     losses, dev = (json.loads(x.read_text()) for x in plots)
     assert [r["step"] for r in losses] == list(range(1, 41)) and all(r["loss"] > 0 for r in losses)
@@ -195,7 +200,7 @@ def test_full_fine_tuning_writes_a_whole_model(tmp_path):
     train_path = tmp_path / "original.jsonl"
     write_records(train_path, learnable(12))
     p = params(method="full", max_steps=3, learning_rate=1e-3, checkpoints=str(tmp_path / "ckpt"))
-    run(p, "tiny", "original", train_path, tmp_path / "m", tmp_path / "metrics.json")
+    run(p, "tiny", "original", 0, train_path, tmp_path / "m", tmp_path / "metrics.json")
     assert (tmp_path / "m" / "config.json").exists() and not (tmp_path / "m" / "adapter_config.json").exists()
     model, tok = load_candidate(p, "tiny", tmp_path / "m")
     base, _ = load_model_and_tokenizer("tiny-llama")
@@ -225,13 +230,13 @@ def stage_env():
 
 
 def adapter(root):
-    return load_file(root / "models/tiny-original/adapter_model.safetensors")
+    return load_file(root / "models/tiny-original-0/adapter_model.safetensors")
 
 
 def test_a_training_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_path):
     """SIGKILL the real stage script once a checkpoint is on disk; the rerun resumes from it (not from step 0)
     and ends with the very adapter an uninterrupted run gives."""
-    cmd = [sys.executable, str(ROOT / "stages/train.py"), "tiny", "original"]
+    cmd = [sys.executable, str(ROOT / "stages/train.py"), "tiny", "original", "0"]
     whole = stage_project(tmp_path / "whole", max_steps=120, eval_steps=20)
     subprocess.run(cmd, cwd=whole, env=stage_env(), check=True, capture_output=True)
     killed = stage_project(tmp_path / "killed", max_steps=120, eval_steps=20)
@@ -247,16 +252,16 @@ def test_a_training_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_pa
     finally:
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL, "the stage finished before it could be killed"
-    assert not (killed / "models/tiny-original").exists()  # nothing half-written
+    assert not (killed / "models/tiny-original-0").exists()  # nothing half-written
     rerun = subprocess.run(cmd, cwd=killed, env=stage_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "medaug: resuming from" in rerun.stdout
-    metrics = json.loads((killed / "reports/train/tiny-original.json").read_text())
+    metrics = json.loads((killed / "reports/train/tiny-original-0.json").read_text())
     assert metrics["resumed_from_step"] >= 40 and metrics["steps"] == 120
     a, b = adapter(whole), adapter(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the curves cover the whole run, before and after the kill
-    losses = json.loads((killed / "plots/train/tiny-original.json").read_text())
+    losses = json.loads((killed / "plots/train/tiny-original-0.json").read_text())
     assert [r["step"] for r in losses] == list(range(1, 121))
     assert not list((killed / ".cache/checkpoints").glob("*/checkpoint-*"))  # removed after success
 
@@ -269,12 +274,12 @@ def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path)
     two = stage_project(tmp_path / "two", batch_size=4, **train)
     for root in (one, two):
         write_records(root / "data/train/original.jsonl", learnable(8))
-    script = [str(ROOT / "stages/train.py"), "tiny", "original"]
+    script = [str(ROOT / "stages/train.py"), "tiny", "original", "0"]
     subprocess.run([sys.executable, *script], cwd=one, env=stage_env(), check=True, capture_output=True)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     proc = subprocess.run([*torchrun, *script], cwd=two, env=stage_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    m1, m2 = (json.loads((r / "reports/train/tiny-original.json").read_text()) for r in (one, two))
+    m1, m2 = (json.loads((r / "reports/train/tiny-original-0.json").read_text()) for r in (one, two))
     assert m1["steps"] == m2["steps"] == 3
     a, b = adapter(one), adapter(two)
     assert a.keys() == b.keys()
@@ -301,7 +306,7 @@ def test_chat_format_trains_and_scores_through_the_chat_template(tmp_path, monke
     p = parse_params({"models": {"tiny": "tiny-llama"}, "task": {"max_seq_len": 64, "format": "chat"},
                       "train": {"models": ["tiny"], "batch_size": 4, "grad_accum": 1, "max_steps": 60,
                                 "learning_rate": 1e-2, "warmup_ratio": 0.0, "checkpoints": str(tmp_path / "c")}})
-    run(p, "tiny", "original", train_path, tmp_path / "m", tmp_path / "metrics.json")
+    run(p, "tiny", "original", 0, train_path, tmp_path / "m", tmp_path / "metrics.json")
     model, tok = load_candidate(p, "tiny", tmp_path / "m")
     assert tok.chat_template == CHAT_TEMPLATE  # saved with the adapter, so scoring uses it too
     assert accuracy(model, tok, p, learnable(24)) == 1.0
@@ -313,7 +318,7 @@ from pathlib import Path
 from medaug.params import parse_params
 from medaug.train import prepare_model, write_output
 p = parse_params({"models": {"tiny": "tiny-llama"}, "train": {"models": ["tiny"]}})
-model, tok = prepare_model("tiny-llama", p.train)
+model, tok = prepare_model("tiny-llama", p.train, 0)
 write_output(Path(sys.argv[1]), model, tok, {})
 """
 

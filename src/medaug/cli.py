@@ -76,11 +76,14 @@ def dataset(variant: str, force: bool) -> None:
     _repro(f"dataset@{variant}", force)
 
 
-def _stage(kind: str, model: str, variant: str) -> str:
+def _stage(kind: str, model: str, variant: str, seed: int) -> str:
     """The DVC stage of a candidate: dapt-<variant> candidates have their own matrices (train-dapt, ...)."""
     if variant.startswith("dapt-"):
-        return f"{kind}-dapt@{model}-{variant.removeprefix('dapt-')}"
-    return f"{kind}@{model}-{variant}"
+        return f"{kind}-dapt@{model}-{variant.removeprefix('dapt-')}-{seed}"
+    return f"{kind}@{model}-{variant}-{seed}"
+
+
+_seed = click.option("--seed", default=0, show_default=True, help="Which of params train.seeds.")
 
 
 @cli.command()
@@ -94,20 +97,29 @@ def pretrain(model: str, force: bool) -> None:
 @cli.command()
 @click.argument("model")
 @click.argument("variant")
+@_seed
 @_force
-def train(model: str, variant: str, force: bool) -> None:
+def train(model: str, variant: str, seed: int, force: bool) -> None:
     """Fine-tune MODEL (a key of params `models`) on VARIANT (a key of params `variants`, e.g. original,
-    augmented; dapt-<variant> starts from MODEL's continued pretraining)."""
-    _repro(_stage("train", model, variant), force)
+    augmented; dapt-<variant> starts from MODEL's continued pretraining) with SEED."""
+    _repro(_stage("train", model, variant, seed), force)
 
 
 @cli.command()
 @click.argument("model")
 @click.argument("variant")
+@_seed
 @_force
-def evaluate(model: str, variant: str, force: bool) -> None:
-    """Score MODEL-VARIANT (or VARIANT zero-shot: the untrained base) on the test split."""
-    _repro(f"zero-shot@{model}" if variant == "zero-shot" else _stage("evaluate", model, variant), force)
+def evaluate(model: str, variant: str, seed: int, force: bool) -> None:
+    """Score MODEL-VARIANT-SEED (or VARIANT zero-shot: the untrained base) on the test split."""
+    _repro(f"zero-shot@{model}" if variant == "zero-shot" else _stage("evaluate", model, variant, seed), force)
+
+
+@cli.command()
+@_force
+def compare(force: bool) -> None:
+    """The recipes table: each variant's mean over train.seeds against `original` (reports/variants.json)."""
+    _repro("compare", force)
 
 
 @cli.command(name="evaluate-teacher")

@@ -391,8 +391,11 @@ class TrainParams:
     learning_rate: float = 2.0e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
-    seed: int = 0
-    """Fixes the data order, dropout and LoRA init: the same params give the same adapter on CPU."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Each candidate is trained once per seed (stage train@<model>-<variant>-<seed>, candidate
+    <model>-<variant>-<seed>). A seed fixes the data order, dropout and LoRA init: the same params give the same
+    adapter on CPU. Comparisons between variants use the mean over seeds (`medaug report`, reports/variants.json);
+    adding a seed trains only the new one."""
     eval_steps: int = 0
     """Score the dev split every this many optimizer steps (0 = once per epoch) and at the end; each evaluation
     is a checkpoint, and the best one (by `best_metric`) is the stage's output."""
@@ -419,6 +422,9 @@ class TrainParams:
         for name in ("{context}", "{question}"):
             if name not in self.rationale_template:
                 raise MedaugError(f"params.yaml: {key}.rationale_template must contain {name}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise MedaugError(f"params.yaml: {key}.seeds must be distinct integers >= 0, at least one (got "
+                              f"{self.seeds})")
         if self.rationale_max_tokens < 1:
             raise MedaugError(f"params.yaml: {key}.rationale_max_tokens must be >= 1")
         if self.learning_rate <= 0:
@@ -436,7 +442,7 @@ class TrainParams:
 @dataclass
 class PretrainParams:
     """Continued pretraining (domain-adaptive, as in MQG): next-token loss on a text corpus; the result is the
-    base of the `dapt-<variant>` candidates. Batch size, seed, method, LoRA and precision come from `train`."""
+    base of the `dapt-<variant>` candidates. Batch size, method, LoRA and precision come from `train`."""
     models: list[str] = field(default_factory=list)
     """Short names to pretrain ([] = no pretrain stage, no dapt candidates)."""
     variants: list[str] = field(default_factory=lambda: ["original", "augmented"])
@@ -449,6 +455,8 @@ class PretrainParams:
     epochs: float = 1.0
     max_steps: int = -1
     learning_rate: float = 1.0e-4
+    seed: int = 0
+    """Of the LoRA init and data order (one continued-pretraining run per model, whatever train.seeds)."""
 
     def check(self, key: str) -> None:
         if self.block_size < 8:
@@ -549,11 +557,12 @@ class Params:
                 raise MedaugError(f"params.yaml: pretrain.models names {name!r}, which is not in train.models "
                                   f"(add it there: its dapt candidates are tested against its zero-shot baseline)")
 
-    def candidates(self) -> list[tuple[str, str]]:
-        """(model, variant) of every trained candidate: train.models x train.variants, then dapt-<variant> for
-        the models in pretrain.models (DVC's train and train-dapt matrices)."""
-        return ([(m, v) for m in self.train.models for v in self.train.variants]
-                + [(m, f"dapt-{v}") for m in self.pretrain.models for v in self.pretrain.variants])
+    def candidates(self) -> list[tuple[str, str, int]]:
+        """(model, variant, seed) of every trained candidate: train.models x train.variants x train.seeds, then
+        dapt-<variant> for the models in pretrain.models (DVC's train and train-dapt matrices)."""
+        return ([(m, v, s) for m in self.train.models for v in self.train.variants for s in self.train.seeds]
+                + [(m, f"dapt-{v}", s) for m in self.pretrain.models for v in self.pretrain.variants
+                   for s in self.train.seeds])
 
     def teachers_for(self, strategy: str) -> list[TeacherParams]:
         """The teachers a generation strategy asks: `teacher`, with each of its `generate.teachers` overrides."""

@@ -17,14 +17,16 @@ REPORTS = Path("reports")  # each stage's whole report, a plain output in git: p
 CONFUSION = Path("plots/confusion")
 PER_CLASS = Path("plots/per_class")  # plots/per_class/<candidate>.json: {class, precision, recall, f1} rows
 FUNNEL_PLOT = Path("plots/funnel.json")
+VARIANTS_PLOT = Path("plots/variants.json")  # a row per recipe: accuracy (mean over seeds, CI), generated items, cost
 TRAIN_PLOTS = Path("plots/train")  # plots/train/<candidate>.json: {step, loss, learning_rate} rows
 DEV_PLOTS = Path("plots/dev")  # plots/dev/<candidate>.json: {step, dev_accuracy, dev_macro_f1, dev_loss} rows
 PRETRAINED = Path("models/pretrain")  # models/pretrain/<model>: continued pretraining, base of dapt-<variant>
 
 
-def candidate(model: str, variant: str) -> str:
-    """The readable name DVC's matrix gives a candidate, e.g. `gemma270m-augmented`."""
-    return f"{model}-{variant}"
+def candidate(model: str, variant: str, seed: int | None = None) -> str:
+    """The name DVC's matrix gives a candidate, e.g. `gemma270m-augmented-0` (trained with seed 0); the untrained
+    base has no seed: `gemma270m-zero-shot`."""
+    return f"{model}-{variant}" + ("" if seed is None else f"-{seed}")
 
 
 def project_root(workspace: Path | None = None) -> Path:

@@ -4,6 +4,7 @@ Rows: metrics/eval/*.json (trained candidates and zero-shot baselines), then met
 (named from reports/teacher.json); p-values: McNemar against the zero-shot base (the candidate's metrics) and
 against the champion the register stage compared with (reports/register.json).
 Deltas come from `dvc metrics diff --json --all <rev>`; when that fails, their cells are "–" and a note says why.
+Then the recipes view (reports/variants.json from the `compare` stage): per model and variant, mean over seeds.
 """
 
 from __future__ import annotations
@@ -94,4 +95,31 @@ def render(root: Path, rev: str = "HEAD") -> str:
                      + (f"; McNemar p vs the previous champion {vs['p_value']:.3f}" if vs else "") + ").")
     if why:
         lines.append(f"\nΔ columns unavailable: {why.rstrip('.')}.")
+    variants = root / REPORTS / "variants.json"
+    if variants.exists():
+        lines += ["", *recipes_table(read_json(variants))]
     return "\n".join(lines) + "\n"
+
+
+def _sd(x: dict[str, Any], seeds: int) -> str:
+    return f"{x['mean']:.3f}" + (f" ± {x['sd']:.3f}" if seeds > 1 else "")
+
+
+def recipes_table(table: dict[str, Any]) -> list[str]:
+    """The recipes view (reports/variants.json, written by the `compare` stage): Dr.LLaMA's table."""
+    seeds, base = len(table.get("seeds") or [0]), table.get("baseline", "original")
+    mean = "mean ± sd over " + (f"{seeds} seeds" if seeds > 1 else "1 seed")
+    lines = [f"### Recipes ({mean}; Δ and p vs `{base}`: bootstrap over the {table.get('n_test')} test items and "
+             f"the seeds)", "",
+             f"| recipe | items (generated) | accuracy [95% CI] | macro-F1 | Δ accuracy [95% CI] | p "
+             f"| teacher USD | USD per point |", "|---|---|---|---|---|---|---|---|"]
+    for r in table.get("recipes", []):
+        acc, vs = r["accuracy"], r.get("vs_original")
+        ci = acc.get("ci95") or {}
+        delta = f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]" if vs else DASH
+        usd = vs.get("usd_per_point") if vs else None
+        lines.append(f"| {r['model']}-{r['variant']} | {r['items']} ({r['generated']}) | {_sd(acc, seeds)}"
+                     + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
+                     + f" | {_sd(r['macro_f1'], seeds)} | {delta} | {_p(vs['p_value']) if vs else DASH} "
+                     f"| {r['teacher_cost_usd']:.4f} | {DASH if usd is None else f'{usd:.4f}'} |")
+    return lines

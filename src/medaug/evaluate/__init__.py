@@ -93,7 +93,7 @@ def compare_zero_shot(records: list[Record], preds: list[str], zero_shot: list[s
     return {"p_value": test["p_value"], "a_only": test["a_only"], "b_only": test["b_only"], "delta_accuracy": delta}
 
 
-def run(p: Params, model: str, variant: str, test_path: Path, adapter_dir: Path | None, out_dir: Path,
+def run(p: Params, model: str, variant: str, seed: int | None, test_path: Path, adapter_dir: Path | None, out_dir: Path,
         metrics_path: Path, confusion_path: Path, per_class_path: Path,
         zero_shot_path: Path | None = None) -> dict[str, Any]:
     """Score a candidate; write its outputs (see write_results). A trained candidate with `zero_shot_path`
@@ -108,7 +108,8 @@ def run(p: Params, model: str, variant: str, test_path: Path, adapter_dir: Path 
     lm, tokenizer = load_candidate(p, model, None if variant == "zero-shot" else adapter_dir)
     rows = Scorer(lm, tokenizer, p.task, p.evaluate.batch_size).predict(records)
     preds = [row["prediction"] for row in rows]
-    extra: dict[str, Any] = {"model": model, "variant": variant, "base": p.model_ref(model)}
+    extra: dict[str, Any] = {"model": model, "variant": variant, **({} if seed is None else {"seed": seed}),
+                             "base": p.model_ref(model)}
     if zero_shot is not None:
         extra["vs_zero_shot"] = compare_zero_shot(records, preds, zero_shot)
     return write_results(records, preds, extra, out_dir, metrics_path, confusion_path, per_class_path, p, rows)

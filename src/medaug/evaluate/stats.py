@@ -62,3 +62,49 @@ def mcnemar(golds: list[str], preds_a: list[str], preds_b: list[str]) -> dict[st
     n = b + c
     p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n)
     return {"a_only": b, "b_only": c, "p_value": p}
+
+
+def seed_bootstrap(golds: list[str], runs_a: list[list[str]], runs_b: list[list[str]], n_resamples: int,
+                   seed: int, level: float = 0.95) -> dict[str, float]:
+    """Accuracy of recipe a minus recipe b, each the mean over its seeds' runs, with a two-level bootstrap that
+    carries both sources of noise: every resample draws the test items (the same for a and b: paired) and, for
+    each recipe on its own, its seeds, with replacement. {delta, low, high, p_value}: the observed difference of
+    the means, its percentile interval, and the two-sided bootstrap p = 2 min(P(Δ* <= 0), P(Δ* >= 0)), at most 1.
+    With one seed each this is the paired bootstrap over test items."""
+    if not runs_a or not runs_b or n_resamples < 1:
+        raise ValueError("seed_bootstrap needs at least one run per recipe and one resample")
+    g = _codes(golds, LABELS)
+    right_a = np.stack([_codes(r, LABELS) == g for r in runs_a])  # (seeds, n)
+    right_b = np.stack([_codes(r, LABELS) == g for r in runs_b])
+    if right_a.shape[1] != len(golds) or right_b.shape[1] != len(golds):
+        raise ValueError(f"{len(golds)} gold labels but runs of {right_a.shape[1]} and {right_b.shape[1]} predictions")
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, len(golds), size=(n_resamples, len(golds)))
+    deltas = _resampled(right_a, items, rng) - _resampled(right_b, items, rng)
+    low, high = np.percentile(deltas, _tails(level))
+    p = min(1.0, 2 * min(float((deltas <= 0).mean()), float((deltas >= 0).mean())))
+    return {"delta": float(right_a.mean() - right_b.mean()), "low": float(low), "high": float(high), "p_value": p}
+
+
+def seed_bootstrap_ci(golds: list[str], runs: list[list[str]], n_resamples: int, seed: int,
+                      level: float = 0.95) -> dict[str, float]:
+    """{low, high}: the percentile interval of one recipe's mean accuracy over its seeds' runs, resampling test
+    items and seeds as seed_bootstrap does (with one seed: bootstrap_ci's accuracy interval)."""
+    g = _codes(golds, LABELS)
+    right = np.stack([_codes(r, LABELS) == g for r in runs])
+    rng = np.random.default_rng(seed)
+    low, high = np.percentile(_resampled(right, rng.integers(0, len(golds), size=(n_resamples, len(golds))), rng),
+                              _tails(level))
+    return {"low": float(low), "high": float(high)}
+
+
+def _tails(level: float) -> list[float]:
+    tail = (1 - level) / 2 * 100
+    return [tail, 100 - tail]
+
+
+def _resampled(right: np.ndarray, items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mean accuracy over seeds drawn with replacement, on each row of drawn `items`: (resamples,)."""
+    per_seed = right[:, items].mean(axis=2).T  # (resamples, seeds): each seed's accuracy on the drawn items
+    seeds = rng.integers(0, right.shape[0], size=per_seed.shape)
+    return np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)

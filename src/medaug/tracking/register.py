@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
-from medaug.data.jsonl import iter_jsonl, read_json, write_json
+from medaug.data.jsonl import read_json, write_json
 from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
+from medaug.evaluate.compare import read_predictions
 from medaug.params import Params
 from medaug.paths import candidate
 from medaug.tracking import run_tags, setup_mlflow
@@ -65,7 +66,7 @@ def funnel_line(funnel: dict[str, Any]) -> str:
     return f"{start} {funnel['in']} -> kept {funnel['kept']}" + (f" ({', '.join(drops)})" if drops else "")
 
 
-def lineage(root: Path, model: str, variant: str) -> dict[str, str]:
+def lineage(root: Path, model: str, variant: str, seed: int) -> dict[str, str]:
     """Git commit and dirty flag, the DVC experiment (tracking.run_tags), and the DVC hashes (from dvc.lock) of the
     data and adapter of the candidate, all of the workspace `root` DVC runs the stage in."""
     tags = run_tags(root)
@@ -74,28 +75,30 @@ def lineage(root: Path, model: str, variant: str) -> dict[str, str]:
     md5 = {out["path"]: out.get("md5", "") for stage in (lock or {}).get("stages", {}).values()
            for out in stage.get("outs", [])}
     wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": f"data/train/{variant.removeprefix('dapt-')}.jsonl",
-              "dvc_model_adapter": f"models/{candidate(model, variant)}"}
+              "dvc_model_adapter": f"models/{candidate(model, variant, seed)}"}
     tags.update({tag: md5[path] for tag, path in wanted.items() if path in md5})
     return tags
 
 
-def pick_best(p: Params, eval_dir: Path) -> tuple[tuple[str, str], dict[tuple[str, str], dict[str, Any]]]:
-    """The candidates of the current params (stale metrics files of removed variants are ignored)."""
-    metrics = {(m, v): read_json(eval_dir / f"{candidate(m, v)}.json") for m, v in p.candidates()}
+Candidate = tuple[str, str, int]  # (model, variant, seed)
+
+
+def pick_best(p: Params, eval_dir: Path) -> tuple[Candidate, dict[Candidate, dict[str, Any]]]:
+    """The model to register, and the metrics of every candidate of the current params (stale metrics files of
+    removed variants or seeds are ignored). The winner is the (model, variant) with the highest mean of
+    register.metric over train.seeds, and of its seeds the one whose score is closest to that mean: a model
+    representative of the recipe, not its luckiest seed (whose test score, picked as the max of several, would
+    overstate what the recipe gives). Ties go to the first in params order."""
+    metrics = {c: read_json(eval_dir / f"{candidate(*c)}.json") for c in p.candidates()}
     if not metrics:
         raise MedaugError("params.yaml: train.models x train.variants is empty, nothing to register")
-    best = max(metrics, key=lambda mv: metrics[mv][p.register.metric])  # the first wins a tie
+    groups: dict[tuple[str, str], list[Candidate]] = {}
+    for c in metrics:
+        groups.setdefault(c[:2], []).append(c)
+    mean = {g: sum(metrics[c][p.register.metric] for c in cs) / len(cs) for g, cs in groups.items()}
+    group = max(groups, key=lambda g: mean[g])  # max keeps the first of equals
+    best = min(groups[group], key=lambda c: abs(metrics[c][p.register.metric] - mean[group]))
     return best, metrics
-
-
-def read_predictions(path: Path, records: list[Record]) -> list[str]:
-    """A candidate's label for each test record, in test order, from eval/<candidate>/predictions.jsonl."""
-    by_id = {str(row["id"]): row["prediction"] for _, row in iter_jsonl(path)}
-    missing = [r.id for r in records if r.id not in by_id]
-    if missing:
-        raise MedaugError(f"{path}: no prediction for {len(missing)} test id(s), e.g. {missing[0]!r} (scored on "
-                          f"another test split? re-run its evaluate stage)")
-    return [by_id[r.id] for r in records]
 
 
 @dataclass
@@ -181,24 +184,25 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     from medaug.evaluate.stats import mcnemar
     from medaug.tracking.pyfunc import PIP_REQUIREMENTS, PubMedQAClassifier
 
-    (model_name, variant), metrics = pick_best(p, eval_dir)
-    best = candidate(model_name, variant)
+    (model_name, variant, seed), metrics = pick_best(p, eval_dir)
+    best = candidate(model_name, variant, seed)
     records = read_records(test_path)
     golds = [r.final_decision for r in records]
     digest = test_digest(records)
     preds = {name: read_predictions(Path(predictions_dir) / name / "predictions.jsonl", records)
-             for name in (candidate(m, v) for m, v in metrics)}
+             for name in (candidate(*c) for c in metrics)}
     setup_mlflow(root)
     client = MlflowClient()
     champ = current_champion(client, p, digest, records)
     tests = {name: mcnemar(golds, ps, champ.preds) if champ else None for name, ps in preds.items()}
-    value = float(metrics[model_name, variant][p.register.metric])
+    value = float(metrics[model_name, variant, seed][p.register.metric])
     vs = tests[best]
     alias = "champion" if champ is None or wins(p, value, champ.value, vs) else "challenger"
 
-    tags = {"candidate": best, "base_model": p.model_ref(model_name), "test_digest": digest,
-            "accuracy": str(metrics[model_name, variant]["accuracy"]),
-            "macro_f1": str(metrics[model_name, variant]["macro_f1"]), **lineage(root, model_name, variant),
+    tags = {"candidate": best, "variant": variant, "seed": str(seed), "base_model": p.model_ref(model_name),
+            "test_digest": digest, "accuracy": str(metrics[model_name, variant, seed]["accuracy"]),
+            "macro_f1": str(metrics[model_name, variant, seed]["macro_f1"]),
+            **lineage(root, model_name, variant, seed),
             "params_digest": params_digest(p), "teacher_model": f"{p.teacher.backend}:{p.teacher.model}"}
     if funnel_path is not None and Path(funnel_path).exists():
         tags["filter_funnel"] = truncate(funnel_line(read_json(funnel_path)))
@@ -208,8 +212,8 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
                            "register.policy": p.register.policy, "register.alpha": p.register.alpha,
                            **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
                            **{f"train.lora.{k}": v for k, v in dataclasses.asdict(p.train.lora).items()}})
-        for (m_, v_), m in metrics.items():
-            name = candidate(m_, v_)
+        for c, m in metrics.items():
+            name = candidate(*c)
             mlflow.log_metrics({f"{name}.accuracy": m["accuracy"], f"{name}.macro_f1": m["macro_f1"],
                                 **({f"{name}.p_vs_champion": tests[name]["p_value"]} if champ else {})})
         mlflow.set_tags(tags)
@@ -243,7 +247,7 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
               "vs_champion": {k: vs[k] for k in ("p_value", "a_only", "b_only")} if champ else None,
               "candidates": {name: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                                     "p_vs_champion": tests[name]["p_value"] if champ else None}
-                             for name, m in ((candidate(*mv), m) for mv, m in metrics.items())},
+                             for name, m in ((candidate(*c), m) for c, m in metrics.items())},
               "test_digest": digest}  # no run id: the same result registered again reads the same
     write_json(out_path, result)
     print(f"registered {p.register.model_name} v{version} ({best}, {p.register.metric}={value:.4f}) as @{alias}, "

@@ -25,7 +25,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.task import answer_text, collate, encode
 from medaug.models import TRAINED, load_model_and_tokenizer
 from medaug.params import Params, TaskParams, TrainParams
-from medaug.paths import PRETRAINED
+from medaug.paths import PRETRAINED, candidate
 from medaug.tracking import log_stage
 from medaug.train.loop import CompletionTrainer, checkpoint_dir, completion_loss, curves, finish, fit, \
     fingerprint, pack, save_atomically
@@ -53,10 +53,10 @@ def adapter_or_ref(ref: str) -> Path | str:
     return Path(ref) if (Path(ref) / "adapter_config.json").exists() else ref
 
 
-def prepare_model(ref: str, t: TrainParams):
+def prepare_model(ref: str, t: TrainParams, seed: int):
     """The model to train: the base with fresh LoRA adapters (train.method lora) or all its weights (full)."""
     model, tokenizer = load_model_and_tokenizer(ref)
-    set_seed(t.seed)  # after loading: building a model on first use draws random numbers too
+    set_seed(seed)  # after loading: building a model on first use draws random numbers too
     if t.method == "lora":
         lora = LoraConfig(r=t.lora.r, lora_alpha=t.lora.alpha, lora_dropout=t.lora.dropout,
                           target_modules=t.lora.target_modules, task_type="CAUSAL_LM")
@@ -100,10 +100,10 @@ def with_rationale(collator: Callable[[list[dict[str, Any]]], dict[str, Any]], w
     return collate_both
 
 
-def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, metrics_path: Path,
+def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_dir: Path, metrics_path: Path,
         dev_path: Path | None = None, plots: tuple[Path, Path] | None = None,
         mlflow_root: Path | None = None) -> dict[str, Any]:
-    """Fine-tune candidate `model`-`variant` on `train_path` (data/train/<variant>.jsonl, written by
+    """Fine-tune candidate `model`-`variant`-`seed` (the seed of LoRA init, dropout and data order) on `train_path` (data/train/<variant>.jsonl, written by
     dataset@<variant> from its recipe; with the recipe's `rationale`, explanations are a second target), scoring `dev_path` during training and keeping the best
     checkpoint. Writes the adapter (or full model) to out_dir, metrics, and the curves to plots = (train rows,
     dev rows) for DVC; logs a run to MLflow when mlflow_root is given."""
@@ -113,7 +113,7 @@ def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, me
         raise MedaugError(f"{train_path}: no training records")
     dev = read_records(dev_path) if dev_path else []
     t = p.train
-    lm, tokenizer = prepare_model(ref, t)
+    lm, tokenizer = prepare_model(ref, t, seed)
     examples = [encode(tokenizer, r, p.task, answer=r.final_decision) for r in records]
     collator = pack if t.packing else (lambda batch: collate(batch, tokenizer.pad_token_id))
     weight = p.variants[data].rationale
@@ -121,12 +121,14 @@ def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, me
         for e, r in zip(examples, records):
             e["rationale"] = encode_rationale(tokenizer, r, p.task, t)
         collator = with_rationale(collator, weight)
-    name = f"{model}-{variant}"
-    key = fingerprint(p.model_ref(model), variant, asdict(p.task), asdict(t), weight, Path(train_path),
+    name = candidate(model, variant, seed)
+    key = fingerprint(p.model_ref(model), variant, seed, asdict(p.task), {**asdict(t), "seeds": None}, weight,
+                      Path(train_path),
                       Path(dev_path) if dev_path else None, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), name, key)
     trainer, summary, runtime_s = fit(lm, tokenizer, examples, collator, t, ckpt, epochs=t.epochs,
-                                      max_steps=t.max_steps, learning_rate=t.learning_rate, dev=dev, task=p.task,
+                                      max_steps=t.max_steps, learning_rate=t.learning_rate, seed=seed, dev=dev,
+                                      task=p.task,
                                       eval_batch_size=p.evaluate.batch_size)
     losses, dev_rows = curves(trainer.state.log_history)
     metrics = {"train_loss": losses[-1]["loss"] if losses else None,
@@ -134,14 +136,14 @@ def run(p: Params, model: str, variant: str, train_path: Path, out_dir: Path, me
                "n_train": len(records), "n_dev": len(dev), **summary}
     if trainer.is_world_process_zero():
         write_output(out_dir, trainer.model, tokenizer, {"base": ref, "model": model, "variant": variant,
-                                                        "method": t.method, "n_train": len(records)})
+                                                        "seed": seed, "method": t.method, "n_train": len(records)})
         write_json(metrics_path, metrics)
         if plots:
             write_json(plots[0], losses)
             write_json(plots[1], dev_rows)
         if mlflow_root is not None:
-            log_stage(mlflow_root, f"train@{name}", {"model": p.model_ref(model), "variant": variant, "base": ref,
-                                                     "task": asdict(p.task), "train": asdict(t)},
+            log_stage(mlflow_root, f"train@{name}", {"model": p.model_ref(model), "variant": variant, "seed": seed,
+                                                     "base": ref, "task": asdict(p.task), "train": asdict(t)},
                       {**metrics, "train_runtime_s": runtime_s}, curves=losses + dev_rows)
     finish(trainer, ckpt)
     return metrics

@@ -136,7 +136,7 @@ def precision_flags(precision: str) -> dict[str, bool]:
 
 def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[dict[str, Any]],
         collator: Callable, t: TrainParams, ckpt: Path, *, epochs: float, max_steps: int, learning_rate: float,
-        dev: list[Record] | None = None, task: TaskParams | None = None, eval_batch_size: int = 8
+        seed: int, dev: list[Record] | None = None, task: TaskParams | None = None, eval_batch_size: int = 8
         ) -> tuple[Trainer, dict[str, Any], float]:
     """Train `model` on `examples`, resuming from the last checkpoint in `ckpt` if a killed run left one.
     With `dev` records, evaluates every t.eval_steps (0: once per epoch) and at the end, and ends with the best
@@ -152,7 +152,7 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
         output_dir=str(ckpt), num_train_epochs=epochs, max_steps=max_steps,
         per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
         learning_rate=learning_rate, weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio,
-        seed=t.seed, data_seed=t.seed, use_cpu=not gpu, **precision_flags(t.precision),
+        seed=seed, data_seed=seed, use_cpu=not gpu, **precision_flags(t.precision),
         activation_checkpointing=t.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",

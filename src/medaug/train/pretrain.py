@@ -60,16 +60,16 @@ def run(p: Params, model: str, corpus: Path, prepared_dir: Path, out_dir: Path, 
         raise MedaugError(f"pretrain: {model!r} is not in params.yaml pretrain.models ({p.pretrain.models})")
     ref, t, pt = p.model_ref(model), p.train, p.pretrain
     texts, dropped = corpus_texts(corpus, Contamination.of_split(prepared_dir, p.filter.decontaminate.ngram))
-    lm, tokenizer = prepare_model(ref, t)
+    lm, tokenizer = prepare_model(ref, t, pt.seed)
     examples = [{"input_ids": b} for b in blocks(texts, tokenizer, pt.block_size)]
     if not examples:
         left = f" once the {dropped} documents that share text with the test split are dropped" if dropped else ""
         raise MedaugError(f"pretrain.corpus: {corpus} has fewer than pretrain.block_size = {pt.block_size} "
                           f"tokens{left}; lower the block size or add text")
-    key = fingerprint(ref, asdict(pt), asdict(t), texts, adapter_or_ref(ref))
+    key = fingerprint(ref, asdict(pt), {**asdict(t), "seeds": None}, texts, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), f"pretrain-{model}", key)
     trainer, summary, runtime_s = fit(lm, tokenizer, examples, collate_blocks, t, ckpt, epochs=pt.epochs,
-                                      max_steps=pt.max_steps, learning_rate=pt.learning_rate)
+                                      max_steps=pt.max_steps, learning_rate=pt.learning_rate, seed=pt.seed)
     losses, _ = curves(trainer.state.log_history)
     metrics = {"train_loss": losses[-1]["loss"] if losses else None, "documents": len(texts),
                "dropped_test_overlap": dropped, "blocks": len(examples), "tokens": len(examples) * pt.block_size,

@@ -1,0 +1,101 @@
+"""Stage `compare`: the papers' table. One row per trained recipe (a model and a variant, over train.seeds), read
+as Dr.LLaMA's ablation table would be:
+
+- the training set: items in all and generated items, and the teacher cost attributable to it
+  (reports/dataset/<variant>.json, see data/variants.py);
+- accuracy (mean over seeds, with the 95% interval of that mean from a bootstrap over test items and seeds) and
+  macro-F1 (mean), each with its standard deviation over seeds and its per-seed values;
+- against `original` of the same model: Δ accuracy of the means, its interval and two-sided p from the same
+  two-level bootstrap (evaluate.stats.seed_bootstrap: with one seed each, the paired bootstrap over test items),
+  and USD per accuracy point gained (teacher cost / (100 Δ), only when Δ > 0 and the set cost something).
+
+Writes reports/variants.json (the table) and plots/variants.json (a row per recipe, drawn by the top-level
+plots definitions: accuracy per recipe, and accuracy against generated items for size and fraction series).
+Predictions come from eval/<candidate>/predictions.jsonl, so the numbers are recomputed, not copied.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from medaug.data.jsonl import iter_jsonl, read_json, write_json
+from medaug.data.schema import Record, read_records
+from medaug.errors import MedaugError
+from medaug.evaluate.metrics import compute_metrics
+from medaug.evaluate.stats import seed_bootstrap, seed_bootstrap_ci
+from medaug.params import Params
+from medaug.paths import candidate
+
+BASELINE = "original"
+
+
+def read_predictions(path: Path, records: list[Record]) -> list[str]:
+    """A candidate's label for each test record, in test order, from eval/<candidate>/predictions.jsonl."""
+    if not path.exists():
+        raise MedaugError(f"{path}: not found; run `dvc repro` (its evaluate stage scores the test split)")
+    by_id = {str(row.get("id")): row.get("prediction") for _, row in iter_jsonl(path)}
+    missing = [r.id for r in records if r.id not in by_id]
+    if missing:
+        raise MedaugError(f"{path}: no prediction for {len(missing)} test id(s), e.g. {missing[0]!r} (scored on "
+                          f"another test split? re-run its evaluate stage)")
+    return [str(by_id[r.id]) for r in records]
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "per_seed": values}
+
+
+def recipes(p: Params) -> list[tuple[str, str]]:
+    """(model, variant) of every trained recipe, in params order (the dapt-<variant> ones after)."""
+    return [(m, v) for m in p.train.models for v in p.train.variants] + \
+        [(m, f"dapt-{v}") for m in p.pretrain.models for v in p.pretrain.variants]
+
+
+def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path) -> list[dict[str, Any]]:
+    golds = [r.final_decision for r in records]
+    n, seed = p.evaluate.bootstrap or 1000, p.evaluate.seed
+    runs = {(m, v): [read_predictions(Path(eval_dir) / candidate(m, v, s) / "predictions.jsonl", records)
+                     for s in p.train.seeds] for m, v in recipes(p)}
+    rows = []
+    for (model, variant), preds in runs.items():
+        data = variant.removeprefix("dapt-")
+        ds_path = Path(dataset_dir) / f"{data}.json"
+        if not ds_path.exists():
+            raise MedaugError(f"{ds_path}: not found; run `dvc repro dataset@{data}`")
+        ds = read_json(ds_path)
+        scores = [compute_metrics(golds, ps) for ps in preds]
+        row: dict[str, Any] = {
+            "model": model, "variant": variant, "seeds": list(p.train.seeds), "items": ds["items"],
+            "generated": ds["generated"], "teacher_cost_usd": ds.get("teacher_cost_usd", 0.0),
+            "accuracy": {**_spread([s["accuracy"] for s in scores]),
+                         "ci95": seed_bootstrap_ci(golds, preds, n, seed)},
+            "macro_f1": _spread([s["macro_f1"] for s in scores])}
+        base = runs.get((model, BASELINE))
+        if base is not None and variant != BASELINE:
+            vs = seed_bootstrap(golds, preds, base, n, seed)
+            cost = row["teacher_cost_usd"]
+            row["vs_original"] = {**vs, "usd_per_point": cost / (100 * vs["delta"])
+                                  if vs["delta"] > 0 and cost > 0 else None}
+        rows.append(row)
+    return rows
+
+
+def run(p: Params, test_path: Path, eval_dir: Path, dataset_dir: Path, out_path: Path,
+        plot_path: Path) -> list[dict[str, Any]]:
+    records = read_records(test_path)
+    rows = table(p, records, eval_dir, dataset_dir)
+    write_json(out_path, {"n_test": len(records), "seeds": list(p.train.seeds), "baseline": BASELINE,
+                          "bootstrap": p.evaluate.bootstrap or 1000, "recipes": rows})
+    write_json(plot_path, [{"recipe": f"{r['model']}-{r['variant']}", "accuracy": r["accuracy"]["mean"],
+                            "accuracy_low": r["accuracy"]["ci95"]["low"],
+                            "accuracy_high": r["accuracy"]["ci95"]["high"], "macro_f1": r["macro_f1"]["mean"],
+                            "generated": r["generated"], "teacher_cost_usd": r["teacher_cost_usd"]} for r in rows])
+    for r in rows:
+        vs = r.get("vs_original")
+        print(f"compare: {r['model']}-{r['variant']}: accuracy {r['accuracy']['mean']:.3f} "
+              f"(sd {r['accuracy']['sd']:.3f}, {len(r['seeds'])} seed(s))"
+              + (f", Δ vs {BASELINE} {vs['delta']:+.3f} (p {vs['p_value']:.3f})" if vs else ""))
+    return rows
