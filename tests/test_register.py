@@ -304,3 +304,17 @@ def test_setup_mlflow_leaves_the_environment_as_the_user_set_it(tmp_path, monkey
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{tmp_path}/registry.db")  # the user's own setting wins
     setup_mlflow(tmp_path / "a")
     assert mlflow.get_registry_uri() == os.environ["MLFLOW_REGISTRY_URI"] == f"sqlite:///{tmp_path}/registry.db"
+
+
+def test_with_several_seeds_the_best_mean_recipe_registers_its_seed_nearest_the_mean(tmp_path):
+    """Not the luckiest seed: augmented-1 has the single best score, but original has the best mean (0.8), and
+    of original's seeds, seed 1 scored that mean."""
+    scores = {"original": [0.7, 0.8, 0.9], "augmented": [0.5, 0.95, 0.9]}
+    for variant, values in scores.items():
+        for seed, value in enumerate(values):
+            write_json(tmp_path / f"tiny-{variant}-{seed}.json", {"accuracy": value, "macro_f1": 0.5})
+    p = parse_params({"models": {"tiny": "tiny-llama"}, "train": {"models": ["tiny"], "seeds": [0, 1, 2]}})
+    best, metrics = register.pick_best(p, tmp_path)
+    assert best == ("tiny", "original", 1) and len(metrics) == 6
+    p1 = parse_params({"models": {"tiny": "tiny-llama"}, "train": {"models": ["tiny"], "seeds": [1]}})
+    assert register.pick_best(p1, tmp_path)[0] == ("tiny", "augmented", 1)  # one seed: the best score wins
