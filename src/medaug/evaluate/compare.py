@@ -50,8 +50,7 @@ def _spread(values: list[float]) -> dict[str, Any]:
 
 def recipes(p: Params) -> list[tuple[str, str]]:
     """(model, variant) of every trained recipe, in params order (the dapt-<variant> ones after)."""
-    return [(m, v) for m in p.train.models for v in p.train.variants] + \
-        [(m, f"dapt-{v}") for m in p.pretrain.models for v in p.pretrain.variants]
+    return list(dict.fromkeys((m, v) for m, v, _ in p.candidates()))
 
 
 def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path) -> list[dict[str, Any]]:
