@@ -10,10 +10,10 @@ import pytest
 from medaug.data import prepare
 from medaug.data.jsonl import read_json
 from medaug.data.pubmedqa import SAMPLE_PATH, from_hub_rows, load_source
-from medaug.data.schema import Record, read_records
+from medaug.data.schema import LABELS, Record, read_records
 from medaug.data.split import official_split
 from medaug.errors import MedaugError
-from medaug.params import DataParams, Params
+from medaug.params import DataParams, Params, TaskParams
 
 PUBMEDQA = Path(__file__).resolve().parents[2] / "shared/data/pubmedqa"
 needs_pqal = pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(),
@@ -225,7 +225,7 @@ def test_bad_prepared_line_names_file_and_line(tmp_path, line, expected):
     lines.insert(3, line)
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(MedaugError, match=rf"dev\.jsonl:4: .*{expected}"):
-        read_records(path)
+        read_records(path, LABELS)
 
 
 def test_unreachable_hub_dataset_is_one_line_error(tmp_path, monkeypatch):
@@ -234,5 +234,5 @@ def test_unreachable_hub_dataset_is_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     with pytest.raises(MedaugError, match="data.source = hub: cannot load medaug-test/no-such-dataset") as e:
-        load_source(DataParams(source="hub", hub_id="medaug-test/no-such-dataset"), tmp_path)
+        load_source(DataParams(source="hub"), tmp_path, TaskParams(hub_id="medaug-test/no-such-dataset"))
     assert "\n" not in str(e.value)

@@ -96,6 +96,7 @@ def test_ints_are_accepted_for_floats():
 def test_cli_check_params_exits_nonzero_with_one_line(tmp_path):
     raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
     raw["filter"]["ngram"] = 3
+    raw["task"]["file"] = str(ROOT / raw["task"]["file"])  # a params.yaml outside the project names its task file so
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(raw))
     r = subprocess.run([sys.executable, "-m", "medaug.cli", "check-params", str(bad)], capture_output=True, text=True)

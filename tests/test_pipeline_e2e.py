@@ -63,18 +63,25 @@ def project(tmp_path_factory):
     params["task"]["max_seq_len"] = 256
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
+    env = git_repo(repo, tmp_path_factory.getbasetemp(), SENTINEL_KEY)
+    with OpenAIServer(pubmedqa_responder) as server:
+        env["OPENAI_BASE_URL"] = server.base_url
+        first = sh(["dvc", "repro"], repo, env)
+        yield {"repo": repo, "env": env, "server": server, "first": first}
+
+
+def git_repo(repo: Path, base: Path, key: str) -> dict[str, str]:
+    """Commit `repo` as a fresh git repo; the environment a user's shell would have for it (venv on PATH, the
+    teacher key, the per-session tiny-model cache, no MLflow URI: the project's own store)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               OPENAI_API_KEY=SENTINEL_KEY, MEDAUG_CACHE=str(tmp_path_factory.getbasetemp() / "medaug-cache"),
+               OPENAI_API_KEY=key, MEDAUG_CACHE=str(base / "medaug-cache"),
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_REGISTRY_URI", None)
     sh(["git", "init", "-q"], repo, env)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "init"], repo, env)
-    with OpenAIServer(pubmedqa_responder) as server:
-        env["OPENAI_BASE_URL"] = server.base_url
-        first = sh(["dvc", "repro"], repo, env)
-        yield {"repo": repo, "env": env, "server": server, "first": first}
+    return env
 
 
 def stages_run(out: str) -> set[str]:

@@ -184,11 +184,12 @@ def check_lock() -> None:
 @cli.command()
 @click.option("--model", "model_uri", required=True, help="An MLflow model URI, e.g. models:/medaug-pubmedqa@champion")
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
-              help="JSONL with `question` and `contexts` (list) or `context` (str); `id` optional.")
+              help="JSONL with `question` and `contexts` (list) or `context` (str), and `options` ({letter: text}) "
+                   "for a multiple-choice model; `id` optional.")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="Write JSONL here instead of stdout.")
 def predict(model_uri: str, input_path: str, output_path: str | None) -> None:
-    """Answer yes/no/maybe for each input line with a registered model."""
+    """Answer each input line with a registered model, in its task's format (a label, or an option letter)."""
     from medaug.data.jsonl import write_jsonl
     from medaug.tracking import setup_mlflow
     from medaug.tracking.pyfunc import read_predict_input

@@ -28,12 +28,11 @@ STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 @dataclass
 class DataParams:
     source: str = "sample"
-    """`sample` (bundled synthetic PQA-L-shaped records), `hub` (datasets.load_dataset(hub_id, hub_config)),
-    a path to PubMedQA's `ori_pqal.json`, or a path to a .parquet/.jsonl file in the hub schema."""
+    """`sample` (the task's bundled synthetic records), `hub` (datasets.load_dataset(task.hub_id, task.hub_config)),
+    or a path: PubMedQA's `ori_pqal.json` or a .parquet/.jsonl file in the hub schema; for an exam task, a folder
+    with one <split>.jsonl/.parquet per split in its hub schema."""
     fold: int = 0
-    """Which of the 10 official cross-validation folds is train/dev (0-9)."""
-    hub_id: str = "qiaojin/PubMedQA"
-    hub_config: str = "pqa_labeled"
+    """PubMedQA: which of the 10 official cross-validation folds is train/dev (0-9)."""
 
     def check(self, key: str) -> None:
         if not 0 <= self.fold <= 9:
@@ -41,26 +40,77 @@ class DataParams:
 
 
 @dataclass
+class SplitParams:
+    """How a task's source becomes train/dev/test (a task file's `split:`)."""
+    kind: Literal["pubmedqa", "given"] = "pubmedqa"
+    """`pubmedqa`: PubMedQA's official PQA-L split (500 test; CV fold `data.fold` of the rest is dev); `given`: the
+    source's own named splits (`train`, `test`), dev a seeded `dev_size` items taken from train (at most a fifth
+    of it, so a small sample keeps most of its items for training)."""
+    train: str = "train"
+    test: str = "test"
+    """The source split scored as test (MedMCQA: `validation`, its test labels are hidden)."""
+    dev_size: int = 100
+    seed: int = 0
+
+    def check(self, key: str) -> None:
+        if self.dev_size < 1:
+            raise MedaugError(f"params.yaml: {key}.dev_size must be >= 1 (got {self.dev_size})")
+
+
+TASK_FILE_KEYS = ("name", "description", "loader", "hub_id", "hub_config", "split", "answer", "choices", "template")
+"""TaskParams fields that come from the task file (`task.file`), never from params.yaml."""
+
+
+@dataclass
 class TaskParams:
-    """The task is data (as in lm-evaluation-harness): one prompt shared by training and evaluation."""
-    template: str = "Abstract: {context}\nQuestion: {question}\nAnswer:"
-    choices: list[str] = field(default_factory=lambda: ["yes", "no", "maybe"])
+    """The task is data (as in lm-evaluation-harness): `task.file` (a YAML file, src/medaug/tasks/ ships
+    pubmedqa, medqa and medmcqa) names the source, split, answer kind and prompt; params.yaml adds how long a
+    prompt may be and whether it goes through a chat template. The defaults are the PubMedQA task."""
+    file: str = ""
+    """The task file, relative to the project root ("" = the built-in PubMedQA task, as src/medaug/tasks/pubmedqa.yaml)."""
     max_seq_len: int = 384
-    """Prompt tokens beyond this are cut from the start of the abstract (results and conclusions come last);
-    the question and the answer always stay."""
+    """Prompt tokens beyond this are cut from the start of the context (PubMedQA's results and conclusions come
+    last); the question, the options and the answer always stay."""
     format: Literal["plain", "chat"] = "plain"
     """`plain`: the template as text, the answer after it as " yes" (base models, lm-eval's format); `chat`: the
     template as the user turn of the tokenizer's chat template, the answer as the assistant's reply
     (instruction-tuned models)."""
+    shuffle_options: bool = False
+    """Multiple choice: reorder each item's options (seeded by `shuffle_seed` and the item's id; the answer letter
+    follows its text) in every split, so a letter bias of the source or the model shows, or is trained away."""
+    shuffle_seed: int = 0
+    name: str = "pubmedqa"
+    description: str = ""
+    loader: Literal["pubmedqa", "medqa", "medmcqa"] = "pubmedqa"
+    """How `data.source` rows become records: src/medaug/data/pubmedqa.py, or data/mcq.py for the exam sets."""
+    hub_id: str = "qiaojin/PubMedQA"
+    hub_config: str | None = "pqa_labeled"
+    """What `data.source: hub` loads."""
+    split: SplitParams = field(default_factory=SplitParams)
+    answer: Literal["labels", "options"] = "labels"
+    """`labels`: every item's answer is one of `choices`; `options`: each item has its own lettered options
+    (`choices` are the letters) and the answer is the correct letter."""
+    choices: list[str] = field(default_factory=lambda: ["yes", "no", "maybe"])
+    template: str = "Abstract: {context}\nQuestion: {question}\nAnswer:"
+    """The prompt: {question}, and {context} and (answer: options) {options} as "A. ..." lines."""
 
     def check(self, key: str) -> None:
-        for name in ("{context}", "{question}"):
+        fields = ["{question}"] + (["{options}"] if self.answer == "options" else [])
+        for name in fields:
             if name not in self.template:
                 raise MedaugError(f"params.yaml: {key}.template must contain {name}")
-        if sorted(self.choices) != sorted(["yes", "no", "maybe"]):
-            raise MedaugError(f"params.yaml: {key}.choices must be yes, no and maybe (got {self.choices})")
+        if self.answer == "labels" and "{options}" in self.template:
+            raise MedaugError(f"params.yaml: {key}.template has {{options}}, but answer is labels (use answer: "
+                              f"options for lettered options)")
+        if len(self.choices) < 2 or len(set(self.choices)) != len(self.choices) or not all(
+                c.strip() and c == c.strip() for c in self.choices):
+            raise MedaugError(f"params.yaml: {key}.choices must be 2 or more distinct non-empty answers without "
+                              f"surrounding spaces (got {self.choices})")
         if self.max_seq_len < 1:
             raise MedaugError(f"params.yaml: {key}.max_seq_len must be >= 1 (got {self.max_seq_len})")
+        if self.shuffle_options and self.answer != "options":
+            raise MedaugError(f"params.yaml: {key}.shuffle_options is for multiple-choice tasks; {self.name} answers "
+                              f"with labels ({', '.join(self.choices)})")
 
 
 @dataclass
@@ -216,9 +266,6 @@ class GenerateParams:
         if self.per_strategy < 0:
             raise MedaugError(f"params.yaml: {key}.per_strategy must be >= 0 (got {self.per_strategy})")
         for label, weight in self.label_mix.items():
-            if label not in ("yes", "no", "maybe"):
-                raise MedaugError(f"params.yaml: {key}.label_mix has unknown label {label!r} (allowed: yes, no, "
-                                  f"maybe; a YAML 1.1 reader turns bare yes/no into booleans: quote them)")
             if weight < 0:
                 raise MedaugError(f"params.yaml: {key}.label_mix.{label} must be >= 0 (got {weight})")
         if self.label_mix and not sum(self.label_mix.values()) > 0:
@@ -518,6 +565,18 @@ class Params:
     register: RegisterParams = field(default_factory=RegisterParams)
 
     def check(self, key: str) -> None:
+        if self.task.answer == "options":
+            asks = [f"generate.strategies ({', '.join(self.generate.strategies)})"] if self.generate.strategies else []
+            asks += [f"filter.steps {s}" for s in self.filter.steps if s in ("judge", "consistency")]
+            if asks:  # their prompts and reply checks are PubMedQA's yes/no/maybe (issue 15, part 3)
+                raise MedaugError(f"params.yaml: task {self.task.name} is multiple choice, and the teacher cannot "
+                                  f"yet write or check options items: set generate.strategies: [] and drop judge "
+                                  f"and consistency from filter.steps (now: {'; '.join(asks)})")
+        for label in self.generate.label_mix:
+            if label not in self.task.choices:
+                raise MedaugError(f"params.yaml: generate.label_mix has unknown label {label!r} (allowed: "
+                                  f"{', '.join(self.task.choices)}, the task's choices; a YAML 1.1 reader turns "
+                                  f"bare yes/no into booleans: quote them)")
         for strategy in self.generate.teachers:
             self.teachers_for(strategy)  # a bad key or value fails now, with its path
         self.baseline_teacher()
@@ -605,6 +664,8 @@ def _describe(tp: Any) -> str:
 def _convert(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):  # built already (task: from its file)
+            return value
         if not isinstance(value, dict):
             raise MedaugError(f"params.yaml: {key} must be a mapping, got {value!r}")
         return _build(tp, value, key)
@@ -663,21 +724,54 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     return obj
 
 
-def parse_params(raw: dict[str, Any] | None) -> Params:
-    return _build(Params, raw or {})
+def read_yaml(path: Path) -> Any:
+    """YAML 1.2 (ruamel), exactly as DVC reads params: `yes` stays a string, `1e-4` is a float."""
+    try:
+        return YAML(typ="safe", pure=True).load(decode_utf8(path.read_bytes(), str(path)))
+    except YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise MedaugError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+
+
+def _task_section(raw: Any, root: Path) -> Any:
+    """params.yaml's `task:` merged with the task file it names; the file's keys may not be set in params.yaml."""
+    if not isinstance(raw, dict) or not raw.get("file"):
+        return raw
+    for k in raw:
+        if k in TASK_FILE_KEYS:
+            raise MedaugError(f"params.yaml: task.{k} comes from the task file ({raw['file']}); edit that file, "
+                              f"or copy it and point task.file at the copy")
+    path = Path(raw["file"]) if Path(raw["file"]).is_absolute() else root / raw["file"]
+    if not path.is_file():
+        raise MedaugError(f"params.yaml: task.file = {raw['file']!r}: file not found (shipped tasks: "
+                          f"src/medaug/tasks/pubmedqa.yaml, medqa.yaml, medmcqa.yaml)")
+    spec = read_yaml(path)
+    if not isinstance(spec, dict):
+        raise MedaugError(f"{raw['file']}: a task file is a mapping of {', '.join(TASK_FILE_KEYS)}")
+    for k in spec:
+        if k not in TASK_FILE_KEYS:
+            raise MedaugError(f"{raw['file']}: unknown key {k!r} (a task file has: {', '.join(TASK_FILE_KEYS)}; "
+                              f"max_seq_len and format go in params.yaml's task:)")
+    try:
+        return _build(TaskParams, {**spec, **raw}, "task")
+    except MedaugError as e:  # name the file a bad value came from
+        raise MedaugError(f"{raw['file']} (task.file): {str(e).removeprefix('params.yaml: ')}") from None
+
+
+def parse_params(raw: dict[str, Any] | None, root: str | Path = ".") -> Params:
+    """Params from params.yaml's content; `root` (the project root) resolves task.file."""
+    raw = dict(raw or {})
+    if "task" in raw:
+        raw["task"] = _task_section(raw["task"], Path(root))
+    return _build(Params, raw)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise MedaugError(f"{path}: file not found (run from the project root, where params.yaml is)")
-    try:
-        # YAML 1.2 (ruamel), exactly as DVC reads params: `yes` stays a string, `1e-4` is a float.
-        raw = YAML(typ="safe", pure=True).load(decode_utf8(path.read_bytes(), str(path)))
-    except YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise MedaugError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    raw = read_yaml(path)
     if raw is not None and not isinstance(raw, dict):
         raise MedaugError(f"{path}: top level must be a mapping of sections")
-    return parse_params(raw)
+    return parse_params(raw, path.parent)

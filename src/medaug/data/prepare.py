@@ -1,32 +1,81 @@
-"""Stage `prepare`: source -> official split -> train/dev/test JSONL, the train contexts, and split counts."""
+"""Stage `prepare`: the task's source -> its split -> train/dev/test JSONL, the train contexts, and split counts."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medaug.data.jsonl import write_json, write_jsonl
-from medaug.data.pubmedqa import load_source
-from medaug.data.schema import LABELS, Record, write_records
-from medaug.data.split import official_split
+from medaug.data.schema import Record, write_records
+from medaug.errors import MedaugError
 from medaug.params import Params
 
 
-def split_stats(records: list[Record]) -> dict[str, int]:
+def split_stats(records: list[Record], labels: Sequence[str]) -> dict[str, int]:
     counts = Counter(r.final_decision for r in records)
-    return {"total": len(records), **{label: counts[label] for label in LABELS}}
+    return {"total": len(records), **{label: counts[label] for label in labels}}
+
+
+def load_split(p: Params, root: Path) -> tuple[list[Record], list[Record], list[Record]]:
+    """(train, dev, test) of the task's source (see params TaskParams.loader and SplitParams)."""
+    task = p.task
+    if task.loader == "pubmedqa":
+        from medaug.data.pubmedqa import load_source
+        from medaug.data.split import official_split
+
+        records = load_source(p.data, Path(root), task)
+        if task.split.kind == "pubmedqa":
+            return official_split(records, p.data.fold, where=f"data.source {p.data.source}")
+        raise MedaugError(f"{task.file or 'task'}: split.kind {task.split.kind!r} needs named source splits; the "
+                          f"pubmedqa loader reads one set of records (use split: {{kind: pubmedqa}})")
+    from medaug.data.mcq import load_splits
+
+    if task.split.kind != "given":
+        raise MedaugError(f"{task.file or 'task'}: split.kind {task.split.kind!r} is PubMedQA's split; the "
+                          f"{task.loader} loader reads named splits (use split: {{kind: given, ...}})")
+    splits = load_splits(task.loader, p.data.source, Path(root), task.hub_id, task.hub_config,
+                         [task.split.train, task.split.test])
+    train, test = splits[task.split.train], splits[task.split.test]
+    for name, records in ((task.split.train, train), (task.split.test, test)):
+        for r in records:
+            if sorted(r.options or ()) != sorted(task.choices):
+                raise MedaugError(f"data.source {p.data.source} ({name}): item {r.id} has the options "
+                                  f"{', '.join(r.options or ()) or 'none'}, the task {task.name} expects "
+                                  f"{', '.join(task.choices)}")
+    n_dev = min(task.split.dev_size, len(train) // 5)
+    if n_dev < 1 or not test:
+        raise MedaugError(f"data.source {p.data.source}: {len(train)} {task.split.train} and {len(test)} "
+                          f"{task.split.test} items are too few for train, dev (a fifth of train, at most "
+                          f"split.dev_size) and test")
+    dev_ids = set(random.Random(task.split.seed).sample([r.id for r in train], n_dev))
+    if task.shuffle_options:
+        train, test = ([shuffle_options(r, task.shuffle_seed) for r in rs] for rs in (train, test))
+    return ([r for r in train if r.id not in dev_ids], [r for r in train if r.id in dev_ids], test)
+
+
+def shuffle_options(record: Record, seed: int) -> Record:
+    """The record with its option texts in a seeded order (per item: `seed` and its id), the letters kept in
+    place and the answer letter moved with its text."""
+    letters, texts = list(record.options or {}), list((record.options or {}).values())
+    order = list(range(len(texts)))
+    random.Random(f"{seed}:{record.id}").shuffle(order)
+    options = {letter: texts[i] for letter, i in zip(letters, order)}
+    answer = letters[order.index(letters.index(record.final_decision))]
+    return dataclasses.replace(record, options=options, final_decision=answer)
 
 
 def run(p: Params, root: Path, out_dir: Path, metrics_path: Path) -> dict[str, Any]:
-    """Write out_dir/{train,dev,test,contexts}.jsonl and metrics_path; return {split: {total, yes, no, maybe}}."""
-    records = load_source(p.data, Path(root))
-    train, dev, test = official_split(records, p.data.fold, where=f"data.source {p.data.source}")
+    """Write out_dir/{train,dev,test,contexts}.jsonl and metrics_path; return {split: {total, <answer>: count}}."""
+    train, dev, test = load_split(p, root)
     out_dir = Path(out_dir)
     for name, split in (("train", train), ("dev", dev), ("test", test)):
         write_records(out_dir / f"{name}.jsonl", split)
     # unlabeled contexts generation may draw from: train split only, never dev or test
     write_jsonl(out_dir / "contexts.jsonl", ({"id": r.id, "contexts": r.contexts, "meshes": r.meshes} for r in train))
-    stats = {name: split_stats(split) for name, split in (("train", train), ("dev", dev), ("test", test))}
+    stats = {name: split_stats(split, p.task.choices) for name, split in (("train", train), ("dev", dev), ("test", test))}
     write_json(metrics_path, stats)
     return stats

@@ -3,7 +3,7 @@
 Sources (params `data.source`):
 - `sample`: the bundled synthetic records (data/sample/ori_pqal_sample.json, same format as ori_pqal.json);
 - `*.json`: PubMedQA's original `ori_pqal.json` (dict PMID -> {QUESTION, CONTEXTS, LABELS, MESHES, ...});
-- `hub`: `datasets.load_dataset(hub_id, hub_config, split="train")`, hub schema
+- `hub`: `datasets.load_dataset(task.hub_id, task.hub_config, split="train")`, hub schema
   (pubid, question, context{contexts, labels, meshes, ...}, long_answer, final_decision);
 - `*.parquet` / `*.jsonl`: a local file in the hub schema.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from medaug.data.jsonl import read_json
-from medaug.data.schema import Record, validate
+from medaug.data.schema import LABELS, Record, validate
 from medaug.errors import MedaugError
-from medaug.params import DataParams
+from medaug.params import DataParams, TaskParams
 
 SAMPLE_PATH = Path(__file__).parent / "sample" / "ori_pqal_sample.json"
 
@@ -34,7 +34,7 @@ def _record(rid: str, question: str, contexts: list, labels: list, meshes: list,
     # schema.validate checks the label, the empty question/contexts and the element types
     return validate({"id": rid, "question": question, "contexts": contexts, "labels": labels,
                      "meshes": meshes, "long_answer": long_answer, "final_decision": decision,
-                     "source": "original"}, where)
+                     "source": "original"}, where, LABELS)
 
 
 def from_original(path: Path) -> list[Record]:
@@ -88,7 +88,7 @@ def _load_hub_file(path: Path) -> list[Record]:
     return from_hub_rows(ds, str(path))
 
 
-def _load_hub(hub_id: str, config: str) -> list[Record]:
+def _load_hub(hub_id: str, config: str | None) -> list[Record]:
     import datasets
 
     try:
@@ -100,12 +100,14 @@ def _load_hub(hub_id: str, config: str) -> list[Record]:
     return from_hub_rows(ds, f"{hub_id}/{config}")
 
 
-def load_source(p: DataParams, root: Path) -> list[Record]:
-    """Records from `p.source`, in the source's order; relative paths are resolved against `root`."""
+def load_source(p: DataParams, root: Path, task: TaskParams | None = None) -> list[Record]:
+    """Records from `p.source`, in the source's order; relative paths are resolved against `root`; `task` names
+    the hub dataset (default: PubMedQA's)."""
+    task = task or TaskParams()
     if p.source == "sample":
         return from_original(SAMPLE_PATH)
     if p.source == "hub":
-        return _load_hub(p.hub_id, p.hub_config)
+        return _load_hub(task.hub_id, task.hub_config)
     path = Path(p.source)
     if not path.is_absolute():
         path = Path(root) / path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from medaug.data.jsonl import iter_jsonl, write_jsonl
 from medaug.errors import MedaugError
 
 LABELS = ("yes", "no", "maybe")
+"""PubMedQA's answers: the default label set (a task's own is `task.choices`)."""
 SOURCES = ("original", "rewrite", "new", "grounded", "mesh")
 
 
@@ -21,6 +22,8 @@ class Record:
     contexts: list[str]
     final_decision: str
     long_answer: str = ""
+    options: dict[str, str] | None = None
+    """Multiple choice: letter -> option text; `final_decision` is then the correct letter."""
     meshes: list[str] = field(default_factory=list)
     labels: list[str] | None = None
     source: str = "original"
@@ -42,12 +45,16 @@ class Record:
 
 
 _REQUIRED = {"id": str, "question": str, "contexts": list, "final_decision": str}
-_OPTIONAL = {"long_answer": str, "meshes": list, "labels": list, "source": str, "parent_id": str,
+_OPTIONAL = {"long_answer": str, "options": dict, "meshes": list, "labels": list, "source": str, "parent_id": str,
              "teacher": dict, "scores": dict}
 
 
-def validate(obj: dict[str, Any], where: str) -> Record:
-    """Check one raw dict against the contract; `where` is "file:line" for the error message."""
+def validate(obj: dict[str, Any], where: str, labels: Sequence[str] | None = None) -> Record:
+    """Check one raw dict against the contract; `where` is "file:line" for the error message. The answer
+    (`final_decision`) is one of `labels` (the task's choices; None: any non-empty answer), or with `options`
+    one of their letters; a multiple-choice record may have no contexts (an exam stem is the whole question).
+    Data entering the pipeline (a source, a teacher's items) is checked against the task's choices; a stage
+    that reads what another wrote passes them when it depends on the task."""
     for key, typ in _REQUIRED.items():
         if key not in obj:
             raise MedaugError(f"{where}: missing field '{key}'")
@@ -59,18 +66,30 @@ def validate(obj: dict[str, Any], where: str) -> Record:
     unknown = set(obj) - set(_REQUIRED) - set(_OPTIONAL)
     if unknown:
         raise MedaugError(f"{where}: unknown field(s) {sorted(unknown)}")
-    if obj["final_decision"] not in LABELS:
-        raise MedaugError(f"{where}: unknown label {obj['final_decision']!r} in 'final_decision' "
-                          f"(allowed: {', '.join(LABELS)})")
+    options = obj.get("options")
+    allowed = list(options) if options is not None else list(labels) if labels is not None else None
+    if options is not None:
+        texts = list(options.values())
+        if len(options) < 2 or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise MedaugError(f"{where}: field 'options' must map at least 2 letters to non-empty texts")
+        if len({" ".join(t.lower().split()) for t in texts}) != len(texts):
+            raise MedaugError(f"{where}: field 'options' has two identical options")
+    if allowed is None and not obj["final_decision"].strip():
+        raise MedaugError(f"{where}: field 'final_decision' is empty")
+    if allowed is not None and obj["final_decision"] not in allowed:
+        what = "answer letter" if options is not None else "label"
+        raise MedaugError(f"{where}: unknown {what} {obj['final_decision']!r} in 'final_decision' "
+                          f"(allowed: {', '.join(allowed)})")
     if not obj["question"].strip():
         raise MedaugError(f"{where}: field 'question' is empty")
-    if not obj["contexts"] or not all(isinstance(c, str) for c in obj["contexts"]):
-        raise MedaugError(f"{where}: field 'contexts' must be a non-empty list of strings")
+    if not all(isinstance(c, str) for c in obj["contexts"]) or (not obj["contexts"] and options is None):
+        raise MedaugError(f"{where}: field 'contexts' must be a "
+                          f"{'' if options is not None else 'non-empty '}list of strings")
     return Record(**obj)
 
 
-def read_records(path: str | Path) -> list[Record]:
-    return [validate(obj, f"{path}:{lineno}") for lineno, obj in iter_jsonl(path)]
+def read_records(path: str | Path, labels: Sequence[str] | None = None) -> list[Record]:
+    return [validate(obj, f"{path}:{lineno}", labels) for lineno, obj in iter_jsonl(path)]
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:

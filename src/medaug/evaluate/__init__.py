@@ -57,12 +57,12 @@ def write_results(records: list[Record], preds: list[str], extra: dict[str, Any]
                  for r, g, q, row in zip(records, golds, preds, rows or [None] * len(records))))
     write_json(out_dir / "predictions.json", {r.id: q for r, q in zip(records, preds)})
     write_json(confusion_path, [{"actual": g, "predicted": q} for g, q in zip(golds, preds)])
-    scores = compute_metrics(golds, preds)
+    scores = compute_metrics(golds, preds, p.task.choices)
     write_json(per_class_path, [{"class": label, **{k: s[k] for k in ("precision", "recall", "f1")}}
                                 for label, s in scores["per_class"].items()])
     metrics: dict[str, Any] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "n": scores["n"]}
     if p.evaluate.bootstrap:
-        metrics["ci95"] = bootstrap_ci(golds, preds, p.evaluate.bootstrap, p.evaluate.seed)
+        metrics["ci95"] = bootstrap_ci(golds, preds, p.evaluate.bootstrap, p.evaluate.seed, labels=p.task.choices)
     metrics.update(extra)
     metrics["per_class"] = scores["per_class"]
     write_json(metrics_path, metrics)
@@ -85,11 +85,15 @@ def read_zero_shot(path: Path, records: list[Record], model: str) -> list[str]:
     return preds
 
 
+def _accuracy(golds: list[str], preds: list[str]) -> float:
+    return sum(g == q for g, q in zip(golds, preds)) / len(golds)  # as compute_metrics, for any answer set
+
+
 def compare_zero_shot(records: list[Record], preds: list[str], zero_shot: list[str]) -> dict[str, Any]:
     """{p_value, a_only, b_only, delta_accuracy} of the candidate (a) against the zero-shot base (b)."""
     golds = [r.final_decision for r in records]
     test = mcnemar(golds, preds, zero_shot)
-    delta = compute_metrics(golds, preds)["accuracy"] - compute_metrics(golds, zero_shot)["accuracy"]
+    delta = _accuracy(golds, preds) - _accuracy(golds, zero_shot)
     return {"p_value": test["p_value"], "a_only": test["a_only"], "b_only": test["b_only"], "delta_accuracy": delta}
 
 
@@ -100,7 +104,7 @@ def run(p: Params, model: str, variant: str, seed: int | None, test_path: Path, 
     (eval/<model>-zero-shot/predictions.jsonl) also gets `vs_zero_shot`: McNemar against the untrained base."""
     if variant != "zero-shot" and adapter_dir is None:
         raise MedaugError(f"evaluate: variant {variant!r} needs its adapter directory (only zero-shot has none)")
-    records = read_records(test_path)
+    records = read_records(test_path, p.task.choices)
     if not records:
         raise MedaugError(f"{test_path}: no test records")
     compare = variant != "zero-shot" and zero_shot_path is not None

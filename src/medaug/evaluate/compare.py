@@ -65,7 +65,7 @@ def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path) -
         if not ds_path.exists():
             raise MedaugError(f"{ds_path}: not found; run `dvc repro dataset@{data}`")
         ds = read_json(ds_path)
-        scores = [compute_metrics(golds, ps) for ps in preds]
+        scores = [compute_metrics(golds, ps, p.task.choices) for ps in preds]
         row: dict[str, Any] = {
             "model": model, "variant": variant, "seeds": list(p.train.seeds), "items": ds["items"],
             "generated": ds["generated"], "teacher_cost_usd": ds.get("teacher_cost_usd", 0.0),
@@ -84,7 +84,7 @@ def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path) -
 
 def run(p: Params, test_path: Path, eval_dir: Path, dataset_dir: Path, out_path: Path,
         plot_path: Path) -> list[dict[str, Any]]:
-    records = read_records(test_path)
+    records = read_records(test_path, p.task.choices)
     rows = table(p, records, eval_dir, dataset_dir)
     write_json(out_path, {"n_test": len(records), "seeds": list(p.train.seeds), "baseline": BASELINE,
                           "bootstrap": p.evaluate.bootstrap or 1000, "recipes": rows})

@@ -1,13 +1,14 @@
-"""Accuracy and macro-F1 over yes/no/maybe (same as sklearn's f1_score(average="macro", zero_division=0))."""
+"""Accuracy and macro-F1 over the task's answers (yes/no/maybe, or option letters; same as sklearn's f1_score(average="macro", zero_division=0))."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from medaug.data.schema import LABELS
 
 
-def compute_metrics(golds: list[str], preds: list[str], labels: tuple[str, ...] = LABELS) -> dict[str, Any]:
+def compute_metrics(golds: list[str], preds: list[str], labels: Sequence[str] = LABELS) -> dict[str, Any]:
     if len(golds) != len(preds):
         raise ValueError(f"{len(golds)} gold labels but {len(preds)} predictions")
     n = len(golds)

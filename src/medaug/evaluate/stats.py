@@ -7,20 +7,21 @@ Both work on label lists, like compute_metrics; a prediction outside the label s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from medaug.data.schema import LABELS
 
 
-def _codes(values: list[str], labels: tuple[str, ...]) -> np.ndarray:
+def _codes(values: list[str], labels: Sequence[str]) -> np.ndarray:
     """Label index, or len(labels) for anything else."""
     index = {label: i for i, label in enumerate(labels)}
     return np.array([index.get(v, len(labels)) for v in values], dtype=np.int64)
 
 
 def bootstrap_ci(golds: list[str], preds: list[str], n_resamples: int, seed: int, level: float = 0.95,
-                 labels: tuple[str, ...] = LABELS) -> dict[str, dict[str, float]]:
+                 labels: Sequence[str] = LABELS) -> dict[str, dict[str, float]]:
     """{"accuracy": {"low", "high"}, "macro_f1": {"low", "high"}}: percentile bootstrap over test items.
 
     One (n_resamples, n) index matrix from numpy's seeded Generator; per-class counts by one bincount per count
@@ -73,11 +74,7 @@ def seed_bootstrap(golds: list[str], runs_a: list[list[str]], runs_b: list[list[
     With one seed each this is the paired bootstrap over test items."""
     if not runs_a or not runs_b or n_resamples < 1:
         raise ValueError("seed_bootstrap needs at least one run per recipe and one resample")
-    g = _codes(golds, LABELS)
-    right_a = np.stack([_codes(r, LABELS) == g for r in runs_a])  # (seeds, n)
-    right_b = np.stack([_codes(r, LABELS) == g for r in runs_b])
-    if right_a.shape[1] != len(golds) or right_b.shape[1] != len(golds):
-        raise ValueError(f"{len(golds)} gold labels but runs of {right_a.shape[1]} and {right_b.shape[1]} predictions")
+    right_a, right_b = _right(golds, runs_a), _right(golds, runs_b)
     rng = np.random.default_rng(seed)
     items = rng.integers(0, len(golds), size=(n_resamples, len(golds)))
     deltas = _resampled(right_a, items, rng) - _resampled(right_b, items, rng)
@@ -90,12 +87,18 @@ def seed_bootstrap_ci(golds: list[str], runs: list[list[str]], n_resamples: int,
                       level: float = 0.95) -> dict[str, float]:
     """{low, high}: the percentile interval of one recipe's mean accuracy over its seeds' runs, resampling test
     items and seeds as seed_bootstrap does (with one seed: bootstrap_ci's accuracy interval)."""
-    g = _codes(golds, LABELS)
-    right = np.stack([_codes(r, LABELS) == g for r in runs])
+    right = _right(golds, runs)
     rng = np.random.default_rng(seed)
     low, high = np.percentile(_resampled(right, rng.integers(0, len(golds), size=(n_resamples, len(golds))), rng),
                               _tails(level))
     return {"low": float(low), "high": float(high)}
+
+
+def _right(golds: list[str], runs: list[list[str]]) -> np.ndarray:
+    """(runs, items): whether each run's prediction equals the gold answer."""
+    if any(len(r) != len(golds) for r in runs):
+        raise ValueError(f"{len(golds)} gold labels but runs of {sorted({len(r) for r in runs})} predictions")
+    return np.array([[p == g for p, g in zip(r, golds)] for r in runs], dtype=bool).reshape(len(runs), len(golds))
 
 
 def _tails(level: float) -> list[float]:

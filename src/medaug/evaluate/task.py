@@ -12,7 +12,7 @@ from medaug.data.schema import Record
 from medaug.errors import MedaugError
 from medaug.params import TaskParams
 
-_FIELD = re.compile(r"\{(context|question)\}")
+_FIELD = re.compile(r"\{(context|question|options)\}")
 
 CHARS_PER_TOKEN = 64
 """More characters than any tokenizer's tokens average over a stretch of text (English prose runs about 4, a
@@ -21,9 +21,15 @@ many from its end before it is tokenised, which leaves more tokens than the toke
 ids are those of the whole context while a multi-MB context costs what a normal one does."""
 
 
+def render_options(options: dict[str, str] | None) -> str:
+    """A multiple-choice item's options as lm-eval writes them: one "A. text" line per letter."""
+    return "\n".join(f"{letter}. {text}" for letter, text in (options or {}).items())
+
+
 def render_prompt(record: Record, task: TaskParams, context: str | None = None) -> str:
-    """task.template with {context} (record.context, or `context` when given) and {question} filled in."""
-    values = {"context": record.context if context is None else context, "question": record.question}
+    """task.template with {context} (record.context, or `context` when given), {question} and {options} filled in."""
+    values = {"context": record.context if context is None else context, "question": record.question,
+              "options": render_options(record.options)}
     return _FIELD.sub(lambda m: values[m.group(1)], task.template)
 
 

@@ -4,7 +4,7 @@
 The k worked examples come from the training split, label-balanced and seeded, and are the same for every test
 question, so every prompt shares one prefix (which vLLM and OpenAI prompt caching reward). Each question is sent
 once through the teacher's request cache (a rerun sends nothing); a reply is read leniently (`parse_answer`: the
-JSON answer, else the first standalone yes/no/maybe), and only a reply with no answer in it goes back once for
+JSON answer, else the first standalone yes/no/maybe, or option letter for a multiple-choice task), and only a reply with no answer in it goes back once for
 repair (`teacher.repair_attempts`). What is still unusable is predicted "unparsed", which the metrics count wrong.
 A request that failed (transport, HTTP) is never scored as a wrong answer: the stage fails once everything is
 asked, or, within `teacher.max_failed_share`, scores the questions that were answered (`n`, and `teacher_failed`
@@ -17,6 +17,7 @@ import json
 import random
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,29 +25,41 @@ from typing import Any
 from medaug.data.schema import LABELS, Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate import write_results
+from medaug.evaluate.task import render_options
 from medaug.llm.structured import complete_json, parse_json, string_schema
 from medaug.llm.teacher import Teacher, make_teacher, raise_for_failures
 from medaug.params import Params
 from medaug.tracking import log_stage
 
-TEMPLATE = (Path(__file__).parent / "prompts" / "fewshot.txt").read_text(encoding="utf-8")
-SCHEMA = string_schema("answer")  # no enum, as in filtering.llm_checks: parse_answer holds it to yes/no/maybe
+TEMPLATES = {kind: (Path(__file__).parent / "prompts" / name).read_text(encoding="utf-8")
+             for kind, name in (("labels", "fewshot.txt"), ("options", "fewshot_options.txt"))}
+"""The instructions by the task's answer kind: PubMedQA's yes/no/maybe, or the letter of an exam option."""
+SCHEMA = string_schema("answer")  # no enum, as in filtering.llm_checks: parse_answer holds it to the task's answers
 UNPARSED = "unparsed"
-_WORD = re.compile(r"(?<![\w'-])(yes|no|maybe)(?![\w'-])", re.IGNORECASE)
-_FIELD = re.compile(r"\{(shots|context|question)\}")
+_FIELD = re.compile(r"\{(shots|context|question|options)\}")
 
 
-def pick_shots(train: list[Record], k: int, seed: int) -> list[Record]:
-    """k training records, round-robin over yes/no/maybe (balanced as far as the labels allow), each label's
+def _search(choices: Sequence[str], text: str) -> re.Match[str] | None:
+    """The first standalone answer: any case for words (yes/no/maybe); for option letters, capitals only and
+    first one that ends a phrase ("D.", "(B)", "is C"), since "A" may be the article of a sentence."""
+    alternatives = "|".join(map(re.escape, choices))
+    if not all(len(c) == 1 for c in choices):
+        return re.search(rf"(?<![\w'-])({alternatives})(?![\w'-])", text, re.IGNORECASE)
+    return (re.search(rf"(?<![\w'-])({alternatives})(?=[.):,]|\s*$)", text)
+            or re.search(rf"(?<![\w'-])({alternatives})(?![\w'-])", text))
+
+
+def pick_shots(train: list[Record], k: int, seed: int, labels: Sequence[str] = LABELS) -> list[Record]:
+    """k training records, round-robin over the answers `labels` (balanced as far as the labels allow), each label's
     records in a seeded order; the k are then shuffled (seeded) so the last shot's label is no constant cue.
     The same train set, k and seed give the same shots whatever the input order."""
     rng = random.Random(seed)
-    pools = {label: sorted((r for r in train if r.final_decision == label), key=lambda r: r.id) for label in LABELS}
+    pools = {label: sorted((r for r in train if r.final_decision == label), key=lambda r: r.id) for label in labels}
     for pool in pools.values():
         rng.shuffle(pool)
     shots: list[Record] = []
     while len(shots) < k and any(pools.values()):
-        for label in LABELS:
+        for label in labels:
             if pools[label] and len(shots) < k:
                 shots.append(pools[label].pop())
     rng.shuffle(shots)
@@ -54,41 +67,39 @@ def pick_shots(train: list[Record], k: int, seed: int) -> list[Record]:
 
 
 def _item(rec: Record) -> str:
+    if rec.options is not None:
+        return f"Question: {rec.question}\n{render_options(rec.options)}\nReply:"
     return f"Abstract: {rec.context}\nQuestion: {rec.question}\nReply:"
 
 
-def build_prompt(shots: list[Record], rec: Record) -> str:
+def build_prompt(shots: list[Record], rec: Record, answer: str = "labels") -> str:
     """The prompt file with the shots ("### Example" blocks) and the task filled in, in one pass (a `{question}`
     inside an abstract stays literal). rstrip: a base model continues after the final "Reply:"."""
     examples = "".join(f"### Example\n{_item(s)} {json.dumps({'answer': s.final_decision})}\n\n" for s in shots)
-    values = {"shots": examples, "context": rec.context, "question": rec.question}
-    return _FIELD.sub(lambda m: values[m.group(1)], TEMPLATE).rstrip()
+    values = {"shots": examples, "context": rec.context, "question": rec.question,
+              "options": render_options(rec.options)}
+    return _FIELD.sub(lambda m: values[m.group(1)], TEMPLATES[answer]).rstrip()
 
 
-def _read(text: str) -> str:
-    """The label in a reply, or why there is none: the JSON object's "answer" decides when there is one
-    ("bad_value_answer" if it holds no label); otherwise the first standalone yes/no/maybe word ("no_label")."""
+def _read(text: str, choices: Sequence[str]) -> str:
+    """The answer in a reply, or why there is none: the JSON object's "answer" decides when there is one
+    ("bad_value_answer" if it holds none of `choices`); otherwise the first standalone one ("no_label")."""
+    canonical = {c.lower(): c for c in choices}
     obj = parse_json(text)
     if isinstance(obj, dict) and "answer" in obj:
-        m = _WORD.search(obj["answer"]) if isinstance(obj["answer"], str) else None
-        return m.group(1).lower() if m else "bad_value_answer"
-    m = _WORD.search(text)
-    return m.group(1).lower() if m else "no_label"
+        m = _search(choices, obj["answer"]) if isinstance(obj["answer"], str) else None
+        return canonical[m.group(1).lower()] if m else "bad_value_answer"
+    m = _search(choices, text)
+    return canonical[m.group(1).lower()] if m else "no_label"
 
 
-def parse_answer(text: str | None) -> str | None:
-    """yes/no/maybe from a reply (`{"answer": "Yes"}`, fenced JSON, "Answer: Yes.", "**No**, because ..."), or
-    None. Whole words only: "yesterday" or "no-one" are not answers."""
+def parse_answer(text: str | None, choices: Sequence[str] = LABELS) -> str | None:
+    """One of `choices` from a reply (`{"answer": "Yes"}`, fenced JSON, "Answer: Yes.", "**No**, because ...",
+    "B. It feeds at dusk"), or None. Whole words only: "yesterday" or "no-one" are not answers."""
     if text is None:
         return None
-    label = _read(text)
-    return label if label in LABELS else None
-
-
-def _lenient(text: str) -> dict[str, str] | str:
-    """complete_json's reader for this stage: {"answer": label} from any reply that holds one, else the reason."""
-    label = _read(text)
-    return {"answer": label} if label in LABELS else label
+    label = _read(text, choices)
+    return label if label in choices else None
 
 
 def ask(p: Params, root: Path, shots: list[Record], records: list[Record]
@@ -98,8 +109,14 @@ def ask(p: Params, root: Path, shots: list[Record], records: list[Record]
     and fails the stage unless `teacher.max_failed_share` accepts it."""
     tp = p.baseline_teacher()
     teacher = make_teacher(tp, Path(root))
-    replies = complete_json(teacher, [build_prompt(shots, r) for r in records], [SCHEMA] * len(records),
-                            [dict] * len(records), desc=f"evaluate-teacher ({teacher.name})", parse=_lenient)
+    choices = p.task.choices
+
+    def lenient(text: str) -> dict[str, str] | str:  # any reply that holds an answer, else the reason
+        label = _read(text, choices)
+        return {"answer": label} if label in choices else label
+
+    replies = complete_json(teacher, [build_prompt(shots, r, p.task.answer) for r in records], [SCHEMA] * len(records),
+                            [dict] * len(records), desc=f"evaluate-teacher ({teacher.name})", parse=lenient)
     raise_for_failures("evaluate-teacher", teacher.usage, tp.max_failed_share)
     preds = [r.value["answer"] if r.value else None if r.reason == "teacher_error" else UNPARSED for r in replies]
     rows = [{"reply": r.replies[-1] if r.replies else None,
@@ -113,13 +130,13 @@ def run(p: Params, root: Path, train_path: Path, test_path: Path, out_dir: Path,
     """Ask the teacher every test question k-shot; write out_dir/predictions.jsonl and predictions.json (the
     official {pmid: label}), the confusion and per-class plot rows and metrics_path; log to MLflow under
     `mlflow_root` when given. Returns the metrics."""
-    train, test = read_records(train_path), read_records(test_path)
+    train, test = read_records(train_path, p.task.choices), read_records(test_path, p.task.choices)
     if not test:
         raise MedaugError(f"{test_path}: no test records")
     k = p.evaluate.teacher_shots
     if k > len(train):
         raise MedaugError(f"evaluate.teacher_shots = {k} but {train_path} holds {len(train)} records")
-    shots = pick_shots(train, k, p.evaluate.seed)
+    shots = pick_shots(train, k, p.evaluate.seed, p.task.choices)
     preds, rows, teacher = ask(p, root, shots, test)
     answered = [i for i, pred in enumerate(preds) if pred is not None]  # a failed request is no wrong answer
     reasons = Counter(rows[i]["reason"] for i in answered if "reason" in rows[i])

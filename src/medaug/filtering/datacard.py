@@ -9,16 +9,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from medaug.data.mesh import mesh_coverage
-from medaug.data.schema import LABELS, Record
+from medaug.data.schema import Record
 from medaug.params import Params
 
 TOP_MESH = 15
 
 
-def _labels_row(name: str, records: list[Record]) -> str:
+def _labels_row(name: str, records: list[Record], labels: Sequence[str]) -> str:
     c = Counter(r.final_decision for r in records)
     n = len(records) or 1
-    return f"| {name} | {len(records)} | " + " | ".join(f"{c[k]} ({c[k] / n:.0%})" for k in LABELS) + " |"
+    return f"| {name} | {len(records)} | " + " | ".join(f"{c[k]} ({c[k] / n:.0%})" for k in labels) + " |"
 
 
 def render(p: Params, train: list[Record], generated: list[Record], kept: list[Record],
@@ -41,9 +41,12 @@ def render(p: Params, train: list[Record], generated: list[Record], kept: list[R
         lines.append(f"| {name} | {step['in']} | {step['out']} | {dropped} |")
     lines += ["", "| source | in | kept |", "|---|---|---|"]
     lines += [f"| {src} | {c['in']} | {c['kept']} |" for src, c in funnel["by_source"].items()]
-    lines += ["", "## Labels", "", "| set | n | " + " | ".join(LABELS) + " |", "|---|---|---|---|---|",
-              _labels_row("original train", train), _labels_row("generated (after generate)", generated),
-              _labels_row("generated, kept", kept), _labels_row("augmented (train + kept)", train + kept)]
+    labels = p.task.choices
+    lines += ["", "## Answers" if p.task.answer == "options" else "## Labels", "",
+              "| set | n | " + " | ".join(labels) + " |", "|---|---" + "|---" * len(labels) + "|"]
+    lines += [_labels_row(name, rs, labels) for name, rs in (
+        ("original train", train), ("generated (after generate)", generated), ("generated, kept", kept),
+        ("augmented (train + kept)", train + kept))]
     before, added, after = (mesh_coverage(rs, descriptors) for rs in (train, kept, train + kept))
     lines += ["", f"## MeSH coverage (records per heading; top {TOP_MESH} of the augmented set)", "",
               f"Headings covered: {len(before['headings'])} in the original train split, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,13 @@ from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
 
 
-def read_generated(path: Path, parents: dict[str, Record]) -> list[Record]:
-    """Generated records; ids are unique (the steps drop records by id), and every parent_id names a prepared
-    record (a rewrite must have one)."""
+def read_generated(path: Path, parents: dict[str, Record], labels: Sequence[str]) -> list[Record]:
+    """Generated records, answers among `labels` (the task's choices); ids are unique (the steps drop records
+    by id), and every parent_id names a prepared record (a rewrite must have one)."""
     records, lines = [], {}
     for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        rec = validate(obj, where)
+        rec = validate(obj, where, labels)
         if rec.id in lines:
             raise MedaugError(f"{where}: id {rec.id!r} is also on line {lines[rec.id]} (each generated record "
                               f"needs its own id: re-run generate, or remove the copy)")
@@ -61,7 +62,7 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     prepared_dir = Path(prepared_dir)
     train, dev, test = (read_records(prepared_dir / f"{name}.jsonl") for name in ("train", "dev", "test"))
     ctx = Context(p, Path(root or "."), train, dev, test)
-    generated = read_generated(Path(generated_path), ctx.parents)
+    generated = read_generated(Path(generated_path), ctx.parents, p.task.choices)
 
     steps: dict[str, dict[str, Any]] = {}
     # per strategy and per teacher model: in, kept, and how many each step dropped

@@ -1,7 +1,7 @@
 """Tiny random Llama / GPT-2 models for tests: built in seconds, identical in every process.
 
-The tokenizer is a byte-level BPE trained on a fixed built-in corpus, so " yes", " no" and " maybe" are single
-tokens (as in real tokenizers) and any text still encodes (byte fallback).
+The tokenizer is a byte-level BPE trained on a fixed built-in corpus, so " yes", " no", " maybe" and the option
+letters " A" to " D" are single tokens (as in real tokenizers) and any text still encodes (byte fallback).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PreTrain
 from medaug.errors import MedaugError
 
 NAMES = ("tiny-llama", "tiny-gpt2")
-RECIPE = 2
+RECIPE = 3
 """Bump when the corpus, tokenizer or configs change: cached tiny models with another recipe are rebuilt."""
 
 CORPUS = """\
@@ -60,6 +60,7 @@ Question: Is the use of mobile phones associated with brain tumours? Answer: no
 The evidence for the effectiveness of acupuncture in chronic pain is limited and the results are inconsistent.
 Question: Is acupuncture effective for chronic low back pain? Answer: maybe
 yes no maybe yes no maybe yes no maybe yes no maybe yes no maybe yes no maybe
+Question: Which option is correct? A B C D A B C D A B C D
 """
 
 
@@ -72,7 +73,7 @@ def _train_tokenizer() -> PreTrainedTokenizerFast:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    for word in (" yes", " no", " maybe"):
+    for word in (" yes", " no", " maybe", " A", " B", " C", " D"):
         if len(fast(word, add_special_tokens=False).input_ids) != 1:
             raise MedaugError(f"tiny tokenizer: {word!r} is not a single token (fix CORPUS in {__file__})")
     return fast

@@ -1,8 +1,9 @@
-"""The registered model: a merged causal LM wrapped as an MLflow pyfunc that answers yes/no/maybe.
+"""The registered model: a merged causal LM wrapped as an MLflow pyfunc that answers in its task's format.
 
 Input: a DataFrame, a list of dicts or a dict of columns, with `question` and `contexts` (list of str) or
-`context` (str), as `medaug predict`, pyfunc.predict and `mlflow models serve` hand it over.
-Output: one label per row. It scores exactly as the evaluate stage does (same Scorer, same prompt).
+`context` (str), and for a multiple-choice task `options` ({"A": "...", ...}; contexts may then be left out),
+as `medaug predict`, pyfunc.predict and `mlflow models serve` hand it over.
+Output: one answer per row: a label (yes/no/maybe for PubMedQA), or an option letter. It scores exactly as the evaluate stage does (same Scorer, same prompt).
 Input of another shape (no `question`, a number for text, no row at all) is refused with one message naming the row
 and the field, which `mlflow models serve` returns as HTTP 400; nothing is guessed.
 """
@@ -105,6 +106,23 @@ def _contexts(row: dict[str, Any], at: str) -> list[str]:
     raise InvalidInput(f"{at}: no `contexts` (a list of strings) or `context` (a string)")
 
 
+def _options(row: dict[str, Any], at: str) -> dict[str, str] | None:
+    """`options` as {letter: text} with 2 or more non-empty texts, or None when the row has none."""
+    options = row.get("options")
+    if _missing(options):
+        return None
+    if not isinstance(options, dict) or len(options) < 2 or not all(
+            isinstance(t, str) and t.strip() for t in options.values()):
+        raise InvalidInput(f"{at}: `options` must map 2 or more letters to non-empty strings, got {_got(options)}")
+    return {str(k): v for k, v in options.items()}
+
+
+def model_input(record: Record) -> dict[str, Any]:
+    """The input row that asks the registered model about `record`."""
+    return {"question": record.question, **({"contexts": record.contexts} if record.contexts else {}),
+            **({"options": record.options} if record.options else {})}
+
+
 def to_record(row: Any, where: str, default_id: str) -> Record:
     """One input row as a Record to score, or InvalidInput naming the row (`where`, and its id when it has one),
     the field and what it must be. The one check of the input shape, for pyfunc.predict, the server and
@@ -118,8 +136,10 @@ def to_record(row: Any, where: str, default_id: str) -> Record:
     if isinstance(rid, bool) or not isinstance(rid, (str, int, float, type(None))):
         raise InvalidInput(f"{where}: `id` must be a string or a number, got {_got(rid)}")
     at = where if rid is None else f"{where} (id {str(rid)!r})"
-    return Record(id=default_id if rid is None else str(rid), question=_question(row, at),
-                  contexts=_contexts(row, at), final_decision="yes")
+    question, options = _question(row, at), _options(row, at)
+    no_context = options is not None and _missing(row.get("contexts")) and _missing(row.get("context"))
+    return Record(id=default_id if rid is None else str(rid), question=question,
+                  contexts=[] if no_context else _contexts(row, at), options=options, final_decision="")
 
 
 def rows_to_records(model_input: Any) -> list[Record]:
@@ -140,7 +160,7 @@ def read_predict_input(path: str | Path) -> list[dict[str, Any]]:
     rows = []
     for lineno, obj in iter_jsonl(path):
         record = to_record(obj, f"{path}:{lineno}", str(len(rows)))
-        rows.append({"id": record.id, "question": record.question, "contexts": record.contexts})
+        rows.append({"id": record.id, **model_input(record)})
     if not rows:
         raise MedaugError(f"{path}: no input rows; write one JSON object per line, e.g. {EXAMPLE}")
     return rows
@@ -152,11 +172,11 @@ class PubMedQAClassifier(mlflow.pyfunc.PythonModel):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from medaug.evaluate import Scorer
-        from medaug.params import TaskParams
+        from medaug.params import SplitParams, TaskParams
 
         with open(context.artifacts["task"]) as f:
             spec = json.load(f)
-        task = TaskParams(**spec["task"])
+        task = TaskParams(**{**spec["task"], "split": SplitParams(**spec["task"].get("split", {}))})
         path = context.artifacts["model"]
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -168,6 +188,13 @@ class PubMedQAClassifier(mlflow.pyfunc.PythonModel):
 
         try:
             records = rows_to_records(model_input)
+            task = self.scorer.task
+            for i, r in enumerate(records):
+                if task.answer == "options" and sorted(r.options or ()) != sorted(task.choices):
+                    raise InvalidInput(f"row {i}: this model answers multiple choice: give `options` with the "
+                                       f"letters {', '.join(task.choices)}, e.g. {{\"A\": \"...\", ...}}")
+                if task.answer == "labels" and r.options:
+                    raise InvalidInput(f"row {i}: this model answers {'/'.join(task.choices)}; it takes no `options`")
         except InvalidInput as e:  # INVALID_PARAMETER_VALUE: `mlflow models serve` answers 400 with this message
             raise MlflowException.invalid_parameter_value(str(e)) from None
         return [r["prediction"] for r in self.scorer.predict(records)]

@@ -143,11 +143,12 @@ def current_champion(client, p: Params, digest: str, records: list[Record]) -> C
     import mlflow.pyfunc
 
     from medaug.evaluate import compute_metrics
+    from medaug.tracking.pyfunc import model_input
 
     model = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}/{mv.version}")
-    preds = [str(y) for y in model.predict([{"question": r.question, "contexts": r.contexts} for r in records])]
+    preds = [str(y) for y in model.predict([model_input(r) for r in records])]
     value = float(mv.tags[p.register.metric]) if same_data else \
-        float(compute_metrics([r.final_decision for r in records], preds)[p.register.metric])
+        float(compute_metrics([r.final_decision for r in records], preds, p.task.choices)[p.register.metric])
     return Champion(mv.version, value, preds, rescored=True)
 
 
@@ -186,7 +187,7 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
 
     (model_name, variant, seed), metrics = pick_best(p, eval_dir)
     best = candidate(model_name, variant, seed)
-    records = read_records(test_path)
+    records = read_records(test_path, p.task.choices)
     golds = [r.final_decision for r in records]
     digest = test_digest(records)
     preds = {name: read_predictions(Path(predictions_dir) / name / "predictions.jsonl", records)

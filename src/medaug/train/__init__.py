@@ -108,10 +108,10 @@ def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_di
     checkpoint. Writes the adapter (or full model) to out_dir, metrics, and the curves to plots = (train rows,
     dev rows) for DVC; logs a run to MLflow when mlflow_root is given."""
     ref, data = base_of(p, model, variant)
-    records = read_records(train_path)
+    records = read_records(train_path, p.task.choices)
     if not records:
         raise MedaugError(f"{train_path}: no training records")
-    dev = read_records(dev_path) if dev_path else []
+    dev = read_records(dev_path, p.task.choices) if dev_path else []
     t = p.train
     lm, tokenizer = prepare_model(ref, t, seed)
     examples = [encode(tokenizer, r, p.task, answer=r.final_decision) for r in records]

@@ -75,7 +75,8 @@ class CompletionTrainer(Trainer):
         scorer = Scorer(self.model, self.processing_class, self.task, self.eval_batch_size)
         rows = scorer.predict(self.dev, progress=False)
         self.model.train()
-        scores = compute_metrics([r.final_decision for r in self.dev], [row["prediction"] for row in rows])
+        scores = compute_metrics([r.final_decision for r in self.dev], [row["prediction"] for row in rows],
+                                 self.task.choices)
         loss = -sum(row["logprobs"][r.final_decision] for r, row in zip(self.dev, rows)) / len(self.dev)
         metrics = {f"{metric_key_prefix}_accuracy": scores["accuracy"],
                    f"{metric_key_prefix}_macro_f1": scores["macro_f1"], f"{metric_key_prefix}_loss": loss}

@@ -1,0 +1,143 @@
+"""Multiple-choice exam sources (MedQA, MedMCQA) -> Records with `options` and the correct letter.
+
+Hub schemas:
+- `medqa` (GBaker/MedQA-USMLE-4-options): question, options{A..D}, answer_idx, answer (the correct option's
+  text), meta_info, metamap_phrases; rows have no id, so it is `medqa-<split>-<row>`;
+- `medmcqa` (openlifescienceai/medmcqa): id, question, opa..opd, cop (0-3; -1 in the public test split, whose
+  labels are hidden), choice_type, exp (the explanation, or None), subject_name, topic_name.
+
+Sources (params `data.source`): `sample` (the bundled synthetic rows, data/sample/<loader>/<split>.jsonl), `hub`
+(`datasets.load_dataset(hub_id, hub_config, split=...)`), or a folder holding one `<split>.jsonl` or
+`<split>.parquet` per split, in the hub schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from medaug.data.schema import Record, validate
+from medaug.errors import MedaugError
+
+SAMPLES = {"medqa": Path(__file__).parent / "sample" / "medqa", "medmcqa": Path(__file__).parent / "sample" / "medmcqa"}
+"""The bundled synthetic rows per loader (data.source: sample), one <split>.jsonl each."""
+LETTERS = "ABCD"
+
+
+def _get(obj: Any, key: str, typ: type, where: str) -> Any:
+    """obj[key] checked against `typ`; None counts as missing (the hub fills absent fields with None)."""
+    if not isinstance(obj, dict) or obj.get(key) is None:
+        raise MedaugError(f"{where}: missing field '{key}'")
+    if not isinstance(obj[key], typ) or (typ is int and isinstance(obj[key], bool)):
+        raise MedaugError(f"{where}: field '{key}' must be {typ.__name__}, got {type(obj[key]).__name__}")
+    return obj[key]
+
+
+def _optional_str(obj: dict, key: str, where: str) -> str | None:
+    return None if obj.get(key) is None else _get(obj, key, str, where)
+
+
+def _record(rid: str, question: str, options: dict[str, str], letter: str, long_answer: str, where: str) -> Record:
+    # schema.validate checks the letter, empty or identical options and the empty question
+    return validate({"id": rid, "question": question, "contexts": [], "options": options, "final_decision": letter,
+                     "long_answer": long_answer, "source": "original"}, where)
+
+
+def from_medqa_rows(rows: Any, name: str, split: str) -> list[Record]:
+    """Rows in the MedQA hub schema -> Records; `name` is used in error messages."""
+    records = []
+    for i, row in enumerate(rows):
+        where = f"{name}: row {i}"
+        options = _get(row, "options", dict, where)
+        for letter, text in options.items():
+            if not isinstance(text, str):
+                raise MedaugError(f"{where}: option {letter!r} must be str, got {type(text).__name__}")
+        letter = _get(row, "answer_idx", str, where)
+        if letter not in options:
+            raise MedaugError(f"{where}: field 'answer_idx' must be one of {', '.join(options)} (got {letter!r})")
+        answer = _optional_str(row, "answer", where)
+        if answer is not None and answer.strip() != options[letter].strip():
+            raise MedaugError(f"{where}: field 'answer' ({answer!r}) is not option {letter} "
+                              f"({options[letter]!r}), the one 'answer_idx' names")
+        records.append(_record(f"medqa-{split}-{i}", _get(row, "question", str, where), dict(options), letter, "",
+                               where))
+    return records
+
+
+def from_medmcqa_rows(rows: Any, name: str, split: str) -> list[Record]:
+    """Rows in the MedMCQA hub schema -> Records; `name` is used in error messages."""
+    records, seen = [], set()
+    for i, row in enumerate(rows):
+        where = f"{name}: row {i}"
+        rid = _get(row, "id", str, where)
+        if rid in seen:
+            raise MedaugError(f"{where}: duplicate id {rid!r}")
+        seen.add(rid)
+        cop = _get(row, "cop", int, where)
+        if cop == -1:
+            raise MedaugError(f"{where}: the answer is hidden (cop = -1): MedMCQA's public test split has no labels; "
+                              f"use the validation split as test")
+        if cop not in range(len(LETTERS)):
+            raise MedaugError(f"{where}: field 'cop' must be 0, 1, 2 or 3 (got {cop})")
+        options = {letter: _get(row, f"op{letter.lower()}", str, where) for letter in LETTERS}
+        records.append(_record(rid, _get(row, "question", str, where), options, LETTERS[cop],
+                               _optional_str(row, "exp", where) or "", where))
+    return records
+
+
+LOADERS: dict[str, Callable[[Any, str, str], list[Record]]] = {"medqa": from_medqa_rows,
+                                                                "medmcqa": from_medmcqa_rows}
+
+
+def _one_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _load_file(folder: Path, split: str) -> tuple[Path, Any]:
+    import datasets  # heavy import, only for these sources
+
+    found = [folder / f"{split}{ext}" for ext in (".jsonl", ".parquet") if (folder / f"{split}{ext}").exists()]
+    if not found:
+        raise MedaugError(f"{folder / f'{split}.jsonl'}: file not found (the data.source folder {folder} needs "
+                          f"{split}.jsonl or {split}.parquet for split '{split}')")
+    if len(found) > 1:
+        raise MedaugError(f"{folder}: both {split}.jsonl and {split}.parquet exist; keep one")
+    path = found[0]
+    builder = "parquet" if path.suffix == ".parquet" else "json"
+    try:
+        return path, datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as e:  # arrow/json errors: keep the message on one line
+        raise MedaugError(f"{path}: cannot read as {builder} in the hub schema ({_one_line(e)})") from None
+
+
+def _load_hub(hub_id: str, config: str | None, split: str) -> Any:
+    import datasets
+
+    try:
+        return datasets.load_dataset(hub_id, config, split=split)
+    except Exception as e:
+        ref = f"{hub_id}/{config}" if config else hub_id
+        raise MedaugError(f"params.yaml: data.source = hub: cannot load {ref} split '{split}' ({_one_line(e)}); "
+                          f"offline, point data.source at a local folder with {split}.jsonl or "
+                          f"{split}.parquet") from None
+
+
+def load_splits(loader: str, source: str, root: Path, hub_id: str, hub_config: str | None,
+                splits: list[str]) -> dict[str, list[Record]]:
+    """{split: Records} for each of `splits`, from `source`; a relative folder is resolved against `root`."""
+    if loader not in LOADERS:
+        raise MedaugError(f"unknown multiple-choice loader {loader!r} (allowed: {', '.join(LOADERS)})")
+    from_rows = LOADERS[loader]
+    if source == "hub":
+        ref = f"{hub_id}/{hub_config}" if hub_config else hub_id
+        return {s: from_rows(_load_hub(hub_id, hub_config, s), f"{ref} [{s}]", s) for s in splits}
+    folder = SAMPLES[loader] if source == "sample" else Path(root) / source  # an absolute source stays as is
+    if not folder.is_dir():
+        raise MedaugError(f"params.yaml: data.source = {source!r} is not a folder (allowed: sample, hub, or a folder "
+                          f"with one <split>.jsonl or <split>.parquet per split)")
+    out = {}
+    for s in splits:
+        path, rows = _load_file(folder, s)
+        out[s] = from_rows(rows, str(path), s)
+    return out
