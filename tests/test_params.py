@@ -143,6 +143,7 @@ def test_cli_check_params_refuses_a_yaml_nan(tmp_path):
     """What `dvc exp run -S train.learning_rate=nan` writes into params.yaml."""
     text = (ROOT / "params.yaml").read_text()
     assert "  learning_rate: 0.0002\n" in text
+    shutil.copytree(ROOT / "src/medaug/tasks", tmp_path / "src/medaug/tasks")  # the task file params.yaml names
     bad = tmp_path / "params.yaml"
     bad.write_text(text.replace("  learning_rate: 0.0002\n", "  learning_rate: .nan\n"))
     r = subprocess.run([sys.executable, "-m", "medaug.cli", "check-params", str(bad)], capture_output=True, text=True)
@@ -165,6 +166,7 @@ def test_the_documented_paper_scale_overrides_apply_to_params_yaml(tmp_path):
     from medaug.params import load_params
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(ROOT / "src/medaug/tasks", tmp_path / "src/medaug/tasks")
     apply_overrides(str(tmp_path / "params.yaml"), (ROOT / "docs/paper-scale.overrides").read_text().split())
     p = load_params(tmp_path / "params.yaml")
     for strategy in ("rewrite", "new"):

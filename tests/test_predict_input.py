@@ -60,8 +60,8 @@ def test_wrongly_shaped_input_is_refused_naming_row_and_field(model_input, messa
 
 def test_every_accepted_shape_gives_the_same_records():
     rows = [{"id": "a", **OK}, {"question": "Is it?", "context": "One abstract."}]
-    want = [Record(id="a", question=OK["question"], contexts=OK["contexts"], final_decision="yes"),
-            Record(id="1", question="Is it?", contexts=["One abstract."], final_decision="yes")]
+    want = [Record(id="a", question=OK["question"], contexts=OK["contexts"], final_decision=""),  # to be answered
+            Record(id="1", question="Is it?", contexts=["One abstract."], final_decision="")]
     assert rows_to_records(rows) == want
     assert rows_to_records(pd.DataFrame(rows)) == want  # a column some rows lack: None / NaN there
     served = [{k: np.array(v) for k, v in row.items()} for row in rows]  # `inputs: [...]` through the server
