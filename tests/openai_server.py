@@ -71,6 +71,70 @@ def pubmedqa_responder(prompt: str) -> str:
     return LABELS[_pick(prompt) % 3]
 
 
+def _options(task: str) -> dict[str, str]:
+    """The "A. text" option lines of a prompt's task section."""
+    return dict(re.findall(r"^([A-Z])\. (.*)$", task, re.MULTILINE))
+
+
+class ExamTeacher:
+    """A deterministic teacher for medaug's multiple-choice prompts (task.answer: options), with planted faults
+    keyed on a hash h of the parent's stem, and a memory of the answer it meant for each stem it wrote, so its blind
+    consistency answers can agree or not:
+
+    rewrite   -> the stem's words in reverse order (a paraphrase no n-gram check mistakes for the parent); h % 4 == 0:
+                 "Put another way: <stem>", a near copy the dedup step must catch
+    new       -> a stem on the parent's first words, options "<parent option> (variant h)", the answer always at A
+                 (a letter-biased teacher); h % 6 == 0: two identical options, in the repair too; h % 6 == 1: the
+                 correct option's text in the stem
+    grounded  -> the same on the passage's first words
+    judge     -> 5 on every criterion; h % 7 == 3: overall "2"
+    consistency (blind) -> the letter now holding the answer it meant, lower-cased ("c"); h % 5 == 4: another letter
+    anything else -> a letter hashed from the question (the few-shot teacher baseline)
+    """
+
+    def __init__(self) -> None:
+        self.meant: dict[str, str] = {}  # stem -> the text of the option it meant as correct
+        self.lock = threading.Lock()
+
+    def _remember(self, stem: str, text: str) -> None:
+        with self.lock:
+            self.meant[" ".join(stem.split())] = text
+
+    def __call__(self, prompt: str) -> str:
+        task = prompt.rsplit("### Task", 1)[-1]
+        stem, opts = _task_field(task, "Question"), _options(task)
+        h = _pick(stem or _task_field(task, "Passage"))
+        if prompt.startswith("Rewrite the stem of an exam question"):
+            new = f"Put another way: {stem}" if h % 4 == 0 else \
+                " ".join(reversed(re.findall(r"[A-Za-z0-9-]+", stem))) + "?"
+            self._remember(new, opts[_task_field(task, "Answer")])
+            return json.dumps({"question": new})
+        if prompt.startswith(("Write a new exam question", "Write an exam question")):
+            seed = stem or _task_field(task, "Passage")
+            topic = " ".join(re.findall(r"[A-Za-z0-9-]+", seed)[:6]).lower()
+            texts = list(opts.values()) or ["first choice", "second choice", "third choice", "fourth choice"]
+            options = {x: f"{t} (variant {h % 997})" for x, t in zip("ABCD", texts)}
+            question = f"About {topic}, which option is marked {h % 991}?"
+            if h % 6 == 0:
+                options["B"] = options["A"]
+            elif h % 6 == 1:
+                question = f"Given that {options['A']}, about {topic}, which option holds?"
+            self._remember(question, options["A"])
+            return json.dumps({"question": question, **options, "answer": "A", "explanation": f"Because of {topic}."})
+        if prompt.startswith("Rate an exam question"):
+            return json.dumps({"answerable": "5", "supported": "5", "sound": "5", "well_formed": "5",
+                               "score": "2" if h % 7 == 3 else "5"})
+        with self.lock:
+            meant = self.meant.get(" ".join(stem.split()))
+        if meant is not None and prompt.startswith("Answer an exam question"):
+            assert not re.search(r"^Answer:", task, re.MULTILINE), "consistency must answer blind"
+            letter = next(x for x, t in opts.items() if t == meant)
+            if h % 5 == 4:
+                letter = next(x for x in opts if x != letter)
+            return json.dumps({"answer": letter.lower()})
+        return json.dumps({"answer": "ABCD"[h % 4]})
+
+
 class AnswersThenHangs:
     """A responder that answers the first `n` prompts at once and holds every later one until `release()` (or
     `timeout_s`): for killing a run while requests are in flight. `answered` lists the prompts answered."""

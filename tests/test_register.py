@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from medaug.data.jsonl import write_json, write_jsonl
+from conftest import ROOT
 from medaug.data.schema import Record, write_records
+from medaug.errors import MedaugError
 from medaug.evaluate import compute_metrics
 from medaug.evaluate.stats import mcnemar
 from medaug.params import parse_params
@@ -128,7 +130,7 @@ def test_first_registration_is_champion_with_lineage(steps):
     v1 = client.get_model_version(NAME, "1")
     assert v1.tags["params_digest"] == hashlib.sha256(
         json.dumps(dataclasses.asdict(p), sort_keys=True).encode()).hexdigest()
-    assert v1.tags["teacher_model"] == "openai:fake-teacher"
+    assert v1.tags["teacher_model"] == "openai:fake-teacher" and v1.tags["task"] == "pubmedqa"
     assert v1.tags["filter_funnel"] == "generated 24 -> kept 17 (validate -1, dedup -4, decontaminate -2)"
     assert (v1.tags["dvc_data_prepared"], v1.tags["dvc_data_train"], v1.tags["dvc_model_adapter"]) == \
         ("aaa.dir", "bbb", "ddd.dir")
@@ -137,6 +139,15 @@ def test_first_registration_is_champion_with_lineage(steps):
     assert v1.description.startswith(f"**tiny-original-0**: accuracy 0.5000 on test data `{reg['test_digest'][:12]}`")
     assert v1.description.endswith("\n\n" + CARD)
     assert now == {"champion": 1}
+
+
+def test_a_run_of_another_task_is_refused_the_champion_with_the_fix(steps):
+    """An exam task registering under the PubMedQA model's name would score a yes/no/maybe champion on letters."""
+    p = parse_params({"task": {"file": str(ROOT / "src/medaug/tasks/medqa.yaml")}, "generate": {"strategies": []},
+                      "train": {"variants": ["original"]}, "register": {"model_name": NAME}})
+    with pytest.raises(MedaugError, match=r"medaug-pubmedqa's champion \(v\d+\) answers task pubmedqa; this run's "
+                                          r"task is medqa: set register.model_name .* \(e.g. medaug-medqa\)"):
+        register.current_champion(steps["client"], p, "digest", [])
 
 
 def test_a_tie_and_a_worse_winner_stay_challenger(steps):

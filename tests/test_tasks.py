@@ -12,15 +12,14 @@ from ruamel.yaml import YAML
 
 from conftest import ROOT
 from medaug.data import prepare
-from medaug.data.prepare import shuffle_options
-from medaug.data.schema import Record, read_records
+from medaug.data.schema import Record, read_records, shuffle_options
 from medaug.errors import MedaugError
 from medaug.evaluate import Scorer
 from medaug.evaluate.task import encode, render_prompt
 from medaug.evaluate.teacher_baseline import build_prompt, parse_answer, pick_shots
 from medaug.models import load_model_and_tokenizer
 from medaug.params import TaskParams, load_params, parse_params
-from openai_server import OpenAIServer, _pick
+from openai_server import ExamTeacher, OpenAIServer
 from test_pipeline_e2e import copy_project, git_repo, sh, stages_run
 
 MEDQA = "src/medaug/tasks/medqa.yaml"
@@ -31,7 +30,7 @@ ITEM = Record(id="m1", question="A glorp has blue fur. Where does it live?", con
 
 EXAM = {"generate": {"strategies": []}, "filter": {"steps": ["validate", "dedup", "decontaminate"]},
         "train": {"variants": ["original"]}}
-"""What an exam task runs today: no teacher-written items, no judge or consistency (issue 15, part 3)."""
+"""An exam task with no teacher-written items (tests/test_mcq_generation.py has the teacher's side)."""
 
 
 def mcq(path: str = MEDQA, **task) -> TaskParams:
@@ -72,11 +71,9 @@ def test_a_bad_task_file_or_key_names_the_file_and_key(tmp_path, spec, params, f
     assert fragment in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_multiple_choice_task_refuses_what_the_teacher_cannot_do_yet():
-    with pytest.raises(MedaugError, match="generate.strategies: \\[\\] and drop judge"):
-        parse_params({"task": {"file": MEDQA}}, ROOT)  # the default strategies: rewrite, new
+def test_an_exam_task_checks_label_mix_against_its_letters():
     assert parse_params({"task": {"file": MEDQA}, **EXAM}, ROOT).task.answer == "options"
-    with pytest.raises(MedaugError, match="label_mix has unknown label 'yes' \\(allowed: A, B, C, D"):
+    with pytest.raises(MedaugError, match="label_mix is for label tasks"):
         parse_params({"task": {"file": MEDQA}, **EXAM, "generate": {"strategies": [], "label_mix": {"yes": 1}}},
                      ROOT)
 
@@ -197,27 +194,22 @@ def test_teacher_prompt_shows_the_options_and_shots_balance_letters():
 
 # ---------------------------------------------------------------- the whole DAG on an exam task
 
-def letter_responder(prompt: str) -> str:
-    """A teacher that answers an exam prompt with a letter hashed from the question."""
-    return json.dumps({"answer": "ABCD"[_pick(prompt.rsplit("### Task", 1)[-1]) % 4]})
-
-
 @pytest.fixture(scope="module")
 def exam_project(tmp_path_factory):
     repo = copy_project(tmp_path_factory.mktemp("exam"))
     params = YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text())
     params["models"] = {"tiny": "tiny-llama"}
     params["task"].update(file=MEDQA, max_seq_len=128, shuffle_options=True)
-    params["generate"]["strategies"] = []
-    params["filter"]["steps"] = ["validate", "dedup", "decontaminate"]
-    params["train"].update(models=["tiny"], variants=["original"], max_steps=6, batch_size=4, grad_accum=1,
-                           learning_rate=0.01)
+    params["generate"].update(strategies=["rewrite", "new"], per_strategy=24)
+    params["filter"]["steps"] = ["validate", "dedup", "decontaminate", "judge", "consistency", "balance"]
+    params["train"].update(models=["tiny"], variants=["original", "augmented"], max_steps=6, batch_size=4,
+                           grad_accum=1, learning_rate=0.01)
     params["pretrain"]["models"] = []
     params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
     params["register"]["model_name"] = "medaug-medqa"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = git_repo(repo, tmp_path_factory.getbasetemp(), "sk-test-exam")
-    with OpenAIServer(letter_responder) as server:
+    with OpenAIServer(ExamTeacher()) as server:
         env["OPENAI_BASE_URL"] = server.base_url
         first = sh(["dvc", "repro"], repo, env)
         yield {"repo": repo, "env": env, "first": first}
@@ -226,9 +218,19 @@ def exam_project(tmp_path_factory):
 def test_the_dag_runs_an_exam_task_in_letters(exam_project):
     repo = exam_project["repo"]
     ran = stages_run(exam_project["first"].stdout)
-    assert {"prepare", "generate", "filter", "dataset@original", "train@tiny-original-0",
-            "evaluate@tiny-original-0", "zero-shot@tiny", "evaluate-teacher", "compare", "register"} <= ran
-    for name in ("tiny-original-0", "tiny-zero-shot"):
+    assert {"prepare", "generate", "filter", "dataset@original", "dataset@augmented", "train@tiny-original-0",
+            "train@tiny-augmented-0", "evaluate@tiny-original-0", "evaluate@tiny-augmented-0", "zero-shot@tiny",
+            "evaluate-teacher", "compare", "register"} <= ran
+    # the teacher wrote exam items; the filter dropped some for exam reasons; augmented trains on the rest
+    gen = json.loads((repo / "reports/generate.json").read_text())
+    assert gen["by_strategy"]["new"]["rejects"] == {"duplicate_options": gen["rejects"]["duplicate_options"]}
+    funnel = json.loads((repo / "reports/funnel.json").read_text())
+    dropped = {k: v for step in funnel["steps"].values() for k, v in step["dropped"].items()}
+    assert {"answer_in_stem", "duplicate_of_train", "judge_low_score", "inconsistent"} <= set(dropped)
+    kept = read_records(repo / "data/filtered/kept.jsonl", list("ABCD"))
+    augmented = read_records(repo / "data/train/augmented.jsonl", list("ABCD"))
+    assert kept and all(r.options for r in augmented) and augmented[-len(kept):] == kept
+    for name in ("tiny-original-0", "tiny-augmented-0", "tiny-zero-shot"):
         metrics = json.loads((repo / f"reports/eval/{name}.json").read_text())
         assert metrics["n"] == 40 and set(metrics["per_class"]) == {"A", "B", "C", "D"}
         preds = [json.loads(x) for x in (repo / f"eval/{name}/predictions.jsonl").read_text().splitlines()]
@@ -237,7 +239,7 @@ def test_the_dag_runs_an_exam_task_in_letters(exam_project):
     teacher = json.loads((repo / "reports/teacher.json").read_text())
     assert teacher["n"] == 40 and teacher["unparsed"] == 0 and set(teacher["per_class"]) == {"A", "B", "C", "D"}
     card = (repo / "data/filtered/datacard.md").read_text()
-    assert "## Answers" in card and "| set | n | A | B | C | D |" in card
+    assert "## Answers" in card and "| set | n | A | B | C | D |" in card and "**Letter bias:**" in card
 
 
 def test_the_exam_champion_answers_letters_in_a_fresh_process_as_evaluate_did(exam_project):

@@ -566,12 +566,14 @@ class Params:
 
     def check(self, key: str) -> None:
         if self.task.answer == "options":
-            asks = [f"generate.strategies ({', '.join(self.generate.strategies)})"] if self.generate.strategies else []
-            asks += [f"filter.steps {s}" for s in self.filter.steps if s in ("judge", "consistency")]
-            if asks:  # their prompts and reply checks are PubMedQA's yes/no/maybe (issue 15, part 3)
-                raise MedaugError(f"params.yaml: task {self.task.name} is multiple choice, and the teacher cannot "
-                                  f"yet write or check options items: set generate.strategies: [] and drop judge "
-                                  f"and consistency from filter.steps (now: {'; '.join(asks)})")
+            if "mesh" in self.generate.strategies:
+                raise MedaugError(f"params.yaml: generate.strategies has mesh, which picks parents by their MeSH "
+                                  f"headings and asks for yes/no/maybe; task {self.task.name} is multiple choice: "
+                                  f"use rewrite, new or grounded")
+            if self.generate.label_mix:
+                raise MedaugError(f"params.yaml: generate.label_mix is for label tasks; task {self.task.name} is "
+                                  f"multiple choice (rewrite reorders the options itself, and filter.balance caps "
+                                  f"a letter's share): remove generate.label_mix")
         for label in self.generate.label_mix:
             if label not in self.task.choices:
                 raise MedaugError(f"params.yaml: generate.label_mix has unknown label {label!r} (allowed: "

@@ -2,8 +2,15 @@
 grounded in passages of a user corpus (MQG), and writes new ones on parents sampled so MeSH headings are covered
 evenly (KAILIN). Strategies mix in one run; each record's `source` names the one that made it.
 
-A strategy is a prompt file (prompts/<name>.txt, with {context}, {question}, {answer}, {target}, {heading}), the
-JSON schema of its reply, a check of the reply's fields, and how it picks the items it asks about. The teacher
+A strategy is a prompt file (prompts/<name>.txt, with {context}, {question}, {answer}, {target}, {heading}; for a
+multiple-choice task prompts/<name>_options.txt, with {options} and {letters} too), the JSON schema of its reply,
+a check of the reply's fields, and how it picks the items it asks about.
+
+Multiple choice (`task.answer: options`): `rewrite` asks for the stem in other words and reorders the parent's
+options itself (seeded, never the order they had; the answer letter follows its text), so the teacher cannot lose
+the answer; `new` writes a standalone exam question on the parent's topic and `grounded` one on a passage, each
+with one option per letter, the correct letter and an explanation. A reply whose options are empty or not all
+different is rejected (`empty_option`, `duplicate_options`) and goes back for repair. `mesh` is for label tasks. The teacher
 layer (medaug.llm) asks for JSON, repairs a bad reply once and accounts for every request; this module only
 says what to ask and what to keep.
 """
@@ -26,10 +33,10 @@ from medaug.augment import grounded, mesh
 from medaug.data.jsonl import write_json, write_jsonl
 from medaug.data.leakage import Contamination
 from medaug.data.mesh import load_descriptors
-from medaug.data.schema import LABELS, Record, read_records, write_records
+from medaug.data.schema import LABELS, Record, read_records, render_options, shuffle_options, write_records
 from medaug.data.text import normalize, word_ngrams, words
 from medaug.errors import MedaugError
-from medaug.llm.structured import JsonReply, complete_json, string_schema
+from medaug.llm.structured import JsonReply, complete_json, fill, string_schema
 from medaug.llm.limits import Meter
 from medaug.llm.teacher import Request, Usage, make_teacher, raise_for_failures
 from medaug.params import Params
@@ -37,7 +44,6 @@ from medaug.params import Params
 PROMPTS = Path(__file__).parent / "prompts"
 _NEW = string_schema("question", "answer", "explanation", enums={"answer": list(LABELS)})
 SCHEMAS = {"rewrite": string_schema("question"), "new": _NEW, "grounded": _NEW, "mesh": _NEW}
-_PLACEHOLDER = re.compile(r"\{(context|question|answer|target|heading)\}")
 T = TypeVar("T")
 
 
@@ -47,20 +53,27 @@ def load_prompt(name: str) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def build_prompt(template: str, r: Record, target: str = "", heading: str = "") -> str:
-    """The template with the item filled in, in one pass (an item's text is never read as a placeholder);
-    braces elsewhere (the JSON example) stay as they are. rstrip: the prompt ends right after "Reply:", where a
-    base model continues."""
-    values = {"context": r.context, "question": r.question, "answer": r.final_decision, "target": target,
-              "heading": heading}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template).rstrip()
+def build_prompt(template: str, r: Record, target: str = "", heading: str = "",
+                 letters: Sequence[str] = ()) -> str:
+    """The template with the item filled in (`structured.fill`); `letters`: a multiple-choice task's."""
+    return fill(template, {"context": r.context, "question": r.question, "answer": r.final_decision,
+                           "target": target, "heading": heading, "options": render_options(r.options),
+                           "letters": ", ".join(f'"{x}"' for x in letters)})
+
+
+def schema(strategy: str, letters: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON schema of a strategy's reply; with `letters` (a multiple-choice task), one key per option."""
+    if not letters or strategy == "rewrite":
+        return SCHEMAS[strategy]
+    return string_schema("question", *letters, "answer", "explanation", enums={"answer": list(letters)})
 
 
 def check(strategy: str, fields: dict[str, str], parent: Record, template: str = "",
-          target: str = "") -> dict[str, str] | str:
+          target: str = "", letters: Sequence[str] = (), key: str = "") -> dict[str, Any] | str:
     """The record fields from a schema-valid reply, or a reject reason. `template` (the prompt file) lets us
     catch a question copied from the worked example or the instructions rather than written about the item;
-    `target` is the label the prompt asked for (`off_target` when the reply gives another)."""
+    `target` is the label the prompt asked for (`off_target` when the reply gives another). With `letters` (a
+    multiple-choice task) the fields hold the options; a rewrite reorders its parent's, seeded by `key`."""
     question = fields["question"].strip('"').strip()
     if "?" not in question:
         return "no_question"  # empty, or not a question (a refusal, a statement)
@@ -71,11 +84,28 @@ def check(strategy: str, fields: dict[str, str], parent: Record, template: str =
     item = word_ngrams(f"{parent.context} {parent.question}", n)
     if n >= 3 and (word_ngrams(question, n) & word_ngrams(template, n)) - item:
         return "copied_example"
+    if letters:
+        return _options_fields(strategy, fields, question, parent, letters, key)
     if strategy == "rewrite":
         return {"question": question, "final_decision": parent.final_decision, "long_answer": parent.long_answer}
     if target and fields["answer"] != target:
         return "off_target"
     return {"question": question, "final_decision": fields["answer"], "long_answer": fields.get("explanation", "")}
+
+
+def _options_fields(strategy: str, fields: dict[str, str], question: str, parent: Record, letters: Sequence[str],
+                    key: str) -> dict[str, Any] | str:
+    if strategy == "rewrite":
+        moved = shuffle_options(parent, key, moved=True)
+        return {"question": question, "options": moved.options, "final_decision": moved.final_decision,
+                "long_answer": parent.long_answer}
+    options = {x: fields[x].strip() for x in letters}
+    if not all(options.values()):
+        return "empty_option"
+    if len({normalize(t) for t in options.values()}) < len(options):
+        return "duplicate_options"
+    return {"question": question, "options": options, "final_decision": fields["answer"],
+            "long_answer": fields["explanation"]}
 
 
 # --- which items each strategy asks about ----------------------------------------------------------------------
@@ -135,6 +165,7 @@ class Job:
     sample: int = 0    # sample index: a parent asked again gets another sample
     grounding: dict[str, Any] | None = None  # grounded: {file, chunk, [doc, title]} of the passage
     teacher: str = ""  # the teacher's model when the strategy asks several ("" = its only teacher)
+    letters: tuple[str, ...] = ()  # a multiple-choice task's option letters (() = a label task)
 
     @property
     def id(self) -> str:
@@ -145,26 +176,32 @@ class Job:
         """The prepared record it derives from; a corpus passage has none (its pointer is in `teacher`)."""
         return None if self.grounding else self.item.id
 
-    def prompt(self) -> str:
-        return build_prompt(self.template, self.item, self.target, self.heading)
+    @property
+    def schema(self) -> dict[str, Any]:
+        return schema(self.strategy, self.letters)
 
-    def check(self, fields: dict[str, str]) -> dict[str, str] | str:
-        return check(self.strategy, fields, self.item, self.template, self.target)
+    def prompt(self) -> str:
+        return build_prompt(self.template, self.item, self.target, self.heading, self.letters)
+
+    def check(self, fields: dict[str, str]) -> dict[str, Any] | str:
+        return check(self.strategy, fields, self.item, self.template, self.target, self.letters, self.id)
 
 
 Planner = Callable[[Params, list[Record], Path], list[Job]]
 
 
-def _job(strategy: str, item: Record, prompt: str, **kw: Any) -> Job:
-    """A job asking with prompts/<prompt>.txt."""
+def _job(p: Params, strategy: str, item: Record, prompt: str, **kw: Any) -> Job:
+    """A job asking with prompts/<prompt>.txt (<prompt>_options.txt for a multiple-choice task)."""
+    if p.task.answer == "options":
+        return Job(strategy, item, *load_prompt(f"{prompt}_options"), letters=tuple(p.task.choices), **kw)
     return Job(strategy, item, *load_prompt(prompt), **kw)
 
 
 def plan_rewrite(p: Params, train: list[Record], root: Path) -> list[Job]:
     g = p.generate
     if not g.label_mix:
-        return [_job("rewrite", r, "rewrite") for r in pick(train, g.per_strategy, g.seed, "rewrite")]
-    return [_job("rewrite", r, "rewrite", sample=s)
+        return [_job(p, "rewrite", r, "rewrite") for r in pick(train, g.per_strategy, g.seed, "rewrite")]
+    return [_job(p, "rewrite", r, "rewrite", sample=s)
             for r, s in pick_by_label(train, g.per_strategy or len(train), g.label_mix, g.seed)]
 
 
@@ -172,8 +209,8 @@ def plan_new(p: Params, train: list[Record], root: Path) -> list[Job]:
     g = p.generate
     parents = pick(train, g.per_strategy, g.seed, "new")
     if not g.label_mix:
-        return [_job("new", r, "new") for r in parents]
-    return [_job("new", r, "new_target", target=t)
+        return [_job(p, "new", r, "new") for r in parents]
+    return [_job(p, "new", r, "new_target", target=t)
             for r, t in zip(parents, targets(len(parents), g.label_mix, g.seed))]
 
 
@@ -189,14 +226,14 @@ def plan_grounded(p: Params, train: list[Record], root: Path, leak: Contaminatio
         passages, dropped = grounded.read_clean_corpus(folder, size, overlap, leak)
         if stats is not None:
             stats["grounded_dropped_test_overlap"] = dropped
-    return [_job("grounded", s.as_item(), "grounded", grounding=s.pointer)
+    return [_job(p, "grounded", s.as_item(), "grounded", grounding=s.pointer)
             for s in pick(passages, g.per_strategy, g.seed, "grounded")]
 
 
 def plan_mesh(p: Params, train: list[Record], root: Path) -> list[Job]:
     g = p.generate
     descriptors = load_descriptors(root / g.mesh.descriptors) if g.mesh.descriptors else None
-    return [_job("mesh", r, "mesh", heading=h) for r, h in mesh.balanced_pick(train, g.per_strategy, g.seed,
+    return [_job(p, "mesh", r, "mesh", heading=h) for r, h in mesh.balanced_pick(train, g.per_strategy, g.seed,
                                                                                 descriptors)]
 
 
@@ -234,7 +271,7 @@ def dry_run(p: Params, root: Path, prepared_dir: Path) -> dict[str, Any]:
     total: dict[str, Any] = {}
     for tp, group in by_teacher(p, jobs):
         est = make_teacher(tp, Path(root)).estimate(
-            [Request.user(j.prompt(), j.sample, SCHEMAS[j.strategy]) for j in group])
+            [Request.user(j.prompt(), j.sample, j.schema) for j in group])
         repairs = est["to_send"] * tp.repair_attempts
         print(f"generate --dry-run: {est['requests']} requests ({est['cached']} cached, {est['to_send']} to send) "
               f"to {tp.backend}:{tp.model}\n"
@@ -261,7 +298,7 @@ def ask(teacher: Any, jobs: Sequence[Job]) -> list[JsonReply]:
     replies: list[JsonReply | None] = [None] * len(jobs)
     for sample in sorted({j.sample for j in jobs}):
         idx = [i for i, j in enumerate(jobs) if j.sample == sample]
-        out = complete_json(teacher, [jobs[i].prompt() for i in idx], [SCHEMAS[jobs[i].strategy] for i in idx],
+        out = complete_json(teacher, [jobs[i].prompt() for i in idx], [jobs[i].schema for i in idx],
                             [jobs[i].check for i in idx], sample,
                             desc=f"generate ({teacher.name})" + (f" sample {sample}" if sample else ""))
         for i, reply in zip(idx, out):
@@ -306,7 +343,7 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
     reasons = Counter(r["reason"] for r in rejects)
     labels: dict[str, dict[str, int]] = {}
     for r in generated:
-        labels.setdefault(r.source, dict.fromkeys(LABELS, 0))[r.final_decision] += 1
+        labels.setdefault(r.source, dict.fromkeys(p.task.choices, 0))[r.final_decision] += 1
     metrics = {"requested": len(jobs), "generated": len(generated), "repaired": sum(r.repaired for r in replies),
                "rejects": dict(sorted(reasons.items())), "teacher": u.as_dict(),
                "by_strategy": by_strategy, "labels": labels,

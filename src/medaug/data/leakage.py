@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 def contamination_ngrams(test: Iterable[Record], clean: Iterable[Record], n: int) -> set[Gram]:
-    """Word n-grams of test questions and contexts that do NOT occur in the clean (train/dev) records.
+    """Word n-grams of test questions, contexts and options that do NOT occur in the clean (train/dev) records.
 
     N-grams shared with train/dev are boilerplate ("the aim of this study was to evaluate") or template text:
     the model sees them in the original training data anyway, and flagging them would drop 13% of real
@@ -33,9 +33,9 @@ def contamination_ngrams(test: Iterable[Record], clean: Iterable[Record], n: int
     """
     grams: set[Gram] = set()
     for r in test:
-        grams |= word_ngrams(r.question, n) | word_ngrams(r.context, n)
+        grams |= word_ngrams(r.question, n) | word_ngrams(r.context, n) | word_ngrams(r.options_text, n)
     for r in clean:
-        grams -= word_ngrams(r.question, n) | word_ngrams(r.context, n)
+        grams -= word_ngrams(r.question, n) | word_ngrams(r.context, n) | word_ngrams(r.options_text, n)
     return grams
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medaug.data.jsonl import write_json, write_jsonl
-from medaug.data.schema import Record, write_records
+from medaug.data.schema import Record, shuffle_options, write_records
 from medaug.errors import MedaugError
 from medaug.params import Params
 
@@ -55,17 +54,6 @@ def load_split(p: Params, root: Path) -> tuple[list[Record], list[Record], list[
     if task.shuffle_options:
         train, test = ([shuffle_options(r, task.shuffle_seed) for r in rs] for rs in (train, test))
     return ([r for r in train if r.id not in dev_ids], [r for r in train if r.id in dev_ids], test)
-
-
-def shuffle_options(record: Record, seed: int) -> Record:
-    """The record with its option texts in a seeded order (per item: `seed` and its id), the letters kept in
-    place and the answer letter moved with its text."""
-    letters, texts = list(record.options or {}), list((record.options or {}).values())
-    order = list(range(len(texts)))
-    random.Random(f"{seed}:{record.id}").shuffle(order)
-    options = {letter: texts[i] for letter, i in zip(letters, order)}
-    answer = letters[order.index(letters.index(record.final_decision))]
-    return dataclasses.replace(record, options=options, final_decision=answer)
 
 
 def run(p: Params, root: Path, out_dir: Path, metrics_path: Path) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,12 +38,48 @@ class Record:
         return " ".join(self.contexts)
 
     @property
+    def options_text(self) -> str:
+        """A multiple-choice item's option texts, in letter order ("" without options)."""
+        return " ".join((self.options or {}).values())
+
+    @property
+    def item_text(self) -> str:
+        """What makes the item the item it is, for near-duplicate checks: the question, and its option texts in
+        sorted order (options only reordered are the same item)."""
+        return " ".join([self.question, *sorted((self.options or {}).values())])
+
+    @property
     def teacher_model(self) -> str:
         """The model that wrote a generated record ("" for original data)."""
         return (self.teacher or {}).get("model", "")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def render_options(options: dict[str, str] | None) -> str:
+    """A multiple-choice item's options as lm-eval writes them: one "A. text" line per letter."""
+    return "\n".join(f"{letter}. {text}" for letter, text in (options or {}).items())
+
+
+def permute_options(record: Record, order: Sequence[int]) -> Record:
+    """The record with letter i holding the option text that was at position order[i]; the answer letter moves
+    with its text."""
+    letters, texts = list(record.options or {}), list((record.options or {}).values())
+    options = {letter: texts[i] for letter, i in zip(letters, order)}
+    answer = letters[list(order).index(letters.index(record.final_decision))]
+    return dataclasses.replace(record, options=options, final_decision=answer)
+
+
+def shuffle_options(record: Record, seed: int | str, moved: bool = False) -> Record:
+    """The record with its option texts in a seeded order (per item: `seed` and its id), the letters kept in
+    place and the answer letter moved with its text. `moved`: never the order it had (a draw that keeps it is
+    rotated by one)."""
+    order = list(range(len(record.options or {})))
+    random.Random(f"{seed}:{record.id}").shuffle(order)
+    if moved and order == sorted(order):
+        order = order[1:] + order[:1]
+    return permute_options(record, order)
 
 
 _REQUIRED = {"id": str, "question": str, "contexts": list, "final_decision": str}

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from medaug.data.schema import Record
+from medaug.data.schema import Record, render_options
 from medaug.errors import MedaugError
 from medaug.params import TaskParams
 
@@ -19,11 +19,6 @@ CHARS_PER_TOKEN = 64
 run of spaces at most about 30): a context longer than max_seq_len * CHARS_PER_TOKEN characters is cut to that
 many from its end before it is tokenised, which leaves more tokens than the token-level cut keeps, so the prompt
 ids are those of the whole context while a multi-MB context costs what a normal one does."""
-
-
-def render_options(options: dict[str, str] | None) -> str:
-    """A multiple-choice item's options as lm-eval writes them: one "A. text" line per letter."""
-    return "\n".join(f"{letter}. {text}" for letter, text in (options or {}).items())
 
 
 def render_prompt(record: Record, task: TaskParams, context: str | None = None) -> str:

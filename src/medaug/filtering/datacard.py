@@ -21,6 +21,23 @@ def _labels_row(name: str, records: list[Record], labels: Sequence[str]) -> str:
     return f"| {name} | {len(records)} | " + " | ".join(f"{c[k]} ({c[k] / n:.0%})" for k in labels) + " |"
 
 
+def _letter_bias(generated: list[Record], letters: Sequence[str]) -> list[str]:
+    """Where the teachers put the correct answer, per strategy and teacher (`rewrite` reorders the options
+    itself; `new` and `grounded` letters are the teacher's), and a warning for any that favours one letter:
+    more than twice its even share, with at least 10 items."""
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for r in generated:
+        groups.setdefault((r.source, r.teacher_model or "?"), []).append(r)
+    rows, warnings = [], []
+    for (source, model), rs in groups.items():
+        rows.append(_labels_row(f"generated: {source}, `{model}`", rs, letters))
+        letter, n = Counter(r.final_decision for r in rs).most_common(1)[0]
+        if len(rs) >= 10 and n / len(rs) > 2 / len(letters):
+            warnings.append(f"**Letter bias:** `{model}` put the answer at {letter} in {n} of its {len(rs)} "
+                            f"{source} items ({n / len(rs):.0%}; even: {1 / len(letters):.0%}).")
+    return rows + ([""] + warnings if warnings else [])
+
+
 def render(p: Params, train: list[Record], generated: list[Record], kept: list[Record],
            funnel: dict[str, Any], extra_prompts: dict[str, str] | None = None,
            descriptors: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -47,6 +64,8 @@ def render(p: Params, train: list[Record], generated: list[Record], kept: list[R
     lines += [_labels_row(name, rs, labels) for name, rs in (
         ("original train", train), ("generated (after generate)", generated), ("generated, kept", kept),
         ("augmented (train + kept)", train + kept))]
+    if p.task.answer == "options":
+        lines += _letter_bias(generated, labels)
     before, added, after = (mesh_coverage(rs, descriptors) for rs in (train, kept, train + kept))
     lines += ["", f"## MeSH coverage (records per heading; top {TOP_MESH} of the augmented set)", "",
               f"Headings covered: {len(before['headings'])} in the original train split, "

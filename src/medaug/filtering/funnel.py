@@ -124,7 +124,8 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
                                [("in", {"out": funnel["in"]}), *steps.items()]])
     if datacard_path is not None:
         with atomic_path(datacard_path) as tmp:
-            prompts = {f"filter {k}": sha for k, sha in PROMPT_SHAS.items() if k in p.filter.steps}
+            mc = "_options" if p.task.answer == "options" else ""
+            prompts = {f"filter {k}": PROMPT_SHAS[k + mc] for k in ("judge", "consistency") if k in p.filter.steps}
             descriptors = p.generate.mesh.descriptors and load_descriptors(ctx.root / p.generate.mesh.descriptors)
             tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts, descriptors or None),
                            encoding="utf-8")

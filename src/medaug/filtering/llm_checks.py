@@ -4,6 +4,8 @@
 by the context, medically sound, well formed, and an overall 1-5 score); items under `filter.judge.min_score` go.
 `consistency`: the teacher answers the question from its context without seeing the label (prompts/consistency.txt);
 items where it disagrees with the generated label go.
+Multiple choice: prompts/<name>_options.txt show the options; the judge also checks the marked letter is the one
+correct option, and consistency answers with a letter, blind to the marked one.
 
 Scores stay on every record, kept or dropped (`scores["judge"]`, `scores["judge_rubric"]`,
 `scores["consistency"]`), so the rejects file shows why an item went. An item whose reply was still unusable after
@@ -18,11 +20,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medaug.data.schema import LABELS, Record
-from medaug.llm.structured import Check, JsonReply, complete_json, string_schema
+from medaug.data.schema import Record, render_options
+from medaug.llm.structured import Check, JsonReply, complete_json, fill, string_schema
 from medaug.llm.teacher import raise_for_failures
 
 if TYPE_CHECKING:  # steps.py imports this module to register the steps
@@ -31,31 +34,35 @@ if TYPE_CHECKING:  # steps.py imports this module to register the steps
 CRITERIA = ("answerable", "supported", "sound", "well_formed")
 _RATINGS = [str(i) for i in range(1, 6)]
 # "answer" has no enum on purpose: the local backend prefills `{"answer": "` only for a free string first key, and
-# gemma-3-270m left at `{` wrote `{answer: "yes"}` for 8 of 12 items; `_label` holds the answer to yes/no/maybe.
+# gemma-3-270m left at `{` wrote `{answer: "yes"}` for 8 of 12 items; `_answer` holds it to the task's choices.
 SCHEMAS = {"judge": string_schema(*CRITERIA, "score", enums={k: _RATINGS for k in (*CRITERIA, "score")}),
            "consistency": string_schema("answer")}
 TEMPLATES = {name: (Path(__file__).parent / "prompts" / f"{name}.txt").read_text(encoding="utf-8")
-             for name in SCHEMAS}
+             for name in (*SCHEMAS, *(f"{k}_options" for k in SCHEMAS))}
 PROMPT_SHAS = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in TEMPLATES.items()}
 """sha256 of each prompt file, for the data card (the request cache keys hold the filled prompts themselves)."""
 
 
 def build_prompt(name: str, rec: Record) -> str:
-    """The prompt file with the item filled in (str.replace: the JSON examples keep their braces). The
-    consistency prompt has no {answer}: the teacher answers blind. rstrip: a base model continues after "Reply:"."""
-    text = TEMPLATES[name]
-    for key, value in (("context", rec.context), ("question", rec.question), ("answer", rec.final_decision)):
-        text = text.replace("{" + key + "}", value)
-    return text.rstrip()
+    """The prompt file (its _options version for a multiple-choice item) with the item filled in
+    (`structured.fill`). The consistency prompt has no {answer}: the teacher answers blind."""
+    return fill(TEMPLATES[f"{name}_options" if rec.options else name],
+                {"context": rec.context, "question": rec.question, "answer": rec.final_decision,
+                 "options": render_options(rec.options)})
 
 
 def _ratings(fields: dict[str, str]) -> dict[str, int]:
     return {k: int(v) for k, v in fields.items()}  # the schema's enum already holds them to "1".."5"
 
 
-def _label(fields: dict[str, str]) -> dict[str, str] | str:
-    answer = fields["answer"].strip(" .!\"'").lower()
-    return {"answer": answer} if answer in LABELS else "bad_value_answer"
+def _answer(choices: Sequence[str]) -> Check:
+    """The reply's answer as the task spells it ("Yes." is "yes", "b" is "B"), or bad_value_answer."""
+    spelled = {c.lower(): c for c in choices}
+
+    def check(fields: dict[str, str]) -> dict[str, str] | str:
+        answer = spelled.get(fields["answer"].strip(" .!()\"'").lower())
+        return {"answer": answer} if answer else "bad_value_answer"
+    return check
 
 
 def ask(name: str, records: list[Record], ctx: Context, check: Check) -> list[JsonReply]:
@@ -103,7 +110,7 @@ def consistency(records: list[Record], ctx: Context) -> dict[str, str]:
     if not records:
         return {}
     drops = {}
-    for rec, reply in zip(records, ask("consistency", records, ctx, _label)):
+    for rec, reply in zip(records, ask("consistency", records, ctx, _answer(ctx.p.task.choices))):
         if reply.value is None:
             _note(rec, consistency_error=_failure(reply))
             if reply.reason != "teacher_error":

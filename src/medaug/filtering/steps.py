@@ -67,30 +67,32 @@ def dedup(records: list[Record], ctx: Context) -> dict[str, str]:
     earlier one's, or its row of the table would be biased); with `embedding`, also
     MiniLM cosine >= `embedding_threshold`, which catches paraphrases. The same question with another label
     is kept: across abstracts the answer differs, and a negated rewrite ("does X not reduce Y?") is a
-    useful contrast, yet MiniLM puts it at cosine ~0.99 from the original."""
+    useful contrast, yet MiniLM puts it at cosine ~0.99 from the original. Multiple choice: an item is its stem
+    and its options (`Record.item_text`, option texts sorted, so reordered options are the same item), and the
+    answer letter does not group items (reordering moves it)."""
     p = ctx.p.filter.dedup
     train = NearDuplicates(p.threshold, p.shingle, p.num_perm)
     for t in ctx.train:
-        train.add(t.question)
+        train.add(t.item_text)
     kept_text: dict[str, NearDuplicates] = {}
     kept = np.zeros(len(records), bool)
-    groups = np.array([f"{r.final_decision}\t{r.teacher_model}" for r in records])
+    groups = np.array([f"{'' if r.options else r.final_decision}\t{r.teacher_model}" for r in records])
     if p.embedding:
-        vecs = embed([r.question for r in records])
-        near_train = max_cosine(vecs, embed([t.question for t in ctx.train])) >= p.embedding_threshold
+        vecs = embed([r.item_text for r in records])
+        near_train = max_cosine(vecs, embed([t.item_text for t in ctx.train])) >= p.embedding_threshold
         earlier = EarlierCosines(vecs)
     drops = {}
     for i, r in enumerate(records):
         same = kept_text.setdefault(groups[i], NearDuplicates(p.threshold, p.shingle, p.num_perm))
-        if train.match(r.question):
+        if train.match(r.item_text):
             drops[r.id] = "duplicate_of_train"
-        elif same.match(r.question):
+        elif same.match(r.item_text):
             drops[r.id] = "near_duplicate"
         elif p.embedding and (near_train[i] or np.any((earlier.row(i) >= p.embedding_threshold) & kept[:i]
                                                       & (groups[:i] == groups[i]))):
             drops[r.id] = "embedding_duplicate"
         else:
-            same.add(r.question)
+            same.add(r.item_text)
             kept[i] = True
     return drops
 
@@ -112,8 +114,8 @@ def decontaminate(records: list[Record], ctx: Context) -> dict[str, str]:
         rest = [r for r in records if r.id not in drops]
         original = {r.context for r in ctx.train + ctx.dev}
         own = [r for r in rest if r.context not in original]
-        test = embed([t.question for t in ctx.test] + [t.context for t in ctx.test])
-        close = {r.id for r, c in zip(rest, max_cosine(embed([r.question for r in rest]), test))
+        test = embed([t.item_text for t in ctx.test] + [t.context for t in ctx.test if t.context])
+        close = {r.id for r, c in zip(rest, max_cosine(embed([r.item_text for r in rest]), test))
                  if c >= p.embedding_threshold}
         close |= {r.id for r, c in zip(own, max_cosine(embed([r.context for r in own]), test))
                   if c >= p.embedding_threshold}

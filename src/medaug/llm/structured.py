@@ -29,6 +29,17 @@ Check = Callable[[dict[str, Any]], "dict[str, Any] | str"]
 Parse = Callable[[str], "dict[str, Any] | str"]
 
 
+def fill(template: str, values: dict[str, str]) -> str:
+    """The prompt file with each `{key}` of `values` filled in, in one pass (an item's text is never read as a
+    placeholder; other braces, the JSON examples', stay). A line holding `{context}` is left out when the context
+    is empty (an exam stem stands alone). rstrip: the prompt ends right after "Reply:", where a base model
+    continues."""
+    if not values.get("context", "x"):
+        template = "".join(line for line in template.splitlines(keepends=True) if "{context}" not in line)
+    pattern = re.compile("\\{(" + "|".join(map(re.escape, values)) + ")\\}")
+    return pattern.sub(lambda m: values[m.group(1)], template).rstrip()
+
+
 def string_schema(*required: str, enums: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """An object of required string properties; strict-mode compatible (no extra keys)."""
     props = {k: {"type": "string", **({"enum": (enums or {})[k]} if k in (enums or {}) else {})} for k in required}
@@ -60,8 +71,9 @@ def parse_json(reply: str) -> dict[str, Any] | str:
 
 
 def conform(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | str:
-    """The object's schema properties (strings stripped, enum values lower-cased), or the first violation (a
-    string with a lone surrogate or a replaced one, U+FFFD, is one: it cannot be written, or was garbled)."""
+    """The object's schema properties (strings stripped, enum values as the enum spells them), or the first
+    violation (a string with a lone surrogate or a replaced one, U+FFFD, is one: it cannot be written, or was
+    garbled)."""
     out = {}
     for key, spec in schema["properties"].items():
         value = obj.get(key)
@@ -74,9 +86,9 @@ def conform(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | str
         if _BAD_UNICODE.search(value):
             return f"bad_unicode_{key}"  # a lone surrogate ("\\ud83d") cannot be written as UTF-8
         value = value.strip()
-        if "enum" in spec:
-            value = value.lower()
-            if value not in spec["enum"]:
+        if "enum" in spec:  # any case: "Yes" is "yes", "b" is "B"
+            value = {e.lower(): e for e in spec["enum"]}.get(value.lower())
+            if value is None:
                 return f"bad_value_{key}"
         out[key] = value
     return out

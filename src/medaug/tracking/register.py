@@ -135,6 +135,11 @@ def current_champion(client, p: Params, digest: str, records: list[Record]) -> C
         mv = client.get_model_version_by_alias(p.register.model_name, "champion")
     except MlflowException:
         return None
+    task = mv.tags.get("task", "pubmedqa")  # versions from before tasks were data are all PubMedQA
+    if task != p.task.name:
+        raise MedaugError(f"register: {p.register.model_name}'s champion (v{mv.version}) answers task {task}; this "
+                          f"run's task is {p.task.name}: set register.model_name in params.yaml to a name for "
+                          f"{p.task.name} (e.g. medaug-{p.task.name}), a registered model answers one task")
     same_data = mv.tags.get("test_digest") == digest and p.register.metric in mv.tags
     preds = _logged_predictions(mv.run_id, records) if same_data else None
     if preds is not None:
@@ -200,7 +205,8 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     vs = tests[best]
     alias = "champion" if champ is None or wins(p, value, champ.value, vs) else "challenger"
 
-    tags = {"candidate": best, "variant": variant, "seed": str(seed), "base_model": p.model_ref(model_name),
+    tags = {"candidate": best, "task": p.task.name, "variant": variant, "seed": str(seed),
+            "base_model": p.model_ref(model_name),
             "test_digest": digest, "accuracy": str(metrics[model_name, variant, seed]["accuracy"]),
             "macro_f1": str(metrics[model_name, variant, seed]["macro_f1"]),
             **lineage(root, model_name, variant, seed),
