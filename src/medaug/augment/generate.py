@@ -10,9 +10,9 @@ Multiple choice (`task.answer: options`): `rewrite` asks for the stem in other w
 options itself (seeded, never the order they had; the answer letter follows its text), so the teacher cannot lose
 the answer; `new` writes a standalone exam question on the parent's topic and `grounded` one on a passage, each
 with one option per letter, the correct letter and an explanation. A reply whose options are empty or not all
-different is rejected (`empty_option`, `duplicate_options`) and goes back for repair. `mesh` is for label tasks. The teacher
-layer (medaug.llm) asks for JSON, repairs a bad reply once and accounts for every request; this module only
-says what to ask and what to keep.
+different is rejected (`empty_option`, `duplicate_options`) and goes back for repair. `mesh` is for label tasks.
+The teacher layer (medaug.llm) asks for JSON, repairs a bad reply once and accounts for every request; this module
+only says what to ask and what to keep.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from medaug.data.jsonl import write_json, write_jsonl
 from medaug.data.leakage import Contamination
 from medaug.data.mesh import load_descriptors
 from medaug.data.schema import LABELS, Record, read_records, render_options, shuffle_options, write_records
-from medaug.data.text import normalize, word_ngrams, words
+from medaug.data.text import all_different, normalize, word_ngrams, words
 from medaug.errors import MedaugError
 from medaug.llm.structured import JsonReply, complete_json, fill, string_schema
 from medaug.llm.limits import Meter
@@ -102,7 +102,7 @@ def _options_fields(strategy: str, fields: dict[str, str], question: str, parent
     options = {x: fields[x].strip() for x in letters}
     if not all(options.values()):
         return "empty_option"
-    if len({normalize(t) for t in options.values()}) < len(options):
+    if not all_different(options.values()):
         return "duplicate_options"
     return {"question": question, "options": options, "final_decision": fields["answer"],
             "long_answer": fields["explanation"]}

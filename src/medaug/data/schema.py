@@ -62,15 +62,6 @@ def render_options(options: dict[str, str] | None) -> str:
     return "\n".join(f"{letter}. {text}" for letter, text in (options or {}).items())
 
 
-def permute_options(record: Record, order: Sequence[int]) -> Record:
-    """The record with letter i holding the option text that was at position order[i]; the answer letter moves
-    with its text."""
-    letters, texts = list(record.options or {}), list((record.options or {}).values())
-    options = {letter: texts[i] for letter, i in zip(letters, order)}
-    answer = letters[list(order).index(letters.index(record.final_decision))]
-    return dataclasses.replace(record, options=options, final_decision=answer)
-
-
 def shuffle_options(record: Record, seed: int | str, moved: bool = False) -> Record:
     """The record with its option texts in a seeded order (per item: `seed` and its id), the letters kept in
     place and the answer letter moved with its text. `moved`: never the order it had (a draw that keeps it is
@@ -79,7 +70,10 @@ def shuffle_options(record: Record, seed: int | str, moved: bool = False) -> Rec
     random.Random(f"{seed}:{record.id}").shuffle(order)
     if moved and order == sorted(order):
         order = order[1:] + order[:1]
-    return permute_options(record, order)
+    letters, texts = list(record.options or {}), list((record.options or {}).values())
+    options = {letter: texts[i] for letter, i in zip(letters, order)}  # letter i holds the text at order[i]
+    answer = letters[order.index(letters.index(record.final_decision))]
+    return dataclasses.replace(record, options=options, final_decision=answer)
 
 
 _REQUIRED = {"id": str, "question": str, "contexts": list, "final_decision": str}

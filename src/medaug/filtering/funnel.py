@@ -13,7 +13,7 @@ from medaug.data.mesh import load_descriptors
 from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.errors import MedaugError
 from medaug.filtering import datacard
-from medaug.filtering.llm_checks import PROMPT_SHAS
+from medaug.filtering.llm_checks import PROMPT_SHAS, SCHEMAS
 from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
 
@@ -125,7 +125,7 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     if datacard_path is not None:
         with atomic_path(datacard_path) as tmp:
             mc = "_options" if p.task.answer == "options" else ""
-            prompts = {f"filter {k}": PROMPT_SHAS[k + mc] for k in ("judge", "consistency") if k in p.filter.steps}
+            prompts = {f"filter {k}": PROMPT_SHAS[k + mc] for k in SCHEMAS if k in p.filter.steps}
             descriptors = p.generate.mesh.descriptors and load_descriptors(ctx.root / p.generate.mesh.descriptors)
             tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts, descriptors or None),
                            encoding="utf-8")

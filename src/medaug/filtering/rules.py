@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from medaug.data.leakage import Contamination
 from medaug.data.schema import Record
-from medaug.data.text import normalize
+from medaug.data.text import all_different, normalize
 from medaug.params import FilterParams
 
 
 def check_valid(rec: Record, parent: Record | None, p: FilterParams) -> str | None:
     """Question length within bounds, a rewrite differs from its parent, the context is not empty (an exam item
     may have none: its stem stands alone). Multiple choice: the options are all different ("duplicate_options",
-    compared as `normalize` does, so "Iron." is "iron") and the stem does not give the answer away: it holds the
+    `text.all_different`) and the stem does not give the answer away: it holds the
     correct option's text and no other option's ("answer_in_stem")."""
     n = len(rec.question.strip())
     if n < p.min_question_chars:
@@ -25,9 +25,9 @@ def check_valid(rec: Record, parent: Record | None, p: FilterParams) -> str | No
         return "same_as_parent"
     if rec.options is None:
         return None if rec.context.strip() else "empty_context"
-    texts = {letter: normalize(t) for letter, t in rec.options.items()}
-    if len(set(texts.values())) < len(texts):
+    if not all_different(rec.options.values()):
         return "duplicate_options"
+    texts = {letter: normalize(t) for letter, t in rec.options.items()}
     stem = f" {normalize(rec.question)} "
     if [x for x, t in texts.items() if f" {t} " in stem] == [rec.final_decision]:
         return "answer_in_stem"
