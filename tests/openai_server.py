@@ -87,6 +87,9 @@ class ExamTeacher:
                  (a letter-biased teacher); h % 6 == 0: two identical options, in the repair too; h % 6 == 1: the
                  correct option's text in the stem
     grounded  -> the same on the passage's first words
+    progressive -> a chain of the asked number of steps on the case (h of the case): each step a reveal (the next
+                 sentences of the case), a question and options, the answer letter rotating; h % 5 == 0: step 2 has
+                 two identical options (the chain is rejected whole); h % 5 == 1: step 2's stem holds its answer
     judge     -> 5 on every criterion; h % 7 == 3: overall "2"
     consistency (blind) -> the letter now holding the answer it meant, lower-cased ("c"); h % 5 == 4: another letter
     anything else -> a letter hashed from the question (the few-shot teacher baseline)
@@ -121,6 +124,8 @@ class ExamTeacher:
                 question = f"Given that {options['A']}, about {topic}, which option holds?"
             self._remember(question, options["A"])
             return json.dumps({"question": question, **options, "answer": "A", "explanation": f"Because of {topic}."})
+        if prompt.startswith("Turn the case below into a progressive exam case"):
+            return json.dumps(self._chain(task, int(re.search(r"exam case of (\d+) steps", prompt).group(1))))
         if prompt.startswith("Rate an exam question"):
             return json.dumps({"answerable": "5", "supported": "5", "sound": "5", "well_formed": "5",
                                "score": "2" if h % 7 == 3 else "5"})
@@ -133,6 +138,27 @@ class ExamTeacher:
                 letter = next(x for x in opts if x != letter)
             return json.dumps({"answer": letter.lower()})
         return json.dumps({"answer": "ABCD"[h % 4]})
+
+
+    def _chain(self, task: str, steps: int) -> dict[str, str]:
+        case = _task_field(task, "Case")
+        h = _pick(case)
+        topic = " ".join(re.findall(r"[A-Za-z0-9-]+", case)[:6]).lower()
+        sentences = [x for x in re.split(r"(?<=\.) ", case) if x] or [case]
+        reply = {}
+        for n in range(1, steps + 1):
+            options = {x: f"{topic} finding {n}{x.lower()} (variant {h % 997})" for x in "ABCD"}
+            answer = "ABCD"[(h + n) % 4]
+            question = f"In part {n} about {topic}, which finding is marked {h % 991}?"
+            if n == 2 and h % 5 == 0:
+                options["C"] = options["D"]
+            elif n == 2 and h % 5 == 1:
+                question = f"Given that {options[answer]}, in part 2 about {topic}, which holds?"
+            self._remember(question, options[answer])
+            part = " ".join(sentences[(n - 1) * len(sentences) // steps:n * len(sentences) // steps])
+            reply |= {f"reveal{n}": part or f"Nothing more is found at step {n}.", f"question{n}": question,
+                      **{f"{x}{n}": t for x, t in options.items()}, f"answer{n}": answer}
+        return reply
 
 
 class AnswersThenHangs:

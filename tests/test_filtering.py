@@ -223,7 +223,7 @@ def test_data_card_names_teacher_prompts_funnel_labels_and_mesh(tmp_path, prepar
     assert "model(s) `m`" in card and "| new | `p` |" in card  # the teacher and prompt hash of the records
     assert "| validate | 5 | 4 | too_short 1 |" in card and "| decontaminate | 4 | 4 | - |" in card
     n = len(train)
-    assert f"| generated, kept | 4 | 1 (25%) | 1 (25%) | 2 (50%) |" in card
+    assert "| generated, kept | 4 | 1 (25%) | 1 (25%) | 2 (50%) |" in card
     assert f"augmented set: {n + 4}" in card and funnel["kept"] == 4
     top = Counter(h for r in train + read_records(out / "kept.jsonl") for h in r.meshes).most_common(1)[0]
     assert f"| {top[0]} |" in card

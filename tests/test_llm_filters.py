@@ -13,7 +13,7 @@ from medaug.data import prepare
 from medaug.data.schema import Record, read_records, write_records
 from medaug.errors import MedaugError
 from medaug.filtering import steps
-from medaug.filtering.llm_checks import CRITERIA, PROMPT_SHAS, SCHEMAS, TEMPLATES, build_prompt, consistency, judge
+from medaug.filtering.llm_checks import PROMPT_SHAS, SCHEMAS, TEMPLATES, build_prompt, consistency, judge
 from medaug.llm.structured import validate as validate_reply
 from medaug.params import Params, parse_params
 from openai_server import OpenAIServer

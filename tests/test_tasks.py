@@ -5,6 +5,7 @@ pulled from the registry in a fresh process."""
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
@@ -194,25 +195,33 @@ def test_teacher_prompt_shows_the_options_and_shots_balance_letters():
 
 # ---------------------------------------------------------------- the whole DAG on an exam task
 
-@pytest.fixture(scope="module")
-def exam_project(tmp_path_factory):
-    repo = copy_project(tmp_path_factory.mktemp("exam"))
+def task_dag(tmp_path_factory, name: str, edit: Callable[[dict], None]) -> Iterator[dict]:
+    """`dvc repro` of the project in a fresh git repo, with tiny-llama trained on `original` and `augmented` a few
+    steps and ExamTeacher on the HTTP test server as the teacher, after `edit(params)`; yields {repo, env, first}."""
+    repo = copy_project(tmp_path_factory.mktemp(name))
     params = YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text())
     params["models"] = {"tiny": "tiny-llama"}
-    params["task"].update(file=MEDQA, max_seq_len=128, shuffle_options=True)
-    params["generate"].update(strategies=["rewrite", "new"], per_strategy=24)
-    params["filter"]["steps"] = ["validate", "dedup", "decontaminate", "judge", "consistency", "balance"]
     params["train"].update(models=["tiny"], variants=["original", "augmented"], max_steps=6, batch_size=4,
                            grad_accum=1, learning_rate=0.01)
     params["pretrain"]["models"] = []
     params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
-    params["register"]["model_name"] = "medaug-medqa"
+    edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = git_repo(repo, tmp_path_factory.getbasetemp(), "sk-test-exam")
+    env = git_repo(repo, tmp_path_factory.getbasetemp(), f"sk-test-{name}")
     with OpenAIServer(ExamTeacher()) as server:
         env["OPENAI_BASE_URL"] = server.base_url
-        first = sh(["dvc", "repro"], repo, env)
-        yield {"repo": repo, "env": env, "first": first}
+        yield {"repo": repo, "env": env, "first": sh(["dvc", "repro"], repo, env)}
+
+
+@pytest.fixture(scope="module")
+def exam_project(tmp_path_factory):
+    def edit(params: dict) -> None:
+        params["task"].update(file=MEDQA, max_seq_len=128, shuffle_options=True)
+        params["generate"].update(strategies=["rewrite", "new"], per_strategy=24)
+        params["filter"]["steps"] = ["validate", "dedup", "decontaminate", "judge", "consistency", "balance"]
+        params["register"]["model_name"] = "medaug-medqa"
+
+    yield from task_dag(tmp_path_factory, "exam", edit)
 
 
 def test_the_dag_runs_an_exam_task_in_letters(exam_project):

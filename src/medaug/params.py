@@ -21,7 +21,7 @@ from medaug.data.jsonl import decode_utf8
 from medaug.errors import MedaugError
 
 
-Strategy = Literal["rewrite", "new", "grounded", "mesh"]
+Strategy = Literal["rewrite", "new", "grounded", "mesh", "progressive"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
@@ -81,8 +81,9 @@ class TaskParams:
     shuffle_seed: int = 0
     name: str = "pubmedqa"
     description: str = ""
-    loader: Literal["pubmedqa", "medqa", "medmcqa"] = "pubmedqa"
-    """How `data.source` rows become records: src/medaug/data/pubmedqa.py, or data/mcq.py for the exam sets."""
+    loader: Literal["pubmedqa", "medqa", "medmcqa", "progressive"] = "pubmedqa"
+    """How `data.source` rows become records: src/medaug/data/pubmedqa.py, or data/mcq.py for the exam sets and
+    the progressive cases (a chain of questions per case)."""
     hub_id: str = "qiaojin/PubMedQA"
     hub_config: str | None = "pqa_labeled"
     """What `data.source: hub` loads."""
@@ -92,7 +93,8 @@ class TaskParams:
     (`choices` are the letters) and the answer is the correct letter."""
     choices: list[str] = field(default_factory=lambda: ["yes", "no", "maybe"])
     template: str = "Abstract: {context}\nQuestion: {question}\nAnswer:"
-    """The prompt: {question}, and {context} and (answer: options) {options} as "A. ..." lines."""
+    """The prompt: {question}, and {context} and (answer: options) {options} as "A. ..." lines; {history}, a
+    progressive question's earlier steps with their answers ("Earlier question: ...\nIts answer: ...\n" each)."""
 
     def check(self, key: str) -> None:
         fields = ["{question}"] + (["{options}"] if self.answer == "options" else [])
@@ -218,12 +220,23 @@ class MeshParams:
 
 
 @dataclass
+class ProgressiveParams:
+    steps: int = 3
+    """Questions per generated chain: the teacher splits the case into this many reveals, a question on each."""
+
+    def check(self, key: str) -> None:
+        if not 2 <= self.steps <= 8:
+            raise MedaugError(f"params.yaml: {key}.steps must be 2 to 8 (a chain of questions; got {self.steps})")
+
+
+@dataclass
 class GenerateParams:
     strategies: list[Strategy] = field(
         default_factory=lambda: ["rewrite", "new"])
     """`rewrite` and `new` (Dr.LLaMA), `grounded` (questions on passages of `grounded.corpus`, MQG),
-    `mesh` (new questions on parents sampled so MeSH headings are covered evenly, KAILIN). Mix freely; each
-    record's `source` names the strategy that made it."""
+    `mesh` (new questions on parents sampled so MeSH headings are covered evenly, KAILIN), `progressive` (a
+    case turned into a chain of `progressive.steps` questions, each revealing more of it, MQG/ECN-QA; needs a
+    task with {history} in its template). Mix freely; each record's `source` names the strategy that made it."""
     per_strategy: int = 24
     """How many items each strategy asks about (0 = all: the train split, or every corpus passage)."""
     seed: int = 0
@@ -235,6 +248,7 @@ class GenerateParams:
     their items by passage and heading, and never ask for a label."""
     grounded: GroundedParams = field(default_factory=GroundedParams)
     mesh: MeshParams = field(default_factory=MeshParams)
+    progressive: ProgressiveParams = field(default_factory=ProgressiveParams)
     teachers: dict[str, dict[str, Any] | list[dict[str, Any]]] = field(default_factory=dict)
     """Other teachers for some strategies: strategy -> the `teacher` keys that differ, e.g.
     {new: {backend: openai, model: gpt-4o-mini}}; a list asks the strategy of each teacher in it, on the same
@@ -251,8 +265,8 @@ class GenerateParams:
     def check(self, key: str) -> None:
         for name, override in self.teachers.items():
             if name not in STRATEGIES:
-                raise MedaugError(f"params.yaml: {key}.teachers.{name}: not a strategy (allowed: rewrite, new, "
-                                  f"grounded, mesh)")
+                raise MedaugError(f"params.yaml: {key}.teachers.{name}: not a strategy (allowed: "
+                                  f"{', '.join(STRATEGIES)})")
             if isinstance(override, list) and not override:
                 raise MedaugError(f"params.yaml: {key}.teachers.{name} is an empty list (give one or more "
                                   f"teachers, or remove the key to use `teacher`)")
@@ -569,11 +583,18 @@ class Params:
             if "mesh" in self.generate.strategies:
                 raise MedaugError(f"params.yaml: generate.strategies has mesh, which picks parents by their MeSH "
                                   f"headings and asks for yes/no/maybe; task {self.task.name} is multiple choice: "
-                                  f"use rewrite, new or grounded")
+                                  f"use rewrite, new, grounded or progressive")
             if self.generate.label_mix:
                 raise MedaugError(f"params.yaml: generate.label_mix is for label tasks; task {self.task.name} is "
                                   f"multiple choice (rewrite reorders the options itself, and filter.balance caps "
                                   f"a letter's share): remove generate.label_mix")
+        if "progressive" in self.generate.strategies and (self.task.answer != "options"
+                                                          or "{history}" not in self.task.template):
+            why = "answers with labels" if self.task.answer != "options" else "has no {history} in its template"
+            raise MedaugError(f"params.yaml: generate.strategies has progressive, which writes chains of exam "
+                              f"questions shown with their earlier steps, but task {self.task.name} {why}: use "
+                              f"task.file: src/medaug/tasks/progressive.yaml, or an options task whose template has "
+                              f"{{history}}")
         for label in self.generate.label_mix:
             if label not in self.task.choices:
                 raise MedaugError(f"params.yaml: generate.label_mix has unknown label {label!r} (allowed: "

@@ -111,8 +111,8 @@ def recipes_table(table: dict[str, Any]) -> list[str]:
     mean = "mean ± sd over " + (f"{seeds} seeds" if seeds > 1 else "1 seed")
     lines = [f"### Recipes ({mean}; Δ and p vs `{base}`: bootstrap over the {table.get('n_test')} test items and "
              f"the seeds)", "",
-             f"| recipe | items (generated) | accuracy [95% CI] | macro-F1 | Δ accuracy [95% CI] | p "
-             f"| teacher USD | USD per point |", "|---|---|---|---|---|---|---|---|"]
+             "| recipe | items (generated) | accuracy [95% CI] | macro-F1 | Δ accuracy [95% CI] | p "
+             "| teacher USD | USD per point |", "|---|---|---|---|---|---|---|---|"]
     for r in table.get("recipes", []):
         acc, vs = r["accuracy"], r.get("vs_original")
         ci = acc.get("ci95") or {}

@@ -1,6 +1,7 @@
 """Generation strategies: the teacher rewrites existing questions and writes new ones (Dr.LLaMA), writes questions
 grounded in passages of a user corpus (MQG), and writes new ones on parents sampled so MeSH headings are covered
-evenly (KAILIN). Strategies mix in one run; each record's `source` names the one that made it.
+evenly (KAILIN), and turn a case into a chain of progressive exam questions (MQG/ECN-QA). Strategies mix in one
+run; each record's `source` names the one that made it.
 
 A strategy is a prompt file (prompts/<name>.txt, with {context}, {question}, {answer}, {target}, {heading}; for a
 multiple-choice task prompts/<name>_options.txt, with {options} and {letters} too), the JSON schema of its reply,
@@ -11,6 +12,10 @@ options itself (seeded, never the order they had; the answer letter follows its 
 the answer; `new` writes a standalone exam question on the parent's topic and `grounded` one on a passage, each
 with one option per letter, the correct letter and an explanation. A reply whose options are empty or not all
 different is rejected (`empty_option`, `duplicate_options`) and goes back for repair. `mesh` is for label tasks.
+`progressive` (a task with {history}) asks once per case for `generate.progressive.steps` steps, each a reveal,
+a question and its options (flat keys reveal1, question1, A1.., answer1, reveal2, ...); a reply with one bad step
+is rejected whole, and a good one becomes one record per step, with the chain, the case so far as its contexts and
+the earlier steps with their answers as its history.
 The teacher layer (medaug.llm) asks for JSON, repairs a bad reply once and accounts for every request; this module
 only says what to ask and what to keep.
 """
@@ -20,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -54,27 +58,58 @@ def load_prompt(name: str) -> tuple[str, str]:
 
 
 def build_prompt(template: str, r: Record, target: str = "", heading: str = "",
-                 letters: Sequence[str] = ()) -> str:
-    """The template with the item filled in (`structured.fill`); `letters`: a multiple-choice task's."""
+                 letters: Sequence[str] = (), steps: int = 0) -> str:
+    """The template with the item filled in (`structured.fill`); `letters`: a multiple-choice task's; `steps`: a
+    progressive chain's length."""
     return fill(template, {"context": r.context, "question": r.question, "answer": r.final_decision,
                            "target": target, "heading": heading, "options": render_options(r.options),
-                           "letters": ", ".join(f'"{x}"' for x in letters)})
+                           "letters": ", ".join(f'"{x}"' for x in letters), "steps": str(steps),
+                           "keys": ", ".join(f'"{k}"' for k in chain_keys(letters, steps))})
 
 
-def schema(strategy: str, letters: Sequence[str] = ()) -> dict[str, Any]:
-    """The JSON schema of a strategy's reply; with `letters` (a multiple-choice task), one key per option."""
+def chain_keys(letters: Sequence[str], steps: int) -> list[str]:
+    """A progressive reply's keys, step by step: reveal1, question1, A1.., answer1, reveal2, ..."""
+    return [f"{k}{n}" for n in range(1, steps + 1) for k in ("reveal", "question", *letters, "answer")]
+
+
+def schema(strategy: str, letters: Sequence[str] = (), steps: int = 0) -> dict[str, Any]:
+    """The JSON schema of a strategy's reply; with `letters` (a multiple-choice task), one key per option;
+    `progressive`, those of each of its `steps`."""
+    if strategy == "progressive":
+        return string_schema(*chain_keys(letters, steps), enums={f"answer{n}": list(letters)
+                                                                 for n in range(1, steps + 1)})
     if not letters or strategy == "rewrite":
         return SCHEMAS[strategy]
     return string_schema("question", *letters, "answer", "explanation", enums={"answer": list(letters)})
 
 
 def check(strategy: str, fields: dict[str, str], parent: Record, template: str = "",
-          target: str = "", letters: Sequence[str] = (), key: str = "") -> dict[str, Any] | str:
+          target: str = "", letters: Sequence[str] = (), key: str = "", steps: int = 0) -> dict[str, Any] | str:
     """The record fields from a schema-valid reply, or a reject reason. `template` (the prompt file) lets us
     catch a question copied from the worked example or the instructions rather than written about the item;
     `target` is the label the prompt asked for (`off_target` when the reply gives another). With `letters` (a
-    multiple-choice task) the fields hold the options; a rewrite reorders its parent's, seeded by `key`."""
-    question = fields["question"].strip('"').strip()
+    multiple-choice task) the fields hold the options; a rewrite reorders its parent's, seeded by `key`.
+    `progressive`: {"chain": [the fields of each step]} (see _chain_fields)."""
+    if strategy == "progressive":
+        return _chain_fields(fields, parent, template, letters, key, steps)
+    question = _question(fields["question"], parent, template)
+    if question in REASONS:
+        return question
+    if letters:
+        return _options_fields(strategy, fields, question, parent, letters, key)
+    if strategy == "rewrite":
+        return {"question": question, "final_decision": parent.final_decision, "long_answer": parent.long_answer}
+    if target and fields["answer"] != target:
+        return "off_target"
+    return {"question": question, "final_decision": fields["answer"], "long_answer": fields.get("explanation", "")}
+
+
+REASONS = ("no_question", "same_question", "copied_example")
+
+
+def _question(text: str, parent: Record, template: str) -> str:
+    """The question a reply's field holds (cut after its "?"), or the reason (one of REASONS) it is none."""
+    question = text.strip('"').strip()
     if "?" not in question:
         return "no_question"  # empty, or not a question (a refusal, a statement)
     question = question[:question.index("?") + 1]  # drop what a model rambles on with
@@ -84,13 +119,37 @@ def check(strategy: str, fields: dict[str, str], parent: Record, template: str =
     item = word_ngrams(f"{parent.context} {parent.question}", n)
     if n >= 3 and (word_ngrams(question, n) & word_ngrams(template, n)) - item:
         return "copied_example"
-    if letters:
-        return _options_fields(strategy, fields, question, parent, letters, key)
-    if strategy == "rewrite":
-        return {"question": question, "final_decision": parent.final_decision, "long_answer": parent.long_answer}
-    if target and fields["answer"] != target:
-        return "off_target"
-    return {"question": question, "final_decision": fields["answer"], "long_answer": fields.get("explanation", "")}
+    return question
+
+
+def _chain_fields(fields: dict[str, str], parent: Record, template: str, letters: Sequence[str], key: str,
+                  steps: int) -> dict[str, Any] | str:
+    """A progressive reply -> {"chain": [record fields of steps 1..steps]}, each with the case so far (its
+    `contexts`), the chain {id: key, step, steps} and the earlier steps with their answers (`history`); or the
+    reason of its first bad step (`empty_reveal`, the question's, `empty_option`, `duplicate_options`), or
+    `repeated_question` when two steps ask the same."""
+    chain: list[dict[str, Any]] = []
+    reveals: list[str] = []
+    history: list[dict[str, str]] = []
+    for n in range(1, steps + 1):
+        reveals.append(fields[f"reveal{n}"].strip())
+        if not reveals[-1]:
+            return "empty_reveal"
+        question = _question(fields[f"question{n}"], parent, template)
+        if question in REASONS:
+            return question
+        options = {x: fields[f"{x}{n}"].strip() for x in letters}
+        if not all(options.values()):
+            return "empty_option"
+        if not all_different(options.values()):
+            return "duplicate_options"
+        answer = fields[f"answer{n}"]
+        chain.append({"question": question, "options": options, "final_decision": answer, "contexts": list(reveals),
+                      "chain": {"id": key, "step": n, "steps": steps}, "history": list(history)})
+        history.append({"question": question, "answer": options[answer]})
+    if not all_different([step["question"] for step in chain]):
+        return "repeated_question"
+    return {"chain": chain}
 
 
 def _options_fields(strategy: str, fields: dict[str, str], question: str, parent: Record, letters: Sequence[str],
@@ -166,6 +225,7 @@ class Job:
     grounding: dict[str, Any] | None = None  # grounded: {file, chunk, [doc, title]} of the passage
     teacher: str = ""  # the teacher's model when the strategy asks several ("" = its only teacher)
     letters: tuple[str, ...] = ()  # a multiple-choice task's option letters (() = a label task)
+    steps: int = 0     # progressive: the chain's length
 
     @property
     def id(self) -> str:
@@ -178,13 +238,13 @@ class Job:
 
     @property
     def schema(self) -> dict[str, Any]:
-        return schema(self.strategy, self.letters)
+        return schema(self.strategy, self.letters, self.steps)
 
     def prompt(self) -> str:
-        return build_prompt(self.template, self.item, self.target, self.heading, self.letters)
+        return build_prompt(self.template, self.item, self.target, self.heading, self.letters, self.steps)
 
     def check(self, fields: dict[str, str]) -> dict[str, Any] | str:
-        return check(self.strategy, fields, self.item, self.template, self.target, self.letters, self.id)
+        return check(self.strategy, fields, self.item, self.template, self.target, self.letters, self.id, self.steps)
 
 
 Planner = Callable[[Params, list[Record], Path], list[Job]]
@@ -237,8 +297,17 @@ def plan_mesh(p: Params, train: list[Record], root: Path) -> list[Job]:
                                                                                 descriptors)]
 
 
+def plan_progressive(p: Params, train: list[Record], root: Path) -> list[Job]:
+    """Cases to turn into chains: a train item's context (its stem when it has none); of a train chain, its
+    last step only (the whole case)."""
+    cases = [replace(r, contexts=[r.context or r.question]) for r in train
+             if not r.chain or r.chain["step"] == r.chain["steps"]]
+    return [_job(p, "progressive", r, "progressive", steps=p.generate.progressive.steps)
+            for r in pick(cases, p.generate.per_strategy, p.generate.seed, "progressive")]
+
+
 PLANNERS: dict[str, Planner] = {"rewrite": plan_rewrite, "new": plan_new, "grounded": plan_grounded,
-                                "mesh": plan_mesh}
+                                "mesh": plan_mesh, "progressive": plan_progressive}
 
 
 def plan(p: Params, train: list[Record], root: Path = Path("."), leak: Contamination | None = None,
@@ -333,13 +402,14 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
                             **({"target": job.target} if job.target else {}), "reason": reply.reason,
                             "teacher_error": reply.error, "replies": reply.replies, "request_sha": reply.request_sha})
             continue
-        counts["generated"] += 1
         counts["repaired"] += reply.repaired
-        generated.append(Record(id=job.id, contexts=list(job.item.contexts), meshes=list(job.item.meshes),
-                                labels=job.item.labels, source=job.strategy, parent_id=job.parent_id,
-                                teacher={"model": name, "prompt_sha": job.prompt_sha,
-                                         "request_sha": reply.request_sha, **where},
-                                **reply.value))
+        base = {"id": job.id, "contexts": list(job.item.contexts), "meshes": list(job.item.meshes),
+                "labels": job.item.labels, "source": job.strategy, "parent_id": job.parent_id,
+                "teacher": {"model": name, "prompt_sha": job.prompt_sha, "request_sha": reply.request_sha, **where}}
+        steps = reply.value.get("chain") or [reply.value]  # a progressive reply: a record per step
+        generated += [Record(**base | fields | ({"id": f"{job.id}-{n}"} if "chain" in reply.value else {}))
+                      for n, fields in enumerate(steps, 1)]
+        counts["generated"] += len(steps)
     reasons = Counter(r["reason"] for r in rejects)
     labels: dict[str, dict[str, int]] = {}
     for r in generated:
@@ -351,7 +421,6 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
                **stats}
     if len(usage) > 1:
         metrics["by_teacher"] = {name: x.as_dict() for name, x in usage.items()}
-    assert metrics["requested"] == metrics["generated"] + len(rejects)
     raise_for_failures("generate", u, p.teacher.max_failed_share)
     write_records(out_path, generated)
     write_jsonl(rejects_path, rejects)

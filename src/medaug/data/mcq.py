@@ -1,14 +1,18 @@
-"""Multiple-choice exam sources (MedQA, MedMCQA) -> Records with `options` and the correct letter.
+"""Multiple-choice exam sources (MedQA, MedMCQA, progressive cases) -> Records with `options` and the correct letter.
 
-Hub schemas:
+Schemas:
 - `medqa` (GBaker/MedQA-USMLE-4-options): question, options{A..D}, answer_idx, answer (the correct option's
   text), meta_info, metamap_phrases; rows have no id, so it is `medqa-<split>-<row>`;
 - `medmcqa` (openlifescienceai/medmcqa): id, question, opa..opd, cop (0-3; -1 in the public test split, whose
-  labels are hidden), choice_type, exp (the explanation, or None), subject_name, topic_name.
+  labels are hidden), choice_type, exp (the explanation, or None), subject_name, topic_name;
+- `progressive` (medaug's progressive schema, MQG / ECN-QA style; there is no hub dataset): one case per row,
+  {case_id, steps: [{reveal, question, options{A..D}, answer (the correct letter)}]}, each step revealing more of
+  the case. Step j of case c becomes the Record `c-j` with contexts = the reveals of steps 1..j, chain = {id: c,
+  step: j, steps} and history = the earlier steps' questions with their correct options' texts ([] at step 1).
 
 Sources (params `data.source`): `sample` (the bundled synthetic rows, data/sample/<loader>/<split>.jsonl), `hub`
-(`datasets.load_dataset(hub_id, hub_config, split=...)`), or a folder holding one `<split>.jsonl` or
-`<split>.parquet` per split, in the hub schema.
+(`datasets.load_dataset(hub_id, hub_config, split=...)`; not for `progressive`), or a folder holding one
+`<split>.jsonl` or `<split>.parquet` per split, in the loader's schema.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 from medaug.data.schema import Record, validate
 from medaug.errors import MedaugError
 
-SAMPLES = {"medqa": Path(__file__).parent / "sample" / "medqa", "medmcqa": Path(__file__).parent / "sample" / "medmcqa"}
+SAMPLES = {"medqa": Path(__file__).parent / "sample" / "medqa", "medmcqa": Path(__file__).parent / "sample" / "medmcqa",
+           "progressive": Path(__file__).parent / "sample" / "progressive"}
 """The bundled synthetic rows per loader (data.source: sample), one <split>.jsonl each."""
 LETTERS = "ABCD"
 
@@ -86,8 +91,63 @@ def from_medmcqa_rows(rows: Any, name: str, split: str) -> list[Record]:
     return records
 
 
+PROGRESSIVE_ROW = "{case_id, steps: [{reveal, question, options, answer}]}"
+"""medaug's progressive schema, one case per row, as error messages name it."""
+
+
+def _case_field(obj: Any, key: str, typ: type, where: str) -> Any:
+    """`_get`, its error naming what a progressive row or step holds."""
+    try:
+        value = _get(obj, key, typ, where)
+    except MedaugError as e:
+        raise MedaugError(f"{e} (a row is {PROGRESSIVE_ROW})") from None
+    if typ is str and not value.strip():
+        raise MedaugError(f"{where}: field '{key}' is empty (a row is {PROGRESSIVE_ROW})")
+    return value
+
+
+def from_progressive_rows(rows: Any, name: str, split: str) -> list[Record]:
+    """Rows in medaug's progressive schema (one case each) -> one Record per step, in order; `name` is used in
+    error messages. Options whose text is None are dropped (arrow gives every step the union of the letters)."""
+    records, seen = [], set()
+    for i, row in enumerate(rows):
+        where = f"{name}: row {i}"
+        case_id = _case_field(row, "case_id", str, where)
+        if case_id in seen:
+            raise MedaugError(f"{where}: duplicate case_id {case_id!r} (give every case its own id)")
+        seen.add(case_id)
+        steps = row.get("steps")
+        if not isinstance(steps, list) or not steps:
+            got = f"{len(steps)} steps" if isinstance(steps, list) else type(steps).__name__
+            raise MedaugError(f"{where}: field 'steps' must be a non-empty list of steps {{reveal, question, options, "
+                              f"answer}} (got {got})")
+        contexts: list[str] = []
+        history: list[dict[str, str]] = []
+        for j, step in enumerate(steps, 1):
+            at = f"{where}: step {j}"
+            reveal = _case_field(step, "reveal", str, at)
+            question = _case_field(step, "question", str, at)
+            options = {k: v for k, v in _case_field(step, "options", dict, at).items() if v is not None}
+            for letter, text in options.items():
+                if not isinstance(text, str):
+                    raise MedaugError(f"{at}: option {letter!r} must be str, got {type(text).__name__}")
+            letter = _case_field(step, "answer", str, at)
+            if letter not in options:
+                raise MedaugError(f"{at}: field 'answer' must be the letter of one of its options, "
+                                  f"{', '.join(options) or 'none given'} (got {letter!r})")
+            contexts.append(reveal)
+            # schema.validate checks the options (at least 2, non-empty, distinct), the chain and the history
+            records.append(validate({"id": f"{case_id}-{j}", "question": question, "contexts": list(contexts),
+                                     "options": options, "final_decision": letter, "long_answer": "",
+                                     "source": "original", "chain": {"id": case_id, "step": j, "steps": len(steps)},
+                                     "history": [dict(h) for h in history]}, at))
+            history.append({"question": question, "answer": options[letter]})
+    return records
+
+
 LOADERS: dict[str, Callable[[Any, str, str], list[Record]]] = {"medqa": from_medqa_rows,
-                                                                "medmcqa": from_medmcqa_rows}
+                                                                "medmcqa": from_medmcqa_rows,
+                                                                "progressive": from_progressive_rows}
 
 
 def _one_line(e: Exception) -> str:
@@ -130,6 +190,9 @@ def load_splits(loader: str, source: str, root: Path, hub_id: str, hub_config: s
         raise MedaugError(f"unknown multiple-choice loader {loader!r} (allowed: {', '.join(LOADERS)})")
     from_rows = LOADERS[loader]
     if source == "hub":
+        if not hub_id:
+            raise MedaugError(f"params.yaml: data.source = hub, but the task (loader {loader!r}) has no hub dataset; "
+                              f"point data.source at a folder with one <split>.jsonl per split (or use sample)")
         ref = f"{hub_id}/{hub_config}" if hub_config else hub_id
         return {s: from_rows(_load_hub(hub_id, hub_config, s), f"{ref} [{s}]", s) for s in splits}
     folder = SAMPLES[loader] if source == "sample" else Path(root) / source  # an absolute source stays as is

@@ -45,15 +45,16 @@ def load_split(p: Params, root: Path) -> tuple[list[Record], list[Record], list[
                 raise MedaugError(f"data.source {p.data.source} ({name}): item {r.id} has the options "
                                   f"{', '.join(r.options or ()) or 'none'}, the task {task.name} expects "
                                   f"{', '.join(task.choices)}")
-    n_dev = min(task.split.dev_size, len(train) // 5)
+    units = list(dict.fromkeys(r.unit for r in train))  # a progressive case's chain goes to dev whole
+    n_dev = min(task.split.dev_size, len(units) // 5)
     if n_dev < 1 or not test:
-        raise MedaugError(f"data.source {p.data.source}: {len(train)} {task.split.train} and {len(test)} "
+        raise MedaugError(f"data.source {p.data.source}: {len(units)} {task.split.train} and {len(test)} "
                           f"{task.split.test} items are too few for train, dev (a fifth of train, at most "
                           f"split.dev_size) and test")
-    dev_ids = set(random.Random(task.split.seed).sample([r.id for r in train], n_dev))
+    dev_units = set(random.Random(task.split.seed).sample(units, n_dev))
     if task.shuffle_options:
         train, test = ([shuffle_options(r, task.shuffle_seed) for r in rs] for rs in (train, test))
-    return ([r for r in train if r.id not in dev_ids], [r for r in train if r.id in dev_ids], test)
+    return ([r for r in train if r.unit not in dev_units], [r for r in train if r.unit in dev_units], test)
 
 
 def run(p: Params, root: Path, out_dir: Path, metrics_path: Path) -> dict[str, Any]:

@@ -32,6 +32,11 @@ class Record:
     parent_id: str | None = None
     teacher: dict[str, Any] | None = None
     scores: dict[str, Any] | None = None
+    chain: dict[str, Any] | None = None
+    """A progressive question (MQG/ECN-QA): {id, step, steps}, step 1..steps of the case `id`; `contexts` is the
+    case so far (what steps 1..step revealed)."""
+    history: list[dict[str, str]] | None = None
+    """A progressive question's earlier steps, in order: [{question, answer}] (the answer as its option's text)."""
 
     @property
     def context(self) -> str:
@@ -49,6 +54,11 @@ class Record:
         return " ".join([self.question, *sorted((self.options or {}).values())])
 
     @property
+    def unit(self) -> str:
+        """What is split, kept, dropped and sampled whole: a progressive question's chain, else the record."""
+        return self.chain["id"] if self.chain else self.id
+
+    @property
     def teacher_model(self) -> str:
         """The model that wrote a generated record ("" for original data)."""
         return (self.teacher or {}).get("model", "")
@@ -60,6 +70,11 @@ class Record:
 def render_options(options: dict[str, str] | None) -> str:
     """A multiple-choice item's options as lm-eval writes them: one "A. text" line per letter."""
     return "\n".join(f"{letter}. {text}" for letter, text in (options or {}).items())
+
+
+def render_history(history: list[dict[str, str]] | None) -> str:
+    """A progressive question's earlier steps as prompt lines ("" for none): each question and its answer."""
+    return "".join(f"Earlier question: {h['question']}\nIts answer: {h['answer']}\n" for h in history or ())
 
 
 def shuffle_options(record: Record, seed: int | str, moved: bool = False) -> Record:
@@ -78,7 +93,7 @@ def shuffle_options(record: Record, seed: int | str, moved: bool = False) -> Rec
 
 _REQUIRED = {"id": str, "question": str, "contexts": list, "final_decision": str}
 _OPTIONAL = {"long_answer": str, "options": dict, "meshes": list, "labels": list, "source": str, "parent_id": str,
-             "teacher": dict, "scores": dict}
+             "teacher": dict, "scores": dict, "chain": dict, "history": list}
 
 
 def validate(obj: dict[str, Any], where: str, labels: Sequence[str] | None = None) -> Record:
@@ -117,7 +132,23 @@ def validate(obj: dict[str, Any], where: str, labels: Sequence[str] | None = Non
     if not all(isinstance(c, str) for c in obj["contexts"]) or (not obj["contexts"] and options is None):
         raise MedaugError(f"{where}: field 'contexts' must be a "
                           f"{'' if options is not None else 'non-empty '}list of strings")
+    if obj.get("chain") is not None or obj.get("history") is not None:
+        _check_chain(obj, where)
     return Record(**obj)
+
+
+def _check_chain(obj: dict[str, Any], where: str) -> None:
+    chain, history = obj.get("chain"), obj.get("history") or []
+    ok = (isinstance(chain, dict) and set(chain) == {"id", "step", "steps"} and isinstance(chain["id"], str)
+          and chain["id"] and all(type(chain[k]) is int for k in ("step", "steps"))
+          and 1 <= chain["step"] <= chain["steps"])
+    if not ok:
+        raise MedaugError(f"{where}: field 'chain' must be {{id, step, steps}} with 1 <= step <= steps (got {chain!r})")
+    if len(history) != chain["step"] - 1 or not all(
+            isinstance(h, dict) and set(h) == {"question", "answer"} and all(isinstance(v, str) for v in h.values())
+            for h in history):
+        raise MedaugError(f"{where}: field 'history' must hold the {chain['step'] - 1} earlier step(s) of chain "
+                          f"{chain['id']!r} as {{question, answer}} (got {len(history)})")
 
 
 def read_records(path: str | Path, labels: Sequence[str] | None = None) -> list[Record]:

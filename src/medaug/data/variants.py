@@ -3,8 +3,8 @@ filter kept that the recipe selects, in the order the filter kept them.
 
 Selection, in this order: `strategies` (the record's `source`), `teachers` (its `teacher.model`),
 `min_judge_score` (its `scores.judge`), then a seeded subsample of `fraction` of what is left, then the first
-`max_items`. The subsample keeps the kept order, and a smaller fraction with the same seed is a subset of a larger
-one, so a size series adds items rather than swapping them.
+`max_items`; a progressive chain is taken or left whole. The subsample keeps the kept order, and a smaller fraction
+with the same seed is a subset of a larger one, so a size series adds items rather than swapping them.
 
 Teacher cost attributable to a variant (`teacher_cost_usd` in its report): every generated item the filter kept
 carries an equal share of what its strategy and teacher cost in `generate` (every request for that pair,
@@ -28,21 +28,30 @@ from medaug.params import Params, VariantParams
 
 
 def select(recipe: VariantParams, kept: list[Record]) -> list[Record]:
-    """The generated items of `kept` the recipe takes (see the module docstring)."""
+    """The generated items of `kept` the recipe takes (see the module docstring). A progressive chain is taken or
+    left whole: `min_judge_score` holds for all its steps or none is taken, `fraction` draws chains, and
+    `max_items` takes no chain it would cut."""
     items = [r for r in kept if r.source in recipe.strategies]
     if recipe.teachers:
         items = [r for r in items if r.teacher_model in recipe.teachers]
     if recipe.min_judge_score is not None:
-        items = [r for r in items if isinstance((r.scores or {}).get("judge"), (int, float))
-                 and r.scores["judge"] >= recipe.min_judge_score]
+        low = {r.unit for r in items if not isinstance((r.scores or {}).get("judge"), (int, float))
+               or r.scores["judge"] < recipe.min_judge_score}
+        items = [r for r in items if r.unit not in low]
     if recipe.fraction < 1:
         rng = random.Random(recipe.seed)
-        rank = {r.id: rng.random() for r in sorted(items, key=lambda r: r.id)}  # by id: the kept order may move
-        n = round(len(items) * recipe.fraction)
-        chosen = {r.id for r in sorted(items, key=lambda r: rank[r.id])[:n]}
-        items = [r for r in items if r.id in chosen]
+        units = sorted({r.unit for r in items})  # by id: the kept order may move
+        rank = {u: rng.random() for u in units}
+        chosen = set(sorted(units, key=rank.__getitem__)[:round(len(units) * recipe.fraction)])
+        items = [r for r in items if r.unit in chosen]
     if recipe.max_items:
-        items = items[:recipe.max_items]
+        size, taken, n = Counter(r.unit for r in items), set(), 0
+        for unit in size:  # in kept order
+            n += size[unit]
+            if n > recipe.max_items:
+                break
+            taken.add(unit)
+        items = [r for r in items if r.unit in taken]
     return items
 
 

@@ -11,7 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from medaug.data.jsonl import iter_jsonl, write_json, write_jsonl
 from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
-from medaug.evaluate.metrics import compute_metrics
+from medaug.evaluate.metrics import chain_metrics, compute_metrics
 from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.stats import bootstrap_ci, mcnemar
 from medaug.models import TRAINED, load_model_and_tokenizer
@@ -43,7 +43,8 @@ def write_results(records: list[Record], preds: list[str], extra: dict[str, Any]
       test_ground_truth.json when the split is the official one);
     - confusion_path: [{actual, predicted}] rows for DVC's confusion template;
     - per_class_path: [{class, precision, recall, f1}] rows for the per-class bar plot;
-    - metrics_path: {accuracy, macro_f1, n, ci95 (unless evaluate.bootstrap is 0), **extra, per_class}.
+    - metrics_path: {accuracy, macro_f1, n, ci95 (unless evaluate.bootstrap is 0), chains (progressive
+      questions: `metrics.chain_metrics`), **extra, per_class}.
 
     Returns the metrics dict. Used by the evaluate/zero-shot stages (run) and the evaluate-teacher stage."""
     if len(preds) != len(records) or (rows is not None and len(rows) != len(records)):
@@ -63,6 +64,8 @@ def write_results(records: list[Record], preds: list[str], extra: dict[str, Any]
     metrics: dict[str, Any] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "n": scores["n"]}
     if p.evaluate.bootstrap:
         metrics["ci95"] = bootstrap_ci(golds, preds, p.evaluate.bootstrap, p.evaluate.seed, labels=p.task.choices)
+    if any(r.chain for r in records):
+        metrics["chains"] = chain_metrics(records, preds)
     metrics.update(extra)
     metrics["per_class"] = scores["per_class"]
     write_json(metrics_path, metrics)

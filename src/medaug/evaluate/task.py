@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from medaug.data.schema import Record, render_options
+from medaug.data.schema import Record, render_history, render_options
 from medaug.errors import MedaugError
 from medaug.params import TaskParams
 
-_FIELD = re.compile(r"\{(context|question|options)\}")
+_FIELD = re.compile(r"\{(context|question|options|history)\}")
 
 CHARS_PER_TOKEN = 64
 """More characters than any tokenizer's tokens average over a stretch of text (English prose runs about 4, a
@@ -22,9 +22,10 @@ ids are those of the whole context while a multi-MB context costs what a normal 
 
 
 def render_prompt(record: Record, task: TaskParams, context: str | None = None) -> str:
-    """task.template with {context} (record.context, or `context` when given), {question} and {options} filled in."""
+    """task.template with {context} (record.context, or `context` when given), {question}, {options} and
+    {history} (a progressive question's earlier steps and their answers) filled in."""
     values = {"context": record.context if context is None else context, "question": record.question,
-              "options": render_options(record.options)}
+              "options": render_options(record.options), "history": render_history(record.history)}
     return _FIELD.sub(lambda m: values[m.group(1)], task.template)
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from medaug.data.schema import LABELS, Record, read_records, render_options
+from medaug.data.schema import LABELS, Record, read_records, render_history, render_options
 from medaug.errors import MedaugError
 from medaug.evaluate import write_results
 from medaug.llm.structured import complete_json, parse_json, string_schema
@@ -35,7 +35,7 @@ TEMPLATES = {kind: (Path(__file__).parent / "prompts" / name).read_text(encoding
 """The instructions by the task's answer kind: PubMedQA's yes/no/maybe, or the letter of an exam option."""
 SCHEMA = string_schema("answer")  # no enum, as in filtering.llm_checks: parse_answer holds it to the task's answers
 UNPARSED = "unparsed"
-_FIELD = re.compile(r"\{(shots|context|question|options)\}")
+_FIELD = re.compile(r"\{(shots|context|question|options|case)\}")
 
 
 def _search(choices: Sequence[str], text: str) -> re.Match[str] | None:
@@ -65,9 +65,14 @@ def pick_shots(train: list[Record], k: int, seed: int, labels: Sequence[str] = L
     return shots
 
 
+def _case(rec: Record) -> str:
+    """What an exam item shows before its stem: its case, if any, and a progressive question's earlier steps."""
+    return (f"Case: {rec.context}\n" if rec.context else "") + render_history(rec.history)
+
+
 def _item(rec: Record) -> str:
     if rec.options is not None:
-        return f"Question: {rec.question}\n{render_options(rec.options)}\nReply:"
+        return f"{_case(rec)}Question: {rec.question}\n{render_options(rec.options)}\nReply:"
     return f"Abstract: {rec.context}\nQuestion: {rec.question}\nReply:"
 
 
@@ -76,7 +81,7 @@ def build_prompt(shots: list[Record], rec: Record, answer: str = "labels") -> st
     inside an abstract stays literal). rstrip: a base model continues after the final "Reply:"."""
     examples = "".join(f"### Example\n{_item(s)} {json.dumps({'answer': s.final_decision})}\n\n" for s in shots)
     values = {"shots": examples, "context": rec.context, "question": rec.question,
-              "options": render_options(rec.options)}
+              "options": render_options(rec.options), "case": _case(rec)}
     return _FIELD.sub(lambda m: values[m.group(1)], TEMPLATES[answer]).rstrip()
 
 

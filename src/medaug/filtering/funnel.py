@@ -101,6 +101,16 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
         alive = [r for r in alive if r.id not in drops]
         print(f"filter: {name}: {steps[name]['in']} -> {steps[name]['out']} "
               f"{steps[name]['dropped'] or ''}", file=sys.stderr)
+    broken = {rej["chain"]["id"] for rej in rejects if rej.get("chain")}
+    if broken:  # a progressive chain is kept or dropped whole: the steps left of a chain that lost one go too
+        cut = {r.id for r in alive if r.chain and r.chain["id"] in broken}
+        steps["chains"] = {"in": len(alive), "out": len(alive) - len(cut),
+                           "dropped": {"chain_dropped": len(cut)} if cut else {}}
+        for r in alive:
+            if r.id in cut:
+                rejects.append({**r.to_dict(), "reject_step": "chains", "reject_reason": "chain_dropped"})
+                count_drop(r.source, r.teacher_model, "chains")
+        alive = [r for r in alive if r.id not in cut]
     for rec in alive:
         for row in rows(rec.source, rec.teacher_model):
             row["kept"] += 1

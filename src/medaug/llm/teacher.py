@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
-from medaug.llm.limits import BudgetExceeded, Meter, estimate_tokens, max_prompt_tokens
+from medaug.llm.limits import Meter, estimate_tokens, max_prompt_tokens
 from medaug.params import TeacherParams
 
 # what to do about each failure reason, for the stage's error message

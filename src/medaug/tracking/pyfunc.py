@@ -1,9 +1,11 @@
 """The registered model: a merged causal LM wrapped as an MLflow pyfunc that answers in its task's format.
 
 Input: a DataFrame, a list of dicts or a dict of columns, with `question` and `contexts` (list of str) or
-`context` (str), and for a multiple-choice task `options` ({"A": "...", ...}; contexts may then be left out),
-as `medaug predict`, pyfunc.predict and `mlflow models serve` hand it over.
-Output: one answer per row: a label (yes/no/maybe for PubMedQA), or an option letter. It scores exactly as the evaluate stage does (same Scorer, same prompt).
+`context` (str), and for a multiple-choice task `options` ({"A": "...", ...}; contexts may then be left out) and,
+for a progressive question, `history` (the earlier steps: [{"question": ..., "answer": ...}], the case so far in
+`contexts`), as `medaug predict`, pyfunc.predict and `mlflow models serve` hand it over.
+Output: one answer per row: a label (yes/no/maybe for PubMedQA), or an option letter. It scores exactly as the
+evaluate stage does (same Scorer, same prompt).
 Input of another shape (no `question`, a number for text, no row at all) is refused with one message naming the row
 and the field, which `mlflow models serve` returns as HTTP 400; nothing is guessed.
 """
@@ -117,10 +119,24 @@ def _options(row: dict[str, Any], at: str) -> dict[str, str] | None:
     return {str(k): v for k, v in options.items()}
 
 
+def _history(row: dict[str, Any], at: str) -> list[dict[str, str]] | None:
+    """`history` as [{question, answer}] (strings), or None when the row has none."""
+    history = row.get("history")
+    if _missing(history):
+        return None
+    if not isinstance(history, list) or not all(
+            isinstance(h, dict) and set(h) == {"question", "answer"} and all(isinstance(v, str) for v in h.values())
+            for h in history):
+        raise InvalidInput(f"{at}: `history` must be a list of {{\"question\": str, \"answer\": str}} (the earlier "
+                           f"steps of a progressive case), got {_got(history)}")
+    return history
+
+
 def model_input(record: Record) -> dict[str, Any]:
     """The input row that asks the registered model about `record`."""
     return {"question": record.question, **({"contexts": record.contexts} if record.contexts else {}),
-            **({"options": record.options} if record.options else {})}
+            **({"options": record.options} if record.options else {}),
+            **({"history": record.history} if record.history else {})}
 
 
 def to_record(row: Any, where: str, default_id: str) -> Record:
@@ -139,7 +155,8 @@ def to_record(row: Any, where: str, default_id: str) -> Record:
     question, options = _question(row, at), _options(row, at)
     no_context = options is not None and _missing(row.get("contexts")) and _missing(row.get("context"))
     return Record(id=default_id if rid is None else str(rid), question=question,
-                  contexts=[] if no_context else _contexts(row, at), options=options, final_decision="")
+                  contexts=[] if no_context else _contexts(row, at), options=options, final_decision="",
+                  history=_history(row, at))
 
 
 def rows_to_records(model_input: Any) -> list[Record]:
@@ -152,7 +169,7 @@ def rows_to_records(model_input: Any) -> list[Record]:
 
 
 def read_predict_input(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a `medaug predict --input` JSONL file as {id, question, contexts} (id: the row's index when the
+    """The rows of a `medaug predict --input` JSONL file as {id, question, contexts, ...} (id: the row's index when the
     line has none), each checked as the served model checks its input, before any model loads. A line that is not
     UTF-8 or not a JSON object fails in iter_jsonl, naming file and line."""
     from medaug.data.jsonl import iter_jsonl

@@ -1,0 +1,254 @@
+"""Progressive questions (issue 15, part 4; MQG/ECN-QA): a case asked as a chain of questions, each step revealing
+more of it. The teacher's chains are checked step by step and rejected whole; the filter keeps or drops chains
+whole; recipes take them whole; training and scoring show each step with the earlier steps and their answers;
+evaluation reports accuracy per step and the share of chains entirely right. The whole DAG runs on the bundled
+synthetic cases with the HTTP test teacher, and the champion answers a step in a fresh process as evaluate did.
+(tests/test_progressive_data.py has the loader and the bundled sample.)"""
+
+import json
+
+import pytest
+
+from conftest import ROOT
+from medaug import filtering
+from medaug.augment import generate
+from medaug.augment.generate import Job, check, load_prompt
+from medaug.data import prepare
+from medaug.data.schema import Record, read_records, write_records
+from medaug.data.variants import select
+from medaug.errors import MedaugError
+from medaug.evaluate.metrics import chain_metrics
+from medaug.evaluate.task import encode, render_prompt
+from medaug.models import load_model_and_tokenizer
+from medaug.params import VariantParams, parse_params
+from openai_server import ExamTeacher, OpenAIServer
+from test_pipeline_e2e import sh, stages_run
+from test_tasks import task_dag
+
+PROGRESSIVE = "src/medaug/tasks/progressive.yaml"
+CASE = Record(id="case-3", question="What should the keeper do next?", options={"A": "a", "B": "b", "C": "c",
+              "D": "d"}, final_decision="A", contexts=["A glorp sneezes sparks. Its water turns gold. It is cured."])
+
+
+def params(**generate):
+    return parse_params({"task": {"file": PROGRESSIVE}, "generate": {"strategies": ["progressive"], **generate},
+                         "filter": {"steps": ["validate", "dedup", "decontaminate"]},
+                         "train": {"variants": ["original"]}}, ROOT)
+
+
+def reply(steps: int = 3, **override: str) -> dict[str, str]:
+    out = {}
+    for n in range(1, steps + 1):
+        out |= {f"reveal{n}": f"Finding number {n} is seen.", f"question{n}": f"Which sign shows at stage {n}?",
+                **{f"{x}{n}": f"sign {x.lower()}{n}" for x in "ABCD"}, f"answer{n}": "ABCD"[n % 4]}
+    return out | override
+
+
+def chain(cid: str, questions: list[str], parent: Record, source: str = "progressive", **kw) -> list[Record]:
+    """A generated chain of len(questions) steps on `parent`, as generate writes one."""
+    history, out = [], []
+    for n, q in enumerate(questions, 1):
+        options = {x: f"{cid} option {x} {n}" for x in "ABCD"}
+        out.append(Record(id=f"{cid}-{n}", question=q, contexts=[f"Reveal {k} of {cid}." for k in range(1, n + 1)],
+                          options=options, final_decision="B", source=source, parent_id=parent.id,
+                          chain={"id": cid, "step": n, "steps": len(questions)}, history=list(history),
+                          teacher={"model": "m", "prompt_sha": "p", "request_sha": f"{cid}-{n}"}, **kw))
+        history.append({"question": q, "answer": options["B"]})
+    return out
+
+
+# ---------------------------------------------------------------- params
+
+@pytest.mark.parametrize("task, why", [({}, "answers with labels"),
+                                       ({"file": "src/medaug/tasks/medqa.yaml"}, "has no {history} in its template")])
+def test_progressive_needs_an_options_task_with_history(task, why):
+    with pytest.raises(MedaugError, match=rf"generate.strategies has progressive.*{why}.*tasks/progressive.yaml"):
+        parse_params({"task": task, "generate": {"strategies": ["progressive"]},
+                      "filter": {"steps": ["validate", "dedup", "decontaminate"]}}, ROOT)
+    with pytest.raises(MedaugError, match=r"generate.progressive.steps must be 2 to 8"):
+        params(progressive={"steps": 1})
+
+
+# ---------------------------------------------------------------- the teacher's chains
+
+def test_a_good_reply_becomes_a_chain_with_the_case_so_far_and_the_earlier_answers():
+    job = Job("progressive", CASE, *load_prompt("progressive_options"), letters=tuple("ABCD"), steps=3)
+    assert job.schema["required"][:7] == ["reveal1", "question1", "A1", "B1", "C1", "D1", "answer1"]
+    assert job.schema["properties"]["answer3"]["enum"] == list("ABCD") and len(job.schema["required"]) == 21
+    prompt = job.prompt()
+    assert "exam case of 3 steps" in prompt and '"reveal3", "question3", "A3"' in prompt and CASE.context in prompt
+    steps = job.check(reply())["chain"]
+    assert [s["chain"] for s in steps] == [{"id": job.id, "step": n, "steps": 3} for n in (1, 2, 3)]
+    assert steps[2]["contexts"] == ["Finding number 1 is seen.", "Finding number 2 is seen.",
+                                    "Finding number 3 is seen."]
+    assert steps[2]["history"] == [{"question": "Which sign shows at stage 1?", "answer": "sign b1"},
+                                   {"question": "Which sign shows at stage 2?", "answer": "sign c2"}]
+    assert steps[0]["history"] == [] and [s["final_decision"] for s in steps] == ["B", "C", "D"]
+
+
+@pytest.mark.parametrize("override, reason", [
+    ({"reveal2": " "}, "empty_reveal"),
+    ({"question3": "Name the sign."}, "no_question"),
+    ({"C2": "Sign B2."}, "duplicate_options"),
+    ({"D1": ""}, "empty_option"),
+    ({"question3": "Which sign shows at stage 1?"}, "repeated_question"),
+])
+def test_one_bad_step_rejects_the_whole_chain(override, reason):
+    assert check("progressive", reply(**override), CASE, "", letters="ABCD", key="k", steps=3) == reason
+
+
+def test_the_generate_stage_writes_a_record_per_step(tmp_path, monkeypatch):
+    p = params(per_strategy=4)
+    p.teacher.backend, p.teacher.model = "openai", "fake"
+    prepare.run(p, ROOT, tmp_path / "prepared", tmp_path / "prepare.json")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with OpenAIServer(ExamTeacher()) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        m = generate.run(p, tmp_path, tmp_path / "prepared", tmp_path / "gen.jsonl", tmp_path / "rej.jsonl",
+                         tmp_path / "gen.json")
+    records = read_records(tmp_path / "gen.jsonl", list("ABCD"))
+    rejects = [json.loads(x) for x in (tmp_path / "rej.jsonl").read_text().splitlines()]
+    assert m["requested"] == 4 == len({r.chain["id"] for r in records}) + len(rejects)
+    assert m["generated"] == len(records) == 3 * (4 - len(rejects)) == m["by_strategy"]["progressive"]["generated"]
+    train = {r.id: r for r in read_records(tmp_path / "prepared/train.jsonl")}
+    for r in records:
+        assert r.id == f"{r.chain['id']}-{r.chain['step']}" and r.parent_id in train and r.source == "progressive"
+        assert train[r.parent_id].chain["step"] == 3  # the case is a train chain's last step: the whole case
+        assert len(r.contexts) == r.chain["step"] and len(r.history) == r.chain["step"] - 1
+
+
+# ---------------------------------------------------------------- filter and recipes act on whole chains
+
+def test_a_contaminated_step_drops_its_chain_and_only_it(tmp_path):
+    p = params()
+    prepare.run(p, ROOT, tmp_path / "prepared", tmp_path / "prepare.json")
+    train = read_records(tmp_path / "prepared/train.jsonl")
+    test = read_records(tmp_path / "prepared/test.jsonl")
+    clean = chain("c1", ["Which glow does the orb give at dawn?", "How far does the orb roll by noon?",
+                         "What colour is the orb at dusk?"], train[0])
+    leaky = chain("c2", ["Which song does the lake sing?", test[4].question, "Where does the lake go in winter?"],
+                  train[3])
+    short = chain("c3", ["Which?", "Which stone hums the loudest tune?"], train[6])  # step 1 too short
+    write_records(tmp_path / "gen.jsonl", clean + leaky + short)
+    out = tmp_path / "filtered"
+    funnel = filtering.run(p, tmp_path / "prepared", tmp_path / "gen.jsonl", out / "kept.jsonl",
+                           out / "rejects.jsonl", tmp_path / "funnel.json")
+    kept = read_records(out / "kept.jsonl")
+    rejects = {r["id"]: (r["reject_step"], r["reject_reason"])
+               for r in map(json.loads, (out / "rejects.jsonl").read_text().splitlines())}
+    assert [r.id for r in kept] == ["c1-1", "c1-2", "c1-3"]
+    assert rejects == {"c2-2": ("decontaminate", "test_question"), "c2-1": ("chains", "chain_dropped"),
+                       "c2-3": ("chains", "chain_dropped"), "c3-1": ("validate", "too_short"),
+                       "c3-2": ("chains", "chain_dropped")}
+    assert funnel["steps"]["chains"] == {"in": 6, "out": 3, "dropped": {"chain_dropped": 3}}
+    assert funnel["in"] == 8 and funnel["kept"] == 3 and funnel["dropped"]["chain_dropped"] == 3
+
+
+def test_recipes_take_or_leave_chains_whole():
+    parent = Record(id="p", question="q?", contexts=["c"], final_decision="A")
+    chains = [chain(f"c{i}", [f"Question {k} of chain {i}?" for k in range(3)], parent) for i in range(10)]
+    kept = [r for c in chains for r in c]
+    for fraction in (0.3, 0.5, 0.7):
+        got = select(VariantParams(strategies=["progressive"], fraction=fraction, seed=1), kept)
+        assert len(got) == 3 * round(10 * fraction) and all(len([r for r in got if r.unit == r2.unit]) == 3
+                                                             for r2 in got)
+    assert [r.id for r in select(VariantParams(strategies=["progressive"], max_items=8), kept)] == \
+        [r.id for r in kept[:6]]  # a third chain would be cut at 8: it is left out
+    kept[4].scores = {"judge": 2}  # chain c1's step 2
+    for r in kept:
+        r.scores = r.scores or {"judge": 5}
+    got = select(VariantParams(strategies=["progressive"], min_judge_score=4), kept)
+    assert {r.unit for r in got} == {f"c{i}" for i in range(10)} - {"c1"} and len(got) == 27
+
+
+# ---------------------------------------------------------------- training and scoring see the earlier steps
+
+def test_each_step_is_shown_with_the_earlier_steps_and_their_answers(tiny_cache):
+    p = params()
+    steps = chain("c", ["Which glow does the orb give?", "How far does it roll?", "What colour is it at dusk?"],
+                  CASE)
+    text = render_prompt(steps[2], p.task)
+    assert text.startswith("Case: Reveal 1 of c. Reveal 2 of c. Reveal 3 of c.\n"
+                           "Earlier question: Which glow does the orb give?\nIts answer: c option B 1\n"
+                           "Earlier question: How far does it roll?\nIts answer: c option B 2\n"
+                           "Question: What colour is it at dusk?\nA. c option A 3\n")
+    assert "Earlier question" not in render_prompt(steps[0], p.task)
+    _, tokenizer = load_model_and_tokenizer("tiny-llama")
+    ex = encode(tokenizer, steps[2], p.task, " B")
+    assert "Its answer: c option B 2" in tokenizer.decode(ex["input_ids"][:ex["n_prompt"]])
+
+
+def test_chains_are_scored_per_step_and_whole():
+    parent = Record(id="p", question="q?", contexts=["c"], final_decision="A")
+    records = chain("a", ["Q1?", "Q2?", "Q3?"], parent) + chain("b", ["Q1?", "Q2?", "Q3?"], parent) + \
+        chain("c", ["Q1?", "Q2?"], parent)
+    preds = ["B", "B", "B",  "B", "A", "B",  "A", "B"]  # a all right; b wrong at 2; c wrong at 1
+    assert chain_metrics(records, preds) == {"n": 3, "all_right": 1 / 3,
+                                             "per_step": {"1": 2 / 3, "2": 2 / 3, "3": 1.0}}
+
+
+# ---------------------------------------------------------------- the whole DAG on progressive cases
+
+@pytest.fixture(scope="module")
+def progressive_project(tmp_path_factory):
+    def edit(params: dict) -> None:
+        params["task"].update(file=PROGRESSIVE, max_seq_len=256)
+        params["generate"].update(strategies=["progressive"], per_strategy=0)
+        params["filter"]["steps"] = ["validate", "dedup", "decontaminate", "judge", "consistency"]
+        params["variants"]["augmented"]["strategies"] = ["progressive"]
+        params["register"]["model_name"] = "medaug-progressive"
+
+    yield from task_dag(tmp_path_factory, "progressive", edit)
+
+
+def test_the_dag_generates_filters_trains_and_scores_whole_chains(progressive_project):
+    repo = progressive_project["repo"]
+    ran = stages_run(progressive_project["first"].stdout)
+    assert {"prepare", "generate", "filter", "dataset@augmented", "train@tiny-augmented-0",
+            "evaluate@tiny-augmented-0", "evaluate-teacher", "register"} <= ran
+    gen = json.loads((repo / "reports/generate.json").read_text())
+    assert gen["rejects"].get("duplicate_options")  # step 2 of some chains: rejected whole at generate
+    generated = read_records(repo / "data/generated/generated.jsonl", list("ABCD"))
+    assert len(generated) == 3 * (gen["requested"] - sum(gen["rejects"].values()))
+    funnel = json.loads((repo / "reports/funnel.json").read_text())
+    assert {"answer_in_stem", "chain_dropped"} <= set(funnel["dropped"])
+    kept = read_records(repo / "data/filtered/kept.jsonl", list("ABCD"))
+    steps = {}
+    for r in kept:
+        steps.setdefault(r.chain["id"], []).append(r.chain["step"])
+    assert kept and all(s == [1, 2, 3] for s in steps.values())  # whole chains, in order
+    rejected = {json.loads(x)["chain"]["id"] for x in (repo / "data/filtered/rejects.jsonl").read_text().splitlines()}
+    assert not rejected & set(steps)
+    augmented = read_records(repo / "data/train/augmented.jsonl", list("ABCD"))
+    assert augmented[-len(kept):] == kept
+    for name in ("tiny-original-0", "tiny-augmented-0", "tiny-zero-shot"):
+        metrics = json.loads((repo / f"reports/eval/{name}.json").read_text())
+        preds = [json.loads(x) for x in (repo / f"eval/{name}/predictions.jsonl").read_text().splitlines()]
+        assert metrics["n"] == 36 and metrics["chains"]["n"] == 12 and set(metrics["chains"]["per_step"]) == \
+            {"1", "2", "3"}
+        right = {}
+        for pr in preds:
+            case, step = pr["id"].rsplit("-", 1)
+            right.setdefault(case, {})[step] = pr["prediction"] == pr["gold"]
+        assert metrics["chains"]["all_right"] == sum(all(v.values()) for v in right.values()) / 12
+        assert metrics["chains"]["per_step"]["2"] == sum(v["2"] for v in right.values()) / 12
+
+
+def test_the_progressive_champion_answers_with_the_history_as_evaluate_did(progressive_project):
+    repo, env = progressive_project["repo"], progressive_project["env"]
+    reg = json.loads((repo / "reports/register.json").read_text())
+    test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
+    inp, out = repo / "in.jsonl", repo / "out.jsonl"
+    inp.write_text("".join(json.dumps({k: r[k] for k in ("id", "question", "contexts", "options", "history")})
+                           + "\n" for r in test))
+    sh(["medaug", "predict", "--model", "models:/medaug-progressive@champion", "--input", str(inp), "--output",
+        str(out)], repo, env)
+    got = {o["id"]: o["prediction"] for o in map(json.loads, out.read_text().splitlines())}
+    want = {p["id"]: p["prediction"] for p in
+            map(json.loads, (repo / f"eval/{reg['candidate']}/predictions.jsonl").read_text().splitlines())}
+    assert got == want
+    inp.write_text(json.dumps({"question": "Q?", "contexts": ["c"], "options": test[0]["options"],
+                               "history": [{"question": "Q1?"}]}) + "\n")
+    r = sh(["medaug", "predict", "--model", "models:/medaug-progressive@champion", "--input", str(inp),
+            "--output", str(out)], repo, env, check=False)
+    assert r.returncode != 0 and "`history` must be a list of" in r.stderr
