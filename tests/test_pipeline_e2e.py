@@ -18,8 +18,9 @@ from medaug import headline
 from openai_server import OpenAIServer, pubmedqa_responder
 
 SENTINEL_KEY = "sk-medaug-SENTINEL-4f1d9c0b7e"
-RECIPES = {"original": {}, "augmented": {"strategies": ["rewrite", "new"]},  # a strategy subset: test_variants.py
-           "half": {"strategies": ["rewrite", "new"], "fraction": 0.5}, "why": {"rationale": 0.5}}
+RECIPES = {"original": {}, "augmented": {"strategies": ["rewrite", "new"]},
+           "rewrite-only": {"strategies": ["rewrite"]}, "half": {"strategies": ["rewrite", "new"], "fraction": 0.5},
+           "why": {"rationale": 0.5}}
 VARIANTS = list(RECIPES)
 DAPT = ["original", "augmented"]  # pretrain.variants: dapt candidates for these two only
 
@@ -234,6 +235,7 @@ def test_each_training_set_holds_its_recipe_and_a_recipe_change_reruns_only_its_
     train, kept = records("data/prepared/train.jsonl"), records("data/filtered/kept.jsonl")
     sets = {v: records(f"data/train/{v}.jsonl") for v in VARIANTS}
     assert sets["original"] == sets["why"] == train and sets["augmented"] == train + kept
+    assert sets["rewrite-only"] == train + [r for r in kept if r["source"] == "rewrite"] != sets["augmented"]
     half = sets["half"][len(train):]
     assert sets["half"][:len(train)] == train and len(half) == round(len(kept) / 2)
     assert [r for r in kept if r in half] == half  # a subset, in kept order
