@@ -353,7 +353,7 @@ def test_a_generate_stage_killed_half_way_resends_nothing_it_was_answered(projec
 
 def test_cli_dry_run_needs_prepared_data_and_sends_nothing(project, monkeypatch, capsys):
     from medaug.cli import main
-    (project / "params.yaml").write_text("teacher:\n  backend: openai\n  model: fake-teacher\n"
+    (project / "params.yaml").write_text("teacher:\n  backend: openai\n  model: fake-teacher\n  max_new_tokens: 160\n"
                                          "  prices: {fake-teacher: {input: 1.0, output: 2.0}}\n")
     monkeypatch.chdir(project)
     with OpenAIServer(pubmedqa_responder) as srv:

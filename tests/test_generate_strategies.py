@@ -94,7 +94,7 @@ def generate(root: Path, p: Params, prepared: Path | None = None) -> tuple[dict,
     ({"label_mix": {"yes": -1}}, r"label_mix.yes must be >= 0"),
     ({"label_mix": {"yes": 0, "no": 0}}, "label_mix needs a weight > 0"),
     ({"label_mix": {"yes": True}}, r"generate.label_mix.yes = True must be float"),
-    ({"strategies": ["grounded"]}, "generate.grounded.corpus is empty"),
+    ({"strategies": ["grounded"], "grounded": {"corpus": ""}}, "generate.grounded.corpus is empty"),
     ({"strategies": ["new", "mesh", "new"]}, "lists a strategy twice"),
     ({"strategies": ["textbook"]}, "allowed: rewrite, new, grounded, mesh"),
     ({"grounded": {"chunk_tokens": 32, "overlap_tokens": 32}}, r"overlap_tokens in \[0, chunk_tokens\)"),
@@ -389,7 +389,8 @@ def test_every_strategy_in_one_run_each_record_names_its_strategy_and_the_set_pa
     corpus = write_corpus(tmp_path / "corpus")
     p = params(strategies=["rewrite", "new", "grounded", "mesh"], per_strategy=5,
                label_mix={"yes": 1, "no": 1, "maybe": 1}, grounded={"corpus": str(corpus), "chunk_tokens": 20,
-                                                                                  "overlap_tokens": 4})
+                                                                                  "overlap_tokens": 4},
+               mesh={"descriptors": ""})  # no tree file under tmp_path: balance headings
     m, recs, rejects = generate(tmp_path, p)
     assert m["requested"] == 20 and rejects == []
     assert {s: c["generated"] for s, c in m["by_strategy"].items()} == {"rewrite": 5, "new": 5, "grounded": 5,

@@ -31,7 +31,8 @@ def exam(generate=None, filter_=None) -> Params:
         "task": {"file": MEDQA},
         "teacher": {"backend": "openai", "model": "fake-teacher", "timeout_s": 5, "max_attempts": 2,
                     "backoff_s": 0.01, "max_concurrency": 4},
-        "generate": {"strategies": ["rewrite", "new"], "per_strategy": 24, "seed": 0, **(generate or {})},
+        "generate": {"strategies": ["rewrite", "new"], "per_strategy": 24, "seed": 0,
+                     "mesh": {"descriptors": ""}, **(generate or {})},  # the stages run under tmp_path: no tree file
         "filter": {"steps": STEPS, **(filter_ or {})},
         "train": {"variants": ["original", "augmented"]}}, ROOT)
 

@@ -176,3 +176,36 @@ def test_the_documented_paper_scale_overrides_apply_to_params_yaml(tmp_path):
         "original": [], "mini": ["gpt-4o-mini"], "full": ["gpt-4o"]}
     assert len(p.candidates()) == 9 and p.train.seeds == [0, 1, 2] and p.generate.per_strategy == 0
     assert p.teacher.price.input > 0 and p.baseline_teacher().model == "gpt-4o"
+
+
+def test_params_yaml_lists_every_knob_with_the_code_default():
+    """Every field the code reads is in params.yaml (the task file's keys come from the task file), with the value
+    the code defaults to, so params.yaml is the whole configuration and a section left out means what it says."""
+    import dataclasses
+
+    from medaug.params import TASK_FILE_KEYS
+
+    raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
+    problems = []
+
+    def walk(obj, section, path):
+        names = {f.name for f in dataclasses.fields(obj)}
+        problems.extend(f"params.yaml has {path}{k}, which the code does not read" for k in set(section) - names)
+        for f in dataclasses.fields(obj):
+            key, default = f"{path}{f.name}", getattr(obj, f.name)
+            if path == "task." and f.name in TASK_FILE_KEYS:
+                continue
+            if f.name not in section:
+                problems.append(f"{key} is missing from params.yaml (code default {default!r})")
+            elif dataclasses.is_dataclass(default):
+                walk(default, section[f.name], key + ".")
+            elif key == "variants":  # the shipped recipes, among the project's own
+                for name, recipe in default.items():
+                    parsed = parse_params({"variants": section[f.name], "train": {"variants": [name]}})
+                    if parsed.variants[name] != recipe:
+                        problems.append(f"variants.{name} differs from the code's")
+            elif section[f.name] != default:
+                problems.append(f"{key}: params.yaml {section[f.name]!r}, code default {default!r}")
+
+    walk(Params(), raw, "")
+    assert not problems, "\n".join(problems)

@@ -66,9 +66,9 @@ class TaskParams:
     """The task is data (as in lm-evaluation-harness): `task.file` (a YAML file, src/medaug/tasks/ ships
     pubmedqa, medqa and medmcqa) names the source, split, answer kind and prompt; params.yaml adds how long a
     prompt may be and whether it goes through a chat template. The defaults are the PubMedQA task."""
-    file: str = ""
-    """The task file, relative to the project root ("" = the built-in PubMedQA task, as src/medaug/tasks/pubmedqa.yaml)."""
-    max_seq_len: int = 384
+    file: str = "src/medaug/tasks/pubmedqa.yaml"
+    """The task file, relative to the project root ("" = the built-in PubMedQA task, the same as this file)."""
+    max_seq_len: int = 256
     """Prompt tokens beyond this are cut from the start of the context (PubMedQA's results and conclusions come
     last); the question, the options and the answer always stay."""
     format: Literal["plain", "chat"] = "plain"
@@ -139,7 +139,7 @@ class TeacherParams:
     """local: a model reference (see `models`); openai: the model name the endpoint serves."""
     temperature: float = 0.7
     top_p: float = 0.95
-    max_new_tokens: int = 160
+    max_new_tokens: int = 64
     seed: int = 0
     batch_size: int = 8
     """local backend: prompts per generate() call."""
@@ -195,7 +195,7 @@ class TeacherParams:
 
 @dataclass
 class GroundedParams:
-    corpus: str = ""
+    corpus: str = "src/medaug/augment/sample_corpus"
     """Folder of .txt/.md (paragraphs split by blank lines) and .jsonl (`text`, optional `id`, `title`) files,
     relative to the project root; required when `strategies` has `grounded` (an empty value fails rather than
     quietly grounding in PubMedQA's own abstracts, which is what `new` does). dvc.yaml tracks it as a dep."""
@@ -212,7 +212,7 @@ class GroundedParams:
 
 @dataclass
 class MeshParams:
-    descriptors: str = ""
+    descriptors: str = "src/medaug/augment/mesh_descriptors.tsv"
     """Optional file mapping MeSH headings to tree numbers, relative to the project root: NLM's mtreesYYYY.bin
     (`Heading;C14.280.647`, a line per tree number) or TSV (`Heading<TAB>C14.280.647;C14.907`). With mappings,
     `mesh` balances tree branches (C14, D27, ...) instead of headings; empty, or a file with no mapping lines
@@ -237,7 +237,7 @@ class GenerateParams:
     `mesh` (new questions on parents sampled so MeSH headings are covered evenly, KAILIN), `progressive` (a
     case turned into a chain of `progressive.steps` questions, each revealing more of it, MQG/ECN-QA; needs a
     task with {history} in its template). Mix freely; each record's `source` names the strategy that made it."""
-    per_strategy: int = 24
+    per_strategy: int = 12
     """How many items each strategy asks about (0 = all: the train split, or every corpus passage)."""
     seed: int = 0
     label_mix: dict[str, float] = field(default_factory=dict)
@@ -443,12 +443,12 @@ class TrainParams:
     method: Literal["lora", "full"] = "lora"
     """`lora`: the DVC output is the adapter (merged only for registration); `full`: every weight is trained
     and the output is the whole model."""
-    epochs: float = 1.0
+    epochs: float = 2.0
     max_steps: int = -1
     """> 0 overrides epochs."""
     batch_size: int = 4
     """Per device (per process under torchrun / accelerate launch)."""
-    grad_accum: int = 2
+    grad_accum: int = 1
     learning_rate: float = 2.0e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
@@ -768,7 +768,7 @@ def _task_section(raw: Any, root: Path) -> Any:
     path = Path(raw["file"]) if Path(raw["file"]).is_absolute() else root / raw["file"]
     if not path.is_file():
         raise MedaugError(f"params.yaml: task.file = {raw['file']!r}: file not found (shipped tasks: "
-                          f"src/medaug/tasks/pubmedqa.yaml, medqa.yaml, medmcqa.yaml)")
+                          f"src/medaug/tasks/pubmedqa.yaml, medqa.yaml, medmcqa.yaml, progressive.yaml)")
     spec = read_yaml(path)
     if not isinstance(spec, dict):
         raise MedaugError(f"{raw['file']}: a task file is a mapping of {', '.join(TASK_FILE_KEYS)}")
