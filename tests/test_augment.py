@@ -366,7 +366,7 @@ def test_cli_dry_run_needs_prepared_data_and_sends_nothing(project, monkeypatch,
     (project / "data/prepared/train.jsonl").unlink()
     with pytest.raises(SystemExit) as e:
         main(["generate", "--dry-run"])
-    assert e.value.code == 2 and "run `medaug prepare`" in capsys.readouterr().err
+    assert e.value.code == 1 and "run `medaug prepare`" in capsys.readouterr().err
 
 
 def test_strategies_can_use_different_teachers_in_one_run(project, monkeypatch, tiny_cache):

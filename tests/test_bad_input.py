@@ -109,7 +109,7 @@ def test_cache_import_of_a_non_utf8_export_is_one_line_and_creates_nothing(tmp_p
     cache = tmp_path / "teacher.sqlite"
     r = subprocess.run([sys.executable, "-m", "medaug.cli", "cache", "--path", str(cache), "import", str(export)],
                        capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 2
+    assert r.returncode == 1
     assert r.stderr.startswith(f"error: {export}:1: not UTF-8") and r.stderr.count("\n") == 1
     assert not cache.exists()
 

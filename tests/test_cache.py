@@ -168,7 +168,7 @@ def test_import_of_a_bad_jsonl_line_adds_nothing(filled, tmp_path, run):
     good = {"key": K("new"), "backend": "", "model": "", "created": 1.0, "value": {"text": "n"}}
     source.write_text(json.dumps(good) + "\n" + json.dumps({"key": "no value"}) + "\n")
     code, _, err = run("cache", "--path", filled, "import", source)
-    assert code == 2 and "bad.jsonl:2" in err
+    assert code == 1 and "bad.jsonl:2" in err
     assert len(entries(filled)) == 5
 
 
@@ -219,7 +219,7 @@ def test_missing_cache_is_an_error_naming_the_path_and_is_not_created(tmp_path, 
     path = tmp_path / "nowhere.sqlite"
     for cmd in (["stats"], ["export"], ["prune", "--model", "m"]):
         code, _, err = run("cache", "--path", path, *cmd)
-        assert code == 2 and str(path) in err, cmd
+        assert code == 1 and str(path) in err, cmd
     assert not path.exists()
 
 
@@ -227,7 +227,7 @@ def test_default_path_comes_from_params(tmp_path, monkeypatch, run):
     (tmp_path / "params.yaml").write_text("teacher:\n  cache: shared/t.sqlite\n")
     monkeypatch.chdir(tmp_path)
     code, _, err = run("cache", "stats")
-    assert code == 2 and "shared/t.sqlite" in err
+    assert code == 1 and "shared/t.sqlite" in err
     RequestCache(tmp_path / "shared" / "t.sqlite").put("k", answer("x"))
     code, out, _ = run("cache", "stats", "--json")
     assert code == 0 and json.loads(out)["entries"] == 1
@@ -395,10 +395,10 @@ def test_import_checks_every_entry_before_writing_anything(filled, tmp_path, run
     source.write_text(json.dumps(good) + "\n\n" + json.dumps(entry) + "\n" + json.dumps(good) + "\n")
     before = entries(filled)
     code, _, err = run("cache", "--path", filled, "import", source)
-    assert code == 2 and f"{source}:3: {problem}" in err
+    assert code == 1 and f"{source}:3: {problem}" in err
     assert entries(filled) == before
     new = tmp_path / "none" / "new.sqlite"
-    assert run("cache", "--path", new, "import", source)[0] == 2
+    assert run("cache", "--path", new, "import", source)[0] == 1
     assert not new.exists(), "a bad source must not even create the cache"
 
 
@@ -412,7 +412,7 @@ def test_import_checks_the_entries_of_a_sqlite_source_too(filled, tmp_path, run)
         db.execute("INSERT INTO requests (key, value) VALUES (?, ?)", ("not-a-sha", json.dumps({"text": "t"})))
     before = entries(filled)
     code, _, err = run("cache", "--path", filled, "import", theirs)
-    assert code == 2 and str(theirs) in err and "must be" in err
+    assert code == 1 and str(theirs) in err and "must be" in err
     assert entries(filled) == before
 
 

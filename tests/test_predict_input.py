@@ -162,4 +162,4 @@ def test_medaug_predict_refuses_a_bad_input_file_in_one_line(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main(["predict", "--model", "models:/none@champion", "--input", str(path)])
         err = capsys.readouterr().err
-        assert e.value.code == 2 and message in err and err.strip().splitlines()[-1].startswith("error: ")
+        assert e.value.code == 1 and message in err and err.strip().splitlines()[-1].startswith("error: ")

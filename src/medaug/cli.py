@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -15,22 +17,54 @@ from typing import TYPE_CHECKING
 
 import click
 
-from medaug.errors import MedaugError
+from medaug.errors import LEVEL_ENV, MedaugError, setup_logging
 
 if TYPE_CHECKING:
     from medaug.llm.cache import RequestCache
+
+log = logging.getLogger(__name__)
 
 
 def _repro(stage: str, force: bool) -> None:
     """Stages run through `dvc repro --single-item`, so their outputs are hashed and dvc.lock is updated."""
     cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
-    click.echo("$ " + " ".join(cmd), err=True)
+    log.info("$ " + " ".join(cmd))
     sys.exit(subprocess.call(cmd))
 
 
+def _version() -> str:
+    """medaug's installed version and those of the libraries a result depends on, on one line (for bug reports);
+    read from the installed distributions' metadata, so nothing heavy is imported."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    libs = ", ".join(f"{name} {v(name)}" for name in ("torch", "transformers", "peft", "dvc", "mlflow"))
+    return f"medaug {v('medaug')} ({libs}; python {sys.version.split()[0]})"
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version())
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version of medaug and of torch, transformers, peft, dvc, mlflow, and exit.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show debug messages.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors (no status lines).")
+def cli(verbose: bool, quiet: bool) -> None:
     """medaug: teacher-LLM augmentation of PubMedQA and LoRA fine-tuning of small models (DVC + MLflow)."""
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+    if verbose or quiet:
+        os.environ[LEVEL_ENV] = "DEBUG" if verbose else "WARNING"  # the stages `dvc repro` runs log the same
+    setup_logging()  # $MEDAUG_LOG_LEVEL, else INFO
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -153,7 +187,7 @@ def report(rev: str, output_path: Path | None) -> None:
         return
     with atomic_path(output_path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {output_path}", err=True)
+    log.info(f"wrote {output_path}")
 
 
 @cli.command(name="check-params")
@@ -162,6 +196,7 @@ def check_params(path: str) -> None:
     """Parse and validate params.yaml (unknown keys and bad values fail with the key path)."""
     from medaug.params import load_params
 
+    log.debug(f"check-params: reading {Path(path).resolve()}")
     load_params(path)
     click.echo(f"{path}: ok")
 
@@ -178,7 +213,8 @@ def check_lock() -> None:
     for stage, why in stale.items():
         click.echo(f"{stage}: {'; '.join(why)}", err=True)
     raise MedaugError(f"dvc.lock is stale for {len(stale)} stages: run `dvc repro`, then commit dvc.lock, "
-                      f"metrics/, reports/ and plots/ with the change (the committed metrics must be what the committed code produces)")
+                      "metrics/, reports/ and plots/ with the change (the committed metrics must be what the "
+                      "committed code produces)")
 
 
 @cli.command()
@@ -214,11 +250,22 @@ def predict(model_uri: str, input_path: str, output_path: str | None) -> None:
 @click.pass_context
 def cache(ctx: click.Context, path: Path | None) -> None:
     """Inspect, share, trim and correct the teacher request cache (one sqlite file; share it with `dvc add`)."""
-    if path is None:
-        from medaug.params import load_params
+    ctx.obj = path  # params.yaml is read only when a subcommand runs, so `--help` works outside a project
 
-        path = Path(load_params().teacher.cache)
-    ctx.obj = path
+
+def _pass_cache_path(f):
+    """Like click.pass_obj, but passes the cache's path: `medaug cache --path`, else params.yaml teacher.cache,
+    read here, when the subcommand runs, not while parsing (so `--help` works anywhere)."""
+    def new_func(*args, **kwargs):
+        ctx = click.get_current_context()
+        path = ctx.obj
+        if path is None:
+            from medaug.params import load_params
+
+            path = Path(load_params().teacher.cache)
+        return ctx.invoke(f, path, *args, **kwargs)
+
+    return functools.update_wrapper(new_func, f)
 
 
 def _open_cache(path: Path, create: bool = False) -> RequestCache:
@@ -226,6 +273,7 @@ def _open_cache(path: Path, create: bool = False) -> RequestCache:
     leaving an empty file behind."""
     from medaug.llm.cache import RequestCache
 
+    log.debug(f"cache: {path.resolve()}")
     if not create and not path.is_file():
         raise MedaugError(f"{path}: no request cache here (set params teacher.cache or pass `medaug cache --path`)")
     try:
@@ -240,7 +288,7 @@ def _when(t: float | None) -> str | None:
 
 @cache.command(name="stats")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
-@click.pass_obj
+@_pass_cache_path
 def cache_stats(path: Path, as_json: bool) -> None:
     """Entries, size, tokens and dates, per backend/model. Checkpoints the WAL first, so afterwards the .sqlite
     file alone is complete (ready for `dvc add`)."""
@@ -248,8 +296,8 @@ def cache_stats(path: Path, as_json: bool) -> None:
         complete = rc.checkpoint()
         s = rc.stats()
     if not complete:
-        click.echo(f"warning: {path} is being read by another process; the .sqlite file may lack the newest "
-                   "entries until it finishes", err=True)
+        log.warning(f"warning: {path} is being read by another process; the .sqlite file may lack the newest "
+                    "entries until it finishes")
     models = [asdict(m) for m in s.models]
     if as_json:
         click.echo(json.dumps({"path": str(path), "size_bytes": path.stat().st_size, "entries": s.entries,
@@ -268,7 +316,7 @@ def cache_stats(path: Path, as_json: bool) -> None:
 @click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write JSONL here (atomically) instead of stdout.")
 @click.option("--model", default=None, help="Only this model's entries.")
-@click.pass_obj
+@_pass_cache_path
 def cache_export(path: Path, output_path: Path | None, model: str | None) -> None:
     """Write entries as JSONL ({key, backend, model, created, value} per line), e.g. to hand to `cache import`."""
     from medaug.data.jsonl import write_jsonl
@@ -282,12 +330,12 @@ def cache_export(path: Path, output_path: Path | None, model: str | None) -> Non
             for row in rows:
                 click.echo(json.dumps(row, ensure_ascii=False))
                 n += 1
-    click.echo(f"exported {n:,} entries" + (f" to {output_path}" if output_path else ""), err=True)
+    log.info(f"exported {n:,} entries" + (f" to {output_path}" if output_path else ""))
 
 
 @cache.command(name="import")
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
-@click.pass_obj
+@_pass_cache_path
 def cache_import(path: Path, source: Path) -> None:
     """Merge SOURCE (a `cache export` JSONL or another cache .sqlite) into the cache, creating it if needed.
     Keys already cached keep their answer; all or nothing: the first bad entry stops it, naming its line."""
@@ -303,7 +351,7 @@ def cache_import(path: Path, source: Path) -> None:
 
 @cache.command(name="delete")
 @click.argument("keys", nargs=-1, required=True)
-@click.pass_obj
+@_pass_cache_path
 def cache_delete(path: Path, keys: tuple[str, ...]) -> None:
     """Delete the entries of these request KEYS (the `request_sha` of a reply, e.g. in a rejects file), so the
     next run asks the teacher again. Keys not in the cache are named; exit status 1 if none was."""
@@ -314,7 +362,7 @@ def cache_delete(path: Path, keys: tuple[str, ...]) -> None:
         rc.checkpoint()
     click.echo(f"deleted {deleted:,} entries from {path}")
     if missing:
-        click.echo(f"not in the cache ({len(missing)}): {' '.join(missing)}", err=True)
+        log.warning(f"not in the cache ({len(missing)}): {' '.join(missing)}")
     if not deleted:
         sys.exit(1)
 
@@ -324,11 +372,11 @@ def cache_delete(path: Path, keys: tuple[str, ...]) -> None:
               help="Entries created more than DAYS days ago.")
 @click.option("--model", default=None, help="Entries of this model.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
-@click.pass_obj
+@_pass_cache_path
 def cache_prune(path: Path, days: float | None, model: str | None, dry_run: bool) -> None:
     """Delete the entries matching every filter given (at least one), then VACUUM so the file shrinks."""
     if days is None and model is None:
-        raise MedaugError("cache prune needs --older-than DAYS and/or --model M")
+        raise click.UsageError("cache prune needs --older-than DAYS and/or --model M")
     with contextlib.closing(_open_cache(path)) as rc:
         n = rc.prune(None if days is None else days * 86400, model, dry_run=dry_run)
         left = len(rc) - (n if dry_run else 0)
@@ -336,6 +384,8 @@ def cache_prune(path: Path, days: float | None, model: str | None, dry_run: bool
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `medaug` executable: exit status 0 on success, 1 for an error in the data, params or state (one
+    `error: ...` line), 2 for a usage error (click's message and usage line), 130 on Ctrl-C."""
     try:
         cli.main(args=argv, prog_name="medaug", standalone_mode=False)
     except click.exceptions.Abort:
@@ -343,9 +393,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except MedaugError as e:
+    except MedaugError as e:  # bad data, params or state: 1; click's usage errors above exit 2
         click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

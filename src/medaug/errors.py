@@ -1,16 +1,67 @@
-"""One exception type for every error a user can fix; its message is one line naming the file/line or key."""
+"""One exception type for every error a user can fix; its message is one line naming the file/line or key. Also
+the status logging every entry point shares (the CLI and the stage scripts, which all import this module)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+LOGGER = "medaug"
+LEVEL_ENV = "MEDAUG_LOG_LEVEL"
+"""The stage scripts' log level (DEBUG, INFO, WARNING...); `medaug -v/-q` sets it for the stages it runs."""
 
 
 class MedaugError(Exception):
-    """A user-fixable error. The CLI prints `error: <message>` and exits 2."""
+    """A user-fixable error (bad data, params or state). The CLI prints `error: <message>` and exits 1; exit
+    status 2 is kept for usage errors (a missing option, a bad value), as click users expect."""
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is at emit time (pytest's capsys, a redirect), as print did."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def setup_logging(level: int | str | None = None) -> logging.Logger:
+    """Status lines of every medaug module go to stderr as bare messages (they read as the prints they were);
+    `level` (a number or a name) defaults to $MEDAUG_LOG_LEVEL, else INFO. Idempotent: one handler, whatever
+    the number of calls. Returns the "medaug" logger."""
+    if level is None:
+        level = os.environ.get(LEVEL_ENV, "").strip().upper() or logging.INFO
+    if isinstance(level, str):
+        if not isinstance(logging.getLevelName(level), int):
+            raise MedaugError(f"{LEVEL_ENV}={level!r}: not a log level (DEBUG, INFO, WARNING, ERROR)")
+        level = logging.getLevelName(level)
+    log = logging.getLogger(LOGGER)
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level)
+    return log
+
+
+# Library use (a notebook, a test) sees the status lines too, as it did when they were prints.
+if not logging.getLogger(LOGGER).handlers:
+    setup_logging(logging.INFO)
 
 
 def guarded(fn, *args, **kwargs):
-    """Run a stage entry point; a MedaugError becomes one line on stderr and exit status 2."""
-    import sys
-
+    """Run a stage entry point with the CLI's logging ($MEDAUG_LOG_LEVEL); a MedaugError becomes one line on
+    stderr and exit status 1."""
     try:
+        setup_logging()
         return fn(*args, **kwargs)
     except MedaugError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1)

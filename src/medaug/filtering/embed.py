@@ -8,11 +8,14 @@ rewrites share their parent's context.
 
 from __future__ import annotations
 
+import logging
+import sys
 from functools import cache
 
 import numpy as np
 
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json); longer texts are truncated
+PROGRESS_BATCHES = 8  # a bar (with ETA) only above this many batches: a few batches take a second or two
 _memo: dict[str, np.ndarray] = {}
 
 
@@ -27,13 +30,18 @@ def _model():
 
 
 def _encode(texts: list[str], batch_size: int) -> np.ndarray:
-    """Mean of the token states over the attention mask, L2-normalised (the sentence-transformers recipe)."""
+    """Mean of the token states over the attention mask, L2-normalised (the sentence-transformers recipe). Shows
+    a progress bar on stderr when there are many batches (thousands of texts on a CPU take minutes)."""
     import torch
+    from tqdm import tqdm
 
     tokenizer, model = _model()
     out = []
+    starts = range(0, len(texts), batch_size)
+    quiet = len(starts) <= PROGRESS_BATCHES or not logging.getLogger(__name__).isEnabledFor(logging.INFO)
     with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
+        for i in tqdm(starts, desc=f"embed {len(texts)} texts", unit="batch", file=sys.stderr, dynamic_ncols=True,
+                      disable=quiet):
             batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS,
                               return_tensors="pt")
             states = model(**batch).last_hidden_state

@@ -18,10 +18,10 @@ import atexit
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
-import sys
 import threading
 import time
 from collections import deque
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from medaug.errors import MedaugError
+
+log = logging.getLogger(__name__)
 
 # Metadata columns added after the first release; old files get them on open (see RequestCache._migrate).
 _META_COLUMNS = {"backend": "TEXT NOT NULL DEFAULT ''", "model": "TEXT NOT NULL DEFAULT ''", "created": "REAL"}
@@ -161,8 +163,8 @@ class _Writer:
             if first:
                 self._error = error
         if first:
-            print(f"medaug: could not write an answer to {self.path} ({error}); it will be asked again on the next "
-                  "run", file=sys.stderr, flush=True)
+            log.warning(f"medaug: could not write an answer to {self.path} ({error}); it will be asked again on "
+                        "the next run")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self.lock_wait_s, isolation_level=None)
@@ -180,8 +182,8 @@ class _Writer:
                     raise
             with self._cond:
                 queued = len(self._rows)
-            print(f"medaug: waiting for a lock on {self.path} held by another connection; {queued} answers "
-                  "queued, written as soon as it is released", file=sys.stderr, flush=True)
+            log.warning(f"medaug: waiting for a lock on {self.path} held by another connection; {queued} answers "
+                        "queued, written as soon as it is released")
 
 
 _writers: dict[Path, _Writer] = {}
@@ -203,7 +205,7 @@ def _flush_at_exit() -> None:
         try:
             w.flush()
         except MedaugError as e:
-            print(f"error: {e}", file=sys.stderr)
+            log.error(f"error: {e}")
 
 
 def _reset_writers_in_child() -> None:

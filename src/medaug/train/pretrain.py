@@ -12,7 +12,7 @@ one document, a .txt/.md file is one: split a big file so a leak costs only its 
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from medaug.params import Params
 from medaug.tracking import log_stage
 from medaug.train import adapter_or_ref, prepare_model, write_output
 from medaug.train.loop import checkpoint_dir, curves, finish, fingerprint, fit
+
+log = logging.getLogger(__name__)
 
 
 def blocks(texts: list[str], tokenizer, size: int) -> list[list[int]]:
@@ -48,8 +50,8 @@ def corpus_texts(corpus: Path, leak: Contamination) -> tuple[list[str], int]:
     files = corpus_files(Path(corpus), "pretrain.corpus")
     texts, dropped = leak.keep([text for f in files for text, _ in documents(f) if text.strip()])
     if dropped:
-        print(f"pretrain: dropped {dropped} of {len(texts) + dropped} documents of {corpus} that share text with "
-              f"the test split", file=sys.stderr)
+        log.info(f"pretrain: dropped {dropped} of {len(texts) + dropped} documents of {corpus} that share text "
+                 f"with the test split")
     return texts, dropped
 
 

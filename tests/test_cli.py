@@ -1,0 +1,94 @@
+"""The `medaug` executable as click users expect it: --version, --help anywhere, exit status 1 for errors in the
+data (one `error: ...` line) and 2 for usage errors, and -q/-v setting what the status logging shows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from medaug.llm.cache import RequestCache
+
+MEDAUG = Path(sys.executable).parent / "medaug"
+
+
+def medaug(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MEDAUG_LOG_LEVEL"}
+    return subprocess.run([str(MEDAUG), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def tiny_cache(tmp_path: Path) -> Path:
+    """A request cache with one entry, written through the project's API."""
+    path = tmp_path / "c.sqlite"
+    rc = RequestCache(path)
+    rc.put(RequestCache.key(name="q"), {"text": "a", "input_tokens": 1, "output_tokens": 2}, backend="b", model="m")
+    rc.close()
+    return path
+
+
+def test_version_names_medaug_and_its_libraries(tmp_path):
+    r = medaug("--version", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip()
+    assert line.startswith(f"medaug {version('medaug')} (") and "\n" not in line
+    assert all(f"{lib} " in line for lib in ("torch", "transformers", "peft", "dvc", "mlflow"))
+
+
+def test_help_works_outside_a_project(tmp_path):
+    """`cache` reads params.yaml only when a subcommand runs, so its help needs no project."""
+    for args in (["--help"], ["cache", "--help"], ["cache", "stats", "--help"]):
+        r = medaug(*args, cwd=tmp_path)
+        assert r.returncode == 0 and "Usage: medaug" in r.stdout, (args, r.stderr)
+
+
+def test_usage_errors_exit_2(tmp_path):
+    r = medaug("predict", "--input", "in.jsonl", cwd=tmp_path)
+    assert r.returncode == 2 and "Missing option '--model'" in r.stderr
+    r = medaug("-q", "-v", "check-params", cwd=tmp_path)
+    assert r.returncode == 2 and "exclude each other" in r.stderr
+
+
+def test_data_errors_exit_1_with_one_error_line(tmp_path):
+    bad = tmp_path / "in.jsonl"
+    bad.write_text('{"question": "q?", "contexts": ["c"]}\n{"question": \n')
+    r = medaug("predict", "--model", "models:/none@champion", "--input", bad, cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]  # (mlflow may warn on import)
+    assert errors == r.stderr.splitlines()[-1:] and "in.jsonl:2: malformed JSON" in errors[0]
+
+    (tmp_path / "params.yaml").write_text("train:\n  learning_rate: .nan\n")
+    r = medaug("check-params", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == "error: params.yaml: train.learning_rate = nan must be a finite number\n"
+
+
+def test_quiet_hides_status_lines_and_verbose_shows_debug(tmp_path, tiny_cache):
+    out = tmp_path / "out.jsonl"
+    export = ["cache", "--path", tiny_cache, "export", "--output", out]
+    r = medaug(*export, cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (0, f"exported 1 entries to {out}\n")
+
+    r = medaug("-q", *export, cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (0, "")
+
+    r = medaug("-v", *export, cwd=tmp_path)
+    assert r.returncode == 0
+    assert r.stderr.splitlines() == [f"cache: {tiny_cache.resolve()}", f"exported 1 entries to {out}"]
+
+
+def test_stage_scripts_log_at_medaug_log_level(tmp_path, monkeypatch):
+    """`errors.guarded` sets the stage's logging from $MEDAUG_LOG_LEVEL, which `medaug -q/-v` exports."""
+    script = ("import logging, sys\nfrom medaug.errors import guarded\n"
+              "log = logging.getLogger('medaug.stage')\n"
+              "guarded(lambda: (log.debug('d'), log.info('i'), log.warning('w')))\n")
+    levels = {"": "i\nw\n", "DEBUG": "d\ni\nw\n", "WARNING": "w\n"}
+    for level, want in levels.items():
+        env = {**os.environ, "MEDAUG_LOG_LEVEL": level}
+        r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", want), level
