@@ -9,7 +9,7 @@ from peft import LoraConfig, get_peft_model
 
 from medaug.data.schema import Record, write_records
 from medaug.errors import MedaugError
-from medaug.evaluate import Scorer, compute_metrics, load_candidate, mcnemar, run
+from medaug.evaluate import Scorer, bootstrap_ci, compute_metrics, load_candidate, mcnemar, paired_delta_ci, run
 from medaug.evaluate.task import encode, render_prompt
 from medaug.models import load_model_and_tokenizer
 from medaug.params import TaskParams, parse_params
@@ -164,6 +164,8 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
             (["vs_zero_shot"] if variant != "zero-shot" else []) + ["per_class"]
         for key in ("accuracy", "macro_f1"):
             assert metrics["ci95"][key]["low"] <= metrics[key] <= metrics["ci95"][key]["high"]
+        golds_ = [r["gold"] for r in rows]
+        assert metrics["ci95"] == bootstrap_ci(golds_, [r["prediction"] for r in rows], 200, 0, method="bca")
         assert json.loads(per_class_path.read_text()) == [
             {"class": c, "precision": metrics["per_class"][c]["precision"],
              "recall": metrics["per_class"][c]["recall"], "f1": metrics["per_class"][c]["f1"]}
@@ -175,7 +177,10 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
     test_ = mcnemar(golds, *([r["prediction"] for r in results[v]] for v in ("augmented", "zero-shot")))
     assert vs == {"p_value": test_["p_value"], "a_only": test_["a_only"], "b_only": test_["b_only"],
                   "delta_accuracy": pytest.approx(metrics_of["augmented"]["accuracy"]
-                                                  - metrics_of["zero-shot"]["accuracy"])}
+                                                  - metrics_of["zero-shot"]["accuracy"]),
+                  "delta_ci95": paired_delta_ci(golds, *([r["prediction"] for r in results[v]]
+                                                         for v in ("augmented", "zero-shot")), 200, 0)}
+    assert vs["delta_ci95"]["low"] <= vs["delta_accuracy"] <= vs["delta_ci95"]["high"]
     # no bootstrap: no ci95
     p0 = parse_params({"models": {"tiny": "tiny-gpt2"}, "train": {"models": ["tiny"]}, "evaluate": {"bootstrap": 0}})
     assert "ci95" not in run(p0, "tiny", "zero-shot", None, test, None, tmp_path / "eval" / "z0",
@@ -216,3 +221,15 @@ def test_chat_format_puts_the_prompt_in_a_user_turn_and_the_answer_in_the_reply(
     # plain: the answer follows the text with a space, as lm-eval writes it
     p = encode(tok, record, plain, answer="no")
     assert p["input_ids"][p["n_prompt"]:] == tok(" no", add_special_tokens=False).input_ids
+
+
+def test_compare_zero_shot_gives_the_paired_delta_interval_only_with_resamples():
+    from medaug.evaluate import compare_zero_shot
+    recs = records(6)
+    golds = [r.final_decision for r in recs]
+    worse = [g if i < 3 else ("no" if g == "yes" else "yes") for i, g in enumerate(golds)]
+    vs = compare_zero_shot(recs, golds, worse, 300, 4, "percentile")
+    assert vs == {"p_value": mcnemar(golds, golds, worse)["p_value"], "a_only": 3, "b_only": 0,
+                  "delta_accuracy": 0.5, "delta_ci95": paired_delta_ci(golds, golds, worse, 300, 4, method="percentile")}
+    assert 0 <= vs["delta_ci95"]["low"] < 0.5 < vs["delta_ci95"]["high"] <= 1
+    assert "delta_ci95" not in compare_zero_shot(recs, golds, worse)  # evaluate.bootstrap 0: no interval

@@ -100,7 +100,7 @@ def test_cli_check_params_exits_nonzero_with_one_line(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(raw))
     r = subprocess.run([sys.executable, "-m", "medaug.cli", "check-params", str(bad)], capture_output=True, text=True)
-    assert r.returncode == 2
+    assert r.returncode == 1
     assert r.stderr.strip() == ("error: params.yaml: unknown key 'filter.ngram' (known keys here: "
                                 "steps, min_question_chars, max_question_chars, dedup, decontaminate, judge, balance)")
 
@@ -147,7 +147,7 @@ def test_cli_check_params_refuses_a_yaml_nan(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text(text.replace("  learning_rate: 0.0002\n", "  learning_rate: .nan\n"))
     r = subprocess.run([sys.executable, "-m", "medaug.cli", "check-params", str(bad)], capture_output=True, text=True)
-    assert r.returncode == 2
+    assert r.returncode == 1
     assert r.stderr == "error: params.yaml: train.learning_rate = nan must be a finite number\n"
 
 

@@ -117,6 +117,30 @@ def test_the_generate_stage_writes_a_record_per_step(tmp_path, monkeypatch):
         assert len(r.contexts) == r.chain["step"] and len(r.history) == r.chain["step"] - 1
 
 
+def test_chains_on_corpus_passages_point_at_them_and_skip_passages_that_leak(tmp_path, monkeypatch):
+    p = params(per_strategy=0, progressive={"steps": 2, "cases": "corpus"}, grounded={"corpus": "corpus"})
+    p.teacher.backend, p.teacher.model = "openai", "fake"
+    prepare.run(p, ROOT, tmp_path / "prepared", tmp_path / "prepare.json")
+    test = read_records(tmp_path / "prepared/test.jsonl")
+    (tmp_path / "corpus").mkdir()
+    for name, text in (("a.md", "The glowing orb of Pexis rolls east at dawn and rests at dusk. It hums."),
+                       ("b.md", "A vexil sheds its scales in the cold season. They grow back within a cycle."),
+                       ("c.md", f"{test[0].question} Nobody knows.")):  # a test question: never asked about
+        (tmp_path / "corpus" / name).write_text(text + "\n")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with OpenAIServer(ExamTeacher()) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        m = generate.run(p, tmp_path, tmp_path / "prepared", tmp_path / "gen.jsonl", tmp_path / "rej.jsonl",
+                         tmp_path / "gen.json")
+    records = read_records(tmp_path / "gen.jsonl", list("ABCD"))
+    assert m["requested"] == 2 and m["progressive_dropped_test_overlap"] == 1  # the passage holding a test question
+    assert records and all(r.parent_id is None and r.teacher["grounding"]["file"] in ("a.md", "b.md")
+                           for r in records)
+    for r in records:  # the teacher (ExamTeacher) reveals the passage's sentences step by step
+        assert r.chain["steps"] == 2 and " ".join(r.contexts) in (tmp_path / "corpus" / r.teacher["grounding"]["file"]
+                                                                   ).read_text()
+
+
 # ---------------------------------------------------------------- filter and recipes act on whole chains
 
 def test_a_contaminated_step_drops_its_chain_and_only_it(tmp_path):

@@ -22,7 +22,7 @@ from conftest import ROOT
 from medaug.data.schema import Record, write_records
 from medaug.errors import MedaugError
 from medaug.evaluate import compute_metrics
-from medaug.evaluate.stats import mcnemar
+from medaug.evaluate.stats import mcnemar, paired_delta_ci
 from medaug.params import parse_params
 from medaug.tracking import register
 from test_evaluate import lora_adapter
@@ -139,6 +139,9 @@ def test_first_registration_is_champion_with_lineage(steps):
     assert v1.description.startswith(f"**tiny-original-0**: accuracy 0.5000 on test data `{reg['test_digest'][:12]}`")
     assert v1.description.endswith("\n\n" + CARD)
     assert now == {"champion": 1}
+    run = client.get_run(v1.run_id)  # no champion to compare with: no vs_champion metrics
+    assert not any(k.startswith("vs_champion.") for k in run.data.metrics)
+    assert (run.data.params["evaluate.bootstrap"], run.data.params["evaluate.ci_method"]) == ("1000", "bca")
 
 
 def test_a_run_of_another_task_is_refused_the_champion_with_the_fix(steps):
@@ -155,11 +158,16 @@ def test_a_tie_and_a_worse_winner_stay_challenger(steps):
     _, tie, now = steps["tie"]
     assert (tie["version"], tie["alias"], tie["previous_champion_version"], tie["previous_champion_value"]) == \
         (2, "challenger", 1, 0.5)
-    assert tie["vs_champion"] == {"p_value": 1.0, "a_only": 0, "b_only": 0}
+    # the same hits: Δ 0 and a degenerate bootstrap, whose interval is [0, 0] (not BCa's NaN)
+    assert tie["vs_champion"] == {"p_value": 1.0, "a_only": 0, "b_only": 0, "delta_accuracy": 0.0,
+                                  "delta_ci95": {"low": 0.0, "high": 0.0}}
     assert now == {"champion": 1, "challenger": 2}
     _, worse, now = steps["worse"]
     assert (worse["version"], worse["alias"], worse["value"]) == (3, "challenger", 0.45)
-    assert worse["vs_champion"] == {"p_value": 1.0, "a_only": 0, "b_only": 1}
+    assert worse["vs_champion"] == {"p_value": 1.0, "a_only": 0, "b_only": 1, "delta_accuracy": pytest.approx(-0.05),
+                                    "delta_ci95": paired_delta_ci(GOLDS, right_on(9), right_on(10), 1000, 0)}
+    ci = worse["vs_champion"]["delta_ci95"]
+    assert ci["low"] < -0.05 <= ci["high"] <= 0  # one item lost, none gained: never above 0
     # a data card over MLflow's 5000-character description limit is cut at a line, with a note
     v2 = client.get_model_version(NAME, "2")
     assert len(v2.description) <= 5000 and "| Heading 0 |" in v2.description
@@ -172,16 +180,27 @@ def test_mcnemar_policy_needs_a_significant_gain(steps, tmp_path):
     client = steps["client"]
     _, noise, now = steps["noise"]
     assert (noise["version"], noise["alias"], noise["value"]) == (4, "challenger", 0.55)  # higher, p = 1
-    assert noise["vs_champion"] == {"p_value": 1.0, "a_only": 1, "b_only": 0}
+    assert noise["vs_champion"] == {"p_value": 1.0, "a_only": 1, "b_only": 0, "delta_accuracy": pytest.approx(0.05),
+                                    "delta_ci95": paired_delta_ci(GOLDS, right_on(11), right_on(10), 1000, 0)}
+    assert 0 <= noise["vs_champion"]["delta_ci95"]["low"] <= 0.05 < noise["vs_champion"]["delta_ci95"]["high"]
     assert now == {"champion": 1, "challenger": 4}
     _, beyond, now = steps["beyond"]
     assert (beyond["version"], beyond["alias"], beyond["candidate"]) == (5, "champion", "tiny-augmented-0")
-    assert beyond["vs_champion"] == {"p_value": 0.03125, "a_only": 6, "b_only": 0}
+    assert beyond["vs_champion"] == {"p_value": pytest.approx(0.03125), "a_only": 6, "b_only": 0,
+                                     "delta_accuracy": pytest.approx(0.3),
+                                     "delta_ci95": paired_delta_ci(GOLDS, right_on(16), right_on(10), 1000, 0)}
+    ci = beyond["vs_champion"]["delta_ci95"]
+    assert 0 < ci["low"] < 0.3 < ci["high"]
     assert (beyond["policy"], beyond["previous_champion_version"]) == ("mcnemar", 1)
     assert now == {"champion": 5, "challenger": 4}
     assert client.get_model_version(NAME, "5").tags["candidate"] == "tiny-augmented-0"
     # the register run logged the winner's predictions: the next comparison reads them from there
     run_id = client.get_model_version(NAME, "5").run_id
+    logged_metrics = client.get_run(run_id).data.metrics  # and its comparison with the champion it replaced
+    assert logged_metrics["vs_champion.p_value"] == pytest.approx(0.03125)
+    assert logged_metrics["vs_champion.delta_accuracy"] == pytest.approx(0.3)
+    assert (logged_metrics["vs_champion.delta_ci95_low"], logged_metrics["vs_champion.delta_ci95_high"]) == \
+        (pytest.approx(ci["low"]), pytest.approx(ci["high"]))
     assert "run_id" not in beyond  # the report in git reads the same when the same result is registered again
     logged = json.loads(Path(client.download_artifacts(run_id, "predictions.json", str(tmp_path)))
                         .read_text())
@@ -253,7 +272,10 @@ def test_champion_scored_on_other_test_data_is_rescored(steps, evaluated, tmp_pa
     assert reg["test_digest"] == register.test_digest(records) != steps["beyond"][1]["test_digest"]
     assert reg["previous_champion_value"] == compute_metrics(golds, champion)["accuracy"]
     test = mcnemar(golds, wrong, champion)
-    assert reg["vs_champion"] == test and reg["candidates"]["tiny-augmented-0"]["p_vs_champion"] == test["p_value"]
+    delta = -sum(y == g for g, y in zip(golds, champion)) / 15  # the winner gets none right
+    assert reg["vs_champion"] == {**test, "delta_accuracy": pytest.approx(delta),
+                                  "delta_ci95": paired_delta_ci(golds, wrong, champion, 1000, 0)}
+    assert reg["candidates"]["tiny-augmented-0"]["p_vs_champion"] == test["p_value"]
     assert "filter_funnel" not in steps["client"].get_model_version(NAME, str(reg["version"])).tags  # no funnel given
 
 

@@ -30,8 +30,8 @@ def teacher_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
 def scores(report: dict[str, Any]) -> dict[str, Any]:
     """A scored candidate's (evaluate.run) or the teacher baseline's headline."""
     out = {k: report[k] for k in ("accuracy", "macro_f1", "n")}
-    if report.get("ci95"):  # none when evaluate.bootstrap is 0
-        out["ci95"] = report["ci95"]
+    if report.get("ci95"):  # none when evaluate.bootstrap is 0; its method is a param (evaluate.ci_method)
+        out["ci95"] = {k: v for k, v in report["ci95"].items() if k != "method"}
     if report.get("vs_zero_shot"):
         out["p_vs_zero_shot"] = report["vs_zero_shot"]["p_value"]
     if "usage" in report:

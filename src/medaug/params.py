@@ -223,6 +223,9 @@ class MeshParams:
 class ProgressiveParams:
     steps: int = 3
     """Questions per generated chain: the teacher splits the case into this many reveals, a question on each."""
+    cases: Literal["train", "corpus"] = "train"
+    """What the chains are about: `train`, the train split's cases (contexts; a progressive task's whole cases);
+    `corpus`, the passages of `generate.grounded.corpus` (MQG's textbook route)."""
 
     def check(self, key: str) -> None:
         if not 2 <= self.steps <= 8:
@@ -257,6 +260,12 @@ class GenerateParams:
     and a recipe's `teachers` selects by it. `budget_usd` is not one of the keys: teacher.budget_usd caps the
     stage's spend across all its teachers."""
 
+    @property
+    def uses_corpus(self) -> bool:
+        """Whether a strategy asks about `grounded.corpus` passages (grounded, or progressive on the corpus)."""
+        return "grounded" in self.strategies or ("progressive" in self.strategies
+                                                 and self.progressive.cases == "corpus")
+
     def overrides(self, strategy: str) -> list[dict[str, Any]]:
         """The strategy's teacher overrides as a list ([{}]: the `teacher` section as it is)."""
         override = self.teachers.get(strategy) or {}
@@ -284,9 +293,10 @@ class GenerateParams:
                 raise MedaugError(f"params.yaml: {key}.label_mix.{label} must be >= 0 (got {weight})")
         if self.label_mix and not sum(self.label_mix.values()) > 0:
             raise MedaugError(f"params.yaml: {key}.label_mix needs a weight > 0 (or {{}} for no targets)")
-        if "grounded" in self.strategies and not self.grounded.corpus:
-            raise MedaugError(f"params.yaml: {key}.grounded.corpus is empty; the grounded strategy needs a "
-                              f"folder of .txt/.md/.jsonl passages (e.g. src/medaug/augment/sample_corpus)")
+        if self.uses_corpus and not self.grounded.corpus:
+            raise MedaugError(f"params.yaml: {key}.grounded.corpus is empty; the grounded strategy (and progressive "
+                              f"on the corpus) needs a folder of .txt/.md/.jsonl passages (e.g. "
+                              f"src/medaug/augment/sample_corpus)")
 
 
 @dataclass
@@ -535,6 +545,10 @@ class EvaluateParams:
     """Resamples of the test split for the 95% confidence intervals of accuracy and macro-F1 (0 = none)."""
     seed: int = 0
     """Seed of the bootstrap resamples: the same predictions give the same intervals."""
+    ci_method: Literal["bca", "percentile"] = "bca"
+    """Bootstrap interval (scipy.stats.bootstrap) of accuracy, macro-F1 and Δ accuracy: `bca` (bias-corrected and
+    accelerated; percentile where it is undefined, e.g. all predictions right) or `percentile`. Not the recipes
+    table's two-level bootstrap over items and seeds, which is percentile."""
     teacher_shots: int = 3
     """evaluate-teacher: worked examples from the training split in each prompt (k-shot; 0 = zero-shot)."""
     teacher: dict[str, Any] = field(default_factory=dict)

@@ -274,20 +274,25 @@ def plan_new(p: Params, train: list[Record], root: Path) -> list[Job]:
             for r, t in zip(parents, targets(len(parents), g.label_mix, g.seed))]
 
 
-def plan_grounded(p: Params, train: list[Record], root: Path, leak: Contamination | None = None,
-                  stats: dict[str, Any] | None = None) -> list[Job]:
-    """Passages that leak the test split (`leak`; run and dry_run pass the prepared split's) are dropped before
-    any is picked, and counted in stats["grounded_dropped_test_overlap"]."""
+def passages(p: Params, root: Path, strategy: str, leak: Contamination | None = None,
+             stats: dict[str, Any] | None = None) -> list[grounded.Passage]:
+    """The passages of `generate.grounded.corpus`; those that leak the test split (`leak`; run and dry_run pass
+    the prepared split's) are dropped before any is picked, and counted in stats["<strategy>_dropped_test_overlap"]."""
     g = p.generate
     folder, size, overlap = root / g.grounded.corpus, g.grounded.chunk_tokens, g.grounded.overlap_tokens
     if leak is None:
-        passages = grounded.read_corpus(folder, size, overlap)
-    else:
-        passages, dropped = grounded.read_clean_corpus(folder, size, overlap, leak)
-        if stats is not None:
-            stats["grounded_dropped_test_overlap"] = dropped
+        return grounded.read_corpus(folder, size, overlap)
+    clean, dropped = grounded.read_clean_corpus(folder, size, overlap, leak)
+    if stats is not None:
+        stats[f"{strategy}_dropped_test_overlap"] = dropped
+    return clean
+
+
+def plan_grounded(p: Params, train: list[Record], root: Path, leak: Contamination | None = None,
+                  stats: dict[str, Any] | None = None) -> list[Job]:
+    g = p.generate
     return [_job(p, "grounded", s.as_item(), "grounded", grounding=s.pointer)
-            for s in pick(passages, g.per_strategy, g.seed, "grounded")]
+            for s in pick(passages(p, root, "grounded", leak, stats), g.per_strategy, g.seed, "grounded")]
 
 
 def plan_mesh(p: Params, train: list[Record], root: Path) -> list[Job]:
@@ -297,13 +302,19 @@ def plan_mesh(p: Params, train: list[Record], root: Path) -> list[Job]:
                                                                                 descriptors)]
 
 
-def plan_progressive(p: Params, train: list[Record], root: Path) -> list[Job]:
-    """Cases to turn into chains: a train item's context (its stem when it has none); of a train chain, its
-    last step only (the whole case)."""
+def plan_progressive(p: Params, train: list[Record], root: Path, leak: Contamination | None = None,
+                     stats: dict[str, Any] | None = None) -> list[Job]:
+    """Cases to turn into chains (`generate.progressive.cases`): `train`, a train item's context (its stem when it
+    has none), of a train chain its last step only (the whole case); `corpus`, the passages of
+    `generate.grounded.corpus` (MQG's textbook route; see `passages` for `leak` and `stats`)."""
+    g = p.generate
+    if g.progressive.cases == "corpus":
+        return [_job(p, "progressive", s.as_item(), "progressive", grounding=s.pointer, steps=g.progressive.steps)
+                for s in pick(passages(p, root, "progressive", leak, stats), g.per_strategy, g.seed, "progressive")]
     cases = [replace(r, contexts=[r.context or r.question]) for r in train
              if not r.chain or r.chain["step"] == r.chain["steps"]]
-    return [_job(p, "progressive", r, "progressive", steps=p.generate.progressive.steps)
-            for r in pick(cases, p.generate.per_strategy, p.generate.seed, "progressive")]
+    return [_job(p, "progressive", r, "progressive", steps=g.progressive.steps)
+            for r in pick(cases, g.per_strategy, g.seed, "progressive")]
 
 
 PLANNERS: dict[str, Planner] = {"rewrite": plan_rewrite, "new": plan_new, "grounded": plan_grounded,
@@ -312,10 +323,11 @@ PLANNERS: dict[str, Planner] = {"rewrite": plan_rewrite, "new": plan_new, "groun
 
 def plan(p: Params, train: list[Record], root: Path = Path("."), leak: Contamination | None = None,
          stats: dict[str, Any] | None = None) -> list[Job]:
-    """Every request the stage makes, strategies in params order; see plan_grounded for `leak` and `stats`. A
+    """Every request the stage makes, strategies in params order; see `passages` for `leak` and `stats`. A
     strategy with several teachers (`generate.teachers`) asks each of them about the same items, teacher by
     teacher, and its job ids end in @<model>."""
-    planners = PLANNERS | {"grounded": partial(plan_grounded, leak=leak, stats=stats)}
+    planners = PLANNERS | {name: partial(PLANNERS[name], leak=leak, stats=stats) for name in ("grounded",
+                                                                                              "progressive")}
     jobs = []
     for strategy in p.generate.strategies:
         planned = planners[strategy](p, train, Path(root))
@@ -325,9 +337,9 @@ def plan(p: Params, train: list[Record], root: Path = Path("."), leak: Contamina
 
 
 def plan_split(p: Params, root: Path, prepared_dir: Path, stats: dict[str, Any] | None = None) -> list[Job]:
-    """`plan` on the prepared split: its train records, and (grounded only) its test split's leak check."""
+    """`plan` on the prepared split: its train records, and (corpus passages only) its test split's leak check."""
     leak = (Contamination.of_split(prepared_dir, p.filter.decontaminate.ngram)
-            if "grounded" in p.generate.strategies else None)
+            if p.generate.uses_corpus else None)
     return plan(p, read_records(Path(prepared_dir) / "train.jsonl"), root, leak, stats)
 
 
@@ -398,8 +410,8 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
         where = {k: v for k, v in (("grounding", job.grounding), ("heading", job.heading)) if v}
         if reply.value is None:
             counts["rejects"][reply.reason] = counts["rejects"].get(reply.reason, 0) + 1
-            rejects.append({"id": job.id, "parent_id": job.parent_id, "strategy": job.strategy, "teacher": name, **where,
-                            **({"target": job.target} if job.target else {}), "reason": reply.reason,
+            rejects.append({"id": job.id, "parent_id": job.parent_id, "strategy": job.strategy, "teacher": name,
+                            **where, **({"target": job.target} if job.target else {}), "reason": reply.reason,
                             "teacher_error": reply.error, "replies": reply.replies, "request_sha": reply.request_sha})
             continue
         counts["repaired"] += reply.repaired

@@ -13,11 +13,12 @@ from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.metrics import chain_metrics, compute_metrics
 from medaug.evaluate.scorer import Scorer
-from medaug.evaluate.stats import bootstrap_ci, mcnemar
+from medaug.evaluate.stats import bootstrap_ci, mcnemar, paired_delta_ci
 from medaug.models import TRAINED, load_model_and_tokenizer
 from medaug.params import Params
 
-__all__ = ["Scorer", "bootstrap_ci", "compute_metrics", "load_candidate", "mcnemar", "run", "write_results"]
+__all__ = ["Scorer", "bootstrap_ci", "compute_metrics", "load_candidate", "mcnemar", "paired_delta_ci", "run",
+           "write_results"]
 
 
 def load_candidate(p: Params, model: str, adapter_dir: Path | None
@@ -43,8 +44,9 @@ def write_results(records: list[Record], preds: list[str], extra: dict[str, Any]
       test_ground_truth.json when the split is the official one);
     - confusion_path: [{actual, predicted}] rows for DVC's confusion template;
     - per_class_path: [{class, precision, recall, f1}] rows for the per-class bar plot;
-    - metrics_path: {accuracy, macro_f1, n, ci95 (unless evaluate.bootstrap is 0), chains (progressive
-      questions: `metrics.chain_metrics`), **extra, per_class}.
+    - metrics_path: {accuracy, macro_f1, n, ci95 (unless evaluate.bootstrap is 0: {accuracy: {low, high},
+      macro_f1: {low, high}, method}, evaluate.ci_method's interval), chains (progressive questions:
+      `metrics.chain_metrics`), **extra, per_class}.
 
     Returns the metrics dict. Used by the evaluate/zero-shot stages (run) and the evaluate-teacher stage."""
     if len(preds) != len(records) or (rows is not None and len(rows) != len(records)):
@@ -63,7 +65,8 @@ def write_results(records: list[Record], preds: list[str], extra: dict[str, Any]
                                 for label, s in scores["per_class"].items()])
     metrics: dict[str, Any] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "n": scores["n"]}
     if p.evaluate.bootstrap:
-        metrics["ci95"] = bootstrap_ci(golds, preds, p.evaluate.bootstrap, p.evaluate.seed, labels=p.task.choices)
+        metrics["ci95"] = bootstrap_ci(golds, preds, p.evaluate.bootstrap, p.evaluate.seed, labels=p.task.choices,
+                                       method=p.evaluate.ci_method)
     if any(r.chain for r in records):
         metrics["chains"] = chain_metrics(records, preds)
     metrics.update(extra)
@@ -92,19 +95,26 @@ def _accuracy(golds: list[str], preds: list[str]) -> float:
     return sum(g == q for g, q in zip(golds, preds)) / len(golds)  # as compute_metrics, for any answer set
 
 
-def compare_zero_shot(records: list[Record], preds: list[str], zero_shot: list[str]) -> dict[str, Any]:
-    """{p_value, a_only, b_only, delta_accuracy} of the candidate (a) against the zero-shot base (b)."""
+def compare_zero_shot(records: list[Record], preds: list[str], zero_shot: list[str], n_resamples: int = 0,
+                      seed: int = 0, method: str = "bca") -> dict[str, Any]:
+    """{p_value, a_only, b_only, delta_accuracy, delta_ci95} of the candidate (a) against the zero-shot base (b):
+    McNemar, and the paired bootstrap interval {low, high} of the difference in accuracy (stats.paired_delta_ci;
+    none with n_resamples 0)."""
     golds = [r.final_decision for r in records]
     test = mcnemar(golds, preds, zero_shot)
     delta = _accuracy(golds, preds) - _accuracy(golds, zero_shot)
-    return {"p_value": test["p_value"], "a_only": test["a_only"], "b_only": test["b_only"], "delta_accuracy": delta}
+    out = {"p_value": test["p_value"], "a_only": test["a_only"], "b_only": test["b_only"], "delta_accuracy": delta}
+    if n_resamples:
+        out["delta_ci95"] = paired_delta_ci(golds, preds, zero_shot, n_resamples, seed, method=method)
+    return out
 
 
 def run(p: Params, model: str, variant: str, seed: int | None, test_path: Path, adapter_dir: Path | None, out_dir: Path,
         metrics_path: Path, confusion_path: Path, per_class_path: Path,
         zero_shot_path: Path | None = None) -> dict[str, Any]:
     """Score a candidate; write its outputs (see write_results). A trained candidate with `zero_shot_path`
-    (eval/<model>-zero-shot/predictions.jsonl) also gets `vs_zero_shot`: McNemar against the untrained base."""
+    (eval/<model>-zero-shot/predictions.jsonl) also gets `vs_zero_shot`: McNemar against the untrained base and
+    the paired bootstrap interval of Δ accuracy (evaluate.bootstrap/seed/ci_method; none with bootstrap 0)."""
     if variant != "zero-shot" and adapter_dir is None:
         raise MedaugError(f"evaluate: variant {variant!r} needs its adapter directory (only zero-shot has none)")
     records = read_records(test_path, p.task.choices)
@@ -118,5 +128,6 @@ def run(p: Params, model: str, variant: str, seed: int | None, test_path: Path, 
     extra: dict[str, Any] = {"model": model, "variant": variant, **({} if seed is None else {"seed": seed}),
                              "base": p.model_ref(model)}
     if zero_shot is not None:
-        extra["vs_zero_shot"] = compare_zero_shot(records, preds, zero_shot)
+        extra["vs_zero_shot"] = compare_zero_shot(records, preds, zero_shot, p.evaluate.bootstrap, p.evaluate.seed,
+                                                  p.evaluate.ci_method)
     return write_results(records, preds, extra, out_dir, metrics_path, confusion_path, per_class_path, p, rows)

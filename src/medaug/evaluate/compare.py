@@ -3,7 +3,8 @@ as Dr.LLaMA's ablation table would be:
 
 - the training set: items in all and generated items, and the teacher cost attributable to it
   (reports/dataset/<variant>.json, see data/variants.py);
-- accuracy (mean over seeds, with the 95% interval of that mean from a bootstrap over test items and seeds) and
+- accuracy (mean over seeds, with the 95% percentile interval of that mean from a bootstrap over test items and
+  seeds: evaluate.ci_method's BCa has no such two-level form, so it applies to single runs only) and
   macro-F1 (mean), each with its standard deviation over seeds and its per-seed values;
 - against `original` of the same model: Δ accuracy of the means, its interval and two-sided p from the same
   two-level bootstrap (evaluate.stats.seed_bootstrap: with one seed each, the paired bootstrap over test items),

@@ -7,7 +7,10 @@ the winner's favour. Anything else (a tie, a loss, a gain within noise) makes it
 
 The champion's per-item predictions come from its register run (the `predictions.json` artifact); a champion
 scored on other test data, or registered before that artifact existed, is re-scored here on this test split.
-Every candidate is tested against the champion (`candidates` in reports/register.json).
+Every candidate is tested against the champion (`candidates` in reports/register.json). The winner's comparison
+(`vs_champion`, and the register run's `vs_champion.*` metrics) adds Δ accuracy and its paired bootstrap interval
+on the same test items (`delta_ci95`, evaluate.bootstrap/seed/ci_method; none with evaluate.bootstrap 0): a report,
+not part of the policy.
 """
 
 from __future__ import annotations
@@ -187,7 +190,7 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     from mlflow import MlflowClient
 
     from medaug.evaluate import load_candidate
-    from medaug.evaluate.stats import mcnemar
+    from medaug.evaluate.stats import mcnemar, paired_delta_ci
     from medaug.tracking.pyfunc import PIP_REQUIREMENTS, PubMedQAClassifier
 
     (model_name, variant, seed), metrics = pick_best(p, eval_dir)
@@ -203,6 +206,12 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     tests = {name: mcnemar(golds, ps, champ.preds) if champ else None for name, ps in preds.items()}
     value = float(metrics[model_name, variant, seed][p.register.metric])
     vs = tests[best]
+    if champ:  # the winner against the champion: McNemar, and Δ accuracy with its paired bootstrap interval
+        vs = {**vs, "delta_accuracy": sum((y == g) - (c == g) for g, y, c in zip(golds, preds[best], champ.preds))
+              / len(golds)}
+        if p.evaluate.bootstrap:
+            vs["delta_ci95"] = paired_delta_ci(golds, preds[best], champ.preds, p.evaluate.bootstrap, p.evaluate.seed,
+                                               method=p.evaluate.ci_method)
     alias = "champion" if champ is None or wins(p, value, champ.value, vs) else "challenger"
 
     tags = {"candidate": best, "task": p.task.name, "variant": variant, "seed": str(seed),
@@ -217,12 +226,18 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     with mlflow.start_run(run_name=f"register-{best}") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({"candidate": best, "register.metric": p.register.metric, "base_model": tags["base_model"],
                            "register.policy": p.register.policy, "register.alpha": p.register.alpha,
+                           "evaluate.bootstrap": p.evaluate.bootstrap, "evaluate.ci_method": p.evaluate.ci_method,
                            **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
                            **{f"train.lora.{k}": v for k, v in dataclasses.asdict(p.train.lora).items()}})
         for c, m in metrics.items():
             name = candidate(*c)
             mlflow.log_metrics({f"{name}.accuracy": m["accuracy"], f"{name}.macro_f1": m["macro_f1"],
                                 **({f"{name}.p_vs_champion": tests[name]["p_value"]} if champ else {})})
+        if champ:
+            mlflow.log_metrics({"vs_champion.p_value": vs["p_value"],
+                                "vs_champion.delta_accuracy": vs["delta_accuracy"],
+                                **({f"vs_champion.delta_ci95_{k}": vs["delta_ci95"][k] for k in ("low", "high")}
+                                   if "delta_ci95" in vs else {})})
         mlflow.set_tags(tags)
         mlflow.log_dict({r.id: y for r, y in zip(records, preds[best])}, PREDICTIONS_ARTIFACT)
         for extra in (datacard_path, funnel_path):
@@ -251,7 +266,8 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
               "metric": p.register.metric, "value": value, "policy": p.register.policy, "alpha": p.register.alpha,
               "previous_champion_version": int(champ.version) if champ else None,
               "previous_champion_value": champ.value if champ else None,
-              "vs_champion": {k: vs[k] for k in ("p_value", "a_only", "b_only")} if champ else None,
+              "vs_champion": {k: vs[k] for k in ("p_value", "a_only", "b_only", "delta_accuracy", "delta_ci95")
+                              if k in vs} if champ else None,
               "candidates": {name: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                                     "p_vs_champion": tests[name]["p_value"] if champ else None}
                              for name, m in ((candidate(*c), m) for c, m in metrics.items())},
@@ -260,6 +276,9 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     print(f"registered {p.register.model_name} v{version} ({best}, {p.register.metric}={value:.4f}) as @{alias}, "
           f"run {run_id}"
           + (f"; champion v{champ.version} had {champ.value:.4f}{' (re-scored)' if champ.rescored else ''}, "
-             f"McNemar p={vs['p_value']:.3g} ({vs['a_only']} vs {vs['b_only']} discordant)" if champ else ""))
+             f"McNemar p={vs['p_value']:.3g} ({vs['a_only']} vs {vs['b_only']} discordant), "
+             f"Δ accuracy {vs['delta_accuracy']:+.3f}"
+             + (f" [{vs['delta_ci95']['low']:+.3f}, {vs['delta_ci95']['high']:+.3f}]" if "delta_ci95" in vs else "")
+             if champ else ""))
     return result
 
