@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -249,7 +250,8 @@ def predict(model_uri: str, input_path: str, output_path: str | None) -> None:
               help="The cache file (default: params.yaml teacher.cache).")
 @click.pass_context
 def cache(ctx: click.Context, path: Path | None) -> None:
-    """Inspect, share, trim and correct the teacher request cache (one sqlite file; share it with `dvc add`)."""
+    """Inspect, share, trim and correct the teacher request cache (one sqlite file, shared through the DVC
+    remote by `cache push` and `cache pull`)."""
     ctx.obj = path  # params.yaml is read only when a subcommand runs, so `--help` works outside a project
 
 
@@ -381,6 +383,126 @@ def cache_prune(path: Path, days: float | None, model: str | None, dry_run: bool
         n = rc.prune(None if days is None else days * 86400, model, dry_run=dry_run)
         left = len(rc) - (n if dry_run else 0)
     click.echo(f"{'would remove' if dry_run else 'removed'} {n:,} entries ({left:,} left)")
+
+
+def _dvc(*args: str, what: str) -> str:
+    """Run `dvc ARGS` (this interpreter's DVC) and return its stdout; a failure is a MedaugError naming `what`
+    failed and DVC's own error line."""
+    cmd = [sys.executable, "-m", "dvc", *args]
+    log.debug("$ dvc " + " ".join(args))
+    r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise MedaugError(f"{what} failed: {_dvc_error(r.stderr + r.stdout)}")
+    log.debug(r.stdout.strip())
+    return r.stdout
+
+
+def _dvc_error(output: str) -> str:
+    """DVC's error line ("ERROR: ..." without the prefix), else its last non-empty line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+    return errors[0] if errors else lines[-1] if lines else "(no output)"
+
+
+def _sidecars(path: Path) -> list[Path]:
+    """The file and the -wal/-shm files sqlite keeps beside it, in that order."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def _checkpointed(path: Path, action: str) -> None:
+    """Checkpoint the WAL so the .sqlite file alone is complete; refuse (MedaugError) while another process
+    holds the cache open and keeps part of it in the WAL, e.g. a teacher run in progress."""
+    with contextlib.closing(_open_cache(path)) as rc:
+        complete = rc.checkpoint()
+    if not complete:
+        raise MedaugError(f"{path} is in use by another process (a teacher run?), so its newest entries are not in "
+                          f"the .sqlite file yet; {action} once it has finished")
+
+
+def _unshare_from_dvc_cache(path: Path) -> None:
+    """With a link cache type (symlink/hardlink) the file is DVC's cached copy itself, and writing to it would
+    corrupt the cache: `dvc unprotect` makes it a plain copy again. The default (copy/reflink) needs nothing."""
+    if path.is_symlink() or path.stat().st_nlink > 1:
+        _dvc("unprotect", str(path), what=f"dvc unprotect {path}")
+
+
+@cache.command(name="push")
+@_pass_cache_path
+def cache_push(path: Path) -> None:
+    """Share the cache through the project's default DVC remote: checkpoint the WAL, `dvc add` the file and
+    `dvc push` it; then commit the .dvc file so teammates can `medaug cache pull`."""
+    dvcfile = path.with_name(path.name + ".dvc")
+    _checkpointed(path, "push")
+    r = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0 or not r.stdout.strip():
+        raise MedaugError(f"no default DVC remote to push {path} to ({_dvc_error(r.stderr + r.stdout)}); add one "
+                          "with `dvc remote add -d NAME URL` (and commit .dvc/config)")
+    remote = r.stdout.strip()
+    _dvc("add", str(path), what=f"dvc add {path}")
+    _unshare_from_dvc_cache(path)
+    _dvc("push", str(dvcfile), what=f"dvc push {dvcfile}")
+    with contextlib.closing(_open_cache(path)) as rc:
+        n = len(rc)
+    log.info(f"pushed {path} ({n:,} entries) to DVC remote '{remote}'; now share it: "
+             f"git add {dvcfile} && git commit -m 'teacher cache' && git push")
+
+
+@cache.command(name="pull")
+@_pass_cache_path
+def cache_pull(path: Path) -> None:
+    """Fetch the shared cache (the one its committed .dvc file names) from the DVC remote and merge the local
+    entries back in: entries only the local file has are kept, shared answers win on a clash. If the pull
+    fails, the local file is left exactly as it was."""
+    from medaug.llm.cache import RequestCache, read_entries
+
+    dvcfile = path.with_name(path.name + ".dvc")
+    if not dvcfile.is_file():
+        raise MedaugError(f"{dvcfile}: not found; nobody has pushed a shared cache yet (`medaug cache push`), or "
+                          "`git pull` first")
+    aside = None
+    if path.exists():
+        for _ in read_entries(path):  # every local entry checked before anything moves
+            pass
+        _checkpointed(path, "pull")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.local-")
+        os.close(fd)
+        aside = Path(name)
+        for src, dst in zip(_sidecars(path), _sidecars(aside)):
+            if src.exists():
+                os.replace(src, dst)
+            elif dst.exists():
+                dst.unlink()
+    try:
+        _dvc("pull", str(dvcfile), what=f"dvc pull {dvcfile}")
+    except BaseException:
+        if aside is not None:
+            for f in _sidecars(path):  # whatever a failed pull left, then the local file back as it was
+                f.unlink(missing_ok=True)
+            for src, dst in zip(_sidecars(aside), _sidecars(path)):
+                if src.exists():
+                    os.replace(src, dst)
+        raise
+    _unshare_from_dvc_cache(path)
+    with contextlib.closing(RequestCache(path)) as rc:
+        shared = len(rc)
+        added = seen = clashes = 0
+        if aside is not None:
+            try:
+                # a clash: a key in both files with another answer; merge keeps the shared one
+                clashes = sum(rc.get(e.key) not in (None, e.value) for e in read_entries(aside))
+                added, seen = rc.merge(read_entries(aside))
+            except BaseException:
+                log.error(f"your local entries are kept in {aside}; merge them with `medaug cache import {aside}`")
+                raise
+        rc.checkpoint()
+    if aside is not None:
+        for f in _sidecars(aside):
+            f.unlink(missing_ok=True)
+    log.info(f"pulled {shared:,} shared entries into {path}; local entries added: {added:,}, clashes (the shared "
+             f"answer kept): {clashes:,}, already shared as they are: {seen - added - clashes:,}")
+    if added:
+        log.info("to share your added entries too: medaug cache push")
 
 
 def main(argv: list[str] | None = None) -> None:
