@@ -170,22 +170,27 @@ def test_second_repro_is_up_to_date(project):
         assert f"dvc repro --single-item {stage}" in r.stderr and "didn't change" in r.stdout, (r.stdout, r.stderr)
 
 
-def test_champion_from_registry_in_fresh_process_matches_evaluate(project):
-    repo, env = project["repo"], project["env"]
+def champion_vs_evaluate(repo: Path, env: dict[str, str], name: str,
+                         fields: tuple[str, ...] = ("id", "question", "contexts")) -> tuple[dict, dict]:
+    """({id: prediction} of `medaug predict` with models:/<name>@champion in a fresh process, on the test split's
+    `fields`; {id: prediction} of the evaluate stage for the candidate register.json names)."""
     reg = json.loads((repo / "reports/register.json").read_text())
     test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
-    inp = repo / "predict_in.jsonl"
-    inp.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "contexts": r["contexts"]}) + "\n"
-                           for r in test))
-    out = repo / "predict_out.jsonl"
-    sh(["medaug", "predict", "--model", "models:/medaug-pubmedqa@champion", "--input", str(inp),
-        "--output", str(out)], repo, env)
+    inp, out = repo / "predict_in.jsonl", repo / "predict_out.jsonl"
+    inp.write_text("".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in test))
+    sh(["medaug", "predict", "--model", f"models:/{name}@champion", "--input", str(inp), "--output", str(out)],
+       repo, env)
     got = {o["id"]: o["prediction"] for o in map(json.loads, out.read_text().splitlines())}
     want = {p["id"]: p["prediction"] for p in
             map(json.loads, (repo / f"eval/{reg['candidate']}/predictions.jsonl").read_text().splitlines())}
-    assert got == want
     inp.unlink()
     out.unlink()
+    return got, want
+
+
+def test_champion_from_registry_in_fresh_process_matches_evaluate(project):
+    got, want = champion_vs_evaluate(project["repo"], project["env"], "medaug-pubmedqa")
+    assert got == want
 
 
 def test_metrics_diff_and_confusion_plots(project):

@@ -22,7 +22,7 @@ from medaug.evaluate.task import encode, render_prompt
 from medaug.models import load_model_and_tokenizer
 from medaug.params import VariantParams, parse_params
 from openai_server import ExamTeacher, OpenAIServer
-from test_pipeline_e2e import sh, stages_run
+from test_pipeline_e2e import champion_vs_evaluate, sh, stages_run
 from test_tasks import task_dag
 
 PROGRESSIVE = "src/medaug/tasks/progressive.yaml"
@@ -97,15 +97,20 @@ def test_one_bad_step_rejects_the_whole_chain(override, reason):
     assert check("progressive", reply(**override), CASE, "", letters="ABCD", key="k", steps=3) == reason
 
 
-def test_the_generate_stage_writes_a_record_per_step(tmp_path, monkeypatch):
-    p = params(per_strategy=4)
+def run_generate(p, tmp_path, monkeypatch) -> dict:
+    """The generate stage on the prepared split in tmp_path, ExamTeacher on the HTTP test server as the teacher."""
     p.teacher.backend, p.teacher.model = "openai", "fake"
-    prepare.run(p, ROOT, tmp_path / "prepared", tmp_path / "prepare.json")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with OpenAIServer(ExamTeacher()) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        m = generate.run(p, tmp_path, tmp_path / "prepared", tmp_path / "gen.jsonl", tmp_path / "rej.jsonl",
-                         tmp_path / "gen.json")
+        return generate.run(p, tmp_path, tmp_path / "prepared", tmp_path / "gen.jsonl", tmp_path / "rej.jsonl",
+                            tmp_path / "gen.json")
+
+
+def test_the_generate_stage_writes_a_record_per_step(tmp_path, monkeypatch):
+    p = params(per_strategy=4)
+    prepare.run(p, ROOT, tmp_path / "prepared", tmp_path / "prepare.json")
+    m = run_generate(p, tmp_path, monkeypatch)
     records = read_records(tmp_path / "gen.jsonl", list("ABCD"))
     rejects = [json.loads(x) for x in (tmp_path / "rej.jsonl").read_text().splitlines()]
     assert m["requested"] == 4 == len({r.chain["id"] for r in records}) + len(rejects)
@@ -119,7 +124,6 @@ def test_the_generate_stage_writes_a_record_per_step(tmp_path, monkeypatch):
 
 def test_chains_on_corpus_passages_point_at_them_and_skip_passages_that_leak(tmp_path, monkeypatch):
     p = params(per_strategy=0, progressive={"steps": 2, "cases": "corpus"}, grounded={"corpus": "corpus"})
-    p.teacher.backend, p.teacher.model = "openai", "fake"
     prepare.run(p, ROOT, tmp_path / "prepared", tmp_path / "prepare.json")
     test = read_records(tmp_path / "prepared/test.jsonl")
     (tmp_path / "corpus").mkdir()
@@ -127,11 +131,7 @@ def test_chains_on_corpus_passages_point_at_them_and_skip_passages_that_leak(tmp
                        ("b.md", "A vexil sheds its scales in the cold season. They grow back within a cycle."),
                        ("c.md", f"{test[0].question} Nobody knows.")):  # a test question: never asked about
         (tmp_path / "corpus" / name).write_text(text + "\n")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    with OpenAIServer(ExamTeacher()) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        m = generate.run(p, tmp_path, tmp_path / "prepared", tmp_path / "gen.jsonl", tmp_path / "rej.jsonl",
-                         tmp_path / "gen.json")
+    m = run_generate(p, tmp_path, monkeypatch)
     records = read_records(tmp_path / "gen.jsonl", list("ABCD"))
     assert m["requested"] == 2 and m["progressive_dropped_test_overlap"] == 1  # the passage holding a test question
     assert records and all(r.parent_id is None and r.teacher["grounding"]["file"] in ("a.md", "b.md")
@@ -260,17 +260,11 @@ def test_the_dag_generates_filters_trains_and_scores_whole_chains(progressive_pr
 
 def test_the_progressive_champion_answers_with_the_history_as_evaluate_did(progressive_project):
     repo, env = progressive_project["repo"], progressive_project["env"]
-    reg = json.loads((repo / "reports/register.json").read_text())
+    got, want = champion_vs_evaluate(repo, env, "medaug-progressive",
+                                     ("id", "question", "contexts", "options", "history"))
+    assert got == want
     test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
     inp, out = repo / "in.jsonl", repo / "out.jsonl"
-    inp.write_text("".join(json.dumps({k: r[k] for k in ("id", "question", "contexts", "options", "history")})
-                           + "\n" for r in test))
-    sh(["medaug", "predict", "--model", "models:/medaug-progressive@champion", "--input", str(inp), "--output",
-        str(out)], repo, env)
-    got = {o["id"]: o["prediction"] for o in map(json.loads, out.read_text().splitlines())}
-    want = {p["id"]: p["prediction"] for p in
-            map(json.loads, (repo / f"eval/{reg['candidate']}/predictions.jsonl").read_text().splitlines())}
-    assert got == want
     inp.write_text(json.dumps({"question": "Q?", "contexts": ["c"], "options": test[0]["options"],
                                "history": [{"question": "Q1?"}]}) + "\n")
     r = sh(["medaug", "predict", "--model", "models:/medaug-progressive@champion", "--input", str(inp),

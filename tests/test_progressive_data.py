@@ -13,6 +13,7 @@ import pytest
 from medaug.data.mcq import SAMPLES, from_progressive_rows, load_splits
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
+from test_mcq_loaders import hf_cache, write  # noqa: F401 (hf_cache: an autouse fixture, active here too)
 
 SAMPLE_DIR = SAMPLES["progressive"]
 
@@ -27,19 +28,6 @@ def step(reveal: str = "A glorp sneezes sparks.", question: str = "Which ailment
 
 def case(case_id: str = "c1", n: int = 3) -> dict:
     return {"case_id": case_id, "steps": [step(f"Reveal {j}.", f"Question {j}?", "ABCD"[j % 4]) for j in range(n)]}
-
-
-def write(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-@pytest.fixture(autouse=True)
-def hf_cache(tmp_path, monkeypatch):
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
 
 
 # ---------------------------------------------------------------- rows -> records

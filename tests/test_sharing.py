@@ -17,7 +17,7 @@ import yaml
 from ruamel.yaml import YAML
 
 from openai_server import OpenAIServer, pubmedqa_responder
-from test_pipeline_e2e import copy_project, git_repo, sh, stages_run
+from test_pipeline_e2e import champion_vs_evaluate, copy_project, git_repo, sh, stages_run
 
 
 def free_port() -> int:
@@ -98,15 +98,5 @@ def test_a_pulled_clone_reruns_nothing(shared):
 
 
 def test_the_champion_loads_through_the_server_in_a_fresh_process(shared):
-    b, env = shared["b"], shared["env"]
-    reg = json.loads((b / "reports/register.json").read_text())
-    test = [json.loads(x) for x in (b / "data/prepared/test.jsonl").read_text().splitlines()]
-    inp, out = b / "in.jsonl", b / "out.jsonl"
-    inp.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "contexts": r["contexts"]}) + "\n"
-                           for r in test))
-    sh(["medaug", "predict", "--model", "models:/medaug-pubmedqa@champion", "--input", str(inp), "--output",
-        str(out)], b, env)
-    got = {o["id"]: o["prediction"] for o in map(json.loads, out.read_text().splitlines())}
-    want = {p["id"]: p["prediction"] for p in
-            map(json.loads, (b / f"eval/{reg['candidate']}/predictions.jsonl").read_text().splitlines())}
+    got, want = champion_vs_evaluate(shared["b"], shared["env"], "medaug-pubmedqa")
     assert got == want

@@ -21,7 +21,7 @@ from medaug.evaluate.teacher_baseline import build_prompt, parse_answer, pick_sh
 from medaug.models import load_model_and_tokenizer
 from medaug.params import TaskParams, load_params, parse_params
 from openai_server import ExamTeacher, OpenAIServer
-from test_pipeline_e2e import copy_project, git_repo, sh, stages_run
+from test_pipeline_e2e import champion_vs_evaluate, copy_project, git_repo, sh, stages_run
 
 MEDQA = "src/medaug/tasks/medqa.yaml"
 ITEM = Record(id="m1", question="A glorp has blue fur. Where does it live?", contexts=[],
@@ -253,17 +253,9 @@ def test_the_dag_runs_an_exam_task_in_letters(exam_project):
 
 def test_the_exam_champion_answers_letters_in_a_fresh_process_as_evaluate_did(exam_project):
     repo, env = exam_project["repo"], exam_project["env"]
-    reg = json.loads((repo / "reports/register.json").read_text())
-    test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
-    inp, out = repo / "in.jsonl", repo / "out.jsonl"
-    inp.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "options": r["options"]}) + "\n"
-                           for r in test))
-    sh(["medaug", "predict", "--model", "models:/medaug-medqa@champion", "--input", str(inp), "--output", str(out)],
-       repo, env)
-    got = {o["id"]: o["prediction"] for o in map(json.loads, out.read_text().splitlines())}
-    want = {p["id"]: p["prediction"] for p in
-            map(json.loads, (repo / f"eval/{reg['candidate']}/predictions.jsonl").read_text().splitlines())}
+    got, want = champion_vs_evaluate(repo, env, "medaug-medqa", ("id", "question", "options"))
     assert got == want and set(got.values()) <= set("ABCD")
+    inp, out = repo / "in.jsonl", repo / "out.jsonl"
     inp.write_text(json.dumps({"question": "Where?", "contexts": ["c"]}) + "\n")  # no options: refused, named
     r = sh(["medaug", "predict", "--model", "models:/medaug-medqa@champion", "--input", str(inp), "--output",
             str(out)], repo, env, check=False)
