@@ -152,6 +152,33 @@ def test_registered_version_carries_lineage_and_a_tie_does_not_move_the_champion
     assert str(client.get_model_version_by_alias("medaug-pubmedqa", "challenger").version) == "2"
 
 
+def test_every_stage_that_trains_or_scores_logs_a_run_with_its_data_and_one_group(project):
+    repo = project["repo"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("medaug")
+    runs = {r.data.tags["medaug.stage"]: r for r in client.search_runs([experiment.experiment_id])
+            if "medaug.stage" in r.data.tags}
+    md5 = {o["path"]: o["md5"] for stage in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].values()
+           for o in stage.get("outs", [])}
+    for name, cand in (("evaluate@tiny-original-0", "tiny-original-0"), ("evaluate@tiny-augmented-0",
+                                                                        "tiny-augmented-0"),
+                       ("zero-shot@tiny", "tiny-zero-shot")):
+        run = runs[name]
+        metrics = json.loads((repo / f"metrics/eval/{cand}.json").read_text())
+        assert run.data.metrics["accuracy"] == metrics["accuracy"] and run.data.params["variant"] in cand
+        inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        assert (inputs["test"].name, inputs["test"].digest) == ("data/prepared/test.jsonl", md5["data/prepared"])
+        if name.startswith("evaluate@"):
+            assert (inputs["model"].name, inputs["model"].digest) == (f"models/{cand}", md5[f"models/{cand}"])
+    train = {i.tags[0].value: i.dataset for i in runs["train@tiny-augmented-0"].inputs.dataset_inputs}
+    assert train["train"].digest == md5["data/train/augmented.jsonl"] and train["dev"].digest == md5["data/prepared"]
+    # one `dvc repro`, one group: every run of it carries the same medaug.group (commit + params.yaml)
+    groups = {r.data.tags.get("medaug.group") for r in runs.values()}
+    assert len(groups) == 1 and None not in groups, groups
+
+
 def test_second_repro_is_up_to_date(project):
     # bytecode caches (which a fresh clone lacks) are no part of a code dep's hash (.dvcignore)
     stray = project["repo"] / "src/medaug/data/__pycache__/stray.cpython-311.pyc"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from medaug.paths import project_root
 
@@ -59,12 +62,26 @@ def git(workspace: Path, *args: str) -> str:
 
 def run_tags(workspace: Path) -> dict[str, str]:
     """What produced a run: the git commit and dirty flag of the workspace DVC ran the stage in (a temp
-    experiment's copy is checked out at its baseline, its params changed) and, under `dvc exp run`, the
-    experiment's name and baseline rev."""
+    experiment's copy is checked out at its baseline, its params changed), under `dvc exp run` the experiment's
+    name and baseline rev, and `medaug.group`, the same for every stage of one `dvc repro` or experiment: the
+    experiment's name, else the commit and the params.yaml it ran (its sha256), so a search for one group finds
+    the runs of that pipeline run and no other's."""
     tags = {"git_commit": git(workspace, "rev-parse", "HEAD") or "unknown",
             "git_dirty": str(bool(git(workspace, "status", "--porcelain", "--untracked-files=no"))).lower()}
     tags.update({tag: os.environ[var] for tag, var in DVC_EXPERIMENT_TAGS.items() if os.environ.get(var)})
+    params = Path(workspace) / "params.yaml"
+    digest = hashlib.sha256(params.read_bytes()).hexdigest()[:12] if params.exists() else "none"
+    tags["medaug.group"] = tags.get("dvc_exp_name") or f"{tags['git_commit'][:12]}+params-{digest}"
     return tags
+
+
+def dvc_hashes(workspace: Path) -> dict[str, str]:
+    """{output path: its DVC md5} of every stage output in the workspace's dvc.lock (a directory's ends in .dir).
+    A stage reading another's output finds it here: DVC writes the lock after each stage it runs."""
+    lock_path = Path(workspace) / "dvc.lock"
+    lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {}
+    return {out["path"]: out.get("md5", "") for stage in (lock or {}).get("stages", {}).values()
+            for out in stage.get("outs", [])}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -84,12 +101,14 @@ def _number(v: Any) -> bool:
 
 
 def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str, Any],
-              curves: list[dict[str, Any]] = ()) -> str:
+              curves: list[dict[str, Any]] = (), inputs: dict[str, str] | None = None) -> str:
     """One MLflow run for a stage (e.g. generate: its params, and its requests, tokens and cost; train: also
     every point of its curves, rows {step, name: value, ...}, at its step); returns the run id. Only numeric
     metrics are logged; params are the stage's params.yaml sections, which hold no secret (keys live in the
     environment). `root`: the workspace the stage runs in (its git commit is the run's; MLflow's store is the
-    project's, see setup_mlflow)."""
+    project's, see setup_mlflow). `inputs`: {context: a path it read, relative to `root`, e.g. "test":
+    "data/prepared/test.jsonl"}, logged as MLflow dataset inputs named by the path, with the DVC md5 (dvc.lock) of
+    the output holding it as the digest: the run says exactly which data it saw, and DVC can fetch that version."""
     setup_mlflow(root)
     import time
 
@@ -102,6 +121,16 @@ def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str,
     with mlflow.start_run(run_name=stage, tags={"medaug.stage": stage, **run_tags(Path(root))}) as run:
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
         mlflow.log_metrics({k: float(v) for k, v in flatten(metrics).items() if _number(v)})
+        if inputs:
+            from mlflow.data.dataset_source_registry import resolve_dataset_source
+            from mlflow.data.meta_dataset import MetaDataset
+
+            md5 = dvc_hashes(Path(root))
+            for context, path in inputs.items():
+                # a file inside an output directory (data/prepared/test.jsonl) has that directory's version
+                digest = next((md5[str(q)] for q in (Path(path), *Path(path).parents) if md5.get(str(q))), None)
+                source = resolve_dataset_source((Path(root) / path).resolve().as_uri())  # a local file source
+                mlflow.log_input(MetaDataset(source, name=str(path), digest=digest), context=context)
         client = mlflow.MlflowClient()
         for i in range(0, len(points), 1000):  # MLflow's limit per batch
             client.log_batch(run.info.run_id, metrics=points[i:i + 1000])

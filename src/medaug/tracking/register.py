@@ -23,15 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from medaug.data.jsonl import read_json, write_json
 from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.compare import read_predictions
 from medaug.params import Params
 from medaug.paths import candidate
-from medaug.tracking import run_tags, setup_mlflow
+from medaug.tracking import dvc_hashes, run_tags, setup_mlflow
 
 MEDAUG_SRC = Path(__file__).resolve().parents[1]
 PREDICTIONS_ARTIFACT = "predictions.json"
@@ -73,10 +71,7 @@ def lineage(root: Path, model: str, variant: str, seed: int) -> dict[str, str]:
     """Git commit and dirty flag, the DVC experiment (tracking.run_tags), and the DVC hashes (from dvc.lock) of the
     data and adapter of the candidate, all of the workspace `root` DVC runs the stage in."""
     tags = run_tags(root)
-    lock_path = root / "dvc.lock"
-    lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {}
-    md5 = {out["path"]: out.get("md5", "") for stage in (lock or {}).get("stages", {}).values()
-           for out in stage.get("outs", [])}
+    md5 = dvc_hashes(root)
     wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": f"data/train/{variant.removeprefix('dapt-')}.jsonl",
               "dvc_model_adapter": f"models/{candidate(model, variant, seed)}"}
     tags.update({tag: md5[path] for tag, path in wanted.items() if path in md5})

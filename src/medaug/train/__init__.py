@@ -144,7 +144,8 @@ def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_di
         if mlflow_root is not None:
             log_stage(mlflow_root, f"train@{name}", {"model": p.model_ref(model), "variant": variant, "seed": seed,
                                                      "base": ref, "task": asdict(p.task), "train": asdict(t)},
-                      {**metrics, "train_runtime_s": runtime_s}, curves=losses + dev_rows)
+                      {**metrics, "train_runtime_s": runtime_s}, curves=losses + dev_rows,
+                      inputs={"train": str(train_path), **({"dev": str(dev_path)} if dev_path else {})})
     finish(trainer, ckpt)
     return metrics
 
