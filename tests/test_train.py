@@ -255,7 +255,7 @@ def test_a_training_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_pa
     assert not (killed / "models/tiny-original-0").exists()  # nothing half-written
     rerun = subprocess.run(cmd, cwd=killed, env=stage_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "medaug: resuming from" in rerun.stdout
+    assert "medaug: resuming from" in rerun.stderr  # a status line: the medaug logger, on stderr
     metrics = json.loads((killed / "reports/train/tiny-original-0.json").read_text())
     assert metrics["resumed_from_step"] >= 40 and metrics["steps"] == 120
     a, b = adapter(whole), adapter(killed)

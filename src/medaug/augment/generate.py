@@ -22,10 +22,11 @@ only says what to ask and what to keep.
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import math
 import random
-import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -49,6 +50,8 @@ PROMPTS = Path(__file__).parent / "prompts"
 _NEW = string_schema("question", "answer", "explanation", enums={"answer": list(LABELS)})
 SCHEMAS = {"rewrite": string_schema("question"), "new": _NEW, "grounded": _NEW, "mesh": _NEW}
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def load_prompt(name: str) -> tuple[str, str]:
@@ -437,8 +440,8 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
     write_records(out_path, generated)
     write_jsonl(rejects_path, rejects)
     write_json(metrics_path, metrics)
-    print(f"generate: {len(generated)} records from {len(jobs)} items ({len(rejects)} rejected: "
-          f"{', '.join(f'{k} {v}' for k, v in sorted(reasons.items())) or 'none'}); teacher: {u.requests} requests, "
-          f"{u.cache_hits} cached, {u.failed} failed, {u.input_tokens:,}+{u.output_tokens:,} tokens, "
-          f"${u.cost_usd:.4f}", file=sys.stderr)
+    log.info(f"generate: {len(generated)} records from {len(jobs)} items ({len(rejects)} rejected: "
+             f"{', '.join(f'{k} {v}' for k, v in sorted(reasons.items())) or 'none'}); teacher: {u.requests} requests, "
+             f"{u.cache_hits} cached, {u.failed} failed, {u.input_tokens:,}+{u.output_tokens:,} tokens, "
+             f"${u.cost_usd:.4f}")
     return metrics

@@ -16,6 +16,8 @@ first paid: the cost of the data, not of this run.
 
 from __future__ import annotations
 
+import logging
+
 import random
 from collections import Counter
 from pathlib import Path
@@ -25,6 +27,8 @@ from medaug.data.jsonl import read_json, write_json
 from medaug.data.schema import Record, read_records, write_records
 from medaug.errors import MedaugError
 from medaug.params import Params, VariantParams
+
+log = logging.getLogger(__name__)
 
 
 def select(recipe: VariantParams, kept: list[Record]) -> list[Record]:
@@ -95,6 +99,6 @@ def run(p: Params, name: str, train_path: Path, kept_path: Path, generate_report
     records, report = build(name, recipe, train, kept, costs)
     write_records(out_path, records)
     write_json(report_path, report)
-    print(f"dataset {name}: {report['train_split']} train + {report['generated']} generated "
-          f"{report['by_source'] or ''}".rstrip())
+    log.info(f"dataset {name}: {report['train_split']} train + {report['generated']} generated "
+             f"{report['by_source'] or ''}".rstrip())
     return report

@@ -17,6 +17,8 @@ Predictions come from eval/<candidate>/predictions.jsonl, so the numbers are rec
 
 from __future__ import annotations
 
+import logging
+
 import statistics
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from medaug.params import Params
 from medaug.paths import candidate
 
 BASELINE = "original"
+
+log = logging.getLogger(__name__)
 
 
 def read_predictions(path: Path, records: list[Record]) -> list[str]:
@@ -95,7 +99,7 @@ def run(p: Params, test_path: Path, eval_dir: Path, dataset_dir: Path, out_path:
                             "generated": r["generated"], "teacher_cost_usd": r["teacher_cost_usd"]} for r in rows])
     for r in rows:
         vs = r.get("vs_original")
-        print(f"compare: {r['model']}-{r['variant']}: accuracy {r['accuracy']['mean']:.3f} "
-              f"(sd {r['accuracy']['sd']:.3f}, {len(r['seeds'])} seed(s))"
-              + (f", Δ vs {BASELINE} {vs['delta']:+.3f} (p {vs['p_value']:.3f})" if vs else ""))
+        log.info(f"compare: {r['model']}-{r['variant']}: accuracy {r['accuracy']['mean']:.3f} "
+                 f"(sd {r['accuracy']['sd']:.3f}, {len(r['seeds'])} seed(s))"
+                 + (f", Δ vs {BASELINE} {vs['delta']:+.3f} (p {vs['p_value']:.3f})" if vs else ""))
     return rows

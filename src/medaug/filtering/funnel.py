@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sys
+import logging
+
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from medaug.filtering import datacard
 from medaug.filtering.llm_checks import PROMPT_SHAS, SCHEMAS
 from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
+
+log = logging.getLogger(__name__)
 
 
 def read_generated(path: Path, parents: dict[str, Record], labels: Sequence[str]) -> list[Record]:
@@ -99,8 +102,8 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
                 rejects.append({**r.to_dict(), "reject_step": name, "reject_reason": drops[r.id]})
                 count_drop(r.source, r.teacher_model, name)
         alive = [r for r in alive if r.id not in drops]
-        print(f"filter: {name}: {steps[name]['in']} -> {steps[name]['out']} "
-              f"{steps[name]['dropped'] or ''}", file=sys.stderr)
+        log.info(f"filter: {name}: {steps[name]['in']} -> {steps[name]['out']} "
+                 f"{steps[name]['dropped'] or ''}")
     broken = {rej["chain"]["id"] for rej in rejects if rej.get("chain")}
     if broken:  # a progressive chain is kept or dropped whole: the steps left of a chain that lost one go too
         cut = {r.id for r in alive if r.chain and r.chain["id"] in broken}

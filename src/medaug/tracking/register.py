@@ -15,6 +15,8 @@ not part of the policy.
 
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 import hashlib
 import json
@@ -36,6 +38,8 @@ PREDICTIONS_ARTIFACT = "predictions.json"
 """{test id: label} of the registered candidate, logged on its register run."""
 MAX_TEXT = 5000
 """Model version descriptions are VARCHAR(5000) in MLflow's SQL stores (tags were too, before MLflow 2.x)."""
+
+log = logging.getLogger(__name__)
 
 
 def test_digest(records) -> str:
@@ -268,12 +272,12 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
                              for name, m in ((candidate(*c), m) for c, m in metrics.items())},
               "test_digest": digest}  # no run id: the same result registered again reads the same
     write_json(out_path, result)
-    print(f"registered {p.register.model_name} v{version} ({best}, {p.register.metric}={value:.4f}) as @{alias}, "
-          f"run {run_id}"
-          + (f"; champion v{champ.version} had {champ.value:.4f}{' (re-scored)' if champ.rescored else ''}, "
-             f"McNemar p={vs['p_value']:.3g} ({vs['a_only']} vs {vs['b_only']} discordant), "
-             f"Δ accuracy {vs['delta_accuracy']:+.3f}"
-             + (f" [{vs['delta_ci95']['low']:+.3f}, {vs['delta_ci95']['high']:+.3f}]" if "delta_ci95" in vs else "")
-             if champ else ""))
+    log.info(f"registered {p.register.model_name} v{version} ({best}, {p.register.metric}={value:.4f}) as @{alias}, "
+             f"run {run_id}"
+             + (f"; champion v{champ.version} had {champ.value:.4f}{' (re-scored)' if champ.rescored else ''}, "
+                f"McNemar p={vs['p_value']:.3g} ({vs['a_only']} vs {vs['b_only']} discordant), "
+                f"Δ accuracy {vs['delta_accuracy']:+.3f}"
+                + (f" [{vs['delta_ci95']['low']:+.3f}, {vs['delta_ci95']['high']:+.3f}]" if "delta_ci95" in vs else "")
+                if champ else ""))
     return result
 

@@ -4,6 +4,8 @@ launch) for free. Only the world's process 0 writes outputs."""
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import json
 import math
@@ -23,6 +25,8 @@ from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.task import answer_logprobs
 from medaug.params import TaskParams, TrainParams
+
+log = logging.getLogger(__name__)
 
 
 def completion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -169,7 +173,7 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
                   processing_class=tokenizer, **kwargs)
     resume = last_checkpoint(ckpt)
     if resume and trainer.is_world_process_zero():
-        print(f"medaug: resuming from {resume}", flush=True)
+        log.info(f"medaug: resuming from {resume}")
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     runtime_s = round(time.time() - start, 2)
@@ -183,7 +187,7 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
         at_best = next((log for log in evals if log["step"] == summary["best_step"]), evals[-1] if evals else {})
         summary.update({f"dev_{k}": at_best.get(f"eval_{k}") for k in ("accuracy", "macro_f1", "loss")})
     if trainer.is_world_process_zero():
-        print(f"medaug: {result.global_step} steps in {runtime_s:.0f} s", flush=True)
+        log.info(f"medaug: {result.global_step} steps in {runtime_s:.0f} s")
     return trainer, summary, runtime_s
 
 
