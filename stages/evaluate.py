@@ -2,10 +2,9 @@
 test split, write metrics."""
 
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-from medaug import evaluate, headline, tracking
+from medaug import evaluate, headline
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.params import load_params
@@ -20,14 +19,9 @@ def main(model: str, variant: str, seed: str | None = None) -> None:
     report = evaluate.run(p, model, variant, s, PREPARED / "test.jsonl", MODELS / name if trained else None,
                           EVAL / name, REPORTS / "eval" / f"{name}.json", CONFUSION / f"{name}.json",
                           PER_CLASS / f"{name}.json",
-                          EVAL / candidate(model, "zero-shot") / "predictions.jsonl" if trained else None)
+                          EVAL / candidate(model, "zero-shot") / "predictions.jsonl" if trained else None,
+                          mlflow_root=Path.cwd())
     write_json(METRICS / "eval" / f"{name}.json", headline.scores(report))
-    # one MLflow run per candidate scored, named as train's run of it: evaluate@<candidate>, zero-shot@<model>
-    params = {"model": p.model_ref(model), "variant": variant, "seed": s, "task": asdict(p.task),
-              "evaluate": asdict(p.evaluate)}
-    inputs = {"test": str(PREPARED / "test.jsonl"), **({"model": str(MODELS / name)} if trained else {})}
-    tracking.log_stage(Path.cwd(), f"evaluate@{name}" if trained else f"zero-shot@{model}", params,
-                       headline.scores(report), inputs=inputs)
 
 
 if __name__ == "__main__":

@@ -50,16 +50,23 @@ def copy_project(repo: Path) -> Path:
     return repo
 
 
+def tiny(params: dict, variants: list[str], max_steps: int = 6) -> dict:
+    """params.yaml's content set for a test DAG: tiny-llama trained `max_steps` steps on `variants`, no continued
+    pretraining, and the teacher an OpenAI-compatible endpoint (the HTTP test server)."""
+    params["models"] = {"tiny": "tiny-llama"}
+    params["train"].update(models=["tiny"], variants=variants, max_steps=max_steps, batch_size=4, grad_accum=1,
+                           learning_rate=0.01)
+    params["pretrain"]["models"] = []
+    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    return params
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     repo = copy_project(tmp_path_factory.mktemp("project"))
-    params = YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text())
-    params["models"] = {"tiny": "tiny-llama"}
+    params = tiny(YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text()), VARIANTS)
     params["variants"] = RECIPES
-    params["train"].update(models=["tiny"], variants=VARIANTS, max_steps=6, batch_size=4, grad_accum=1,
-                           learning_rate=0.01)
     params["pretrain"].update(models=["tiny"], variants=DAPT, max_steps=4, block_size=64)
-    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
     params["generate"]["per_strategy"] = 8
     params["task"]["max_seq_len"] = 256
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

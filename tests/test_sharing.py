@@ -17,7 +17,7 @@ import yaml
 from ruamel.yaml import YAML
 
 from openai_server import OpenAIServer, pubmedqa_responder
-from test_pipeline_e2e import champion_vs_evaluate, copy_project, git_repo, sh, stages_run
+from test_pipeline_e2e import champion_vs_evaluate, copy_project, git_repo, sh, stages_run, tiny
 
 
 def free_port() -> int:
@@ -60,12 +60,8 @@ def mlflow_server(tmp_path_factory):
 def shared(tmp_path_factory, mlflow_server):
     base = tmp_path_factory.mktemp("team")
     a = copy_project(base / "a")
-    params = YAML(typ="safe", pure=True).load((a / "params.yaml").read_text())
-    params["models"] = {"tiny": "tiny-llama"}
-    params["train"].update(models=["tiny"], variants=["original", "augmented"], max_steps=4, batch_size=4,
-                           grad_accum=1, learning_rate=0.01)
-    params["pretrain"]["models"] = []
-    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    params = tiny(YAML(typ="safe", pure=True).load((a / "params.yaml").read_text()), ["original", "augmented"],
+                  max_steps=4)
     params["generate"]["per_strategy"] = 6
     (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = git_repo(a, tmp_path_factory.getbasetemp(), "sk-test-team")

@@ -21,7 +21,7 @@ from medaug.evaluate.teacher_baseline import build_prompt, parse_answer, pick_sh
 from medaug.models import load_model_and_tokenizer
 from medaug.params import TaskParams, load_params, parse_params
 from openai_server import ExamTeacher, OpenAIServer
-from test_pipeline_e2e import champion_vs_evaluate, copy_project, git_repo, sh, stages_run
+from test_pipeline_e2e import champion_vs_evaluate, copy_project, git_repo, sh, stages_run, tiny
 
 MEDQA = "src/medaug/tasks/medqa.yaml"
 ITEM = Record(id="m1", question="A glorp has blue fur. Where does it live?", contexts=[],
@@ -199,12 +199,7 @@ def task_dag(tmp_path_factory, name: str, edit: Callable[[dict], None]) -> Itera
     """`dvc repro` of the project in a fresh git repo, with tiny-llama trained on `original` and `augmented` a few
     steps and ExamTeacher on the HTTP test server as the teacher, after `edit(params)`; yields {repo, env, first}."""
     repo = copy_project(tmp_path_factory.mktemp(name))
-    params = YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text())
-    params["models"] = {"tiny": "tiny-llama"}
-    params["train"].update(models=["tiny"], variants=["original", "augmented"], max_steps=6, batch_size=4,
-                           grad_accum=1, learning_rate=0.01)
-    params["pretrain"]["models"] = []
-    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    params = tiny(YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text()), ["original", "augmented"])
     edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = git_repo(repo, tmp_path_factory.getbasetemp(), f"sk-test-{name}")

@@ -433,12 +433,13 @@ def cache_push(path: Path) -> None:
     `dvc push` it; then commit the .dvc file so teammates can `medaug cache pull`."""
     dvcfile = path.with_name(path.name + ".dvc")
     _checkpointed(path, "push")
-    r = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True,
-                       stdin=subprocess.DEVNULL)
-    if r.returncode != 0 or not r.stdout.strip():
-        raise MedaugError(f"no default DVC remote to push {path} to ({_dvc_error(r.stderr + r.stdout)}); add one "
-                          "with `dvc remote add -d NAME URL` (and commit .dvc/config)")
-    remote = r.stdout.strip()
+    fix = "add one with `dvc remote add -d NAME URL` (and commit .dvc/config)"
+    try:
+        remote = _dvc("remote", "default", what="dvc remote default").strip()
+    except MedaugError as e:
+        raise MedaugError(f"no default DVC remote to push {path} to ({e}); {fix}") from None
+    if not remote:
+        raise MedaugError(f"no default DVC remote to push {path} to; {fix}")
     _dvc("add", str(path), what=f"dvc add {path}")
     _unshare_from_dvc_cache(path)
     _dvc("push", str(dvcfile), what=f"dvc push {dvcfile}")

@@ -137,6 +137,13 @@ def validate(obj: dict[str, Any], where: str, labels: Sequence[str] | None = Non
     return Record(**obj)
 
 
+def is_history(history: Any) -> bool:
+    """A progressive question's `history`: a list of {question, answer} string pairs."""
+    return isinstance(history, list) and all(
+        isinstance(h, dict) and set(h) == {"question", "answer"} and all(isinstance(v, str) for v in h.values())
+        for h in history)
+
+
 def _check_chain(obj: dict[str, Any], where: str) -> None:
     chain, history = obj.get("chain"), obj.get("history") or []
     ok = (isinstance(chain, dict) and set(chain) == {"id", "step", "steps"} and isinstance(chain["id"], str)
@@ -144,9 +151,7 @@ def _check_chain(obj: dict[str, Any], where: str) -> None:
           and 1 <= chain["step"] <= chain["steps"])
     if not ok:
         raise MedaugError(f"{where}: field 'chain' must be {{id, step, steps}} with 1 <= step <= steps (got {chain!r})")
-    if len(history) != chain["step"] - 1 or not all(
-            isinstance(h, dict) and set(h) == {"question", "answer"} and all(isinstance(v, str) for v in h.values())
-            for h in history):
+    if len(history) != chain["step"] - 1 or not is_history(history):
         raise MedaugError(f"{where}: field 'history' must hold the {chain['step'] - 1} earlier step(s) of chain "
                           f"{chain['id']!r} as {{question, answer}} (got {len(history)})")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.stats import bootstrap_ci, mcnemar, paired_delta_ci
 from medaug.models import TRAINED, load_model_and_tokenizer
 from medaug.params import Params
+from medaug.paths import candidate
+from medaug.tracking import log_stage
 
 __all__ = ["Scorer", "bootstrap_ci", "compute_metrics", "load_candidate", "mcnemar", "paired_delta_ci", "run",
            "write_results"]
@@ -111,10 +114,12 @@ def compare_zero_shot(records: list[Record], preds: list[str], zero_shot: list[s
 
 def run(p: Params, model: str, variant: str, seed: int | None, test_path: Path, adapter_dir: Path | None, out_dir: Path,
         metrics_path: Path, confusion_path: Path, per_class_path: Path,
-        zero_shot_path: Path | None = None) -> dict[str, Any]:
+        zero_shot_path: Path | None = None, mlflow_root: Path | None = None) -> dict[str, Any]:
     """Score a candidate; write its outputs (see write_results). A trained candidate with `zero_shot_path`
     (eval/<model>-zero-shot/predictions.jsonl) also gets `vs_zero_shot`: McNemar against the untrained base and
-    the paired bootstrap interval of Δ accuracy (evaluate.bootstrap/seed/ci_method; none with bootstrap 0)."""
+    the paired bootstrap interval of Δ accuracy (evaluate.bootstrap/seed/ci_method; none with bootstrap 0).
+    With `mlflow_root`, one MLflow run (evaluate@<candidate>, or zero-shot@<model>, as train names its run) with
+    the test split and the adapter as its dataset inputs."""
     if variant != "zero-shot" and adapter_dir is None:
         raise MedaugError(f"evaluate: variant {variant!r} needs its adapter directory (only zero-shot has none)")
     records = read_records(test_path, p.task.choices)
@@ -130,4 +135,11 @@ def run(p: Params, model: str, variant: str, seed: int | None, test_path: Path, 
     if zero_shot is not None:
         extra["vs_zero_shot"] = compare_zero_shot(records, preds, zero_shot, p.evaluate.bootstrap, p.evaluate.seed,
                                                   p.evaluate.ci_method)
-    return write_results(records, preds, extra, out_dir, metrics_path, confusion_path, per_class_path, p, rows)
+    metrics = write_results(records, preds, extra, out_dir, metrics_path, confusion_path, per_class_path, p, rows)
+    if mlflow_root is not None:
+        trained = variant != "zero-shot"
+        log_stage(Path(mlflow_root), f"evaluate@{candidate(model, variant, seed)}" if trained else f"zero-shot@{model}",
+                  {"model": p.model_ref(model), "variant": variant, "seed": seed, "task": asdict(p.task),
+                   "evaluate": asdict(p.evaluate)}, metrics,
+                  inputs={"test": str(test_path), **({"model": str(adapter_dir)} if trained else {})})
+    return metrics

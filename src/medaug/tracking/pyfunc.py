@@ -124,9 +124,9 @@ def _history(row: dict[str, Any], at: str) -> list[dict[str, str]] | None:
     history = row.get("history")
     if _missing(history):
         return None
-    if not isinstance(history, list) or not all(
-            isinstance(h, dict) and set(h) == {"question", "answer"} and all(isinstance(v, str) for v in h.values())
-            for h in history):
+    from medaug.data.schema import is_history
+
+    if not is_history(history):
         raise InvalidInput(f"{at}: `history` must be a list of {{\"question\": str, \"answer\": str}} (the earlier "
                            f"steps of a progressive case), got {_got(history)}")
     return history
