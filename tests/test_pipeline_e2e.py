@@ -28,7 +28,8 @@ DAPT = ["original", "augmented"]  # pretrain.variants: dapt candidates for these
 def per_variant(*patterns, variants=VARIANTS):
     """{pattern.format(v=variant)} for every variant, e.g. per_variant("train@tiny-{v}-0")."""
     return {p.format(v=v) for p in patterns for v in variants}
-COPY = ["dvc.yaml", "dvc.lock", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", "data/.gitignore", ".gitignore"]
+COPY = ["dvc.yaml", "dvc.lock", "params.yaml", "stages", "src", ".dvc/config", ".dvc/plots", ".dvcignore",
+        "data/.gitignore", ".gitignore"]  # .dvc/plots: the templates, and page.html as `make setup` writes it
 
 
 def sh(cmd, cwd, env, check=True):
@@ -242,24 +243,32 @@ def test_metrics_diff_and_confusion_plots(project):
     # every plot is drawn once, by its top-level definition (no default line plot of the same file beside it)
     recipes_plots = {"Accuracy by recipe (mean over train.seeds)",
                      "Accuracy against generated items (size and fraction series)"}
-    assert set(plots) == {"plots/funnel.json", *recipes_plots,
+    assert set(plots) == {"plots/funnel.json", "plots/candidates.json", "plots/curves/train.json",
+                          "plots/curves/dev.json", *recipes_plots,
                           *(f"plots/{kind}/{n}.json" for kind in ("confusion", "per_class")
-                            for n in (*candidates, "tiny-zero-shot", "teacher")),
-                          *(f"plots/train/{n}.json" for n in (*candidates, "pretrain-tiny")),
-                          *(f"plots/dev/{n}.json" for n in candidates)}
+                            for n in (*candidates, "tiny-zero-shot", "teacher"))}
     assert spec("plots/confusion/tiny-original-0.json")["title"]["text"].startswith("Confusion matrix")
     bars = spec("Accuracy by recipe (mean over train.seeds)")
     assert {r["recipe"] for r in bars["data"]["values"]} == per_variant("tiny-{v}") | per_variant(
         "tiny-dapt-{v}", variants=DAPT)
-    assert spec("plots/funnel.json")["mark"]["type"] == "bar"  # the filter funnel as a bar plot
+    funnel = spec("plots/funnel.json")  # the filter funnel as bars (and their counts), in the file's order
+    assert [layer["mark"]["type"] for layer in funnel["layer"]] == ["bar", "text"]
+    assert [r["step"] for r in funnel["data"]["values"]] == ["in", "generate", "validate", "dedup", "decontaminate",
+                                                            "balance"]
     bars = spec("plots/per_class/tiny-original-0.json")  # per-class F1 bars
-    assert bars["mark"]["type"] == "bar" and {r["class"] for r in bars["data"]["values"]} == {"yes", "no", "maybe"}
-    for n in ("tiny-original-0", "tiny-dapt-augmented-0", "pretrain-tiny"):  # loss curves against the step
-        loss = spec(f"plots/train/{n}.json")
-        assert loss["encoding"]["x"]["field"] == "step" and "loss" in json.dumps(loss["layer"])
-        assert [row["step"] for row in loss["data"]["values"]][:2] == [1, 2]
-    dev = spec("plots/dev/tiny-augmented-0.json")
-    assert dev["encoding"]["x"]["field"] == "step" and "dev_accuracy" in json.dumps(dev["layer"])
+    assert {r["class"] for r in bars["data"]["values"]} == {"yes", "no", "maybe"}
+    # the headline: every candidate, the zero-shot base and the teacher with their CIs, and the majority class
+    rows = spec("plots/candidates.json")["data"]["values"]
+    assert {r["candidate"] for r in rows if r["role"] == "trained"} == candidates
+    assert all(r["low"] <= r["value"] <= r["high"] for r in rows if r["role"] != "majority")
+    # training curves of all candidates overlaid, one line per candidate, against the step
+    for key, y, names in [("plots/curves/train.json", "loss", (*candidates, "pretrain-tiny")),
+                          ("plots/curves/dev.json", "dev_accuracy", candidates)]:
+        curve = spec(key)
+        assert curve["encoding"]["x"]["field"] == "step" and curve["encoding"]["y"]["field"] == y
+        assert {r["candidate"] for r in curve["data"]["values"]} == set(names)
+    loss = [r for r in spec("plots/curves/train.json")["data"]["values"] if r["candidate"] == "tiny-original-0"]
+    assert [r["step"] for r in loss][:2] == [1, 2]
     funnel = json.loads((repo / "reports/funnel.json").read_text())
     assert list(funnel["steps"]) == ["generate", "validate", "dedup", "decontaminate", "balance"]
     assert "# Data card" in (repo / "data/filtered/datacard.md").read_text()

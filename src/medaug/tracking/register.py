@@ -31,9 +31,11 @@ from medaug.errors import MedaugError
 from medaug.evaluate.compare import read_predictions
 from medaug.params import Params
 from medaug.paths import candidate
-from medaug.tracking import dvc_hashes, run_tags, setup_mlflow
+from medaug.tracking import dvc_hashes, flatten, run_tags, setup_mlflow
 
 MEDAUG_SRC = Path(__file__).resolve().parents[1]
+SERVED_MODEL = str(Path(__file__).with_name("served_model.py"))
+"""The registered model's code (models from code)."""
 PREDICTIONS_ARTIFACT = "predictions.json"
 """{test id: label} of the registered candidate, logged on its register run."""
 MAX_TEXT = 5000
@@ -188,9 +190,10 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     import mlflow
     from mlflow import MlflowClient
 
-    from medaug.evaluate import load_candidate
     from medaug.evaluate.stats import mcnemar, paired_delta_ci
-    from medaug.tracking.pyfunc import PIP_REQUIREMENTS, PubMedQAClassifier
+    from medaug.export import bundle, card_inputs
+    from medaug.models.card import model_card
+    from medaug.tracking.pyfunc import model_input, pip_requirements
 
     (model_name, variant, seed), metrics = pick_best(p, eval_dir)
     best = candidate(model_name, variant, seed)
@@ -223,11 +226,12 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
         tags["filter_funnel"] = truncate(funnel_line(read_json(funnel_path)))
 
     with mlflow.start_run(run_name=f"register-{best}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params({"candidate": best, "register.metric": p.register.metric, "base_model": tags["base_model"],
+        model_params = {"candidate": best, "base_model": tags["base_model"],
+                        **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
+                        **{f"train.lora.{k}": v for k, v in dataclasses.asdict(p.train.lora).items()}}
+        mlflow.log_params({**model_params, "register.metric": p.register.metric,
                            "register.policy": p.register.policy, "register.alpha": p.register.alpha,
-                           "evaluate.bootstrap": p.evaluate.bootstrap, "evaluate.ci_method": p.evaluate.ci_method,
-                           **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
-                           **{f"train.lora.{k}": v for k, v in dataclasses.asdict(p.train.lora).items()}})
+                           "evaluate.bootstrap": p.evaluate.bootstrap, "evaluate.ci_method": p.evaluate.ci_method})
         for c, m in metrics.items():
             name = candidate(*c)
             mlflow.log_metrics({f"{name}.accuracy": m["accuracy"], f"{name}.macro_f1": m["macro_f1"],
@@ -242,17 +246,23 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
         for extra in (datacard_path, funnel_path):
             if extra is not None and Path(extra).exists():
                 mlflow.log_artifact(str(extra))
-        model, tokenizer = load_candidate(p, model_name, models_dir / best)
         model_dir = Path(tmp) / "model"
-        model.save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
+        meta = bundle(models_dir / best, model_dir)
+        (model_dir / "README.md").write_text(model_card(
+            name=best, meta=meta, task=p.task, data_source=p.data.source, adapter=(model_dir / "adapter_config.json")
+            .exists(), **card_inputs(p, best, meta, root)), encoding="utf-8")
         task_file = Path(tmp) / "task.json"
         task_file.write_text(json.dumps({"task": dataclasses.asdict(p.task), "batch_size": p.evaluate.batch_size}))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=PubMedQAClassifier(), artifacts={"model": str(model_dir),
-                                                                          "task": str(task_file)},
-            code_paths=[str(MEDAUG_SRC)], pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=p.register.model_name)
+            name="model", python_model=SERVED_MODEL, artifacts={"model": str(model_dir), "task": str(task_file)},
+            code_paths=[str(MEDAUG_SRC)], pip_requirements=pip_requirements(tags["base_model"]),
+            input_example=[model_input(records[0])], registered_model_name=p.register.model_name,
+            params={k: str(v) for k, v in model_params.items()},
+            metadata={"candidate": best, "task": p.task.name, "base_model": tags["base_model"]})
+        winner = metrics[model_name, variant, seed]
+        mlflow.log_metrics({k: float(v) for k, v in flatten({k: winner[k] for k in ("accuracy", "macro_f1", "ci95")
+                                                             if k in winner}).items() if isinstance(v, float)},
+                           model_id=info.model_id)  # the Logged Models page: the winner's test scores
         run_id = run.info.run_id
 
     version = str(info.registered_model_version)

@@ -23,7 +23,8 @@ from medaug.data.jsonl import write_json
 from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.task import answer_text, collate, encode
-from medaug.models import TRAINED, load_model_and_tokenizer
+from medaug.models import TRAINED, hub_id, load_model_and_tokenizer
+from medaug.models.card import model_card
 from medaug.params import Params, TaskParams, TrainParams
 from medaug.paths import PRETRAINED, candidate
 from medaug.tracking import log_stage
@@ -31,6 +32,11 @@ from medaug.train.loop import CompletionTrainer, checkpoint_dir, completion_loss
     fingerprint, pack, save_atomically
 
 __all__ = ["CompletionTrainer", "completion_loss", "run", "base_of", "encode_rationale"]
+
+
+OTHER_CANDIDATES = ("models", "variants", "seeds", "launcher")
+"""train params that choose which candidates exist or how they are launched, not what one of them is: no train
+stage depends on them, so its output (medaug.json, the model card) must not record them."""
 
 
 def base_of(p: Params, model: str, variant: str) -> tuple[str, str]:
@@ -135,8 +141,12 @@ def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_di
                "train_loss_mean": sum(r["loss"] for r in losses) / max(1, len(losses)),
                "n_train": len(records), "n_dev": len(dev), **summary}
     if trainer.is_world_process_zero():
-        write_output(out_dir, trainer.model, tokenizer, {"base": ref, "model": model, "variant": variant,
-                                                        "seed": seed, "method": t.method, "n_train": len(records)})
+        meta = {"base": ref, **base_revision(ref), "model": model, "variant": variant, "seed": seed,
+                "method": t.method, "n_train": len(records),
+                "train": {k: v for k, v in asdict(t).items() if k not in OTHER_CANDIDATES}}
+        write_output(out_dir, trainer.model, tokenizer, meta,
+                     model_card(name=name, meta=meta, task=p.task, data_source=p.data.source,
+                                adapter=t.method == "lora", train_metrics=metrics))
         write_json(metrics_path, metrics)
         if plots:
             write_json(plots[0], losses)
@@ -150,10 +160,23 @@ def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_di
     return metrics
 
 
-def canonical_adapter_config(model, directory: Path) -> None:
+def base_revision(ref: str) -> dict[str, str]:
+    """{"base_revision": the hub commit of `ref`'s files (those just loaded, from the hub cache)} when `ref` is a hub
+    id, so the adapter names its base exactly; else {}."""
+    if hub_id(ref) != ref:
+        return {}
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    commit = extract_commit_hash(cached_file(ref, "config.json"), None)
+    return {"base_revision": commit} if commit else {}
+
+
+def canonical_adapter_config(model, directory: Path, meta: dict[str, Any]) -> None:
     """Rewrite directory/adapter_config.json with its set-valued fields (target_modules: `all-linear` expands to a
-    set) sorted. PEFT writes them in set order, which changes from process to process (string hashes are salted),
-    so the same adapter would hash differently in DVC and dirty dvc.lock on every run."""
+    set) sorted, and its base named as `meta` names it (the hub id and revision where there is one, else medaug's
+    reference) instead of this machine's cache path. PEFT writes sets in set order, which changes from process to
+    process (string hashes are salted), and the path differs per machine: either would make the same adapter hash
+    differently in DVC and dirty dvc.lock."""
     path = directory / "adapter_config.json"
     configs = getattr(model, "peft_config", None)
     if not configs or not path.exists():
@@ -161,14 +184,19 @@ def canonical_adapter_config(model, directory: Path) -> None:
     sets = {k for config in configs.values() for k, v in config.to_dict().items() if isinstance(v, set)}
     data = json.loads(path.read_text(encoding="utf-8"))
     data.update({k: sorted(data[k]) for k in sets if isinstance(data.get(k), list)})
+    if meta.get("base"):
+        data.update(base_model_name_or_path=hub_id(meta["base"]) or meta["base"], revision=meta.get("base_revision"))
     path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")  # PEFT's own layout
 
 
-def write_output(out_dir: Path, model, tokenizer, meta: dict[str, Any]) -> None:
-    """The adapter (LoRA) or the whole model (full), its tokenizer and medaug.json, swapped into place."""
+def write_output(out_dir: Path, model, tokenizer, meta: dict[str, Any], card: str | None = None) -> None:
+    """The adapter (LoRA) or the whole model (full), its tokenizer, medaug.json and model card (README.md, in place
+    of PEFT's empty stub), swapped into place."""
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
-        canonical_adapter_config(model, tmp)
+        canonical_adapter_config(model, tmp, meta)
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINED).write_text(json.dumps(meta, indent=2) + "\n")
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
     save_atomically(out_dir, write)

@@ -23,9 +23,10 @@ from medaug.data.corpus import corpus_files, documents
 from medaug.data.jsonl import write_json
 from medaug.data.leakage import Contamination
 from medaug.errors import MedaugError
+from medaug.models.card import model_card
 from medaug.params import Params
 from medaug.tracking import log_stage
-from medaug.train import adapter_or_ref, prepare_model, write_output
+from medaug.train import adapter_or_ref, base_revision, prepare_model, write_output
 from medaug.train.loop import checkpoint_dir, curves, finish, fingerprint, fit
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,11 @@ def run(p: Params, model: str, corpus: Path, prepared_dir: Path, out_dir: Path, 
                "dropped_test_overlap": dropped, "blocks": len(examples), "tokens": len(examples) * pt.block_size,
                **summary}
     if trainer.is_world_process_zero():
-        write_output(out_dir, trainer.model, tokenizer, {"base": ref, "model": model, "pretrain": True,
-                                                        "method": t.method, "documents": len(texts)})
+        meta = {"base": ref, **base_revision(ref), "model": model, "pretrain": True, "method": t.method,
+                "documents": len(texts), "train": asdict(pt)}
+        write_output(out_dir, trainer.model, tokenizer, meta,
+                     model_card(name=f"pretrain-{model}", meta=meta, task=None, data_source=p.data.source,
+                                adapter=t.method == "lora"))
         write_json(metrics_path, metrics)
         if plot_path:
             write_json(plot_path, losses)
