@@ -131,6 +131,7 @@ def test_first_registration_is_champion_with_lineage(steps):
     assert v1.tags["params_digest"] == hashlib.sha256(
         json.dumps(dataclasses.asdict(p), sort_keys=True).encode()).hexdigest()
     assert v1.tags["teacher_model"] == "openai:fake-teacher" and v1.tags["task"] == "pubmedqa"
+    assert (v1.tags["train_precision"], v1.tags["score_precision"]) == ("unknown", "fp32")  # an adapter without it
     assert v1.tags["filter_funnel"] == "generated 24 -> kept 17 (validate -1, dedup -4, decontaminate -2)"
     assert (v1.tags["dvc_data_prepared"], v1.tags["dvc_data_train"], v1.tags["dvc_model_adapter"]) == \
         ("aaa.dir", "bbb", "ddd.dir")

@@ -4,6 +4,7 @@ evaluation with the best checkpoint kept, resume after SIGKILL, 2-process DDP (t
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def test_training_reduces_loss_and_writes_an_adapter(tmp_path):
     meta = json.loads((out / "medaug.json").read_text())
     assert {k: meta[k] for k in ("base", "model", "variant", "seed", "method", "n_train")} == \
         {"base": "tiny-llama", "model": "tiny", "variant": "original", "seed": 0, "method": "lora", "n_train": 24}
+    assert meta["precision"] == ("bf16" if torch.cuda.is_available() else "fp32")  # train.precision auto, resolved
     assert meta["train"] == {k: v for k, v in dataclasses.asdict(p.train).items()
                              if k not in ("models", "variants", "seeds", "launcher")}  # no dep of a train stage
     assert (out / "adapter_config.json").exists() and (out / "tokenizer.json").exists()
@@ -289,6 +291,66 @@ def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path)
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), max((a[k] - b[k]).abs().max() for k in a)
     assert m2["train_loss"] == pytest.approx(m1["train_loss"], abs=1e-5)
+
+
+ACCELERATE = [str(Path(sys.executable).parent / "accelerate"), "launch"]
+
+
+def one_and_two_processes(tmp_path, launcher, processes=2):
+    """Two stage projects on the same 8 examples: `one` is trained in one process with batch 8; `two` (train.launcher
+    `launcher`, batch 8 / `processes` per process) is left for the caller to launch."""
+    train = {"max_steps": 3, "lora": {"dropout": 0.0}, "learning_rate": 5e-3}
+    one = stage_project(tmp_path / "one", batch_size=8, **train)
+    two = stage_project(tmp_path / "two", batch_size=8 // processes, launcher=launcher, **train)
+    for root in (one, two):
+        write_records(root / "data/train/original.jsonl", learnable(8))
+    subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "tiny", "original", "0"], cwd=one,
+                   env=stage_env(), check=True, capture_output=True)
+    return one, two
+
+
+def test_accelerate_launch_ddp_on_cpu_processes_trains_the_adapter_of_one_process(tmp_path):
+    """train.launcher `accelerate launch --multi_gpu --num_processes 2`: on CPU, accelerate runs torch.distributed
+    (gloo) under that flag's name, and 2 processes x batch 4 give the adapter of 1 process x batch 8."""
+    launcher = "accelerate launch --multi_gpu --num_processes 2"
+    one, two = one_and_two_processes(tmp_path, launcher)
+    proc = subprocess.run([*ACCELERATE, "--multi_gpu", "--num_processes", "2", str(ROOT / "stages/train.py"), "tiny",
+                           "original", "0"], cwd=two, env=stage_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m1, m2 = (json.loads((r / "reports/train/tiny-original-0.json").read_text()) for r in (one, two))
+    assert m1["steps"] == m2["steps"] == 3 and m2["train_loss"] == pytest.approx(m1["train_loss"], abs=1e-5)
+    a, b = adapter(one), adapter(two)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine these launchers do what they ask")
+@pytest.mark.parametrize("flags, message", [
+    (["--num_processes", "2"], r"asks for 2 processes but this is the only one: .* use `accelerate launch --multi_gpu "
+                               r"--num_processes 2`"),
+    (["--use_fsdp", "--num_processes", "2"], r"asks for FSDP, but accelerate applies FSDP only to GPU processes")])
+def test_a_launcher_that_would_train_otherwise_than_asked_fails_with_the_fix(tmp_path, flags, message):
+    """Without GPUs, `accelerate launch --num_processes 2` starts one process (half the global batch, silently),
+    and `--use_fsdp` gives plain DDP (accelerate/state.py applies FSDP to GPU-type runs only): both stop before
+    training, naming the fix, and write no model."""
+    root = stage_project(tmp_path / "p", max_steps=2, launcher="accelerate launch " + " ".join(flags))
+    proc = subprocess.run([*ACCELERATE, *flags, str(ROOT / "stages/train.py"), "tiny", "original", "0"], cwd=root,
+                          env=stage_env(), capture_output=True, text=True)
+    assert proc.returncode != 0 and re.search(message, proc.stderr), proc.stderr[-3000:]
+    assert not (root / "models").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP needs CUDA: accelerate applies FSDP only to GPU-type "
+                                                          "distributed runs (accelerate/state.py); on CPU the launch is "
+                                                          "refused (test above), and bench/gpu_check.py runs this")
+def test_fsdp_through_accelerate_saves_the_adapter_of_one_process(tmp_path):
+    """Every rank takes part in the save (the full state dict is gathered), and the adapter equals one process's."""
+    n = min(2, torch.cuda.device_count())
+    one, two = one_and_two_processes(tmp_path, f"accelerate launch --use_fsdp --num_processes {n}", n)
+    proc = subprocess.run([*ACCELERATE, "--use_fsdp", "--num_processes", str(n), str(ROOT / "stages/train.py"),
+                           "tiny", "original", "0"], cwd=two, env=stage_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = adapter(one), adapter(two)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
 
 
 def test_chat_format_trains_and_scores_through_the_chat_template(tmp_path, monkeypatch):

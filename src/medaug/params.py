@@ -448,8 +448,10 @@ class TrainParams:
     listed in `pretrain.models` also get `dapt-<variant>`."""
     launcher: str = "python"
     """The command dvc.yaml runs the train and pretrain stage scripts with: `python` (one process), or
-    `torchrun --nproc_per_node 4` / `accelerate launch --num_processes 4` (DDP; `accelerate launch
-    --config_file fsdp.yaml` for FSDP). Changing it changes the stage command, so DVC reruns training."""
+    `torchrun --nproc_per_node 4` / `accelerate launch --multi_gpu --num_processes 4` (DDP; on CPU too, over gloo),
+    `accelerate launch --use_fsdp --num_processes 4` (FSDP: GPUs only). The stage refuses a launch that would
+    train otherwise than asked (train.loop.check_launch). Changing it changes the stage command, so DVC reruns
+    training."""
     method: Literal["lora", "full"] = "lora"
     """`lora`: the DVC output is the adapter (merged only for registration); `full`: every weight is trained
     and the output is the whole model."""

@@ -6,7 +6,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from medaug.data.jsonl import iter_jsonl, write_json, write_jsonl
@@ -15,7 +14,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.metrics import chain_metrics, compute_metrics
 from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.stats import bootstrap_ci, mcnemar, paired_delta_ci
-from medaug.models import TRAINED, load_model_and_tokenizer
+from medaug.models import TRAINED, device, load_model_and_tokenizer
 from medaug.params import Params
 from medaug.paths import candidate
 from medaug.tracking import log_stage
@@ -32,7 +31,7 @@ def load_candidate(p: Params, model: str, adapter_dir: Path | None
         raise MedaugError(f"{adapter_dir}: no trained model here ({TRAINED} missing; run the train stage for "
                           f"{model} first)")
     lm, tokenizer = load_model_and_tokenizer(p.model_ref(model) if adapter_dir is None else str(adapter_dir))
-    lm.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    lm.to(device()).eval()
     return lm, tokenizer
 
 

@@ -91,6 +91,12 @@ def resolve(ref: str) -> str:
     return ref
 
 
+def device() -> str:
+    """Where a model scores: the GPU when there is one, in float32 (the evaluate stage and the registered model
+    alike, so both give the same answers on one machine)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 TRAINED = "medaug.json"
 """Written into every train/pretrain output: {"base": <reference of the model it was trained from>, "base_revision":
 <the hub commit it loaded, for a hub id>, ...}; a bundled copy (tracking/bundle.py) adds "base_dir"."""

@@ -207,14 +207,14 @@ class MedaugQA(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         from medaug.evaluate import Scorer
-        from medaug.models import load_model_and_tokenizer
+        from medaug.models import device, load_model_and_tokenizer
         from medaug.params import SplitParams, TaskParams
 
         with open(context.artifacts["task"]) as f:
             spec = json.load(f)
         task = TaskParams(**{**spec["task"], "split": SplitParams(**spec["task"].get("split", {}))})
-        model, tokenizer = load_model_and_tokenizer(context.artifacts["model"])  # as evaluate.load_candidate
-        model.eval()
+        model, tokenizer = load_model_and_tokenizer(context.artifacts["model"])  # as evaluate.load_candidate:
+        model.to(device()).eval()  # float32, on the GPU when there is one
         self.scorer = Scorer(model, tokenizer, task, batch_size=spec.get("batch_size", 8))
 
     def predict(self, model_input: list[Question], params: dict[str, Any] | None = None) -> list[str]:

@@ -191,7 +191,7 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     from mlflow import MlflowClient
 
     from medaug.evaluate.stats import mcnemar, paired_delta_ci
-    from medaug.export import bundle, card_inputs
+    from medaug.export import bundle, card_inputs, read_meta
     from medaug.models.card import model_card
     from medaug.tracking.pyfunc import model_input, pip_requirements
 
@@ -221,7 +221,9 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
             "test_digest": digest, "accuracy": str(metrics[model_name, variant, seed]["accuracy"]),
             "macro_f1": str(metrics[model_name, variant, seed]["macro_f1"]),
             **lineage(root, model_name, variant, seed),
-            "params_digest": params_digest(p), "teacher_model": f"{p.teacher.backend}:{p.teacher.model}"}
+            "params_digest": params_digest(p), "teacher_model": f"{p.teacher.backend}:{p.teacher.model}",
+            # trained in (train.precision as it ran); scored in float32 on the GPU when there is one, as evaluate
+            "train_precision": read_meta(models_dir / best).get("precision", "unknown"), "score_precision": "fp32"}
     if funnel_path is not None and Path(funnel_path).exists():
         tags["filter_funnel"] = truncate(funnel_line(read_json(funnel_path)))
 

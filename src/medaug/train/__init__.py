@@ -29,7 +29,7 @@ from medaug.params import Params, TaskParams, TrainParams
 from medaug.paths import PRETRAINED, candidate
 from medaug.tracking import log_stage
 from medaug.train.loop import CompletionTrainer, checkpoint_dir, completion_loss, curves, finish, fit, \
-    fingerprint, pack, save_atomically
+    fingerprint, full_state_dict, pack, resolved_precision, save_atomically
 
 __all__ = ["CompletionTrainer", "completion_loss", "run", "base_of", "encode_rationale"]
 
@@ -140,13 +140,14 @@ def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_di
     metrics = {"train_loss": losses[-1]["loss"] if losses else None,
                "train_loss_mean": sum(r["loss"] for r in losses) / max(1, len(losses)),
                "n_train": len(records), "n_dev": len(dev), **summary}
+    state = full_state_dict(trainer)  # every process: FSDP gathers the shards for process 0's save
     if trainer.is_world_process_zero():
         meta = {"base": ref, **base_revision(ref), "model": model, "variant": variant, "seed": seed,
-                "method": t.method, "n_train": len(records),
+                "method": t.method, "precision": resolved_precision(t.precision), "n_train": len(records),
                 "train": {k: v for k, v in asdict(t).items() if k not in OTHER_CANDIDATES}}
         write_output(out_dir, trainer.model, tokenizer, meta,
                      model_card(name=name, meta=meta, task=p.task, data_source=p.data.source,
-                                adapter=t.method == "lora", train_metrics=metrics))
+                                adapter=t.method == "lora", train_metrics=metrics), state)
         write_json(metrics_path, metrics)
         if plots:
             write_json(plots[0], losses)
@@ -189,11 +190,13 @@ def canonical_adapter_config(model, directory: Path, meta: dict[str, Any]) -> No
     path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")  # PEFT's own layout
 
 
-def write_output(out_dir: Path, model, tokenizer, meta: dict[str, Any], card: str | None = None) -> None:
+def write_output(out_dir: Path, model, tokenizer, meta: dict[str, Any], card: str | None = None,
+                 state_dict: dict[str, torch.Tensor] | None = None) -> None:
     """The adapter (LoRA) or the whole model (full), its tokenizer, medaug.json and model card (README.md, in place
-    of PEFT's empty stub), swapped into place."""
+    of PEFT's empty stub), swapped into place. `state_dict`: the weights gathered from every FSDP process
+    (loop.full_state_dict), else the model's own."""
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
         canonical_adapter_config(model, tmp, meta)
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINED).write_text(json.dumps(meta, indent=2) + "\n")

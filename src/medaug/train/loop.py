@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from medaug.data.jsonl import temp_dir_beside
 from medaug.data.schema import Record
+from medaug.errors import MedaugError
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.task import answer_logprobs
@@ -132,11 +133,55 @@ def last_checkpoint(ckpt: Path) -> str | None:
     return str(max(complete, key=_step)) if complete else None
 
 
-def precision_flags(precision: str) -> dict[str, bool]:
-    gpu = torch.cuda.is_available()
+def resolved_precision(precision: str) -> str:
+    """train.precision as it runs here: `auto` is bf16 on a GPU that supports it, else fp32 (always on CPU)."""
     if precision == "auto":
-        precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    precision = resolved_precision(precision)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def launched_processes(launcher: str) -> int:
+    """How many processes train.launcher asks for: --num_processes (accelerate) or --nproc_per_node x --nnodes
+    (torchrun; accelerate's --num_machines), 1 for `python`."""
+    words = launcher.replace("=", " ").split()
+
+    def flag(*names: str) -> int:
+        for i, w in enumerate(words[:-1]):
+            if w in names and words[i + 1].isdigit():
+                return int(words[i + 1])
+        return 0
+
+    total = flag("--num_processes")
+    return total or max(1, flag("--nproc_per_node", "--nproc-per-node")) * max(1, flag("--nnodes"))
+
+
+def check_launch(t: TrainParams) -> None:
+    """Fail, with the fix, where a launcher would silently train another way than asked: `accelerate launch
+    --num_processes N` on a machine without GPUs starts ONE process (accelerate's simple launcher), with 1/N of the
+    global batch; FSDP asked of accelerate on CPU processes runs plain DDP (accelerate/state.py applies FSDP only to
+    GPU-type distributed runs; with FSDP version 1 the Trainer stops on "no available devices" instead)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    wanted = launched_processes(t.launcher)
+    if wanted > 1 and world == 1:
+        raise MedaugError(f"train.launcher {t.launcher!r} asks for {wanted} processes but this is the only one: "
+                          f"without GPUs, accelerate launch starts one process unless told --multi_gpu (which on "
+                          f"CPU runs torch.distributed over gloo); use `accelerate launch --multi_gpu --num_processes "
+                          f"{wanted}` or `torchrun --nproc_per_node {wanted}`")
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true") and not torch.cuda.is_available():
+        raise MedaugError("train.launcher asks for FSDP, but accelerate applies FSDP only to GPU processes (these "
+                          "are CPU processes, which would train with plain DDP): on CPU drop --use_fsdp (DDP: "
+                          "`accelerate launch --multi_gpu --num_processes N`); FSDP needs CUDA devices")
+
+
+def full_state_dict(trainer: Trainer) -> dict[str, torch.Tensor] | None:
+    """The trained model's whole state dict, gathered from every process's shard: under FSDP every process must
+    call this (a collective) before process 0 saves; None otherwise (save_pretrained reads the model itself)."""
+    return trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
 
 
 def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[dict[str, Any]],
@@ -147,6 +192,7 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
     With `dev` records, evaluates every t.eval_steps (0: once per epoch) and at the end, and ends with the best
     checkpoint's weights. Returns the trainer, a summary (steps, best step and dev scores: a function of the inputs,
     fit for a report in git) and the wall time in seconds (for MLflow and the log, never for the report)."""
+    check_launch(t)
     gpu = torch.cuda.is_available()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(len(examples) / (t.batch_size * world)) // t.grad_accum)

@@ -27,7 +27,7 @@ from medaug.models.card import model_card
 from medaug.params import Params
 from medaug.tracking import log_stage
 from medaug.train import adapter_or_ref, base_revision, prepare_model, write_output
-from medaug.train.loop import checkpoint_dir, curves, finish, fingerprint, fit
+from medaug.train.loop import checkpoint_dir, curves, finish, fingerprint, fit, full_state_dict, resolved_precision
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,14 @@ def run(p: Params, model: str, corpus: Path, prepared_dir: Path, out_dir: Path, 
     metrics = {"train_loss": losses[-1]["loss"] if losses else None, "documents": len(texts),
                "dropped_test_overlap": dropped, "blocks": len(examples), "tokens": len(examples) * pt.block_size,
                **summary}
+    state = full_state_dict(trainer)  # every process: FSDP gathers the shards for process 0's save
     if trainer.is_world_process_zero():
         meta = {"base": ref, **base_revision(ref), "model": model, "pretrain": True, "method": t.method,
+                "precision": resolved_precision(t.precision),
                 "documents": len(texts), "train": asdict(pt)}
         write_output(out_dir, trainer.model, tokenizer, meta,
                      model_card(name=f"pretrain-{model}", meta=meta, task=None, data_source=p.data.source,
-                                adapter=t.method == "lora"))
+                                adapter=t.method == "lora"), state)
         write_json(metrics_path, metrics)
         if plot_path:
             write_json(plot_path, losses)
