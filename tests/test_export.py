@@ -126,11 +126,11 @@ def test_an_adapter_on_a_hub_base_exports_as_an_adapter_peft_loads_without_medau
                                                                                      progress=False)[0]["prediction"]
 
 
-def test_a_candidate_on_a_local_base_exports_merged_in_the_dtype_asked(tmp_path):
+def test_a_candidate_on_a_local_base_exports_merged_in_the_dtype_asked(tmp_path, monkeypatch):
     p, out = train_candidate(tmp_path, "tiny-llama")
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-llama"
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:  # through the CLI: no such candidate, exit 1, the trained ones listed
-        os.chdir(tmp_path)
         main(["export", "tiny-augmented-0", str(tmp_path / "x")])
     assert e.value.code == 1
     dest = export(p, "tiny-original-0", tmp_path / "export", root=tmp_path)
