@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from medaug import dvc_cmd
 from medaug.errors import LEVEL_ENV, MedaugError, setup_logging
 
 if TYPE_CHECKING:
@@ -261,7 +262,6 @@ def export(candidate: str, out_dir: Path, merge: bool, dtype: str) -> None:
     export_candidate(load_params(), candidate, out_dir, merge=merge, dtype=dtype)
 
 
-
 @cli.group(name="plots")
 def plots_group() -> None:
     """The charts of `dvc plots show`, drawn with no network: the page template, static images, screenshots."""
@@ -300,6 +300,7 @@ def plots_screenshot(out_dir: Path) -> None:
     from medaug import plots
 
     plots.screenshots(Path.cwd(), out_dir)
+
 
 @cli.group()
 @click.option("--path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -441,25 +442,6 @@ def cache_prune(path: Path, days: float | None, model: str | None, dry_run: bool
     click.echo(f"{'would remove' if dry_run else 'removed'} {n:,} entries ({left:,} left)")
 
 
-def _dvc(*args: str, what: str) -> str:
-    """Run `dvc ARGS` (this interpreter's DVC) and return its stdout; a failure is a MedaugError naming `what`
-    failed and DVC's own error line."""
-    cmd = [sys.executable, "-m", "dvc", *args]
-    log.debug("$ dvc " + " ".join(args))
-    r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        raise MedaugError(f"{what} failed: {_dvc_error(r.stderr + r.stdout)}")
-    log.debug(r.stdout.strip())
-    return r.stdout
-
-
-def _dvc_error(output: str) -> str:
-    """DVC's error line ("ERROR: ..." without the prefix), else its last non-empty line."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
-    return errors[0] if errors else lines[-1] if lines else "(no output)"
-
-
 def _sidecars(path: Path) -> list[Path]:
     """The file and the -wal/-shm files sqlite keeps beside it, in that order."""
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
@@ -479,7 +461,7 @@ def _unshare_from_dvc_cache(path: Path) -> None:
     """With a link cache type (symlink/hardlink) the file is DVC's cached copy itself, and writing to it would
     corrupt the cache: `dvc unprotect` makes it a plain copy again. The default (copy/reflink) needs nothing."""
     if path.is_symlink() or path.stat().st_nlink > 1:
-        _dvc("unprotect", str(path), what=f"dvc unprotect {path}")
+        dvc_cmd.run("unprotect", str(path), what=f"dvc unprotect {path}")
 
 
 @cache.command(name="push")
@@ -491,14 +473,14 @@ def cache_push(path: Path) -> None:
     _checkpointed(path, "push")
     fix = "add one with `dvc remote add -d NAME URL` (and commit .dvc/config)"
     try:
-        remote = _dvc("remote", "default", what="dvc remote default").strip()
+        remote = dvc_cmd.run("remote", "default", what="dvc remote default").strip()
     except MedaugError as e:
         raise MedaugError(f"no default DVC remote to push {path} to ({e}); {fix}") from None
     if not remote:
         raise MedaugError(f"no default DVC remote to push {path} to; {fix}")
-    _dvc("add", str(path), what=f"dvc add {path}")
+    dvc_cmd.run("add", str(path), what=f"dvc add {path}")
     _unshare_from_dvc_cache(path)
-    _dvc("push", str(dvcfile), what=f"dvc push {dvcfile}")
+    dvc_cmd.run("push", str(dvcfile), what=f"dvc push {dvcfile}")
     with contextlib.closing(_open_cache(path)) as rc:
         n = len(rc)
     log.info(f"pushed {path} ({n:,} entries) to DVC remote '{remote}'; now share it: "
@@ -531,7 +513,7 @@ def cache_pull(path: Path) -> None:
             elif dst.exists():
                 dst.unlink()
     try:
-        _dvc("pull", str(dvcfile), what=f"dvc pull {dvcfile}")
+        dvc_cmd.run("pull", str(dvcfile), what=f"dvc pull {dvcfile}")
     except BaseException:
         if aside is not None:
             for f in _sidecars(path):  # whatever a failed pull left, then the local file back as it was

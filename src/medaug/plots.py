@@ -20,12 +20,12 @@ import logging
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from medaug.data.jsonl import atomic_path
+from medaug import dvc_cmd
 from medaug.errors import MedaugError
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,7 @@ def write_page(path: Path = PAGE) -> Path:
 
 
 def _dvc(root: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True,
-                          timeout=600)
-    if done.returncode != 0:
-        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-        raise MedaugError(f"`dvc {' '.join(args)}` in {root} failed: {lines[-1] if lines else done.returncode}")
-    return done.stdout
+    return dvc_cmd.run(*args, what=f"`dvc {' '.join(args)}` in {root}", cwd=root, timeout=600)
 
 
 def target(plot_id: str) -> str:

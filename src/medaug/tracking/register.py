@@ -191,8 +191,7 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     from mlflow import MlflowClient
 
     from medaug.evaluate.stats import mcnemar, paired_delta_ci
-    from medaug.export import bundle, card_inputs, read_meta
-    from medaug.models.card import model_card
+    from medaug.export import bundle, card, read_meta
     from medaug.tracking.pyfunc import model_input, pip_requirements
 
     (model_name, variant, seed), metrics = pick_best(p, eval_dir)
@@ -250,9 +249,8 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
                 mlflow.log_artifact(str(extra))
         model_dir = Path(tmp) / "model"
         meta = bundle(models_dir / best, model_dir)
-        (model_dir / "README.md").write_text(model_card(
-            name=best, meta=meta, task=p.task, data_source=p.data.source, adapter=(model_dir / "adapter_config.json")
-            .exists(), **card_inputs(p, best, meta, root)), encoding="utf-8")
+        (model_dir / "README.md").write_text(card(p, best, meta, (model_dir / "adapter_config.json").exists(), root),
+                                             encoding="utf-8")
         task_file = Path(tmp) / "task.json"
         task_file.write_text(json.dumps({"task": dataclasses.asdict(p.task), "batch_size": p.evaluate.batch_size}))
         info = mlflow.pyfunc.log_model(
