@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -312,6 +313,53 @@ def test_put_never_waits_on_a_locked_file_and_flush_commits_every_answer_after(t
     fresh = RequestCache(path)
     assert len(fresh) == 40 and {e.model for e in fresh.iter_entries()} == {"m"}
     fresh.close()
+    cache.close()
+
+
+def writer_threads(path) -> set:
+    """The writer threads of this cache file alive now (the Thread objects: two can never be mistaken for one)."""
+    return {t for t in threading.enumerate() if t.name == f"medaug cache writer {Path(path).name}"}
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def test_a_stream_of_answers_is_committed_one_by_one_by_a_single_writer_that_a_flush_ends(tmp_path):
+    """Answers arriving every few ms, as from a run at high concurrency, each committed as soon as it arrives, by
+    one thread and connection for the whole stream: a thread and a connection per answer cost about as much CPU
+    as the HTTP request itself. A flush still ends them at once."""
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path)
+    seen = set()
+    for i in range(20):
+        cache.put(K(f"q{i}"), answer(f"a{i}"), model="m")
+        seen |= writer_threads(path)
+        assert wait_until(lambda: K(f"q{i}") in committed(path)), "committed as it arrives, without a flush"
+        time.sleep(0.005)  # the queue stays empty until the next answer
+    assert len(seen) == 1, f"{len(seen)} writer threads for one stream of answers"
+    start = time.monotonic()
+    cache.flush()
+    assert time.monotonic() - start < 0.5 and not any(t.is_alive() for t in seen), "a flush ends the writer"
+    assert len(committed(path)) == 20
+    cache.close()
+
+
+def test_an_idle_writer_ends_by_itself_and_the_next_answer_starts_another(tmp_path, monkeypatch):
+    monkeypatch.setattr("medaug.llm.cache._IDLE_S", 0.05)
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path)
+    cache.put(K("q1"), answer("a1"))
+    first = writer_threads(path)
+    assert wait_until(lambda: not any(t.is_alive() for t in first)), "an idle writer holds no thread or connection"
+    assert committed(path) == {K("q1"): answer("a1")}
+    cache.put(K("q2"), answer("a2"))
+    assert wait_until(lambda: K("q2") in committed(path)) and not writer_threads(path) & first
     cache.close()
 
 
