@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python bench/teacher.py
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/scorer.py
+	$(BIN)/python bench/local_teacher.py
 	$(BIN)/python bench/lmeval_anchor.py
 	$(BIN)/python bench/run.py
 

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from roofline import matmul_gflops
+
 ROOT = Path(__file__).resolve().parents[1]
 PQAL = ROOT.parent / "shared" / "data" / "pubmedqa" / "ori_pqal.json"
 VENV = ROOT / "bench" / ".lmeval-venv"
@@ -43,21 +45,6 @@ def lmeval_python() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PINS], check=True)
     return python
-
-
-def matmul_gflops(hidden: int, inter: int, tokens: int = 1024, repeats: int = 20) -> float:
-    """float32 GFLOP/s of torch matmuls at the model's MLP shapes (tokens x hidden @ hidden x inter), best of
-    `repeats`: the compute roofline of a forward pass on this machine."""
-    import torch
-
-    a, b = torch.randn(tokens, hidden), torch.randn(hidden, inter)
-    a @ b  # warm up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * tokens * hidden * inter / best / 1e9
 
 
 def main() -> int:

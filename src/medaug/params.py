@@ -139,10 +139,18 @@ class TeacherParams:
     """local: a model reference (see `models`); openai: the model name the endpoint serves."""
     temperature: float = 0.7
     top_p: float = 0.95
+    top_k: int = 64
+    """local backend: sample among the top_k most likely tokens (then top_p of those), as Gemma's own generation
+    config does; 0 = the whole vocabulary. An OpenAI-compatible endpoint uses its own."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """local backend: the teacher's weights and arithmetic. auto: bf16 where this CPU multiplies bf16 natively
+    (AVX512-BF16 or AMX; about twice as fast as fp32), else fp32. Part of each answer's cache key (as resolved), so
+    answers of one precision are never served for the other. fp32 writes the same greedy tokens as transformers'
+    `generate` in fp32."""
     max_new_tokens: int = 64
     seed: int = 0
-    batch_size: int = 8
-    """local backend: prompts per generate() call."""
+    batch_size: int = 32
+    """local backend: prompts decoded together (grouped by length; a finished reply leaves its batch at once)."""
     max_concurrency: int = 4
     """openai backend: requests in flight."""
     timeout_s: float = 60.0
@@ -180,7 +188,7 @@ class TeacherParams:
                 raise MedaugError(f"params.yaml: {key}.{name} must be >= 1 (got {getattr(self, name)})")
         if self.timeout_s <= 0 or self.backoff_s < 0:
             raise MedaugError(f"params.yaml: {key}.timeout_s must be > 0 and {key}.backoff_s >= 0")
-        for name in ("rpm", "tpm", "repair_attempts", "budget_usd", "temperature"):
+        for name in ("rpm", "tpm", "repair_attempts", "budget_usd", "temperature", "top_k"):
             if getattr(self, name) < 0:
                 raise MedaugError(f"params.yaml: {key}.{name} must be >= 0 (got {getattr(self, name)})")
         if not 0 < self.top_p <= 1:

@@ -1,24 +1,29 @@
-"""Teacher backend: in-process transformers generation, batched, for base models (the prompt is plain text).
+"""Teacher backend: in-process transformers models, batched, for base models (the prompt is plain text).
 
-Deterministic: each batch is sampled under a torch seed derived from its first request's cache key (which
-holds teacher.seed and the sample index). Only the new tokens are decoded; generation stops at EOS, at the first
-blank line, or where the model starts a next item (a "Key:" line it already wrote). A request for JSON is
-prefilled with the opening of the object (`{"<first key>": "`), which keeps a base model on the format, and
-stops once the object is complete. The backend drives base models: a conversation (a repair request) is
-answered as a new sample of its first prompt. The model is loaded at the first cache miss, so a fully cached
-rerun never loads it.
+Decoding is medaug's own (`decode`), held to `model.generate` by tests: batches grouped by prompt template and
+length, a template's shared prefix computed once, each row leaving the batch as soon as its reply is complete, and
+top-k before top-p sampling computed on the top-k alone (see docs/architecture.md, "The teacher layer").
+Deterministic: each batch samples from a generator seeded by its first request's cache key (which holds
+teacher.seed and the sample index). A reply ends at EOS, at the first blank line, or where the model starts a next
+item (a "Key:" line it already wrote). A request for JSON is prefilled with the opening of the object
+(`{"<first key>": "`), which keeps a base model on the format, and ends once the object is complete. The backend
+drives base models: a conversation (a repair request) is answered as a new sample of its first prompt. The model
+is loaded at the first cache miss, so a fully cached rerun never loads it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from medaug.llm.limits import BudgetExceeded
 from medaug.llm.teacher import Completion, Report, Request, Teacher
+
 
 _KEY = re.compile(r"^\s*([A-Za-z][\w /-]{0,40}):")
 
@@ -73,18 +78,6 @@ def prompt_text(r: Request) -> str:
     return r.messages[0]["content"].rstrip()
 
 
-class ItemEndStop(StoppingCriteria):
-    """Per row: stop generating once the reply is complete (cut_json for JSON requests, else cut_reply)."""
-
-    def __init__(self, tokenizer, prompt_len: int, last_lines: list[str], prefills: list[str]):
-        self.tokenizer, self.prompt_len, self.last_lines, self.prefills = tokenizer, prompt_len, last_lines, prefills
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        done = [cut(t, last, pre) is not None for t, last, pre in zip(texts, self.last_lines, self.prefills)]
-        return torch.tensor(done, device=input_ids.device)
-
-
 def cut(text: str, last_line: str, prefilled: str) -> str | None:
     """The complete reply (with its prefill), or None while it is still going."""
     if not prefilled:
@@ -99,8 +92,177 @@ def cut(text: str, last_line: str, prefilled: str) -> str | None:
     return done
 
 
+
+def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens HF's temperature, top-k and top-p warpers keep, and their probabilities (zero for those top-p
+    drops), computed on the top-k alone: no sort of the whole (262k-token) vocabulary. `top_k` 0: all tokens."""
+    k = min(top_k or logits.shape[-1], logits.shape[-1])
+    top, idx = logits.float().topk(k, dim=-1)  # sorted, most likely first
+    probs = torch.softmax(top / temperature, dim=-1)
+    probs[probs.cumsum(-1) - probs >= top_p] = 0  # the mass before a token already reaches top_p: drop it
+    return idx, probs
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row: greedy at temperature 0, else a draw among `candidates` (never over the vocabulary)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    idx, probs = candidates(logits, temperature, top_k, top_p)
+    return idx.gather(-1, torch.multinomial(probs, 1, generator=generator)).squeeze(-1)
+
+
+def shared_prefixes(prompts: list[list[int]], key: int = 8) -> list[int]:
+    """For each prompt, how many of its first tokens it shares with every prompt that starts with the same `key`
+    tokens (a prompt template's instructions and examples), leaving each at least one token of its own."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, ids in enumerate(prompts):
+        groups.setdefault(tuple(ids[:key]), []).append(i)
+    shared = [0] * len(prompts)
+    for rows in groups.values():
+        first, n = prompts[rows[0]], min(len(prompts[i]) for i in rows) - 1
+        for i in rows[1:]:
+            n = next((k for k in range(n) if prompts[i][k] != first[k]), n)
+        for i in rows:
+            shared[i] = n
+    return shared
+
+
+def left_pad(rows: list[list[int]], pad_id: int, width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(width, *map(len, rows))
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return ids, mask
+
+
+class Preallocated(DynamicLayer):
+    """A KV cache layer that writes each step into a buffer sized for the whole generation, where DynamicLayer
+    concatenates (copies) the whole cache at every step, a cost that grows with the square of the reply."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity, self.length = capacity, 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            b, h, _, d = key_states.shape
+            self.buffers = [key_states.new_zeros(b, h, self.capacity, d) for _ in "kv"]
+        n = key_states.shape[-2]
+        for buf, new in zip(self.buffers, (key_states, value_states)):
+            buf[:, :, self.length:self.length + n] = new
+        self.length += n
+        return self._view()
+
+    def _view(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys, self.values = (buf[:, :, :self.length] for buf in self.buffers)
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor, places: torch.Tensor | None = None) -> None:
+        """Keep rows `indices` (repeats allowed); with `places` (rows x length), row r's place k takes what
+        place places[r, k] held."""
+        self.buffers = [buf[indices] for buf in self.buffers]
+        if places is not None:
+            for buf in self.buffers:
+                idx = places[:, None, :, None].expand(-1, buf.shape[1], -1, buf.shape[3])
+                buf[:, :, :self.length] = buf[:, :, :self.length].gather(2, idx)
+        self._view()
+
+
+def fill_cache(model, prompts: list[list[int]], pad_id: int, cache: DynamicCache) -> tuple[torch.Tensor, ...]:
+    """Fill `cache` with the prompts (token ids, unpadded) and return (last logits, attention mask, positions).
+
+    Every row ends with its last `width` tokens (width: the most tokens any row has beyond the prefix it shares
+    with its template group), computed in one batch. What a row has before them lies inside its shared prefix, so
+    it is computed once per group (one batch of the groups' prefixes) and its KV cache copied to the row, placed
+    so that each row's padding stays on its left: a sliding attention window, which counts cache places, then
+    covers the same tokens as in `model.generate`."""
+    shared = shared_prefixes(prompts)
+    width = max(len(ids) - n for ids, n in zip(prompts, shared))
+    before = [max(0, len(ids) - width) for ids in prompts]  # tokens a row takes from its group's prefix
+    groups = {tuple(ids[:8]): 0 for ids in prompts}
+    for ids, n in zip(prompts, before):
+        groups[tuple(ids[:8])] = max(groups[tuple(ids[:8])], n)
+    mask = torch.zeros(len(prompts), 0, dtype=torch.long)
+    if len(groups) == len(prompts) or not max(before):  # nothing shared
+        before = [0] * len(prompts)
+    else:  # compute each group's prefix once
+        keys = list(groups)
+        heads = [next(ids[:n] for ids in prompts if tuple(ids[:8]) == k) for k, n in groups.items()]
+        ids, head_mask = left_pad(heads, pad_id, 1)
+        model(input_ids=ids, attention_mask=head_mask, position_ids=(head_mask.cumsum(-1) - 1).clamp(min=0),
+              past_key_values=cache, use_cache=True, logits_to_keep=1)
+        room = ids.shape[1]
+        group = torch.tensor([keys.index(tuple(ids[:8])) for ids in prompts])
+        # row r's place k holds its group's prefix token k - (room - before[r]), right-aligned; earlier places pad
+        head_len = torch.tensor([groups[keys[g]] for g in group.tolist()])
+        n = torch.tensor(before)
+        source = torch.arange(room)[None, :] - (room - n)[:, None] + (room - head_len)[:, None]
+        source = source.clamp(0, room - 1)
+        for layer in cache.layers:
+            layer.batch_select_indices(group, source)
+        mask = (torch.arange(room)[None, :] >= (room - n)[:, None]).long()
+    ids, own_mask = left_pad([ids[b:] for ids, b in zip(prompts, before)], pad_id)
+    mask = torch.cat([mask, own_mask], dim=-1)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                   logits_to_keep=1).logits[:, -1]
+    return logits, mask, pos[:, -1:]
+
+
+@torch.inference_mode()
+def decode(model, prompts: list[list[int]], pad_id: int, max_new_tokens: int,
+           pick: Callable[[torch.Tensor], torch.Tensor], finished: Callable[[int, list[int]], bool]) -> list[list[int]]:
+    """The new tokens of each prompt (token ids, unpadded), up to `max_new_tokens`, EOS excluded.
+
+    - `fill_cache` computes a prefix that prompts share (their template's instructions and examples) once.
+    - `pick` turns the last logits of the rows still going into their next tokens.
+    - `finished(row, tokens)` says whether a row's reply is complete: that row (like one at EOS) leaves the batch
+      and its KV cache at once, so every later step costs only the rows still writing.
+
+    The same greedy tokens as `model.generate`, at the price of the work left rather than of the longest reply."""
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    out: list[list[int]] = [[] for _ in prompts]
+    cache = DynamicCache()  # every layer keeps all its places: sliding windows are the attention masks' business
+    cache.layer_class_to_replicate = lambda: Preallocated(max(map(len, prompts)) + max_new_tokens)
+    logits, mask, pos = fill_cache(model, prompts, pad_id, cache)
+    rows = torch.arange(len(prompts))  # the prompt of each row still in the batch
+    for step in range(max_new_tokens):
+        tokens = pick(logits).tolist()
+        keep = []
+        for i, (row, t) in enumerate(zip(rows.tolist(), tokens)):
+            if t in eos:
+                continue
+            out[row].append(t)
+            if not finished(row, out[row]):
+                keep.append(i)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(rows):
+            sel = torch.tensor(keep)
+            cache.batch_select_indices(sel)
+            rows, mask, pos = rows[sel], mask[sel], pos[sel]
+            tokens = [tokens[i] for i in keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
+        pos = pos + 1
+        logits = model(input_ids=torch.tensor(tokens)[:, None], attention_mask=mask, position_ids=pos,
+                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    return out
+
+
+def precision(setting: str) -> str:
+    """teacher.precision as the local backend runs it (on CPU): `auto` is bf16 where the CPU multiplies bf16
+    natively (AVX512-BF16 or AMX), else fp32."""
+    if setting != "auto":
+        return setting
+    native = [getattr(torch.cpu, f, lambda: False) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return "bf16" if any(f() for f in native) else "fp32"
+
+
 class LocalTeacher(Teacher):
     backend = "local"
+    version = 2  # 2: medaug's own decoder (top-k before top-p, precision); version 1 sampled through generate
     model = tokenizer = None
 
     def _prepare(self) -> None:
@@ -109,18 +271,29 @@ class LocalTeacher(Teacher):
         from medaug.models import load_model_and_tokenizer
         self.model, self.tokenizer = load_model_and_tokenizer(self.tp.model)
         self.model.eval()
+        if precision(self.tp.precision) == "bf16":
+            self.model.to(torch.bfloat16)
         self.tokenizer.padding_side = "left"
         self.tokenizer.truncation_side = "left"  # an over-long prompt loses its instruction, never its item
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
+    def key_parts(self, r: Request) -> dict:
+        return super().key_parts(r) | {"top_k": self.tp.top_k, "precision": precision(self.tp.precision)}
+
     def _complete(self, reqs: list[Request], shas: list[str], report: Report) -> None:
         tp, tok = self.tp, self.tokenizer
         max_pos = getattr(self.model.config.get_text_config(), "max_position_embeddings", None) or 1_000_000
         max_prompt = max(8, max_pos - tp.max_new_tokens)
-        for start in range(0, len(reqs), tp.batch_size):
+        prefills = [prefill(r) for r in reqs]
+        texts = [prompt_text(r) + (" " + pre if pre else "") for r, pre in zip(reqs, prefills)]
+        last_lines = [prompt_text(r).rsplit("\n", 1)[-1] for r in reqs]
+        prompts = tok(texts, truncation=True, max_length=max_prompt)["input_ids"]
+        # batches of prompts from the same template (they share its prefix) and of similar length (less padding)
+        order = sorted(range(len(reqs)), key=lambda j: (prompts[j][:8], len(prompts[j]), j))
+        for start in range(0, len(order), tp.batch_size):
             reserved: dict[int, float] = {}  # only the batch being generated holds back budget
-            for j in range(start, min(start + tp.batch_size, len(reqs))):
+            for j in order[start:start + tp.batch_size]:
                 try:
                     reserved[j] = self.reserve(reqs[j])  # a local model costs what teacher.prices says (usually 0)
                 except BudgetExceeded:
@@ -128,24 +301,20 @@ class LocalTeacher(Teacher):
             idx = list(reserved)
             if not idx:
                 continue
-            prefills = [prefill(reqs[j]) for j in idx]
-            batch = [prompt_text(reqs[j]) + (" " + pre if pre else "") for j, pre in zip(idx, prefills)]
-            enc = tok(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt)
-            prompt_len = enc["input_ids"].shape[1]
-            last_lines = [prompt_text(reqs[j]).rsplit("\n", 1)[-1] for j in idx]
-            torch.manual_seed(int(shas[idx[0]][:15], 16))
-            sampling = dict(do_sample=True, temperature=tp.temperature, top_p=tp.top_p) if tp.temperature > 0 \
-                else dict(do_sample=False)
-            stop = StoppingCriteriaList([ItemEndStop(tok, prompt_len, last_lines, prefills)])
-            with torch.inference_mode():
-                out = self.model.generate(**enc, max_new_tokens=tp.max_new_tokens, pad_token_id=tok.pad_token_id,
-                                          stopping_criteria=stop, **sampling)
-            new = out[:, prompt_len:]
-            for k, text in enumerate(tok.batch_decode(new, skip_special_tokens=True)):
-                done = cut(text, last_lines[k], prefills[k])
+            gen = torch.Generator().manual_seed(int(shas[idx[0]][:15], 16))
+
+            def pick(logits: torch.Tensor) -> torch.Tensor:
+                return sample_next(logits, tp.temperature, tp.top_k, tp.top_p, gen)
+
+            def finished(k: int, tokens: list[int]) -> bool:
+                j = idx[k]
+                return cut(tok.decode(tokens, skip_special_tokens=True), last_lines[j], prefills[j]) is not None
+
+            new = decode(self.model, [prompts[j] for j in idx], tok.pad_token_id, tp.max_new_tokens, pick, finished)
+            for k, tokens in enumerate(new):
+                j, text = idx[k], tok.decode(tokens, skip_special_tokens=True)
+                done = cut(text, last_lines[j], prefills[j])
                 # None: EOS or max_new_tokens came first; keep what there is
-                text = done if done is not None else (prefills[k] + text).strip()
-                n_in = int(enc["attention_mask"][k].sum())
-                n_out = int((new[k] != tok.pad_token_id).sum())  # generated, including what the cut drops
-                cost = self.settle(reserved[idx[k]], n_in, n_out)
-                report(idx[k], Completion(text, "", False, n_in, n_out, cost_usd=cost))
+                text = done if done is not None else (prefills[j] + text).strip()
+                cost = self.settle(reserved[j], len(prompts[j]), len(tokens))
+                report(j, Completion(text, "", False, len(prompts[j]), len(tokens), cost_usd=cost))
