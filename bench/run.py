@@ -78,6 +78,7 @@ def main() -> None:
             times, total = timed_repro(repo, env)
             sections.append(("cold: a fresh clone, `make setup`, empty model cache", stage_table(times, total + setup,
                                                                                                    setup)))
+            print(f"{sections[-1][0]}:\n{sections[-1][1]}", flush=True)
             checks.append((f"cold `make repro` (setup, conversion included) <= {COLD_S // 60} min", total + setup,
                             COLD_S))
             repo = Path(tmp) / "warm"
@@ -87,12 +88,13 @@ def main() -> None:
         times, total = timed_repro(repo, env)
         where = "this checkout" if args.here else "a second fresh clone"
         sections.append((f"warm: {where}, warm model cache", stage_table(times, total)))
+        print(f"{sections[-1][0]}:\n{sections[-1][1]}", flush=True)
         checks.append((f"warm `dvc repro` from a clean checkout <= {WARM_S // 60} min", total, WARM_S))
         scores = {f.stem: json.loads(f.read_text()) for f in sorted((repo / "metrics" / "eval").glob("*.json"))}
         if (repo / "reports" / "teacher.json").exists():
             t = json.loads((repo / "reports" / "teacher.json").read_text())
             scores[f"{t['variant']} ({t['model']})"] = t
-        registered = json.loads((repo / "metrics" / "register.json").read_text())
+        registered = json.loads((repo / "reports" / "register.json").read_text())
     score_rows = "\n".join(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for name, m in scores.items())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     report = (f"\n## Default offline `dvc repro`, {dt.date.today()} (commit {commit.strip()}, {os.cpu_count()} cores, "
