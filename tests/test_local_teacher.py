@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
-from medaug.llm.local_backend import candidates, decode, sample_next, shared_prefixes
+from medaug.llm.local_backend import TEMPLATE, candidates, decode, sample_next, shared_prefixes, templates
 
 VOCAB = 97
 
@@ -99,9 +99,11 @@ def test_decode_with_two_templates_in_one_batch(kind, window):
 
 def test_shared_prefixes_group_by_template_and_leave_each_row_a_token():
     a = [1, 5, 6, 7, 8, 9]
-    assert shared_prefixes([a, [1, 5, 6, 7, 3], a[:3]], key=2) == [2, 2, 2]  # [1, 5, 6] keeps 1 of its own
-    assert shared_prefixes([a, [1, 5, 6, 7, 3]], key=2) == [4, 4]
-    assert shared_prefixes([a, [2, 5, 6]], key=2) == [5, 2]  # alone in its group: all but its last token
+    assert shared_prefixes([a, [1, 5, 6, 7, 3], a[:3]], [0, 0, 0]) == [2, 2, 2]  # [1, 5, 6] keeps 1 of its own
+    assert shared_prefixes([a, [1, 5, 6, 7, 3]], [0, 0]) == [4, 4]
+    assert shared_prefixes([a, [2, 5, 6]], [0, 1]) == [5, 2]  # alone in its group: all but its last token
+    b = [1] * TEMPLATE
+    assert templates([b + [2], [3] + b, b + [4], [3] + b]) == [0, 1, 0, 1]
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [(0.7, 64, 0.95), (1.0, 0, 0.9), (0.5, 5, 1.0), (1.3, 20, 0.3)])

@@ -24,7 +24,6 @@ from transformers.cache_utils import DynamicLayer
 from medaug.llm.limits import BudgetExceeded
 from medaug.llm.teacher import Completion, Report, Request, Teacher
 
-
 _KEY = re.compile(r"^\s*([A-Za-z][\w /-]{0,40}):")
 
 
@@ -92,7 +91,6 @@ def cut(text: str, last_line: str, prefilled: str) -> str | None:
     return done
 
 
-
 def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The tokens HF's temperature, top-k and top-p warpers keep, and their probabilities (zero for those top-p
     drops), computed on the top-k alone: no sort of the whole (262k-token) vocabulary. `top_k` 0: all tokens."""
@@ -112,20 +110,26 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: flo
     return idx.gather(-1, torch.multinomial(probs, 1, generator=generator)).squeeze(-1)
 
 
-def shared_prefixes(prompts: list[list[int]], key: int = 8) -> list[int]:
-    """For each prompt, how many of its first tokens it shares with every prompt that starts with the same `key`
-    tokens (a prompt template's instructions and examples), leaving each at least one token of its own."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, ids in enumerate(prompts):
-        groups.setdefault(tuple(ids[:key]), []).append(i)
-    shared = [0] * len(prompts)
-    for rows in groups.values():
-        first, n = prompts[rows[0]], min(len(prompts[i]) for i in rows) - 1
-        for i in rows[1:]:
-            n = next((k for k in range(n) if prompts[i][k] != first[k]), n)
-        for i in rows:
-            shared[i] = n
-    return shared
+TEMPLATE = 8
+"""Prompts whose first TEMPLATE tokens agree come from one template: they are batched together, and their common
+prefix (its instructions and examples) is computed once."""
+
+
+def templates(prompts: list[list[int]]) -> list[int]:
+    """The template group of each prompt, numbered in order of first appearance."""
+    groups: dict[tuple[int, ...], int] = {}
+    return [groups.setdefault(tuple(ids[:TEMPLATE]), len(groups)) for ids in prompts]
+
+
+def shared_prefixes(prompts: list[list[int]], group: list[int]) -> list[int]:
+    """For each prompt, how many of its first tokens it shares with every prompt of its `group`, leaving each at
+    least one token of its own."""
+    shared = {}
+    for ids, g in zip(prompts, group):
+        n = shared.get(g, len(ids) - 1)
+        first = prompts[group.index(g)]
+        shared[g] = next((k for k in range(min(n, len(ids) - 1)) if ids[k] != first[k]), min(n, len(ids) - 1))
+    return [shared[g] for g in group]
 
 
 def left_pad(rows: list[list[int]], pad_id: int, width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,30 +181,28 @@ def fill_cache(model, prompts: list[list[int]], pad_id: int, cache: DynamicCache
     it is computed once per group (one batch of the groups' prefixes) and its KV cache copied to the row, placed
     so that each row's padding stays on its left: a sliding attention window, which counts cache places, then
     covers the same tokens as in `model.generate`."""
-    shared = shared_prefixes(prompts)
+    group = templates(prompts)
+    shared = shared_prefixes(prompts, group)
     width = max(len(ids) - n for ids, n in zip(prompts, shared))
     before = [max(0, len(ids) - width) for ids in prompts]  # tokens a row takes from its group's prefix
-    groups = {tuple(ids[:8]): 0 for ids in prompts}
-    for ids, n in zip(prompts, before):
-        groups[tuple(ids[:8])] = max(groups[tuple(ids[:8])], n)
+    heads = [0] * (max(group) + 1)  # the most prefix tokens any row of each group takes
+    for g, n in zip(group, before):
+        heads[g] = max(heads[g], n)
     mask = torch.zeros(len(prompts), 0, dtype=torch.long)
-    if len(groups) == len(prompts) or not max(before):  # nothing shared
+    if len(heads) == len(prompts) or not max(before):  # nothing shared
         before = [0] * len(prompts)
     else:  # compute each group's prefix once
-        keys = list(groups)
-        heads = [next(ids[:n] for ids in prompts if tuple(ids[:8]) == k) for k, n in groups.items()]
-        ids, head_mask = left_pad(heads, pad_id, 1)
+        ids, head_mask = left_pad([prompts[group.index(g)][:n] for g, n in enumerate(heads)], pad_id, 1)
         model(input_ids=ids, attention_mask=head_mask, position_ids=(head_mask.cumsum(-1) - 1).clamp(min=0),
               past_key_values=cache, use_cache=True, logits_to_keep=1)
         room = ids.shape[1]
-        group = torch.tensor([keys.index(tuple(ids[:8])) for ids in prompts])
         # row r's place k holds its group's prefix token k - (room - before[r]), right-aligned; earlier places pad
-        head_len = torch.tensor([groups[keys[g]] for g in group.tolist()])
+        head_len = torch.tensor([heads[g] for g in group])
         n = torch.tensor(before)
         source = torch.arange(room)[None, :] - (room - n)[:, None] + (room - head_len)[:, None]
         source = source.clamp(0, room - 1)
         for layer in cache.layers:
-            layer.batch_select_indices(group, source)
+            layer.batch_select_indices(torch.tensor(group), source)
         mask = (torch.arange(room)[None, :] >= (room - n)[:, None]).long()
     ids, own_mask = left_pad([ids[b:] for ids, b in zip(prompts, before)], pad_id)
     mask = torch.cat([mask, own_mask], dim=-1)
@@ -290,7 +292,7 @@ class LocalTeacher(Teacher):
         last_lines = [prompt_text(r).rsplit("\n", 1)[-1] for r in reqs]
         prompts = tok(texts, truncation=True, max_length=max_prompt)["input_ids"]
         # batches of prompts from the same template (they share its prefix) and of similar length (less padding)
-        order = sorted(range(len(reqs)), key=lambda j: (prompts[j][:8], len(prompts[j]), j))
+        order = sorted(range(len(reqs)), key=lambda j: (prompts[j][:TEMPLATE], len(prompts[j]), j))
         for start in range(0, len(order), tp.batch_size):
             reserved: dict[int, float] = {}  # only the batch being generated holds back budget
             for j in order[start:start + tp.batch_size]:
