@@ -20,12 +20,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 from pqal_lora import PQAL, set_params  # bench/ (this script's folder is on sys.path)
+from roofline import machine
 from run import timed_repro
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def section(repo: Path, times: dict[str, float], wall: float, sets: list[str]) -
                          for r in table["recipes"])
     stage_rows = "\n".join(f"| {name} | {secs:.0f} |" for name, secs in times.items())
     return (f"\n## Recipes ablation, real PQA-L fold 0, Gemma-3-270M LoRA, {dt.date.today()} (commit {commit}, "
-            f"{os.cpu_count()} cores, {platform.machine()})\n\n"
+            f"{machine()})\n\n"
             f"`bench/ablation.py`: params.yaml as committed with {', '.join(f'`{s}`' for s in sets)}.\n\n"
             + "\n".join(recipes_table(table)) + f"\n\n{per_seed}\n\n"
             f"| stage | seconds |\n|---|---|\n{stage_rows}\n| **total** | **{wall:.0f}** |\n")

@@ -22,14 +22,13 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from roofline import matmul_gflops
+from roofline import commit, machine, matmul_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 PQAL = ROOT.parent / "shared" / "data" / "pubmedqa" / "ori_pqal.json"
@@ -120,14 +119,12 @@ def main() -> int:
     # too passes each prompt once; count the same real tokens for both, the honest comparison of work done
     theirs_gflops = 2 * body * tokens / t_lmeval / 1e9
     ratio = t_lmeval / t_ours
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
     checks = [("identical predictions", same == len(test)), (f"ours >= {TARGET_RATIO}x lm-eval", ratio >= TARGET_RATIO),
               (f"ours >= {TARGET_ROOFLINE:.0%} of the matmul roofline", ours_gflops >= TARGET_ROOFLINE * roof)]
     section = "\n".join([
-        f"## Scoring against the real lm-evaluation-harness ({dt.date.today()}, commit {commit})", "",
+        f"## Scoring against the real lm-evaluation-harness ({dt.date.today()}, commit {commit()})", "",
         f"`bench/lmeval_anchor.py --n {args.n} --batch-size {args.batch_size}`: Gemma-3-270M float32 on CPU "
-        f"({platform.machine()}, {torch.get_num_threads()} threads), the first {len(test)} official PQA-L test "
+        f"({machine()}, {torch.get_num_threads()} threads), the first {len(test)} official PQA-L test "
         f"questions, medaug's prompt without truncation ({tokens} prompt tokens), lm-eval 0.4.13 `--model hf` in its "
         f"own venv.", "",
         "| scorer | seconds | achieved GFLOP/s | of roofline |", "|---|---|---|---|",

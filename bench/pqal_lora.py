@@ -19,12 +19,12 @@ import collections
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from roofline import machine
 from run import timed_repro  # bench/run.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def report(repo: Path, times: dict[str, float], wall: float, sets: list[str]) ->
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                             text=True).stdout.strip()
     return (f"\n## Real PQA-L fold 0: LoRA on Gemma-3-270M, CPU, {dt.date.today()} (commit {commit}, "
-            f"{os.cpu_count()} cores, {platform.machine()})\n\n"
+            f"{machine()})\n\n"
             f"`bench/pqal_lora.py`: params.yaml as committed with {', '.join(f'`{s}`' for s in sets)}; "
             f"{tr['n_train']} train / {tr['n_dev']} dev / {len(test)} official test questions "
             f"(yes {counts['yes']}, no {counts['no']}, maybe {counts['maybe']}).\n\n"

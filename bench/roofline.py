@@ -4,7 +4,40 @@ step, which reads every weight once)."""
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    """The CPU a figure was measured on, in words: cores, model and the vector units that set its matmul rate
+    (figures from an AVX2 machine and from one that multiplies bf16 natively differ by 2x and more)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    units = [label for flag, label in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
+                                       ("amx_tile", "AMX")) if flag in flags]
+    return f"{os.cpu_count()} cores of {name} ({', '.join(units) or 'no AVX2'}), {platform.machine()}"
+
+
+def commit(paths: tuple[str, ...] = ("src", "bench")) -> str:
+    """The commit measured, marked when `paths` hold uncommitted changes."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", *paths], capture_output=True, text=True).stdout
+    return head + (" + uncommitted changes" if dirty else "")
 
 
 def matmul_gflops(hidden: int, inter: int, tokens: int = 1024, repeats: int = 20, dtype: str = "float32") -> float:

@@ -17,13 +17,14 @@ import argparse
 import json
 import datetime as dt
 import os
-import platform
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from roofline import commit, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,9 +97,8 @@ def main() -> None:
             scores[f"{t['variant']} ({t['model']})"] = t
         registered = json.loads((repo / "reports" / "register.json").read_text())
     score_rows = "\n".join(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for name, m in scores.items())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    report = (f"\n## Default offline `dvc repro`, {dt.date.today()} (commit {commit.strip()}, {os.cpu_count()} cores, "
-              f"{platform.machine()})\n\n"
+    report = (f"\n## Default offline `dvc repro`, {dt.date.today()} (commit {commit()}, "
+              f"{machine()})\n\n"
               + "\n".join(f"{title}:\n\n{table}" for title, table in sections)
               + f"\n| candidate | accuracy | macro-F1 |\n|---|---|---|\n{score_rows}\n\n"
               f"Registered: {registered['candidate']} as v{registered['version']} @{registered['alias']}.\n\n"

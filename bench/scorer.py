@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from roofline import commit, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 PQAL = ROOT.parent / "shared" / "data" / "pubmedqa" / "ori_pqal.json"
@@ -106,10 +104,8 @@ def main() -> None:
     speedup = t_plain / t_ours
     checks = [(f"identical predictions ({agree}/{len(test)})", agree == len(test)),
               (f"plain / ours >= {TARGET_SPEEDUP:g} ({speedup:.2f}x)", speedup >= TARGET_SPEEDUP)]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
     text = (f"\n## Scorer vs plain 3-pass log-likelihood, {args.model}, {len(test)} PQA-L test questions, "
-            f"{dt.date.today()} (commit {commit}, {os.cpu_count()} cores, {platform.machine()})\n\n"
+            f"{dt.date.today()} (commit {commit()}, {machine()})\n\n"
             f"`bench/scorer.py`: same token ids (task.max_seq_len {task.max_seq_len}), batch {args.batch_size}, "
             f"float32 CPU, batches alternating between the two.\n\n"
             f"| scorer | forward passes | wall s | questions/s |\n|---|---|---|---|\n"

@@ -23,7 +23,6 @@ import cProfile
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import urllib.request
 from dataclasses import replace
 from itertools import cycle
 from pathlib import Path
+
+from roofline import commit, machine
 
 from medaug.augment.generate import build_prompt, load_prompt
 from medaug.data.pubmedqa import SAMPLE_PATH, from_original
@@ -136,9 +137,8 @@ def main() -> None:
     verdicts = [f"- {'PASS' if share[c] >= TARGET else 'FAIL'}: concurrency {c} at {share[c]:.1%} of the ideal "
                 f"{c / LATENCY_S:.0f} requests/s (target >= {TARGET:.0%})"
                 + ("" if c == TARGET_CONCURRENCY else ", the earlier target") for c in TARGETS if c in share]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    report = (f"\n## Teacher throughput, openai backend vs local server, {dt.date.today()} (commit {commit.strip()}, "
-              f"{os.cpu_count()} cores, {platform.machine()})\n\n"
+    report = (f"\n## Teacher throughput, openai backend vs local server, {dt.date.today()} (commit {commit()}, "
+              f"{machine()})\n\n"
               f"`bench/teacher.py`: tests/openai_server.py in its own process answers every request after "
               f"{LATENCY_S * 1000:.0f} ms; fresh cache per row; requests/s = prompts / wall time of complete(); "
               f"ideal = concurrency / {LATENCY_S:g} s; target at concurrency {TARGET_CONCURRENCY} (and, earlier, "

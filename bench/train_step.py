@@ -39,7 +39,6 @@ import platform
 import queue as queue_mod
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from roofline import matmul_gflops
+from roofline import commit, machine, matmul_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 PQAL = ROOT.parent / "shared" / "data" / "pubmedqa" / "ori_pqal.json"  # beside the project, never copied
@@ -283,17 +282,13 @@ def main() -> None:
                 f"{r[k]['times'][0]:.2f} | {first[k]:.6f} | {r[k]['losses'][-1]:.6f} | "
                 f"{r[k]['rss_loaded_mb'] / 1024:.2f} | {r[k]['rss_peak_mb'] / 1024:.2f} | {share[k]:.0%} |")
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
     lengths = sorted({b["n_total"] for b in batch})
     prompts = sorted({b["n_prompt"] for b in batch})
     records = ", ".join(f"PMID {b['id']} {b['label']}" for b in batch)
     report = (
         f"\n## Training step, CompletionTrainer vs plain HF Trainer (full logits), {dt.date.today()} "
-        f"(commit {commit}{' + uncommitted src/ changes' if dirty else ''}, {os.cpu_count()} cores, "
-        f"{platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()})\n\n"
+        f"(commit {commit()}, {machine()}, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()})\n\n"
         f"`bench/train_step.py --model {args.model} --batch-size {args.batch_size} --seq-len {seq_len} "
         f"--steps {args.steps} --warmup {args.warmup}`: {ours['model_class']} float32 + LoRA "
         f"({ours['trainable']:,} trainable parameters, dropout 0), one batch of {len(batch)} {data_note} records "

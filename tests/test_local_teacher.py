@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
-from medaug.llm.local_backend import TEMPLATE, candidates, decode, sample_next, shared_prefixes, templates
+from medaug.llm.local_backend import (TEMPLATE, FewRowsHead, candidates, decode, sample_next, shared_prefixes,
+                                     templates)
 
 VOCAB = 97
 
@@ -95,6 +96,35 @@ def test_decode_with_two_templates_in_one_batch(kind, window):
     assert calls[0][0] == 2 and calls[1][0] == 12
     for row, ids in enumerate(batch):
         assert got[row] == alone(model, ids, n)[:2 + row % 9], f"row {row}"
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_few_rows_head_computes_what_the_linear_computes(bias):
+    torch.manual_seed(0)
+    head = torch.nn.Linear(32, 1000, bias=bias)
+    for shape in ((3, 32), (2, 1, 32), (4, 5, 32)):
+        h = torch.randn(shape)
+        torch.testing.assert_close(FewRowsHead(head)(h), head(h), rtol=1e-5, atol=1e-5)
+
+
+def test_decode_puts_the_models_own_output_projection_back():
+    """The faster head is decode's own: the model leaves with its nn.Linear, also when a step raises."""
+    model = tiny("llama")
+    head, seen = model.get_output_embeddings(), []
+
+    def pick(logits):
+        seen.append(type(model.get_output_embeddings()))
+        return logits.argmax(-1)
+
+    decode(model, prompts(4), 0, 3, pick, lambda row, toks: False)
+    assert seen[0] is FewRowsHead and model.get_output_embeddings() is head
+
+    def fail(logits):
+        raise RuntimeError("a step failed")
+
+    with pytest.raises(RuntimeError, match="a step failed"):
+        decode(model, prompts(4), 0, 3, fail, lambda row, toks: False)
+    assert model.get_output_embeddings() is head
 
 
 def test_shared_prefixes_group_by_template_and_leave_each_row_a_token():

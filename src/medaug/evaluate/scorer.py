@@ -50,7 +50,8 @@ class Scorer:
         batch = collate(prompts, self.tokenizer.pad_token_id)
         logits = self.model(input_ids=batch["input_ids"].to(self._device()),
                             attention_mask=batch["attention_mask"].to(self._device()),
-                            position_ids=batch["position_ids"].to(self._device()), logits_to_keep=1).logits
+                            position_ids=batch["position_ids"].to(self._device()), logits_to_keep=1,
+                            use_cache=False).logits  # one pass: a KV cache would only be built and dropped
         logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
         return [{c: logprobs[i, ids[0]].item() for c, ids in self.choice_ids.items()} for i in range(len(prompts))]
 

@@ -96,7 +96,7 @@ def answer_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
     keep = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
     keep[:, -k:] = True
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"], logits_to_keep=keep).logits
+                   position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False).logits
     logprobs = torch.log_softmax(logits.view(mask.shape[0], k, -1)[:, :-1].float(), dim=-1)
     targets = batch["input_ids"][:, -(k - 1):] if k > 1 else batch["input_ids"][:, :0]
     token_logprobs = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
