@@ -142,11 +142,12 @@ class TeacherParams:
     top_k: int = 64
     """local backend: sample among the top_k most likely tokens (then top_p of those), as Gemma's own generation
     config does; 0 = the whole vocabulary. An OpenAI-compatible endpoint uses its own."""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """local backend: the teacher's weights and arithmetic. auto: bf16 where this CPU multiplies bf16 natively
-    (AVX512-BF16 or AMX; about twice as fast as fp32), else fp32. Part of each answer's cache key (as resolved), so
-    answers of one precision are never served for the other. fp32 writes the same greedy tokens as transformers'
-    `generate` in fp32."""
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
+    """local backend: the teacher's weights and arithmetic. fp32 (the default) samples the same items on any CPU
+    (up to float32 rounding) and writes the same greedy tokens as transformers' `generate` in fp32. auto: bf16 where
+    this CPU multiplies bf16 natively (AVX512-BF16 or AMX; about twice as fast), else fp32, so the data, and the
+    scores trained on it, depend on the machine. Part of each answer's cache key (as resolved), so answers of one
+    precision are never served for the other."""
     max_new_tokens: int = 64
     seed: int = 0
     batch_size: int = 32
