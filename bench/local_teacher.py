@@ -10,7 +10,8 @@ run's own requests, with the machine's compute and memory rooflines measured her
 
 Each side runs in fp32, and in bf16 (`teacher.precision`) where the CPU multiplies bf16 natively (or with --bf16);
 the sides take turns, `--rounds` times each. The requests are the generate stage's (params.yaml as committed, the
-train split the prepare stage makes, written to a temporary folder). Reported: wall time and generated tokens per second (median), each against its precision's roofline
+train split the prepare stage makes, written to a temporary folder). Reported: wall time and generated tokens per
+second (median), each against its precision's roofline
 (prompt tokens x 2 x the non-embedding parameters at the matmul rate measured here, plus the larger of the replies'
 FLOPs and one read of every weight per step of the longest possible reply at the memory read rate measured here),
 and whether greedy decoding (temperature 0, fp32, first 8 requests) writes the same text on both sides. Appends a

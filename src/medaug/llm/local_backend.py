@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from transformers import DynamicCache
@@ -153,6 +154,21 @@ class FewRowsHead(torch.nn.Module):
         return out if self.head.bias is None else out + self.head.bias
 
 
+@contextmanager
+def few_rows_head(model):
+    """Within: the model's float32 nn.Linear output projection runs as `FewRowsHead`; the model gets its own back
+    on the way out, also on an error."""
+    head = model.get_output_embeddings()
+    fast = isinstance(head, torch.nn.Linear) and head.weight.dtype == torch.float32
+    if fast:
+        model.set_output_embeddings(FewRowsHead(head))
+    try:
+        yield
+    finally:
+        if fast:
+            model.set_output_embeddings(head)
+
+
 class Preallocated(DynamicLayer):
     """A KV cache layer that writes each step into a buffer sized for the whole generation, where DynamicLayer
     concatenates (copies) the whole cache at every step, a cost that grows with the square of the reply."""
@@ -235,47 +251,37 @@ def decode(model, prompts: list[list[int]], pad_id: int, max_new_tokens: int,
     - `pick` turns the last logits of the rows still going into their next tokens.
     - `finished(row, tokens)` says whether a row's reply is complete: that row (like one at EOS) leaves the batch
       and its KV cache at once, so every later step costs only the rows still writing.
-
-    - A float32 output projection runs as `FewRowsHead` for the call.
+    - A float32 output projection runs as `FewRowsHead` for the call (`few_rows_head`).
 
     The same greedy tokens as `model.generate`, at the price of the work left rather than of the longest reply."""
-    cache = DynamicCache()  # every layer keeps all its places: sliding windows are the attention masks' business
-    cache.layer_class_to_replicate = lambda: Preallocated(max(map(len, prompts)) + max_new_tokens)
-    head = model.get_output_embeddings()
-    if isinstance(head, torch.nn.Linear) and head.weight.dtype == torch.float32:
-        model.set_output_embeddings(FewRowsHead(head))
-    try:
-        return _decode(model, prompts, pad_id, max_new_tokens, pick, finished, cache)
-    finally:
-        model.set_output_embeddings(head)
-
-
-def _decode(model, prompts, pad_id, max_new_tokens, pick, finished, cache) -> list[list[int]]:
     eos = model.generation_config.eos_token_id
     eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
     out: list[list[int]] = [[] for _ in prompts]
-    logits, mask, pos = fill_cache(model, prompts, pad_id, cache)
-    rows = torch.arange(len(prompts))  # the prompt of each row still in the batch
-    for step in range(max_new_tokens):
-        tokens = pick(logits).tolist()
-        keep = []
-        for i, (row, t) in enumerate(zip(rows.tolist(), tokens)):
-            if t in eos:
-                continue
-            out[row].append(t)
-            if not finished(row, out[row]):
-                keep.append(i)
-        if not keep or step == max_new_tokens - 1:
-            break
-        if len(keep) < len(rows):
-            sel = torch.tensor(keep)
-            cache.batch_select_indices(sel)
-            rows, mask, pos = rows[sel], mask[sel], pos[sel]
-            tokens = [tokens[i] for i in keep]
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
-        pos = pos + 1
-        logits = model(input_ids=torch.tensor(tokens)[:, None], attention_mask=mask, position_ids=pos,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    cache = DynamicCache()  # every layer keeps all its places: sliding windows are the attention masks' business
+    cache.layer_class_to_replicate = lambda: Preallocated(max(map(len, prompts)) + max_new_tokens)
+    with few_rows_head(model):
+        logits, mask, pos = fill_cache(model, prompts, pad_id, cache)
+        rows = torch.arange(len(prompts))  # the prompt of each row still in the batch
+        for step in range(max_new_tokens):
+            tokens = pick(logits).tolist()
+            keep = []
+            for i, (row, t) in enumerate(zip(rows.tolist(), tokens)):
+                if t in eos:
+                    continue
+                out[row].append(t)
+                if not finished(row, out[row]):
+                    keep.append(i)
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(rows):
+                sel = torch.tensor(keep)
+                cache.batch_select_indices(sel)
+                rows, mask, pos = rows[sel], mask[sel], pos[sel]
+                tokens = [tokens[i] for i in keep]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
+            pos = pos + 1
+            logits = model(input_ids=torch.tensor(tokens)[:, None], attention_mask=mask, position_ids=pos,
+                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
     return out
 
 
