@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
-from medaug.llm.local_backend import (TEMPLATE, FewRowsHead, candidates, decode, sample_next, shared_prefixes,
-                                     templates)
+from medaug.llm.local_backend import (TEMPLATE, FewRowsHead, candidates, decode, packed_head, passes,
+                                     sample_next, shared_prefixes, templates)
 
 VOCAB = 97
 
@@ -98,13 +98,57 @@ def test_decode_with_two_templates_in_one_batch(kind, window):
         assert got[row] == alone(model, ids, n)[:2 + row % 9], f"row {row}"
 
 
+@pytest.mark.parametrize("kind,window", [("llama", None), ("gemma", 8)])
+def test_prompts_of_different_lengths_fill_the_cache_in_passes(kind, window):
+    """Passes made free (pass_cost 0): the rows' own tokens (2-9 beyond two templates' prefixes, two rows of each
+    length) are computed in one pass per length, each merged into one cache right-aligned, and every row still
+    writes what `model.generate` writes for it alone."""
+    model, n = tiny(kind, window), 12
+    a, b = prompts(12, seed=1), prompts(20, seed=2)
+    batch = [row for pair in zip(a, b) for row in pair]
+    calls = recording(model)
+    got = decode(model, batch, 0, n, lambda logits: logits.argmax(-1), lambda row, toks: len(toks) >= 2 + row % 9,
+                 pass_cost=0)
+    model.forward = model.__class__.forward.__get__(model)
+    assert calls[0][0] == 2  # both templates' prefixes in one batch
+    assert calls[1:7] == [(2, width) for width in (2, 3, 4, 5, 7, 9)]
+    assert calls[7][0] == 12  # then every row decodes in one batch
+    for row, ids in enumerate(batch):
+        assert got[row] == alone(model, ids, n)[:2 + row % 9], f"row {row}"
+
+
+def test_passes_split_a_batch_only_where_the_padding_saved_pays_for_a_pass():
+    assert passes([5, 100, 6, 98], pass_cost=50) == [[0, 2], [3, 1]]  # 2 x 6 + 2 x 100 + 100 < 4 x 100 + 50
+    assert passes([5, 100, 6, 98], pass_cost=1000) == [[0, 2, 3, 1]]
+    assert passes([3, 3, 3], pass_cost=0) == [[0, 1, 2]]  # a tie: the fewer passes
+    assert passes([7], pass_cost=0) == [[0]]
+
+
+@pytest.mark.parametrize("pack", [True, False])
 @pytest.mark.parametrize("bias", [False, True])
-def test_the_few_rows_head_computes_what_the_linear_computes(bias):
+def test_the_few_rows_head_computes_what_the_linear_computes(bias, pack):
     torch.manual_seed(0)
     head = torch.nn.Linear(32, 1000, bias=bias)
+    fast = FewRowsHead(head, pack=pack)
+    assert (fast.packed is not None) == (pack and torch.backends.mkldnn.is_available())
     for shape in ((3, 32), (2, 1, 32), (4, 5, 32)):
         h = torch.randn(shape)
-        torch.testing.assert_close(FewRowsHead(head)(h), head(h), rtol=1e-5, atol=1e-5)
+        out = fast(h)
+        torch.testing.assert_close(out, head(h), rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous()  # top-k reads each row's logits in order
+
+
+def test_the_packed_head_is_packed_once_and_again_when_its_weight_changes():
+    head = torch.nn.Linear(32, 1000)
+    first = packed_head(head)
+    if first is None:
+        pytest.skip("this torch has no oneDNN: the head runs as W @ h.T, tested above")
+    assert packed_head(head) is first
+    with torch.no_grad():
+        head.weight.mul_(2)
+    h = torch.randn(3, 32)
+    assert packed_head(head) is not first
+    torch.testing.assert_close(FewRowsHead(head)(h), head(h), rtol=1e-5, atol=1e-5)
 
 
 def test_decode_puts_the_models_own_output_projection_back():

@@ -13,8 +13,10 @@ is loaded at the first cache miss, so a fully cached rerun never loads it.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -141,17 +143,42 @@ def left_pad(rows: list[list[int]], pad_id: int, width: int = 0) -> tuple[torch.
 
 
 class FewRowsHead(torch.nn.Module):
-    """A float32 output projection computed as W @ h.T, which MKL's sgemm runs 1.5-3x faster than nn.Linear's
-    h @ W.T at a decode step's few rows against a 262k-token vocabulary (bench/RESULTS.md): the same products,
-    summed in another order (logits differ from nn.Linear's by float32 rounding)."""
+    """A float32 output projection for a decode step's few rows against a 262k-token vocabulary, where nn.Linear's
+    h @ W.T runs at a fraction of the memory bandwidth (bench/RESULTS.md): oneDNN's inner product on the weight
+    packed once for it (`packed_head`; the kernel torch.compile's CPU freezing gives linears), else W @ h.T. The
+    same products summed in another order: logits differ from nn.Linear's by float32 rounding."""
 
-    def __init__(self, head: torch.nn.Linear):
+    def __init__(self, head: torch.nn.Linear, pack: bool = True):
         super().__init__()
-        self.head = head
+        self.head, self.packed = head, packed_head(head) if pack else None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        out = (self.head.weight @ h.reshape(-1, h.shape[-1]).T).T.reshape(*h.shape[:-1], -1)
-        return out if self.head.bias is None else out + self.head.bias
+        flat = h.reshape(-1, h.shape[-1])
+        if self.packed is not None:
+            out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.head.bias, "none", [], "")
+        else:
+            out = (self.head.weight @ flat.T).T.contiguous()  # top-k reads a row's logits faster in order
+            out = out if self.head.bias is None else out + self.head.bias
+        return out.reshape(*h.shape[:-1], -1)
+
+
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def packed_head(head: torch.nn.Linear) -> torch.Tensor | None:
+    """`head`'s weight in oneDNN's blocked layout (a second copy: 671 MB for Gemma 3's float32 head), packed at
+    the first call and kept while the module lives and its weight is unchanged; None where this torch has no
+    oneDNN."""
+    w = head.weight
+    key = (w.data_ptr(), w._version)
+    if head in _PACKED and _PACKED[head][0] == key:
+        return _PACKED[head][1]
+    if not torch.backends.mkldnn.is_available():
+        return None
+    with torch.no_grad():
+        packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 32)
+    _PACKED[head] = (key, packed)
+    return packed
 
 
 @contextmanager
@@ -192,6 +219,21 @@ class Preallocated(DynamicLayer):
         self.keys, self.values = (buf[:, :, :self.length] for buf in self.buffers)
         return self.keys, self.values
 
+    @classmethod
+    def merged(cls, parts: list[tuple[torch.Tensor, "Preallocated"]], n_rows: int) -> "Preallocated":
+        """One layer of `n_rows` holding each (rows, layer) of `parts` at those rows, every layer's places
+        right-aligned to the longest (earlier places zero: masked padding)."""
+        first = parts[0][1]
+        new = cls(first.capacity)
+        new.lazy_initialization(first.keys, first.values)
+        new.length = max(layer.length for _, layer in parts)
+        new.buffers = [buf.new_zeros(n_rows, *buf.shape[1:]) for buf in first.buffers]
+        for rows, layer in parts:
+            for buf, src in zip(new.buffers, layer.buffers):
+                buf[rows, :, new.length - layer.length:new.length] = src[:, :, :layer.length]
+        new._view()
+        return new
+
     def batch_select_indices(self, indices: torch.Tensor, places: torch.Tensor | None = None) -> None:
         """Keep rows `indices` (repeats allowed); with `places` (rows x length), row r's place k takes what
         place places[r, k] held."""
@@ -203,51 +245,112 @@ class Preallocated(DynamicLayer):
         self._view()
 
 
-def fill_cache(model, prompts: list[list[int]], pad_id: int, cache: DynamicCache) -> tuple[torch.Tensor, ...]:
-    """Fill `cache` with the prompts (token ids, unpadded) and return (last logits, attention mask, positions).
+PASS_COST = 64
+"""One more forward pass over a batch's prompts costs about as much as computing this many more tokens (its
+per-layer overhead, smaller matmuls): `passes` splits a batch only where the padding it saves is worth more."""
 
-    Every row ends with its last `width` tokens (width: the most tokens any row has beyond the prefix it shares
-    with its template group), computed in one batch. What a row has before them lies inside its shared prefix, so
-    it is computed once per group (one batch of the groups' prefixes) and its KV cache copied to the row, placed
-    so that each row's padding stays on its left: a sliding attention window, which counts cache places, then
-    covers the same tokens as in `model.generate`."""
+
+def passes(lengths: list[int], pass_cost: int = PASS_COST) -> list[list[int]]:
+    """The rows (indices into `lengths`, the tokens each must compute) in the passes that compute the fewest
+    tokens, each pass padding its rows to its longest, with `pass_cost` tokens added for each pass: shortest
+    rows first, each pass a run of similar lengths."""
+    order = sorted(range(len(lengths)), key=lambda r: lengths[r])
+    best, start = [0] * (len(order) + 1), [0] * (len(order) + 1)  # the cheapest cover of the j shortest rows
+    for j in range(1, len(order) + 1):
+        best[j], start[j] = min((best[i] + (j - i) * lengths[order[j - 1]] + pass_cost, i) for i in range(j))
+    out, j = [], len(order)
+    while j:
+        out.append(order[start[j]:j])
+        j = start[j]
+    return out[::-1]
+
+
+def fill_cache(model, prompts: list[list[int]], pad_id: int, max_new_tokens: int,
+               pass_cost: int = PASS_COST) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A KV cache of the prompts (token ids, unpadded) with room for `max_new_tokens` more, and each row's last
+    logits, attention mask and position.
+
+    What the prompts of a template group share (their instructions and examples) is computed once: one batch of
+    the groups' prefixes. A row's tokens beyond its group's prefix are computed in a pass with rows of similar
+    length (`passes`); each row of a pass computes its last `width` tokens (the most any row of the pass has
+    beyond its prefix), the tokens before them come from its group's prefix cache. Every row's places are
+    right-aligned in the cache, its padding on its left: a sliding attention window, which counts cache places,
+    then covers the same tokens as in `model.generate`."""
     group = templates(prompts)
-    shared = shared_prefixes(prompts, group)
-    width = max(len(ids) - n for ids, n in zip(prompts, shared))
-    before = [max(0, len(ids) - width) for ids in prompts]  # tokens a row takes from its group's prefix
+    sharing = len(set(group)) < len(prompts)
+    shared = shared_prefixes(prompts, group) if sharing else [0] * len(prompts)
+    runs = passes([len(ids) - n for ids, n in zip(prompts, shared)], pass_cost)
+    width = [0] * len(prompts)
+    for rows in runs:
+        for r in rows:
+            width[r] = max(len(prompts[q]) - shared[q] for q in rows)
+    before = [max(0, len(ids) - w) for ids, w in zip(prompts, width)]  # tokens a row takes from its group's prefix
     heads = [0] * (max(group) + 1)  # the most prefix tokens any row of each group takes
     for g, n in zip(group, before):
         heads[g] = max(heads[g], n)
-    mask = torch.zeros(len(prompts), 0, dtype=torch.long)
-    if len(heads) == len(prompts) or not max(before):  # nothing shared
-        before = [0] * len(prompts)
-    else:  # compute each group's prefix once
-        ids, head_mask = left_pad([prompts[group.index(g)][:n] for g, n in enumerate(heads)], pad_id, 1)
+    room = max(1, *heads) if max(before) else 0
+    capacity = room + max(width) + max_new_tokens
+    prefix = new_cache(capacity)
+    if room:  # compute each group's prefix once
+        ids, head_mask = left_pad([prompts[group.index(g)][:n] for g, n in enumerate(heads)], pad_id, room)
         model(input_ids=ids, attention_mask=head_mask, position_ids=(head_mask.cumsum(-1) - 1).clamp(min=0),
-              past_key_values=cache, use_cache=True, logits_to_keep=1)
-        room = ids.shape[1]
-        # row r's place k holds its group's prefix token k - (room - before[r]), right-aligned; earlier places pad
-        head_len = torch.tensor([heads[g] for g in group])
-        n = torch.tensor(before)
-        source = torch.arange(room)[None, :] - (room - n)[:, None] + (room - head_len)[:, None]
-        source = source.clamp(0, room - 1)
-        for layer in cache.layers:
-            layer.batch_select_indices(torch.tensor(group), source)
-        mask = (torch.arange(room)[None, :] >= (room - n)[:, None]).long()
-    ids, own_mask = left_pad([ids[b:] for ids, b in zip(prompts, before)], pad_id)
-    mask = torch.cat([mask, own_mask], dim=-1)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-                   logits_to_keep=1).logits[:, -1]
-    return logits, mask, pos[:, -1:]
+              past_key_values=prefix, use_cache=True, logits_to_keep=1)
+    parts = []
+    for rows in runs:
+        cache, mask = new_cache(capacity), torch.zeros(len(rows), 0, dtype=torch.long)
+        if room:  # row r's place k holds its group's prefix token k - (room - before[r]), right-aligned
+            cache = copy.deepcopy(prefix)
+            head_len = torch.tensor([heads[group[r]] for r in rows])
+            n = torch.tensor([before[r] for r in rows])
+            source = torch.arange(room)[None, :] - (room - n)[:, None] + (room - head_len)[:, None]
+            source = source.clamp(0, room - 1)
+            for layer in cache.layers:
+                layer.batch_select_indices(torch.tensor([group[r] for r in rows]), source)
+            mask = (torch.arange(room)[None, :] >= (room - n)[:, None]).long()
+        ids, own_mask = left_pad([prompts[r][before[r]:] for r in rows], pad_id)
+        mask = torch.cat([mask, own_mask], dim=-1)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                       logits_to_keep=1).logits[:, -1]
+        parts.append((torch.tensor(rows), cache, logits, mask, pos[:, -1:]))
+    return merge(parts, len(prompts))
+
+
+def new_cache(capacity: int) -> DynamicCache:
+    """A KV cache of `Preallocated` layers. Every layer keeps all its places: sliding windows are the attention
+    masks' business."""
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = lambda: Preallocated(capacity)
+    return cache
+
+
+def merge(parts: list[tuple[torch.Tensor, DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]],
+          n_rows: int) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The passes' (rows, cache, logits, mask, position) as one batch of `n_rows`, each row at its index, the
+    places of a shorter pass right-aligned to the longest (padded on the left, masked)."""
+    if len(parts) == 1 and torch.equal(parts[0][0], torch.arange(n_rows)):
+        return parts[0][1:]
+    length = max(mask.shape[1] for *_, mask, _ in parts)
+    cache = new_cache(parts[0][1].layers[0].capacity)
+    cache.layers = [Preallocated.merged([(rows, c.layers[i]) for rows, c, *_ in parts], n_rows)
+                    for i in range(len(parts[0][1].layers))]
+    logits = parts[0][2].new_empty(n_rows, parts[0][2].shape[-1])
+    mask = torch.zeros(n_rows, length, dtype=torch.long)
+    pos = torch.zeros(n_rows, 1, dtype=torch.long)
+    for rows, _, part_logits, part_mask, part_pos in parts:
+        logits[rows], pos[rows] = part_logits, part_pos
+        mask[rows, length - part_mask.shape[1]:] = part_mask
+    return cache, logits, mask, pos
 
 
 @torch.inference_mode()
 def decode(model, prompts: list[list[int]], pad_id: int, max_new_tokens: int,
-           pick: Callable[[torch.Tensor], torch.Tensor], finished: Callable[[int, list[int]], bool]) -> list[list[int]]:
+           pick: Callable[[torch.Tensor], torch.Tensor], finished: Callable[[int, list[int]], bool],
+           pass_cost: int = PASS_COST) -> list[list[int]]:
     """The new tokens of each prompt (token ids, unpadded), up to `max_new_tokens`, EOS excluded.
 
-    - `fill_cache` computes a prefix that prompts share (their template's instructions and examples) once.
+    - `fill_cache` computes a prefix that prompts share (their template's instructions and examples) once, and
+      the rest of the prompts in passes of similar length (`passes`, `pass_cost`).
     - `pick` turns the last logits of the rows still going into their next tokens.
     - `finished(row, tokens)` says whether a row's reply is complete: that row (like one at EOS) leaves the batch
       and its KV cache at once, so every later step costs only the rows still writing.
@@ -257,10 +360,8 @@ def decode(model, prompts: list[list[int]], pad_id: int, max_new_tokens: int,
     eos = model.generation_config.eos_token_id
     eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
     out: list[list[int]] = [[] for _ in prompts]
-    cache = DynamicCache()  # every layer keeps all its places: sliding windows are the attention masks' business
-    cache.layer_class_to_replicate = lambda: Preallocated(max(map(len, prompts)) + max_new_tokens)
     with few_rows_head(model):
-        logits, mask, pos = fill_cache(model, prompts, pad_id, cache)
+        cache, logits, mask, pos = fill_cache(model, prompts, pad_id, max_new_tokens, pass_cost)
         rows = torch.arange(len(prompts))  # the prompt of each row still in the batch
         for step in range(max_new_tokens):
             tokens = pick(logits).tolist()
