@@ -151,6 +151,19 @@ def test_the_packed_head_is_packed_once_and_again_when_its_weight_changes():
     torch.testing.assert_close(FewRowsHead(head)(h), head(h), rtol=1e-5, atol=1e-5)
 
 
+def test_a_torch_without_the_packed_kernel_falls_back_to_w_at_h(monkeypatch):
+    """A oneDNN build without the packed inner product (it raises): the head runs as W @ h.T, same logits."""
+    def missing(*args):
+        raise RuntimeError("mkldnn::_reorder_linear_weight: not implemented for this build")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", missing, raising=False)
+    head, h = torch.nn.Linear(32, 1000), torch.randn(3, 32)
+    assert packed_head(head) is None
+    fast = FewRowsHead(head)
+    assert fast.packed is None
+    torch.testing.assert_close(fast(h), head(h), rtol=1e-5, atol=1e-5)
+
+
 def test_decode_puts_the_models_own_output_projection_back():
     """The faster head is decode's own: the model leaves with its nn.Linear, also when a step raises."""
     model = tiny("llama")

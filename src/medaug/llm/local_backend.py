@@ -168,15 +168,19 @@ _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def packed_head(head: torch.nn.Linear) -> torch.Tensor | None:
     """`head`'s weight in oneDNN's blocked layout (a second copy: 671 MB for Gemma 3's float32 head), packed at
     the first call and kept while the module lives and its weight is unchanged; None where this torch has no
-    oneDNN."""
+    oneDNN or its oneDNN lacks the packed inner product (tried once on a row of zeros)."""
     w = head.weight
     key = (w.data_ptr(), w._version)
     if head in _PACKED and _PACKED[head][0] == key:
         return _PACKED[head][1]
-    if not torch.backends.mkldnn.is_available():
-        return None
-    with torch.no_grad():
-        packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 32)
+    packed = None
+    if torch.backends.mkldnn.is_available():
+        try:
+            with torch.no_grad():
+                packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 32)
+                torch.ops.mkldnn._linear_pointwise(w.new_zeros(1, w.shape[1]), packed, None, "none", [], "")
+        except (RuntimeError, NotImplementedError, AttributeError):
+            packed = None
     _PACKED[head] = (key, packed)
     return packed
 
