@@ -11,11 +11,13 @@ bundled synthetic sample: the report says which), scored on a slice of the offic
    adapter scored on the CPU: labels must be identical, the largest log-prob difference is reported.
 3. the registered model: the candidate logged as `register` logs it (models from code, adapter bundle), loaded by
    mlflow.pyfunc on the GPU; its answers must equal the evaluate stage's.
-4. FSDP: `pytest tests/test_train.py -k fsdp` (accelerate launch --use_fsdp, one process per GPU, at most 2).
+4. FSDP: `pytest tests/integration/test_train.py -k fsdp` (accelerate launch --use_fsdp, one process per GPU, at
+   most 2).
 
 Writes a section to bench/RESULTS.md and exits 1 when a parity check fails.
-`--dry-run`: the same steps on the CPU with the tiny test model and a few items (seconds; tests/test_bench.py runs
-it so the script cannot rot); it writes the section to stdout only, and skips FSDP.
+`--dry-run`: the same steps on the CPU with the tiny test model and a few items (seconds;
+tests/integration/test_gpu_check.py runs it so the script cannot rot); it writes the section to stdout only, and
+skips FSDP.
 
     python bench/gpu_check.py            # on the GPU machine, from the project root after `make setup`
     python bench/gpu_check.py --dry-run
@@ -49,7 +51,7 @@ def records(source: Path, n_train: int, n_test: int):
 
 
 def score(model, tokenizer, task, recs, batch_size):
-    from medaug.evaluate import Scorer
+    from medaug.evaluate.scorer import Scorer
 
     return Scorer(model, tokenizer, task, batch_size).predict(recs, progress=False)
 
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         tmp = Path(tmp)
         from medaug.data.schema import write_records
-        from medaug.evaluate import load_candidate
+        from medaug.evaluate.evaluate import load_candidate
         from medaug.train import run as train_run
 
         write_records(tmp / "train.jsonl", train)
@@ -135,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not dry:
         start = time.time()
-        fsdp = subprocess.run([sys.executable, "-m", "pytest", "-q", str(ROOT / "tests/test_train.py"), "-k", "fsdp"],
-                              cwd=ROOT, capture_output=True, text=True)
+        fsdp = subprocess.run([sys.executable, "-m", "pytest", "-q", str(ROOT / "tests/integration/test_train.py"),
+                               "-k", "fsdp"], cwd=ROOT, capture_output=True, text=True)
         last = (fsdp.stdout.strip().splitlines() or ["no output"])[-1]
         rows.append(("FSDP (accelerate)", f"{last} in {time.time() - start:.0f} s"))
         if fsdp.returncode != 0:

@@ -60,9 +60,10 @@ def main() -> int:
 
     from medaug.data.pubmedqa import from_original
     from medaug.data.split import official_split
-    from medaug.evaluate import Scorer
+    from medaug.evaluate.scorer import Scorer
     from medaug.evaluate.task import encode, render_prompt
-    from medaug.models import load_model_and_tokenizer, resolve
+    from medaug.models.load import load_model_and_tokenizer
+    from medaug.models import resolve
     from medaug.params import load_params
 
     p = load_params(ROOT / "params.yaml")

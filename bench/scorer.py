@@ -65,9 +65,9 @@ def main() -> None:
 
     from medaug.data.pubmedqa import from_original
     from medaug.data.split import official_split
-    from medaug.evaluate import Scorer
+    from medaug.evaluate.scorer import Scorer
     from medaug.evaluate.task import encode
-    from medaug.models import load_model_and_tokenizer
+    from medaug.models.load import load_model_and_tokenizer
     from medaug.params import load_params
 
     task = load_params(ROOT / "params.yaml").task

@@ -1,7 +1,7 @@
 """Benchmark: throughput of the OpenAI-compatible teacher backend against a local server.
 
-Starts tests/openai_server.py as a separate process (so it does not share the client's GIL) that answers every
-request after a fixed 200 ms. For each concurrency (1, 8, 32, 64) it sends 100 x concurrency distinct prompts
+Starts tests/support/openai_server.py as a separate process (so it does not share the client's GIL) that answers
+every request after a fixed 200 ms. For each concurrency (1, 8, 32, 64) it sends 100 x concurrency distinct prompts
 (the real `new`-strategy prompt over the bundled sample abstracts, ~1.5 kB each) through
 `make_teacher(...).complete()` with a fresh cache, and measures requests/s (prompts / wall time of complete()),
 its share of the ideal concurrency / 0.2 s, and the client's CPU time per request. Then it reruns the
@@ -59,8 +59,8 @@ def make_prompts(n: int) -> list[str]:
 
 def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
     port_file = tmp / "server.url"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "openai_server.py"), "--port-file", str(port_file),
-                             "--latency-s", str(LATENCY_S)])
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "openai_server.py"),
+                             "--port-file", str(port_file), "--latency-s", str(LATENCY_S)])
     deadline = time.time() + 30
     while not port_file.exists():
         if proc.poll() is not None or time.time() > deadline:
@@ -139,7 +139,7 @@ def main() -> None:
                 + ("" if c == TARGET_CONCURRENCY else ", the earlier target") for c in TARGETS if c in share]
     report = (f"\n## Teacher throughput, openai backend vs local server, {dt.date.today()} (commit {commit()}, "
               f"{machine()})\n\n"
-              f"`bench/teacher.py`: tests/openai_server.py in its own process answers every request after "
+              f"`bench/teacher.py`: tests/support/openai_server.py in its own process answers every request after "
               f"{LATENCY_S * 1000:.0f} ms; fresh cache per row; requests/s = prompts / wall time of complete(); "
               f"ideal = concurrency / {LATENCY_S:g} s; target at concurrency {TARGET_CONCURRENCY} (and, earlier, "
               f"{RERUN_CONCURRENCY}): >= {TARGET:.0%} of ideal.\n\n"

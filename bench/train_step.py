@@ -124,7 +124,7 @@ def worker(kind: str, cfg: dict, sems: dict, results: Any) -> None:
         from peft import LoraConfig, get_peft_model
 
         from medaug.evaluate.task import collate
-        from medaug.models import load_model_and_tokenizer
+        from medaug.models.load import load_model_and_tokenizer
         from medaug.params import load_params
         from medaug.train import CompletionTrainer
 

@@ -4,9 +4,10 @@ test split, write metrics."""
 import sys
 from pathlib import Path
 
-from medaug import evaluate, headline
+from medaug import headline
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
+from medaug.evaluate import evaluate
 from medaug.params import load_params
 from medaug.paths import CONFUSION, EVAL, METRICS, MODELS, PER_CLASS, PREPARED, REPORTS, candidate
 

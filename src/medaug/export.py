@@ -90,7 +90,7 @@ def export(p: Params, name: str, out_dir: Path, merge: bool = False, dtype: str 
     returns `out_dir`. The folder appears whole or not at all."""
     import torch
 
-    from medaug.models import load_model_and_tokenizer
+    from medaug.models.load import load_model_and_tokenizer
 
     root = Path.cwd() if root is None else Path(root)
     model_dir = root / MODELS / name

@@ -10,7 +10,7 @@ The page draws SVG (crisp screenshots, marks a test can find in the DOM) and mar
 `data-rendered="ok"` or `"error: <why>"`, and the page its size (`data-size`, for a screenshot that fits).
 `specs` reads the filled Vega-Lite specs from `dvc plots show --json`, `render` turns one into PNG or SVG with
 vl-convert (the same Vega-Lite version as the page), for the README, a model card or a report; `screenshot` takes
-a picture of a page in headless Chromium with no network (docs/plots/ and tests/test_plots.py).
+a picture of a page in headless Chromium with no network (docs/plots/ and tests/integration/test_plots.py).
 """
 
 from __future__ import annotations

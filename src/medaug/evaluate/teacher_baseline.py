@@ -24,7 +24,7 @@ from typing import Any
 
 from medaug.data.schema import LABELS, Record, read_records, render_history, render_options
 from medaug.errors import MedaugError
-from medaug.evaluate import write_results
+from medaug.evaluate.results import write_results
 from medaug.llm.structured import complete_json, parse_json, string_schema
 from medaug.llm.teacher import Teacher, make_teacher, raise_for_failures
 from medaug.params import Params

@@ -407,7 +407,7 @@ class LocalTeacher(Teacher):
     def _prepare(self) -> None:
         if self.model is not None:
             return
-        from medaug.models import load_model_and_tokenizer
+        from medaug.models.load import load_model_and_tokenizer
         self.model, self.tokenizer = load_model_and_tokenizer(self.tp.model)
         self.model.eval()
         if precision(self.tp.precision) == "bf16":

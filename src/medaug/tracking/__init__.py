@@ -79,7 +79,10 @@ def dvc_hashes(workspace: Path) -> dict[str, str]:
     """{output path: its DVC md5} of every stage output in the workspace's dvc.lock (a directory's ends in .dir).
     A stage reading another's output finds it here: DVC writes the lock after each stage it runs."""
     lock_path = Path(workspace) / "dvc.lock"
-    lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {}
+    # libyaml's loader where PyYAML has it: the pure-Python one takes a second on a lock of a few dozen stages,
+    # and every stage that logs a run reads it
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    lock = yaml.load(lock_path.read_text(), Loader=loader) if lock_path.exists() else {}
     return {out["path"]: out.get("md5", "") for stage in (lock or {}).get("stages", {}).values()
             for out in stage.get("outs", [])}
 

@@ -206,8 +206,8 @@ class MedaugQA(mlflow.pyfunc.PythonModel):
     the base) and `task` (task.json: the task params and the scoring batch size)."""
 
     def load_context(self, context) -> None:
-        from medaug.evaluate import Scorer
-        from medaug.models import device, load_model_and_tokenizer
+        from medaug.evaluate.scorer import Scorer
+        from medaug.models.load import device, load_model_and_tokenizer
         from medaug.params import SplitParams, TaskParams
 
         with open(context.artifacts["task"]) as f:

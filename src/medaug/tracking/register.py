@@ -151,7 +151,7 @@ def current_champion(client, p: Params, digest: str, records: list[Record]) -> C
     # Scored on other test data (or registered without its predictions): score it here, on the same records.
     import mlflow.pyfunc
 
-    from medaug.evaluate import compute_metrics
+    from medaug.evaluate.metrics import compute_metrics
     from medaug.tracking.pyfunc import model_input
 
     model = mlflow.pyfunc.load_model(f"models:/{p.register.model_name}/{mv.version}")

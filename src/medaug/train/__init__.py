@@ -23,7 +23,8 @@ from medaug.data.jsonl import write_json
 from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.task import answer_text, collate, encode
-from medaug.models import TRAINED, hub_id, load_model_and_tokenizer
+from medaug.models import TRAINED, hub_id
+from medaug.models.load import load_model_and_tokenizer
 from medaug.models.card import model_card
 from medaug.params import Params, TaskParams, TrainParams
 from medaug.paths import PRETRAINED, candidate
