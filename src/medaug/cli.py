@@ -220,6 +220,32 @@ def check_lock() -> None:
 
 
 @cli.command()
+@click.option("--write", is_flag=True, help="Rewrite the src/ entries of every stage's deps from the import graph.")
+def deps(write: bool) -> None:
+    """Fail when dvc.yaml's code deps differ from each stage script's import graph, file by file (--write: fix
+    them; comments and every other entry stay)."""
+    from medaug.deps import check_deps, write_deps
+
+    root = Path.cwd()
+    if not (root / "dvc.yaml").is_file():
+        raise MedaugError(f"{root / 'dvc.yaml'}: not found; run `medaug deps` in the project root")
+    if write:
+        changed = write_deps(root)
+        click.echo(f"dvc.yaml: wrote the code deps of {len(changed)} stages ({', '.join(changed)})" if changed
+                   else "dvc.yaml: code deps already match the import graph")
+    problems = check_deps(root)
+    if not problems:
+        if not write:
+            click.echo("dvc.yaml: code deps match the import graph")
+        return
+    for problem in problems:
+        click.echo(problem, err=True)
+    stages = len({p.split(":", 1)[0] for p in problems})
+    raise MedaugError(f"dvc.yaml code deps differ from the import graph for {stages} stages: run `medaug deps "
+                      "--write`")
+
+
+@cli.command()
 @click.option("--model", "model_uri", required=True, help="An MLflow model URI, e.g. models:/medaug-pubmedqa@champion")
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="JSONL with `question` and `contexts` (list) or `context` (str), and `options` ({letter: text}) "
