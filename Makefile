@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test chromium bench lint clean
+.PHONY: setup repro test test-fast chromium bench lint clean
 
 setup: $(STAMP) $(PLOTS_PAGE)
 
@@ -29,15 +29,26 @@ $(PLOTS_PAGE): $(STAMP)
 repro: setup
 	dvc repro
 
-test: setup chromium
-	$(BIN)/python -m pytest -q
+# pytest-xdist: one worker per core, each test module one unit of work (its module fixtures built once), the longest
+# modules first (tests/conftest.py); `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
-# tests/test_plots.py draws the plots page in a real headless Chromium: installed here when missing and we are root.
+# Every tier (tests/unit, tests/integration, tests/dag): what CI runs; prints the 25 slowest tests.
+test: setup chromium
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25
+
+# The unit tier only (in process: no subprocess, server or DVC run): the day-to-day loop.
+test-fast: setup
+	$(BIN)/python -m pytest -q $(XDIST) tests/unit
+
+# tests/integration/test_plots.py draws the plots page in a real headless Chromium: installed here when missing
+# and we are root.
 chromium:
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || true
 	@command -v chromium >/dev/null || echo "chromium missing (install it as root: apt-get install -y chromium);" \
-		"tests/test_plots.py will skip its browser tests"
+		"tests/integration/test_plots.py will skip its browser tests"
 
 bench: setup
 	$(BIN)/python bench/teacher.py

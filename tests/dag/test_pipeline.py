@@ -1,105 +1,23 @@
 """End to end, as a user runs it: `dvc repro` in a fresh git repo with tiny models and a real OpenAI-compatible
-teacher on 127.0.0.1, then the champion pulled from the MLflow registry in a fresh process."""
+teacher on 127.0.0.1 (built once per test run: tests/dag/conftest.py), then the champion pulled from the MLflow
+registry in a fresh process. The tests of this module run in order on one clone: some change it (a forced
+registration, a recipe change) and later ones count on that."""
 
 import json
-import os
-import shutil
-import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from ruamel.yaml import YAML
 
-from conftest import ROOT
 from medaug import headline
-from openai_server import OpenAIServer, pubmedqa_responder
+from support.pipeline import DAPT, SENTINEL_KEY, VARIANTS, per_variant
+from support.process import sh, stages_run
+from support.project import champion_vs_evaluate
 
-SENTINEL_KEY = "sk-medaug-SENTINEL-4f1d9c0b7e"
-RECIPES = {"original": {}, "augmented": {"strategies": ["rewrite", "new"]},
-           "rewrite-only": {"strategies": ["rewrite"]}, "half": {"strategies": ["rewrite", "new"], "fraction": 0.5},
-           "why": {"rationale": 0.5}}
-VARIANTS = list(RECIPES)
-DAPT = ["original", "augmented"]  # pretrain.variants: dapt candidates for these two only
-
-
-def per_variant(*patterns, variants=VARIANTS):
-    """{pattern.format(v=variant)} for every variant, e.g. per_variant("train@tiny-{v}-0")."""
-    return {p.format(v=v) for p in patterns for v in variants}
-COPY = ["dvc.yaml", "dvc.lock", "params.yaml", "stages", "src", ".dvc/config", ".dvc/plots", ".dvcignore",
-        "data/.gitignore", ".gitignore"]  # .dvc/plots: the templates, and page.html as `make setup` writes it
-
-
-def sh(cmd, cwd, env, check=True):
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
-    return r
-
-
-def copy_project(repo: Path) -> Path:
-    """The project's tracked pipeline files (COPY) in `repo`, as a clone has them."""
-    for rel in COPY:
-        src, dst = ROOT / rel, repo / rel
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dst)
-    return repo
-
-
-def tiny(params: dict, variants: list[str], max_steps: int = 6) -> dict:
-    """params.yaml's content set for a test DAG: tiny-llama trained `max_steps` steps on `variants`, no continued
-    pretraining, and the teacher an OpenAI-compatible endpoint (the HTTP test server)."""
-    params["models"] = {"tiny": "tiny-llama"}
-    params["train"].update(models=["tiny"], variants=variants, max_steps=max_steps, batch_size=4, grad_accum=1,
-                           learning_rate=0.01)
-    params["pretrain"]["models"] = []
-    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
-    return params
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    repo = copy_project(tmp_path_factory.mktemp("project"))
-    params = tiny(YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text()), VARIANTS)
-    params["variants"] = RECIPES
-    params["pretrain"].update(models=["tiny"], variants=DAPT, max_steps=4, block_size=64)
-    params["generate"]["per_strategy"] = 8
-    params["task"]["max_seq_len"] = 256
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    env = git_repo(repo, tmp_path_factory.getbasetemp(), SENTINEL_KEY)
-    with OpenAIServer(pubmedqa_responder) as server:
-        env["OPENAI_BASE_URL"] = server.base_url
-        first = sh(["dvc", "repro"], repo, env)
-        yield {"repo": repo, "env": env, "server": server, "first": first}
-
-
-def git_repo(repo: Path, base: Path, key: str) -> dict[str, str]:
-    """Commit `repo` as a fresh git repo; the environment a user's shell would have for it (venv on PATH, the
-    teacher key, the per-session tiny-model cache, no MLflow URI: the project's own store)."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               OPENAI_API_KEY=key, MEDAUG_CACHE=str(base / "medaug-cache"),
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_REGISTRY_URI", None)
-    sh(["git", "init", "-q"], repo, env)
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "init"], repo, env)
-    return env
-
-
-def stages_run(out: str) -> set[str]:
-    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
 def test_repro_builds_every_stage_and_registers_a_champion(project):
     repo = project["repo"]
-    assert stages_run(project["first"].stdout) == {
+    assert stages_run(project["first"]) == {
         "prepare", "generate", "filter", "zero-shot@tiny", "pretrain@tiny", "evaluate-teacher", "registry", "register",
         "compare",
         *per_variant("dataset@{v}", "train@tiny-{v}-0", "evaluate@tiny-{v}-0"),
@@ -131,7 +49,7 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
     reg = json.loads((repo / "reports/register.json").read_text())
     assert reg["alias"] == "champion" and reg["version"] == 1
     assert reg["candidate"] in per_variant("tiny-{v}-0") | per_variant("tiny-dapt-{v}-0", variants=DAPT)
-    assert project["server"].requests, "the teacher server saw no request"
+    assert project["requests"], "the teacher server saw no request"
 
 
 def test_registered_version_carries_lineage_and_a_tie_does_not_move_the_champion(project):
@@ -203,25 +121,6 @@ def test_second_repro_is_up_to_date(project):
                         (["pretrain", "tiny"], "pretrain@tiny")):
         r = sh(["medaug", *args], project["repo"], project["env"])
         assert f"dvc repro --single-item {stage}" in r.stderr and "didn't change" in r.stdout, (r.stdout, r.stderr)
-
-
-def champion_vs_evaluate(repo: Path, env: dict[str, str], name: str,
-                         fields: tuple[str, ...] = ("id", "question", "contexts")) -> tuple[dict, dict]:
-    """({id: prediction} of `medaug predict` with models:/<name>@champion in a fresh process, on the test split's
-    `fields`; {id: prediction} of the evaluate stage for the candidate register.json names)."""
-    reg = json.loads((repo / "reports/register.json").read_text())
-    test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
-    inp, out = repo / "predict_in.jsonl", repo / "predict_out.jsonl"
-    inp.write_text("".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in test))
-    sh(["medaug", "predict", "--model", f"models:/{name}@champion", "--input", str(inp), "--output", str(out)],
-       repo, env)
-    got = {o["id"]: o["prediction"] for o in map(json.loads, out.read_text().splitlines())}
-    want = {p["id"]: p["prediction"] for p in
-            map(json.loads, (repo / f"eval/{reg['candidate']}/predictions.jsonl").read_text().splitlines())}
-    inp.unlink()
-    out.unlink()
-    return got, want
-
 
 def test_champion_from_registry_in_fresh_process_matches_evaluate(project):
     got, want = champion_vs_evaluate(project["repo"], project["env"], "medaug-pubmedqa")
@@ -338,45 +237,6 @@ def test_no_secret_in_any_written_file(project):
     assert hits == []
 
 
-def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(project):
-    repo, env = project["repo"], project["env"]
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "first run"], repo, env)
-    lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    r = sh(["dvc", "exp", "run", "-S", "train.learning_rate=0.02"], repo, env)
-    # pretraining has its own learning rate: it does not rerun
-    assert stages_run(r.stdout) == {"registry", "register", "compare",
-                                    *per_variant("train@tiny-{v}-0", "evaluate@tiny-{v}-0"),
-                                    *per_variant("train-dapt@tiny-{v}-0", "evaluate-dapt@tiny-{v}-0", variants=DAPT)}
-    lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    for name in ("train@tiny-original-0", "train@tiny-augmented-0"):
-        assert lock_after[name]["outs"][0]["md5"] != lock_before[name]["outs"][0]["md5"], "adapter unchanged"
-    params_diff = json.loads(sh(["dvc", "params", "diff", "--json"], repo, env).stdout)
-    change = params_diff["params.yaml"]["train.learning_rate"]
-    assert (change["old"], change["new"]) == (0.01, 0.02)
-    metrics_diff = json.loads(sh(["dvc", "metrics", "diff", "--json", "--all"], repo, env).stdout)
-    assert {"accuracy", "macro_f1"} <= set(metrics_diff["metrics/eval/tiny-original-0.json"])
-    reg = json.loads((repo / "reports/register.json").read_text())
-    assert reg["version"] == 4 and reg["alias"] in ("champion", "challenger")  # v3: the recipe change
-    # the pull-request comment: deltas against the committed first run are those of `dvc metrics diff`
-    report = sh(["medaug", "report"], repo, env).stdout
-    row = next(line for line in report.splitlines() if line.startswith("| tiny-original-0"))
-    old_new = metrics_diff["metrics/eval/tiny-original-0.json"]["accuracy"]
-    assert row.split("|")[6].strip() == f"{old_new['new'] - old_new['old']:+.3f}", report
-    assert "teacher-3-shot" in report and "Δ columns unavailable" not in report
-    # the recipes view: one row per recipe, with its training set's counts and Δ vs original
-    table = json.loads((repo / "reports/variants.json").read_text())
-    assert [f"{r['model']}-{r['variant']}" for r in table["recipes"]] == [f"tiny-{v}" for v in VARIANTS] + [
-        f"tiny-dapt-{v}" for v in DAPT]
-    for v in VARIANTS:
-        ds = json.loads((repo / f"reports/dataset/{v}.json").read_text())
-        row = next(line for line in report.splitlines() if line.startswith(f"| tiny-{v} |"))
-        assert row.split("|")[2].strip() == f"{ds['items']} ({ds['generated']})", row
-        acc = json.loads((repo / f"metrics/eval/tiny-{v}-0.json").read_text())["accuracy"]
-        assert row.split("|")[3].strip().startswith(f"{acc:.3f} ["), row  # one seed: its accuracy
-        assert (row.split("|")[5].strip() == "–") == (v == "original"), row
-
-
 def test_bad_params_key_fails_in_one_line_and_writes_nothing(project, tmp_path):
     repo, env = project["repo"], project["env"]
     params = (repo / "params.yaml").read_text()
@@ -437,95 +297,3 @@ def test_training_curves_and_dapt_lineage(project):
     assert client.search_runs([exp.experiment_id], "tags.`medaug.stage` = 'pretrain@tiny'")
 
 
-# --- `dvc exp run --temp`: a throw-away copy under .dvc/tmp/exps/ registers into the project's registry and reuses
-# its teacher cache (last in this module: it commits the project)
-
-NAME = "medaug-pubmedqa"
-EXP = "alpha-0.04"
-
-
-def client_of(db):
-    from mlflow import MlflowClient
-
-    store = f"sqlite:///{db}"
-    return MlflowClient(tracking_uri=store, registry_uri=store)
-
-
-def cached_answers(repo) -> int:
-    with sqlite3.connect(repo / ".cache/teacher.sqlite") as db:
-        return db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-
-
-@pytest.fixture(scope="module")
-def temp_exp(project):
-    """The first run committed, then a temp experiment: a register setting (registers again, trains nothing) and a
-    teacher setting that reruns every teacher stage (generate, filter, evaluate-teacher) without changing a single
-    request."""
-    repo, env, server = project["repo"], project["env"], project["server"]
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "first run"], repo, env)
-    before = {"requests": len(server.requests), "answers": cached_answers(repo),
-              "register": json.loads((repo / "reports/register.json").read_text())}
-    r = sh(["dvc", "exp", "run", "--temp", "-n", EXP, "-S", "register.alpha=0.04",
-            "-S", "teacher.max_concurrency=2"], repo, env)
-    return {**project, "before": before, "run": r, "head": sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()}
-
-
-def test_temp_experiment_registers_into_the_project_with_its_experiment_tags(temp_exp):
-    repo, head = temp_exp["repo"], temp_exp["head"]
-    ran = stages_run(temp_exp["run"].stdout)
-    assert {"generate", "evaluate-teacher", "register"} <= ran and "train@tiny-original-0" not in ran, ran
-    client = client_of(repo / "mlflow.db")
-    (v2,) = [v for v in client.search_model_versions(f"name = '{NAME}'") if v.tags.get("dvc_exp_name") == EXP]
-    want = {"git_commit": head, "dvc_exp_name": EXP, "dvc_exp_baseline_rev": head}
-    assert {k: v2.tags.get(k) for k in want} == want
-    exp = client.get_experiment_by_name("medaug")
-    runs = client.search_runs([exp.experiment_id], f"tags.dvc_exp_name = '{EXP}'")
-    stages = {run.data.tags.get("medaug.stage", run.info.run_name) for run in runs}
-    assert {"generate", "evaluate-teacher", f"register-{v2.tags['candidate']}"} <= stages, stages
-    assert all(run.data.tags["dvc_exp_baseline_rev"] == head for run in runs)
-    # the registered model's artifacts are the project's too: the experiment's copy is gone by now
-    import mlflow
-
-    got = mlflow.artifacts.download_artifacts(run_id=v2.run_id, artifact_path="predictions.json",
-                                              tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
-    assert json.loads(open(got).read())
-    # the workspace is untouched: its metrics still name the first run's version
-    assert json.loads((repo / "reports/register.json").read_text()) == temp_exp["before"]["register"]
-
-
-def test_temp_experiment_reuses_the_project_teacher_cache(temp_exp):
-    assert len(temp_exp["server"].requests) == temp_exp["before"]["requests"], "the temp experiment paid again"
-    assert cached_answers(temp_exp["repo"]) == temp_exp["before"]["answers"]
-
-
-# --- the register stage's side effect, visible to DVC (the `registry` stage; last: it replaces the registry)
-
-def version_tag(db, env, version="1", key="candidate"):
-    """Asked in a fresh process: this one's MLflow keeps its connection to a store file that was deleted."""
-    code = (f"from mlflow import MlflowClient; u = 'sqlite:///{db}'; "
-            f"print(MlflowClient(u, u).get_model_version({NAME!r}, {version!r}).tags[{key!r}])")
-    return sh([sys.executable, "-c", code], db.parent, env).stdout.strip()
-
-
-def test_a_lost_registry_registers_again_and_another_registry_too(temp_exp, tmp_path):
-    repo, env = temp_exp["repo"], temp_exp["env"]
-    named = json.loads((repo / "reports/register.json").read_text())["version"]
-    (repo / "mlflow.db").unlink()
-    shutil.rmtree(repo / "mlartifacts")
-    r = sh(["dvc", "repro"], repo, env)
-    assert stages_run(r.stdout) == {"registry", "register"}, r.stdout
-    assert "mlflow.db does not exist" in r.stdout and f"(v{named}) no longer describes it" in r.stdout
-    reg = json.loads((repo / "reports/register.json").read_text())
-    assert (reg["version"], reg["alias"]) == (1, "champion")
-    assert version_tag(repo / "mlflow.db", env) == reg["candidate"]
-    # healthy again: only the check runs, and the lock it leaves is the lock of the run that registered
-    lock = (repo / "dvc.lock").read_text()
-    again = sh(["dvc", "repro"], repo, env)
-    assert stages_run(again.stdout) == {"registry"} and (repo / "dvc.lock").read_text() == lock
-    # another registry (a team's server, here another sqlite store): register runs again, into it
-    other = tmp_path / "team.db"
-    switched = sh(["dvc", "repro"], repo, {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{other}"})
-    assert stages_run(switched.stdout) == {"registry", "register"}, switched.stdout
-    assert json.loads((repo / "reports/registry.json").read_text())["registry"] == f"sqlite:///{other}"
-    assert version_tag(other, env) == reg["candidate"]

@@ -1,84 +1,39 @@
-"""A team shares one run (issue 16, part 6): clone A runs the DAG against a real `mlflow server` on 127.0.0.1
-(sqlite backend, artifacts served by the server) and pushes its outputs to a local-directory DVC remote; clone B,
-a `git clone` of A, pulls them and `dvc repro` reruns nothing (only the always-run `registry` check, which finds
-A's version in the shared registry); B loads the champion through the server in a fresh process and it answers
-as A's evaluate stage did."""
+"""A team shares one run (issue 16, part 6): clone A of the built pipeline registers against a real `mlflow server`
+on 127.0.0.1 (sqlite backend, artifacts served by the server) and pushes its outputs to a local-directory DVC
+remote; clone B, a `git clone` of A, pulls them and `dvc repro` reruns nothing (only the always-run `registry`
+check, which finds A's version in the shared registry); B loads the champion through the server in a fresh
+process and it answers as A's evaluate stage did."""
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
-from ruamel.yaml import YAML
 
-from openai_server import OpenAIServer, pubmedqa_responder
-from test_pipeline_e2e import champion_vs_evaluate, copy_project, git_repo, sh, stages_run, tiny
+from support.dag import commit
+from support.mlflow_server import mlflow_server
+from support.process import sh, stages_run
+from support.project import champion_vs_evaluate
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """`mlflow server` on 127.0.0.1: a sqlite backend and a local artifact root it serves (clients never see the
-    path, as with a team's server)."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
-                             str(port), "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(30)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory, mlflow_server):
+def shared(tmp_path_factory, project):
+    """A (the project's clone) switched to the team's server: the `registry` check finds the new registry empty
+    and `register` registers there; A commits and pushes, B clones and pulls."""
     base = tmp_path_factory.mktemp("team")
-    a = copy_project(base / "a")
-    params = tiny(YAML(typ="safe", pure=True).load((a / "params.yaml").read_text()), ["original", "augmented"],
-                  max_steps=4)
-    params["generate"]["per_strategy"] = 6
-    (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = git_repo(a, tmp_path_factory.getbasetemp(), "sk-test-team")
-    env["MLFLOW_TRACKING_URI"] = mlflow_server
-    remote = base / "dvc-remote"
-    sh(["dvc", "remote", "add", "-d", "shared", str(remote)], a, env)
-    with OpenAIServer(pubmedqa_responder) as server:
-        env["OPENAI_BASE_URL"] = server.base_url
-        sh(["dvc", "repro"], a, env)
-    sh(["git", "add", "-A"], a, env)
-    sh(["git", "commit", "-qm", "a run"], a, env)
-    pushed = sh(["dvc", "push"], a, env)
-    b = base / "b"
-    sh(["git", "clone", "-q", str(a), str(b)], base, env)
-    pulled = sh(["dvc", "pull"], b, env)
-    env.pop("OPENAI_BASE_URL")  # B never asks the teacher: nothing of generate's reruns
-    return {"a": a, "b": b, "env": env, "remote": remote, "pushed": pushed, "pulled": pulled}
+    a = project["repo"]
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        env = {**project["env"], "MLFLOW_TRACKING_URI": url}
+        remote = base / "dvc-remote"
+        sh(["dvc", "remote", "add", "-d", "shared", str(remote)], a, env)
+        switched = sh(["dvc", "repro"], a, env)
+        assert stages_run(switched.stdout) == {"registry", "register"}, switched.stdout
+        commit(a, env, "a run")
+        pushed = sh(["dvc", "push"], a, env)
+        b = base / "b"
+        sh(["git", "clone", "-q", str(a), str(b)], base, env)
+        pulled = sh(["dvc", "pull"], b, env)
+        env.pop("OPENAI_BASE_URL")  # B never asks the teacher: nothing of generate's reruns
+        yield {"a": a, "b": b, "env": env, "remote": remote, "pushed": pushed, "pulled": pulled}
 
 
 def test_a_pulled_clone_reruns_nothing(shared):

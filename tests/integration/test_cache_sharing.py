@@ -14,14 +14,10 @@ from pathlib import Path
 import pytest
 
 from medaug.llm.cache import RequestCache
+from support.cache import K
 
 MEDAUG = Path(sys.executable).parent / "medaug"
 CACHE = Path(".cache/teacher.sqlite")
-
-
-def K(name: str) -> str:
-    """A real request key (a sha256, as the cache's readers require), named for the test."""
-    return RequestCache.key(name=name)
 
 
 def answer(text: str) -> dict[str, object]:
@@ -80,7 +76,7 @@ def project(repo: Path, env: dict[str, str], remote: Path | None) -> Path:
 
 
 @pytest.fixture
-def shared(tmp_path: Path, env: dict[str, str]) -> dict[str, Path]:
+def cache_clones(tmp_path: Path, env: dict[str, str]) -> dict[str, Path]:
     """A pushes {q1: a1, q2: a2} and commits the .dvc file; B is a clone of A with answers of its own:
     {q2: b2 (a clash), q3: b3 (only B has it)}."""
     remote = tmp_path / "dvc-remote"
@@ -101,8 +97,8 @@ def shared(tmp_path: Path, env: dict[str, str]) -> dict[str, Path]:
     return {"a": a, "b": b, "remote": remote}
 
 
-def test_pull_merges_the_shared_cache_with_local_answers(shared, env):
-    b = shared["b"]
+def test_pull_merges_the_shared_cache_with_local_answers(cache_clones, env):
+    b = cache_clones["b"]
     r = medaug("cache", "pull", cwd=b, env=env)
     assert r.returncode == 0, r.stderr
     assert read_cache(b / CACHE) == {K("q1"): "a1", K("q2"): "a2", K("q3"): "b3"}  # A's answer wins the clash
@@ -111,8 +107,8 @@ def test_pull_merges_the_shared_cache_with_local_answers(shared, env):
     assert sorted(p.name for p in (b / ".cache").iterdir()) == ["teacher.sqlite", "teacher.sqlite.dvc"]
 
 
-def test_pull_without_local_cache_fetches_the_shared_one(shared, env):
-    b = shared["b"]
+def test_pull_without_local_cache_fetches_the_shared_one(cache_clones, env):
+    b = cache_clones["b"]
     for f in (b / ".cache").glob("teacher.sqlite*"):
         if f.suffix != ".dvc":
             f.unlink()
@@ -121,9 +117,9 @@ def test_pull_without_local_cache_fetches_the_shared_one(shared, env):
     assert read_cache(b / CACHE) == {K("q1"): "a1", K("q2"): "a2"}
 
 
-def test_failed_pull_leaves_the_local_cache_as_it_was(shared, env):
-    b = shared["b"]
-    shutil.rmtree(shared["remote"])
+def test_failed_pull_leaves_the_local_cache_as_it_was(cache_clones, env):
+    b = cache_clones["b"]
+    shutil.rmtree(cache_clones["remote"])
     before = {p.name: p.read_bytes() for p in (b / ".cache").iterdir()}
     r = medaug("cache", "pull", cwd=b, env=env)
     assert r.returncode == 1

@@ -23,7 +23,7 @@ def medaug(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def tiny_cache(tmp_path: Path) -> Path:
+def one_entry_cache(tmp_path: Path) -> Path:
     """A request cache with one entry, written through the project's API."""
     path = tmp_path / "c.sqlite"
     rc = RequestCache(path)
@@ -68,9 +68,9 @@ def test_data_errors_exit_1_with_one_error_line(tmp_path):
     assert r.stderr == "error: params.yaml: train.learning_rate = nan must be a finite number\n"
 
 
-def test_quiet_hides_status_lines_and_verbose_shows_debug(tmp_path, tiny_cache):
+def test_quiet_hides_status_lines_and_verbose_shows_debug(tmp_path, one_entry_cache):
     out = tmp_path / "out.jsonl"
-    export = ["cache", "--path", tiny_cache, "export", "--output", out]
+    export = ["cache", "--path", one_entry_cache, "export", "--output", out]
     r = medaug(*export, cwd=tmp_path)
     assert (r.returncode, r.stderr) == (0, f"exported 1 entries to {out}\n")
 
@@ -79,7 +79,7 @@ def test_quiet_hides_status_lines_and_verbose_shows_debug(tmp_path, tiny_cache):
 
     r = medaug("-v", *export, cwd=tmp_path)
     assert r.returncode == 0
-    assert r.stderr.splitlines() == [f"cache: {tiny_cache.resolve()}", f"exported 1 entries to {out}"]
+    assert r.stderr.splitlines() == [f"cache: {one_entry_cache.resolve()}", f"exported 1 entries to {out}"]
 
 
 def test_stage_scripts_log_at_medaug_log_level(tmp_path, monkeypatch):

@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from support.dag import run_root
+from support.paths import ROOT
 
 SCRIPT = ROOT / "bench" / "gpu_check.py"
 
@@ -21,7 +22,7 @@ def run(*args, cache):
 
 def test_the_dry_run_passes_every_check_and_leaves_results_alone(tmp_path_factory):
     results = (ROOT / "bench" / "RESULTS.md").read_bytes()
-    done = run("--dry-run", cache=tmp_path_factory.getbasetemp() / "medaug-cache")
+    done = run("--dry-run", cache=run_root(tmp_path_factory) / "medaug-cache")
     assert done.returncode == 0, done.stderr[-3000:]
     for row in ("| train | 3 steps of batch 8", "gradient checkpointing", "| cpu vs cpu | labels identical on 8/8",
                 "| registered pyfunc | answers equal the evaluate stage's on 8/8", "**PASS**"):

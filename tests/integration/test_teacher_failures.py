@@ -1,5 +1,6 @@
 """Nothing silent (issue 12): teacher failures fail the stage after every answer is cached, fatal statuses stop at
-once, poison replies are rejects, and the budget is a promise: all against the real HTTP server on 127.0.0.1."""
+once, poison replies are rejects, and the budget is a promise: all against the real HTTP server on 127.0.0.1.
+(SIGKILL of a whole `dvc repro` process group: tests/dag/test_teacher_failures.py.)"""
 
 import json
 import logging
@@ -12,15 +13,8 @@ from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
 from medaug.llm.teacher import Request, make_teacher
 from medaug.params import TeacherParams, parse_params
-from openai_server import AnswersThenHangs, OpenAIServer, pubmedqa_responder
-from test_augment import make_train, params, read_rejects, run_in
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    write_records(tmp_path / "data/prepared/train.jsonl", make_train(10))
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-medaug-SECRET-do-not-write")
-    return tmp_path
+from support.generate import make_train, params, read_rejects, run_in
+from support.openai_server import OpenAIServer, pubmedqa_responder
 
 
 def serve(monkeypatch, responder=pubmedqa_responder, **kw) -> OpenAIServer:
@@ -34,43 +28,44 @@ def on(*needles: str, fault: str, attempts: int = 99):
     return lambda prompt, attempt: fault if attempt <= attempts and any(n in prompt for n in needles) else None
 
 
-def cached(project: Path) -> int:
-    return len(RequestCache(project / ".cache/teacher.sqlite"))
+def cached(generate_project: Path) -> int:
+    return len(RequestCache(generate_project / ".cache/teacher.sqlite"))
 
 
 # --- 1. failures fail the stage; a rerun re-sends exactly them ---------------------------------------------------
 
 
-def test_failed_requests_fail_the_stage_after_caching_the_rest_and_a_rerun_resends_only_them(project, monkeypatch):
+def test_failed_requests_fail_the_stage_after_caching_the_rest_and_a_rerun_resends_only_them(generate_project,
+                                                                                                monkeypatch):
     srv = serve(monkeypatch, fault_for=on("trial 2.", "trial 7.", fault="500", attempts=2))
     try:
         with pytest.raises(MedaugError) as e:  # rewrite + new on 4 items each; items 2 and 7 fail twice (2 attempts)
-            run_in(project, params(per_strategy=0, strategies=["rewrite"]))
+            run_in(generate_project, params(per_strategy=0, strategies=["rewrite"]))
         msg = str(e.value)
         assert "2 of 10 teacher requests failed" in msg and "re-sends only these 2" in msg
         assert "\n  http_500: 2" in msg and "teacher.max_failed_share" in msg
-        assert not (project / "data/generated/generated.jsonl").exists()
-        assert cached(project) == 8  # every answer received is kept
+        assert not (generate_project / "data/generated/generated.jsonl").exists()
+        assert cached(generate_project) == 8  # every answer received is kept
         sent_before = len(srv.requests)
-        m = run_in(project, params(per_strategy=0, strategies=["rewrite"]))  # attempt 3 succeeds
+        m = run_in(generate_project, params(per_strategy=0, strategies=["rewrite"]))  # attempt 3 succeeds
     finally:
         srv.__exit__(None, None, None)
     assert len(srv.requests) - sent_before == 2 and m["teacher"]["cache_hits"] == 8 and m["generated"] == 10
 
 
-def test_a_share_of_failures_can_be_accepted_on_purpose_and_content_rejects_never_count(project, monkeypatch):
+def test_a_share_of_failures_can_be_accepted_on_purpose_and_content_rejects_never_count(generate_project, monkeypatch):
     def responder(prompt):
         return "I cannot help with that." if "trial 4." in prompt else pubmedqa_responder(prompt)
 
     srv = serve(monkeypatch, responder, fault_for=on("trial 2.", fault="500"))
     try:
-        m = run_in(project, params(teacher={"max_failed_share": 0.1}, per_strategy=0, strategies=["rewrite"]))
+        m = run_in(generate_project, params(teacher={"max_failed_share": 0.1}, per_strategy=0, strategies=["rewrite"]))
     finally:
         srv.__exit__(None, None, None)
     # 10 items + 1 repair of item 4 = 11 requests; item 2 failed (1/11 <= 0.1), item 4 is a content reject
     assert m["rejects"] == {"not_json": 1, "teacher_error": 1} and m["generated"] == 8
     assert m["teacher"]["errors"] == {"http_500": 1}
-    assert {r["reason"] for r in read_rejects(project)} == {"not_json", "teacher_error"}
+    assert {r["reason"] for r in read_rejects(generate_project)} == {"not_json", "teacher_error"}
 
 
 # --- 2. a refused key or an unknown model stops at once ----------------------------------------------------------
@@ -82,33 +77,34 @@ def test_a_share_of_failures_can_be_accepted_on_purpose_and_content_rejects_neve
     ("404", "teacher.model 'fake-teacher' is not served there"),
     ("model_not_found", "teacher.model 'fake-teacher' is not served there"),
 ])
-def test_401_403_404_stop_sending_at_once_name_the_fix_and_keep_the_answers(project, monkeypatch, fault, says):
+def test_401_403_404_stop_sending_at_once_name_the_fix_and_keep_the_answers(generate_project, monkeypatch, fault, says):
     srv = serve(monkeypatch, fault_for=on("trial 3.", fault=fault))
     try:
         with pytest.raises(MedaugError, match=says) as e:
-            run_in(project, params(teacher={"max_concurrency": 1}, per_strategy=0, strategies=["rewrite"]))
+            run_in(generate_project, params(teacher={"max_concurrency": 1}, per_strategy=0, strategies=["rewrite"]))
     finally:
         srv.__exit__(None, None, None)
     assert len(srv.requests) == 4  # items 0-2 answered, item 3 refused, nothing after it
     assert "nothing more was sent" in str(e.value) and "3 answers received are kept" in str(e.value)
-    assert cached(project) == 3 and "SECRET" not in str(e.value)
+    assert cached(generate_project) == 3 and "SECRET" not in str(e.value)
 
 
 # --- 3. judge, consistency and evaluate-teacher never score a failure --------------------------------------------
 
 
-def test_evaluate_teacher_never_scores_a_failed_request_as_wrong(project, monkeypatch):
+def test_evaluate_teacher_never_scores_a_failed_request_as_wrong(generate_project, monkeypatch):
     from medaug.evaluate.teacher_baseline import run as baseline
 
     test = make_train(10)
-    write_records(project / "data/prepared/test.jsonl", test)
+    write_records(generate_project / "data/prepared/test.jsonl", test)
     srv = serve(monkeypatch, lambda p: json.dumps({"answer": "yes"}), fault_for=on("trial 5.", fault="500"))
 
     def run(**teacher):
         p = parse_params({"teacher": {"backend": "openai", "model": "fake-teacher", "max_attempts": 1,
                                       "backoff_s": 0.01, **teacher}, "evaluate": {"teacher_shots": 0}})
-        return baseline(p, project, project / "data/prepared/train.jsonl", project / "data/prepared/test.jsonl",
-                        project / "eval-teacher", project / "m.json", project / "c.json", project / "pc.json")
+        root = generate_project
+        return baseline(p, root, root / "data/prepared/train.jsonl", root / "data/prepared/test.jsonl",
+                        root / "eval-teacher", root / "m.json", root / "c.json", root / "pc.json")
     try:
         with pytest.raises(MedaugError, match="1 of 10 teacher requests failed"):
             run()
@@ -117,11 +113,12 @@ def test_evaluate_teacher_never_scores_a_failed_request_as_wrong(project, monkey
         srv.__exit__(None, None, None)
     # the test items are labelled yes/no/maybe in turn: 4 of the 9 answered are "yes" (item 5 is "maybe")
     assert m["n"] == 9 and m["teacher_failed"] == 1 and m["accuracy"] == pytest.approx(4 / 9, abs=1e-3)
-    preds = [json.loads(line) for line in (project / "eval-teacher/predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line)
+             for line in (generate_project / "eval-teacher/predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 9 and "1005" not in {p["id"] for p in preds}
 
 
-def test_judge_and_consistency_never_drop_an_item_because_the_teacher_failed(project, monkeypatch):
+def test_judge_and_consistency_never_drop_an_item_because_the_teacher_failed(generate_project, monkeypatch):
     from medaug.filtering.llm_checks import consistency, judge
     from medaug.filtering.steps import Context
 
@@ -138,7 +135,7 @@ def test_judge_and_consistency_never_drop_an_item_because_the_teacher_failed(pro
         def ctx(**teacher):
             p = parse_params({"teacher": {"backend": "openai", "model": "fake-teacher", "max_attempts": 1,
                                           "backoff_s": 0.01, **teacher}})
-            return Context(p, project, [], [], [])
+            return Context(p, generate_project, [], [], [])
         with pytest.raises(MedaugError, match=r"filter judge: 1 of 6 teacher requests failed"):
             judge(items, ctx())
         drops = judge(items, ctx(max_failed_share=0.2))
@@ -152,10 +149,10 @@ def test_judge_and_consistency_never_drop_an_item_because_the_teacher_failed(pro
 # --- 4. the response_format fallback loses nothing ---------------------------------------------------------------
 
 
-def test_response_format_fallback_is_per_request_and_not_an_attempt(project, monkeypatch):
+def test_response_format_fallback_is_per_request_and_not_an_attempt(generate_project, monkeypatch):
     srv = serve(monkeypatch, refuse_response_format=True)
     try:
-        m = run_in(project, params(teacher={"max_concurrency": 4, "max_attempts": 1}, per_strategy=8,
+        m = run_in(generate_project, params(teacher={"max_concurrency": 4, "max_attempts": 1}, per_strategy=8,
                                    strategies=["new"]))
     finally:
         srv.__exit__(None, None, None)
@@ -188,7 +185,7 @@ def test_an_unexpected_usage_shape_costs_the_estimate_and_cancels_nothing(tmp_pa
 # --- 6. poison replies are rejects, never crashes, and stay so from the cache ------------------------------------
 
 
-def test_poison_replies_are_rejects_with_their_reason_also_from_the_cache(project, monkeypatch):
+def test_poison_replies_are_rejects_with_their_reason_also_from_the_cache(generate_project, monkeypatch):
     def responder(prompt):
         if "trial 1." in prompt:
             return '{"question": ' + "[" * 100_000 + "]" * 100_000 + "}"  # RecursionError in json
@@ -199,14 +196,14 @@ def test_poison_replies_are_rejects_with_their_reason_also_from_the_cache(projec
     srv = serve(monkeypatch, responder, fault_for=on("trial 3.", fault="raw_surrogate"))
     try:
         p = params(teacher={"repair_attempts": 0}, per_strategy=0, strategies=["rewrite"])
-        m = run_in(project, p)
-        again = run_in(project, p)
+        m = run_in(generate_project, p)
+        again = run_in(generate_project, p)
     finally:
         srv.__exit__(None, None, None)
     assert m["rejects"] == {"bad_unicode_question": 2, "malformed_json": 1} and m["generated"] == 7
     assert again["rejects"] == m["rejects"] and again["teacher"]["sent"] == 0
-    assert len(read_records(project / "data/generated/generated.jsonl")) == 7
-    rejects = {r["parent_id"]: r for r in read_rejects(project)}
+    assert len(read_records(generate_project / "data/generated/generated.jsonl")) == 7
+    rejects = {r["parent_id"]: r for r in read_rejects(generate_project)}
     assert "\ufffd" in rejects["1003"]["replies"][0]  # the raw surrogate, replaced so it could be written
 
 
@@ -218,26 +215,26 @@ def spent(srv: OpenAIServer, price: dict) -> float:
     return sum(i * price["input"] + o * price["output"] for i, o in srv.billed) / 1e6
 
 
-def test_the_budget_holds_against_the_providers_own_token_counts(project, monkeypatch):
+def test_the_budget_holds_against_the_providers_own_token_counts(generate_project, monkeypatch):
     # the provider counts 2 characters a token: twice what a 4 chars/token estimate expects
     srv = serve(monkeypatch, lambda p: json.dumps({"question": "Is x y?"}), count_tokens=lambda t: len(t) // 2)
     price = {"input": 150.0, "output": 0.0}
     try:
         with pytest.raises(MedaugError, match="budget_usd = 0.5 reached"):
-            run_in(project, params(teacher={"prices": {"fake-teacher": price}, "budget_usd": 0.5,
+            run_in(generate_project, params(teacher={"prices": {"fake-teacher": price}, "budget_usd": 0.5,
                                             "max_concurrency": 4}, per_strategy=0, strategies=["rewrite"]))
     finally:
         srv.__exit__(None, None, None)
     assert 0 < len(srv.billed) < 10 and spent(srv, price) <= 0.5
 
 
-def test_the_budget_is_per_stage_across_its_teachers(project, monkeypatch):
+def test_the_budget_is_per_stage_across_its_teachers(generate_project, monkeypatch):
     # the provider counts 4 chars a token, as the estimate does: each teacher alone would stay under the budget
     srv = serve(monkeypatch, count_tokens=lambda t: len(t) // 4)
     price = {"input": 100.0, "output": 100.0}
     try:
         with pytest.raises(MedaugError, match="budget_usd = 0.4 reached"):
-            run_in(project, params(teacher={"prices": {"fake-teacher": price, "other-teacher": price},
+            run_in(generate_project, params(teacher={"prices": {"fake-teacher": price, "other-teacher": price},
                                             "budget_usd": 0.4, "max_concurrency": 2, "max_new_tokens": 64},
                                    per_strategy=0, teachers={"new": {"model": "other-teacher"}}))
     finally:
@@ -245,12 +242,12 @@ def test_the_budget_is_per_stage_across_its_teachers(project, monkeypatch):
     assert 0 < spent(srv, price) <= 0.4  # both teachers together
 
 
-def test_only_requests_in_flight_hold_back_budget(project, monkeypatch):
+def test_only_requests_in_flight_hold_back_budget(generate_project, monkeypatch):
     # max_new_tokens 2000: a request's worst case is ~9x what it costs; 10 queued worst cases far pass the budget
     srv = serve(monkeypatch, count_tokens=lambda t: len(t) // 4)
     price = {"input": 100.0, "output": 100.0}
     try:
-        m = run_in(project, params(teacher={"prices": {"fake-teacher": price}, "budget_usd": 1.5,
+        m = run_in(generate_project, params(teacher={"prices": {"fake-teacher": price}, "budget_usd": 1.5,
                                             "max_concurrency": 2, "max_new_tokens": 2000},
                                    per_strategy=0, strategies=["rewrite"]))
     finally:
@@ -294,58 +291,6 @@ def test_credentials_in_the_base_url_are_refused_and_never_shown(tmp_path, monke
         srv.__exit__(None, None, None)
     assert srv.requests == [] and "hunter2" not in str(e.value) and "***@127.0.0.1" in str(e.value)
     assert "hunter2" not in caplog.text
-
-
-# --- acceptance: SIGKILL of the whole `dvc repro` process group --------------------------------------------------
-
-
-def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and_resends_no_answer(tmp_path):
-    """`dvc repro generate` in a fresh git repo; SIGKILL its whole process group (dvc and the stage) once half the
-    answers are cached; a plain rerun of `dvc repro` completes and sends no request that had been answered."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from test_pipeline_e2e import copy_project, sh
-
-    repo = copy_project(tmp_path / "repo")
-    text = (repo / "params.yaml").read_text()
-    text = text.replace("  backend: local ", "  backend: openai ").replace("  model: gemma-3-270m\n",
-                                                                          "  model: fake-teacher\n")
-    (repo / "params.yaml").write_text(text.replace("  per_strategy: 12 ", "  per_strategy: 10 "))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               OPENAI_API_KEY="sk-test", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    sh(["git", "init", "-q"], repo, env)
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "init"], repo, env)
-    responder = AnswersThenHangs(10)  # the rest hangs until the pipeline is dead
-
-    with OpenAIServer(responder) as srv:
-        env["OPENAI_BASE_URL"] = srv.base_url
-        proc = subprocess.Popen(["dvc", "repro", "generate"], cwd=repo, env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            cache = repo / ".cache/teacher.sqlite"
-            for _ in range(2400):
-                if cache.exists() and len(RequestCache(cache)) >= 10:
-                    break
-                time.sleep(0.05)
-            assert len(RequestCache(cache)) >= 10
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        finally:
-            responder.release()
-        answered_before = {k.key for k in RequestCache(cache).iter_entries()}
-        seen_before = dict(srv.attempts)
-        rerun = sh(["dvc", "repro", "generate"], repo, env)
-    assert "Running stage 'generate'" in rerun.stdout
-    m = json.loads((repo / "reports/generate.json").read_text())
-    assert m["generated"] + sum(m["rejects"].values()) == 20 and m["teacher"]["cache_hits"] >= 10
-    assert all(srv.attempts[p] == 1 for p in responder.answered), "an answered request was sent again"
-    assert m["teacher"]["sent"] == 20 - len(answered_before) and len(seen_before) <= 10 + 4
 
 
 def test_a_cache_write_error_fails_only_its_answers_after_every_request_is_done(tmp_path, monkeypatch):

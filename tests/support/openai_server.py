@@ -11,8 +11,8 @@ attempt) -> fault | None` picks faults by hand instead, from FAULTS and SCRIPTED
 bytes hold a lone surrogate. Every request is recorded: `srv.requests` (parsed bodies) and `srv.attempts` (prompt
 text -> number of requests seen).
 
-As a script, `python tests/openai_server.py --port-file F [--latency-s S]` serves pubmedqa_responder until
-killed, after writing its base_url to F; each answer then takes S seconds more, and GET /v1/_stats returns
+As a script, `python tests/support/openai_server.py --port-file F [--latency-s S]` serves pubmedqa_responder
+until killed, after writing its base_url to F; each answer then takes S seconds more, and GET /v1/_stats returns
 {"requests": number of POSTs seen}, so another process (bench/teacher.py) can count them.
 """
 

@@ -4,8 +4,6 @@ Outputs follow the process umask like a plain open() / mkdir()."""
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -101,17 +99,6 @@ def test_non_utf8_jsonl_line_names_file_and_line(tmp_path):
     with pytest.raises(MedaugError) as e:
         list(iter_jsonl(path))
     assert one_line(e).startswith(f"{path}:3: not UTF-8 (byte 0xf6")
-
-
-def test_cache_import_of_a_non_utf8_export_is_one_line_and_creates_nothing(tmp_path):
-    export = tmp_path / "export.jsonl"
-    export.write_bytes(b'{"key": "k1", "value": "' + LATIN1 + b'"}\n')
-    cache = tmp_path / "teacher.sqlite"
-    r = subprocess.run([sys.executable, "-m", "medaug.cli", "cache", "--path", str(cache), "import", str(export)],
-                       capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 1
-    assert r.stderr.startswith(f"error: {export}:1: not UTF-8") and r.stderr.count("\n") == 1
-    assert not cache.exists()
 
 
 # ---------------------------------------------------------------- the filter stage's inputs (point 15)

@@ -1,12 +1,12 @@
-"""The request cache's writer thread and `medaug cache stats|export|import|prune|delete`, on real sqlite files."""
+"""The request cache's writer thread and `medaug cache stats|export|import|prune|delete` (in process), on real
+sqlite files. A process exiting with answers queued, and a teacher run on a locked cache against the HTTP test
+server: tests/integration/test_cache.py."""
 
 import asyncio
 import contextlib
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 from medaug.cli import main
 from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
+from support.cache import K, committed
 
 DAY = 86400.0
 
@@ -33,11 +34,6 @@ def run(capsys):
         return code, out, err
 
     return _run
-
-
-def K(name: str) -> str:
-    """A real request key (a sha256, as import requires), named for the test."""
-    return RequestCache.key(name=name)
 
 
 def keys(*names: str) -> set[str]:
@@ -265,12 +261,6 @@ def test_an_old_format_cache_can_be_imported_without_being_changed(tmp_path, run
 # --- the writer thread: put never waits on the database, and no answer is lost ---------------------------------
 
 
-def committed(path) -> dict[str, dict]:
-    """What is in the file itself, read by a plain sqlite connection (not through any RequestCache)."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM requests")}
-
-
 def test_put_never_waits_on_a_locked_file_and_flush_commits_every_answer_after(tmp_path, capsys):
     path = tmp_path / "c.sqlite"
     cache = RequestCache(path, lock_wait_s=0.05)
@@ -395,15 +385,6 @@ def test_a_write_error_is_raised_by_flush_once_after_the_other_answers_are_commi
     cache.close()
 
 
-def test_answers_still_queued_when_the_process_exits_are_committed(tmp_path):
-    path = tmp_path / "c.sqlite"
-    script = ("import sys; from medaug.llm.cache import RequestCache; c = RequestCache(sys.argv[1]); "
-              "[c.put(RequestCache.key(name=f'q{i}'), {'text': str(i)}) for i in range(300)]")  # no close()
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
-    subprocess.run([sys.executable, "-c", script, str(path)], env=env, check=True, timeout=60)
-    assert committed(path) == {K(f"q{i}"): {"text": str(i)} for i in range(300)}
-
-
 def test_every_reader_sees_every_put_without_a_flush(tmp_path, run):
     path = tmp_path / "c.sqlite"
     cache = RequestCache(path)
@@ -484,49 +465,4 @@ def test_delete_also_drops_an_answer_still_queued(tmp_path, run):
     code, out, _ = run("cache", "--path", path, "delete", K("poisoned"))
     assert code == 0 and "deleted 1 entries" in out
     assert cache.get(K("poisoned")) is None and committed(path) == {}
-    cache.close()
-
-
-def test_a_teacher_run_on_a_locked_cache_gets_every_answer_and_commits_them_once_it_is_released(tmp_path,
-                                                                                                 monkeypatch):
-    """The real openai backend, whose report callback puts each answer from inside its event loop: with the file
-    locked, every request is still sent and answered (a put that waited would freeze the loop after the first
-    answer), and `complete` returns once the lock is released and its answers are committed."""
-    import threading
-
-    from medaug.llm.teacher import make_teacher
-    from medaug.params import TeacherParams
-    from openai_server import OpenAIServer
-
-    path = tmp_path / "cache/teacher.sqlite"
-    cache = RequestCache(path, lock_wait_s=0.05)  # the file's writer waits in short steps (default 30 s)
-    tp = TeacherParams(backend="openai", model="fake-teacher", cache="cache/teacher.sqlite", timeout_s=5,
-                       max_concurrency=4)
-    prompts = [f"prompt {i}" for i in range(12)]
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN EXCLUSIVE")
-    seen_while_locked = {}
-
-    def release_when_all_were_answered() -> None:
-        for _ in range(200):
-            if len(srv.requests) == len(prompts):
-                break
-            time.sleep(0.05)
-        time.sleep(0.2)
-        seen_while_locked.update(requests=len(srv.requests), committed=len(committed(path)))
-        holder.execute("COMMIT")
-        holder.close()
-
-    with OpenAIServer(lambda p: f"echo: {p}") as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-        releaser = threading.Thread(target=release_when_all_were_answered)
-        releaser.start()
-        out = make_teacher(tp, tmp_path).complete(prompts)
-        releaser.join()
-        assert seen_while_locked == {"requests": 12, "committed": 0}
-        assert [c.text for c in out] == [f"echo: {p}" for p in prompts]
-        assert {v["text"] for v in committed(path).values()} == {f"echo: {p}" for p in prompts}
-        again = make_teacher(tp, tmp_path).complete(prompts)
-        assert all(c.cached for c in again) and len(srv.requests) == 12
     cache.close()

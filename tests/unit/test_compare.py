@@ -27,7 +27,7 @@ def preds(k):
 
 
 @pytest.fixture
-def project(tmp_path):
+def compare_project(tmp_path):
     write_records(tmp_path / "test.jsonl", TEST)
     for (variant, seed), k in RIGHT.items():
         write_jsonl(tmp_path / "eval" / f"tiny-{variant}-{seed}" / "predictions.jsonl",
@@ -43,9 +43,9 @@ def params(**train):
                          "evaluate": {"bootstrap": 500}})
 
 
-def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_metrics(project):
-    rows = compare.run(params(), project / "test.jsonl", project / "eval", project / "dataset",
-                       project / "reports/variants.json", project / "plots/variants.json")
+def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_metrics(compare_project):
+    rows = compare.run(params(), compare_project / "test.jsonl", compare_project / "eval", compare_project / "dataset",
+                       compare_project / "reports/variants.json", compare_project / "plots/variants.json")
     assert [(r["model"], r["variant"], r["seeds"]) for r in rows] == [("tiny", "original", [0, 1]),
                                                                     ("tiny", "augmented", [0, 1])]
     for row in rows:
@@ -64,9 +64,9 @@ def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_metrics(project):
     assert vs["low"] < vs["delta"] < vs["high"] and 0 < vs["p_value"] < 0.05
     assert vs["usd_per_point"] == pytest.approx(0.6 / (100 * vs["delta"]))
     assert (augmented["items"], augmented["generated"], augmented["teacher_cost_usd"]) == (124, 24, 0.6)
-    saved = json.loads((project / "reports/variants.json").read_text())
+    saved = json.loads((compare_project / "reports/variants.json").read_text())
     assert saved["recipes"] == json.loads(json.dumps(rows)) and saved["seeds"] == [0, 1]
-    plot = json.loads((project / "plots/variants.json").read_text())
+    plot = json.loads((compare_project / "plots/variants.json").read_text())
     assert [(r["recipe"], r["generated"]) for r in plot] == [("tiny-original", 0), ("tiny-augmented", 24)]
     assert plot[1]["accuracy"] == augmented["accuracy"]["mean"]
 
@@ -80,8 +80,8 @@ def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_metrics(project):
     assert lines[-2].startswith("| tiny-original | 100 (0) |") and lines[-2].endswith("| – | – | 0.0000 | – |")
 
 
-def test_a_missing_seed_names_the_file_and_the_fix(project):
+def test_a_missing_seed_names_the_file_and_the_fix(compare_project):
     p = params(seeds=[0, 1, 2])
     with pytest.raises(MedaugError, match=r"tiny-original-2/predictions.jsonl: not found; run `dvc repro`"):
-        compare.run(p, project / "test.jsonl", project / "eval", project / "dataset", project / "r.json",
-                    project / "p.json")
+        compare.run(p, compare_project / "test.jsonl", compare_project / "eval", compare_project / "dataset",
+                    compare_project / "r.json", compare_project / "p.json")

@@ -14,10 +14,7 @@ from medaug.data.schema import LABELS, Record, read_records
 from medaug.data.split import official_split
 from medaug.errors import MedaugError
 from medaug.params import DataParams, Params, TaskParams
-
-PUBMEDQA = Path(__file__).resolve().parents[2] / "shared/data/pubmedqa"
-needs_pqal = pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(),
-                                reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
+from support.paths import PUBMEDQA, needs_pqal
 
 
 def load_pqal() -> list[Record]:

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PUBMEDQA
 from medaug.data.schema import Record, read_records
 from medaug.filtering.minhash import LSH, MinHasher, estimate_jaccard, jaccard, rows_per_band, shingles
 from medaug.filtering.steps import Context, decontaminate, dedup
 from medaug.params import Params
+from support.paths import PUBMEDQA, needs_pqal
 
 ANDROGENS = "Is there a correlation between androgens and sexual desire in women?"
 TWINS = "Can third trimester ultrasound predict the presentation of the first twin at delivery?"
@@ -220,7 +220,7 @@ PQAL_PARAPHRASES = {
 }
 
 
-@pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(), reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
+@needs_pqal
 def test_real_pqal_planted_test_items_are_removed_and_train_items_kept(tmp_path):
     from medaug.data import prepare
     from medaug.params import DataParams
@@ -241,7 +241,7 @@ def test_real_pqal_planted_test_items_are_removed_and_train_items_kept(tmp_path)
     assert drops == {r.id: "test_embedding" for r in paraphrases} | {r.id: "test_overlap" for r in copies + abstracts}
 
 
-@pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(), reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
+@needs_pqal
 @pytest.mark.parametrize("ngram", [8, 13])
 def test_real_pqal_every_official_test_question_copied_verbatim_is_dropped(tmp_path, ngram):
     """All 500 official test questions, each asked as a new item on a train abstract (the label of the test item),

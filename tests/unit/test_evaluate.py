@@ -1,18 +1,20 @@
 """Prompt encoding, the log-likelihood scorer, merged candidates, metrics and the evaluate stage (tiny models)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 from medaug.data.schema import Record, write_records
 from medaug.errors import MedaugError
-from medaug.evaluate import Scorer, bootstrap_ci, compute_metrics, load_candidate, mcnemar, paired_delta_ci, run
+from medaug.evaluate.scorer import Scorer
+from medaug.evaluate.stats import bootstrap_ci, mcnemar, paired_delta_ci
+from medaug.evaluate.metrics import compute_metrics
+from medaug.evaluate.evaluate import load_candidate, run
 from medaug.evaluate.task import encode, render_prompt
-from medaug.models import load_model_and_tokenizer
+from medaug.models.load import load_model_and_tokenizer
 from medaug.params import TaskParams, parse_params
+from support.models import CHAT_TEMPLATE, lora_adapter
 
 
 pytestmark = pytest.mark.usefixtures("tiny_cache")
@@ -25,18 +27,6 @@ def records(n, start=0):
                    contexts=["We enrolled patients with chronic heart failure. " * (1 + i % 5),
                              f"Mortality was {'lower' if i % 2 else 'similar'} in the treated group."],
                    final_decision=labels[i % 3]) for i in range(start, start + n)]
-
-
-def lora_adapter(model_ref, path):
-    """A LoRA adapter with random (not zero) B matrices, so merging it really changes the model."""
-    torch.manual_seed(1)
-    model, tokenizer = load_model_and_tokenizer(model_ref)
-    config = LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", init_lora_weights=False,
-                        task_type="CAUSAL_LM")
-    get_peft_model(model, config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (Path(path) / "medaug.json").write_text(json.dumps({"base": model_ref}))  # as the train stage writes it
-    return path
 
 
 def test_render_prompt_fills_both_fields_once():
@@ -217,10 +207,6 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
         run(p, "tiny", "augmented", 0, test, adapter, *x, zero_shot_path)
 
 
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-
-
 def test_chat_format_puts_the_prompt_in_a_user_turn_and_the_answer_in_the_reply():
     _, tok = load_model_and_tokenizer("tiny-llama")
     record = records(1)[0]
@@ -242,7 +228,7 @@ def test_chat_format_puts_the_prompt_in_a_user_turn_and_the_answer_in_the_reply(
 
 
 def test_compare_zero_shot_gives_the_paired_delta_interval_only_with_resamples():
-    from medaug.evaluate import compare_zero_shot
+    from medaug.evaluate.evaluate import compare_zero_shot
     recs = records(6)
     golds = [r.final_decision for r in recs]
     worse = [g if i < 3 else ("no" if g == "yes" else "yes") for i, g in enumerate(golds)]

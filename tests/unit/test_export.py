@@ -1,97 +1,14 @@
 """Hub-ready outputs (issue 16, part 3): a train output carries a model card and names its base by hub id and
-revision, not by this machine's cache path; `medaug export` writes a folder that transformers/peft load in a
-process where medaug cannot be imported, scoring as medaug's own loader does (tiny models, and a hub id served
-from a local cache in the hub's own layout)."""
+revision, not by this machine's cache path (a tiny model, and a hub id served from a local cache in the hub's own
+layout: the `hub` fixture). `medaug export` loaded in a process without medaug: tests/integration/test_export.py."""
 
 import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 
-from medaug.cli import main
-from medaug.data.schema import Record, write_records
-from medaug.errors import MedaugError
-from medaug.evaluate import Scorer
-from medaug.export import export
-from medaug.models import load_model_and_tokenizer, resolve
-from medaug.params import parse_params
-from medaug.train import run
+from support.hub import COMMIT, HUB_ID, train_candidate
 
 pytestmark = pytest.mark.usefixtures("tiny_cache")
-
-HUB_ID = "medaug-test/tiny-llama"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-RECORD = Record(id="q", question="Did outcome 3 improve? It worsened.", contexts=["We followed 13 patients."],
-                final_decision="no")
-NO_MEDAUG = "import sys; sys.modules['medaug'] = None  # any import of medaug fails\n"
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """tiny-llama published as HUB_ID at COMMIT in a hub cache (models--org--name/snapshots/<commit>, refs/main),
-    offline: transformers resolves the id through the real hub client, from local files."""
-    import shutil
-
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    repo = cache / f"models--{HUB_ID.replace('/', '--')}"
-    shutil.copytree(resolve("tiny-llama"), repo / "snapshots" / COMMIT, ignore=shutil.ignore_patterns("medaug_*"))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))  # for the subprocesses
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
-def train_candidate(root: Path, ref: str) -> tuple:
-    p = parse_params({"models": {"tiny": ref}, "task": {"max_seq_len": 64},
-                      "train": {"models": ["tiny"], "batch_size": 4, "grad_accum": 1, "max_steps": 3}})
-    labels = ["yes", "no", "maybe"]
-    records = [Record(id=f"t{i}", question=f"Did outcome {i} improve?", contexts=[f"We followed {i} patients."],
-                      final_decision=labels[i % 3]) for i in range(8)]
-    write_records(root / "train.jsonl", records)
-    out = root / "models" / "tiny-original-0"
-    run(p, "tiny", "original", 0, root / "train.jsonl", out, root / "reports" / "train" / "tiny-original-0.json")
-    return p, out
-
-
-def logits(model, tokenizer) -> torch.Tensor:
-    ids = tokenizer("Abstract: we followed patients.\nQuestion: did it work?\nAnswer:", return_tensors="pt").input_ids
-    with torch.no_grad():
-        return model(ids).logits[0, -1]
-
-
-def exported_logits(dest: Path, loader: str, tmp_path: Path) -> torch.Tensor:
-    """logits() of the folder `dest` loaded by `loader` (peft's or transformers' Auto class) where medaug cannot be
-    imported."""
-    module = "peft" if "Peft" in loader else "transformers"
-    out = no_medaug(f"""
-import torch
-from {module} import {loader}
-from transformers import AutoTokenizer
-model = {loader}.from_pretrained({str(dest)!r})
-tok = AutoTokenizer.from_pretrained({str(dest)!r})
-ids = tok("Abstract: we followed patients.\\nQuestion: did it work?\\nAnswer:", return_tensors="pt").input_ids
-with torch.no_grad():
-    print(model(ids).logits[0, -1].tolist())
-""", tmp_path)
-    return torch.tensor(json.loads(out))
-
-
-def no_medaug(script: str, tmp_path: Path) -> str:
-    """Run `script` in a fresh python where `import medaug` fails; its stdout."""
-    done = subprocess.run([sys.executable, "-c", NO_MEDAUG + script], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=""))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
 
 
 def test_a_train_output_names_its_hub_base_with_revision_and_carries_a_card(tmp_path, hub):
@@ -103,44 +20,3 @@ def test_a_train_output_names_its_hub_base_with_revision_and_carries_a_card(tmp_
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and f"base_model: {HUB_ID}" in card and "library_name: peft" in card
     assert "## Training" in card and "- learning_rate: " in card and "## Evaluation" not in card  # not scored yet
-
-
-def test_an_adapter_on_a_hub_base_exports_as_an_adapter_peft_loads_without_medaug(tmp_path, hub):
-    p, out = train_candidate(tmp_path, HUB_ID)
-    (tmp_path / "metrics" / "eval").mkdir(parents=True)
-    (tmp_path / "metrics" / "eval" / "tiny-original-0.json").write_text(json.dumps(
-        {"accuracy": 0.75, "macro_f1": 0.5, "n": 8, "ci95": {"method": "bca", "accuracy": {"low": 0.5, "high": 1.0},
-                                                              "macro_f1": {"low": 0.25, "high": 0.8}}}))
-    dest = export(p, "tiny-original-0", tmp_path / "export", root=tmp_path)
-    assert not (dest / "model.safetensors").exists() and (dest / "adapter_model.safetensors").exists()
-    card = (dest / "README.md").read_text()
-    assert "| Accuracy | 0.7500 | [0.5000, 1.0000] |" in card and "AutoPeftModelForCausalLM" in card
-    want = logits(*load_model_and_tokenizer(str(out)))
-    assert torch.allclose(exported_logits(dest, "AutoPeftModelForCausalLM", tmp_path), want, atol=1e-5)
-    # the card's own snippet, run as written (no medaug), answers as the evaluate stage's Scorer does
-    code = re.search(r"```python\n(.*?)```", card, re.S).group(1).replace(repr("tiny-original-0"), repr(str(dest)))
-    code = code.replace('context="..."', f"context={RECORD.contexts[0]!r}").replace(
-        'question="..."', f"question={RECORD.question!r}")
-    model, tok = load_model_and_tokenizer(str(out))
-    assert no_medaug(code, tmp_path).strip() == Scorer(model, tok, p.task, 1).predict([RECORD],
-                                                                                     progress=False)[0]["prediction"]
-
-
-def test_a_candidate_on_a_local_base_exports_merged_in_the_dtype_asked(tmp_path, monkeypatch):
-    p, out = train_candidate(tmp_path, "tiny-llama")
-    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-llama"
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as e:  # through the CLI: no such candidate, exit 1, the trained ones listed
-        main(["export", "tiny-augmented-0", str(tmp_path / "x")])
-    assert e.value.code == 1
-    dest = export(p, "tiny-original-0", tmp_path / "export", root=tmp_path)
-    assert (dest / "model.safetensors").exists() and not (dest / "adapter_config.json").exists()
-    assert "library_name: transformers" in (dest / "README.md").read_text()
-    want = logits(*load_model_and_tokenizer(str(out)))
-    assert torch.allclose(exported_logits(dest, "AutoModelForCausalLM", tmp_path), want, atol=1e-5)
-    half = export(p, "tiny-original-0", tmp_path / "half", dtype="bfloat16", root=tmp_path)
-    assert (half / "model.safetensors").stat().st_size < 0.6 * (dest / "model.safetensors").stat().st_size
-    with pytest.raises(MedaugError, match=r"export: .*export exists and is not an empty folder; name a new one"):
-        export(p, "tiny-original-0", dest, root=tmp_path)
-    with pytest.raises(MedaugError, match=r"no candidate 'tiny-augmented-0' .*trained: tiny-original-0"):
-        export(p, "tiny-augmented-0", tmp_path / "y", root=tmp_path)

@@ -2,7 +2,6 @@
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -14,15 +13,7 @@ from medaug.errors import MedaugError
 from medaug.data.text import normalize, word_ngrams
 from medaug.data.leakage import contamination_ngrams
 from medaug.params import DataParams, Params
-
-PUBMEDQA = Path(__file__).resolve().parents[2] / "shared/data/pubmedqa"
-
-
-@pytest.fixture()
-def prepared(tmp_path):
-    out = tmp_path / "prepared"
-    prepare.run(Params(), tmp_path, out, tmp_path / "prepare.json")
-    return {name: read_records(out / f"{name}.jsonl") for name in ("train", "dev", "test")} | {"dir": out}
+from support.paths import PUBMEDQA, needs_pqal
 
 
 def gen(parent: Record, gid: str, question: str, source: str = "rewrite", contexts=None, label=None) -> Record:
@@ -152,7 +143,7 @@ def test_rules_helpers():
     assert word_ngrams("a b", 3) == set()
 
 
-@pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(), reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
+@needs_pqal
 def test_real_pqal_test_abstracts_flagged_and_train_abstracts_kept(tmp_path):
     out = tmp_path / "prepared"
     prepare.run(Params(data=DataParams(source=str(PUBMEDQA / "ori_pqal.json"))), tmp_path, out, tmp_path / "m.json")

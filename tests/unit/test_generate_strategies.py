@@ -1,89 +1,24 @@
-"""Generation strategies beyond rewrite/new: label targets (`generate.label_mix`), passages of a user corpus
-(`grounded`), MeSH-balanced parents (`mesh`), and all of them mixed in one run, against a real OpenAI-compatible
-server on 127.0.0.1 whose responder follows each prompt (and misbehaves where a test says so)."""
+"""Generation strategies beyond rewrite/new, in process: their params, quotas and label targets
+(`generate.label_mix`), a user corpus cut into passages (`grounded`), MeSH-balanced parents (`mesh`), and their
+prompt files. Generation against the real HTTP test teacher: tests/integration/test_generate_strategies.py."""
 
 import json
 import random
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import ROOT
-from medaug import filtering
 from medaug.augment import grounded, mesh
 from medaug.data import mesh as data_mesh
-from medaug.augment.generate import (SCHEMAS, build_prompt, check, dry_run, load_prompt, pick, plan, quotas, run,
-                                     targets)
-from medaug.data import prepare
-from medaug.data.schema import Record, read_records, write_records
+from medaug.augment.generate import SCHEMAS, build_prompt, check, load_prompt, pick, plan, quotas, targets
+from medaug.data.schema import Record
 from medaug.errors import MedaugError
 from medaug.llm.structured import validate as validate_reply
-from medaug.params import Params, load_params, parse_params
-from openai_server import OpenAIServer, pubmedqa_responder
-
-LABELS = ("yes", "no", "maybe")
-
-
-def task_field(prompt: str, name: str) -> str:
-    m = re.search(rf"^{name}:[ \t]*(.*)$", prompt.rsplit("### Task", 1)[-1], re.MULTILINE)
-    return m.group(1).strip() if m else ""
-
-
-def topic(text: str) -> str:
-    return " ".join(re.findall(r"[A-Za-z0-9-]+", text)[:8]).lower()
-
-
-def responder(prompt: str) -> str:
-    """A deterministic teacher for every prompt: new_target answers with the label asked for, grounded asks about
-    the passage's first words, mesh about its topic; rewrite and new as tests/openai_server.py."""
-    explanation = lambda text: re.split(r"(?<=[.!?])\s+", text, maxsplit=1)[0]  # noqa: E731
-    if "one whose answer is the answer given" in prompt:
-        abstract = task_field(prompt, "Abstract")
-        return json.dumps({"question": f"Does the study of {topic(abstract)} show the reported effect?",
-                           "answer": task_field(prompt, "Answer"), "explanation": explanation(abstract)})
-    if "MeSH topic:" in prompt:
-        abstract, heading = task_field(prompt, "Abstract"), task_field(prompt, "MeSH topic")
-        return json.dumps({"question": f"Regarding {heading}, did the study of {topic(abstract)} find an effect?",
-                           "answer": LABELS[len(abstract) % 3], "explanation": explanation(abstract)})
-    if "Passage:" in prompt:
-        passage = task_field(prompt, "Passage")
-        return json.dumps({"question": f"Does the passage on {topic(passage)} support its main claim?",
-                           "answer": LABELS[len(passage) % 3], "explanation": explanation(passage)})
-    return pubmedqa_responder(prompt)
-
-
-def make_train(labels: str, meshes=None) -> list[Record]:
-    """One record per letter of `labels` (y/n/m)."""
-    full = {"y": "yes", "n": "no", "m": "maybe"}
-    return [Record(id=str(2000 + i), question=f"Does treatment {i} improve outcome {i % 4}?",
-                   contexts=[f"We enrolled {30 + i} patients in trial {i}.", f"Outcome {i % 4} changed by {i}%."],
-                   final_decision=full[c], long_answer=f"Treatment {i} had an effect.",
-                   meshes=meshes[i] if meshes else ["Humans", f"Drug{i}"]) for i, c in enumerate(labels)]
-
-
-def params(teacher=None, **generate) -> Params:
-    return parse_params({"teacher": {"backend": "openai", "model": "fake-teacher", "timeout_s": 5, "max_attempts": 2,
-                                     "backoff_s": 0.01, "max_concurrency": 4, **(teacher or {})},
-                         "generate": {"per_strategy": 4, "seed": 0, **generate}})
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    with OpenAIServer(responder) as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        yield srv
-
-
-def generate(root: Path, p: Params, prepared: Path | None = None) -> tuple[dict, list[Record], list[dict]]:
-    out = root / "data/generated"
-    m = run(p, root, prepared or root / "data/prepared", out / "generated.jsonl", out / "rejects.jsonl",
-            root / "metrics/generate.json")
-    rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
-    return m, read_records(out / "generated.jsonl"), rejects
+from medaug.params import load_params, parse_params
+from support.paths import ROOT
+from support.strategies import LABELS, make_train, params, responder, words_, write_corpus
 
 
 # --- params -------------------------------------------------------------------------------------------------------
@@ -134,33 +69,6 @@ def test_quotas_are_exact_and_within_one_of_each_share():
     assert t[:6] != ["yes"] * 3 + ["no"] * 3  # shuffled, not in blocks
 
 
-def test_label_mix_sets_the_labels_of_rewrites_and_new_questions(tmp_path, server):
-    # 14 yes, 8 no, 2 maybe: a skewed train split, as PubMedQA's (552 / 338 / 110)
-    write_records(tmp_path / "data/prepared/train.jsonl", make_train("yn" * 8 + "y" * 6 + "mm"))
-    mix = {"yes": 1, "no": 1, "maybe": 2}
-    m, recs, rejects = generate(tmp_path, params(per_strategy=12, label_mix=mix))
-    assert m["labels"] == {"rewrite": {"yes": 3, "no": 3, "maybe": 6}, "new": {"yes": 3, "no": 3, "maybe": 6}}
-    assert rejects == [] and m["generated"] == 24
-    # rewrite: the 2 maybe parents are asked 3 times each, as samples 0, 1, 2 (another seed, another cache entry)
-    maybe = sorted(r.id for r in recs if r.source == "rewrite" and r.final_decision == "maybe")
-    assert maybe == sorted(f"{pid}-rewrite-{s}" for pid in ("2022", "2023") for s in range(3))
-    rewrite_seeds = Counter(b["seed"] for b in server.requests if "Rewrite the research" in b["messages"][0]["content"])
-    assert rewrite_seeds == {0: 8, 1: 2, 2: 2}
-    # new: each prompt names its target, asked with new_target.txt, and the record carries that label
-    targets_asked = Counter(task_field(b["messages"][0]["content"], "Answer") for b in server.requests
-                            if "whose answer is the answer given" in b["messages"][0]["content"])
-    assert targets_asked == {"yes": 3, "no": 3, "maybe": 6}
-    assert {r.teacher["prompt_sha"] for r in recs if r.source == "new"} == {load_prompt("new_target")[1]}
-    # deterministic: the same seed asks for the same items again (all cached), another seed for others
-    sent = len(server.requests)
-    m2, recs2, _ = generate(tmp_path, params(per_strategy=12, label_mix=mix))
-    assert [r.id for r in recs2] == [r.id for r in recs] and len(server.requests) == sent
-    est = dry_run(params(per_strategy=12, label_mix=mix), tmp_path, tmp_path / "data/prepared")
-    assert (est["requests"], est["to_send"]) == (24, 0)  # the dry run asks for the same samples
-    _, recs3, _ = generate(tmp_path, params(per_strategy=12, label_mix=mix, seed=1))
-    assert {r.id for r in recs3 if r.source == "new"} != {r.id for r in recs if r.source == "new"}
-
-
 def test_without_label_mix_nothing_changes(tmp_path):
     """Empty label_mix asks exactly what it asked before (new.txt, random parents, sample 0): caches stay valid."""
     train = make_train("ynm" * 5)
@@ -171,37 +79,7 @@ def test_without_label_mix_nothing_changes(tmp_path):
     assert {(j.sample, j.target) for j in jobs} == {(0, "")}
 
 
-def test_a_reply_with_another_label_is_off_target_and_repaired_once(tmp_path, monkeypatch):
-    write_records(tmp_path / "data/prepared/train.jsonl", make_train("ynm" * 4))
-
-    def stubborn(prompt):
-        reply = json.loads(responder(prompt))
-        if "trial 0." in prompt or ("trial 1." in prompt and "could not be used" not in prompt):
-            reply["answer"] = "no" if reply["answer"] != "no" else "yes"  # trial 1 obeys once told
-        return json.dumps(reply)
-
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    with OpenAIServer(stubborn) as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        m, recs, rejects = generate(tmp_path, params(strategies=["new"], per_strategy=0,
-                                                     label_mix={"yes": 1, "no": 1, "maybe": 1}))
-    assert m["rejects"] == {"off_target": 1} and m["repaired"] == 1 and m["generated"] == 11
-    (rej,) = rejects
-    assert rej["parent_id"] == "2000" and rej["reason"] == "off_target" and len(rej["replies"]) == 2
-    assert json.loads(rej["replies"][0])["answer"] != rej["target"]
-    repairs = [b["messages"][2]["content"] for b in srv.requests if len(b["messages"]) == 3]
-    assert len(repairs) == 2 and all(x.startswith("That reply could not be used: off target.") for x in repairs)
-    assert check("new", {"question": "Is it?", "answer": "yes", "explanation": ""}, recs[0], target="no") \
-        == "off_target"
-    assert check("rewrite", {"question": "Is it so?"}, recs[0], target="no")["final_decision"] == \
-        recs[0].final_decision  # a rewrite keeps its parent's label: targets steer which parents
-
-
 # --- grounded: chunking -------------------------------------------------------------------------------------------
-
-
-def words_(prefix: str, n: int) -> list[str]:
-    return [f"{prefix}{i}" for i in range(n)]
 
 
 def test_chunks_pack_whole_paragraphs_within_the_budget_with_the_overlap_carried():
@@ -233,20 +111,6 @@ def test_chunking_invariants_on_random_documents():
         assert all(ch[-1] == para_of[ch[-1]][-1] or len(para_of[ch[-1]]) > size - overlap for ch in chunks)
 
 
-def write_corpus(folder: Path) -> Path:
-    (folder / "chapters").mkdir(parents=True)
-    (folder / "chapters/02-kidney.md").write_text(
-        "# Kidney\n\n## Acute kidney injury\n\n" + " ".join(words_("k", 30)) + "\n\n" + " ".join(words_("r", 10)))
-    (folder / "01-notes.txt").write_text(" ".join(words_("t", 8)) + "\n   \n" + "second paragraph here.\n")
-    (folder / "abstracts.jsonl").write_text(
-        json.dumps({"id": "A7", "title": "Statins", "text": " ".join(words_("s", 25))}) + "\n\n" +
-        json.dumps({"text": "Untitled abstract text."}) + "\n")
-    (folder / ".hidden").mkdir()
-    (folder / ".hidden/skip.txt").write_text("never read")
-    (folder / "figure.pdf").write_bytes(b"%PDF")
-    return folder
-
-
 def test_read_corpus_reads_txt_md_jsonl_in_sorted_order_with_pointers(tmp_path):
     corpus = write_corpus(tmp_path / "corpus")
     passages = grounded.read_corpus(corpus, 20, 4)
@@ -275,50 +139,6 @@ def test_corpus_errors_name_the_key_or_the_line(tmp_path):
     (tmp_path / "bad/docs.jsonl").write_text('{"text": "ok"}\n{"body": "no text"}\n')
     with pytest.raises(MedaugError, match=r"docs.jsonl:2: a corpus .jsonl line needs a string 'text' field"):
         grounded.read_corpus(tmp_path / "bad", 10, 0)
-
-
-# --- grounded: generation and filtering ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def prepared(tmp_path):
-    """The bundled synthetic sample, prepared (train/dev/test) in tmp_path/data/prepared."""
-    out = tmp_path / "data/prepared"
-    prepare.run(Params(), tmp_path, out, tmp_path / "metrics/prepare.json")
-    return out
-
-
-def filter_generated(root: Path, prepared: Path) -> dict:
-    p = Params()
-    p.filter.steps = ["validate", "dedup", "decontaminate"]
-    out = root / "data/filtered"
-    return filtering.run(p, prepared, root / "data/generated/generated.jsonl", out / "kept.jsonl",
-                         out / "rejects.jsonl", root / "metrics/funnel.json", root=root)
-
-
-def test_grounded_records_keep_their_passage_and_pointer_and_pass_filtering(tmp_path, prepared, server):
-    corpus = write_corpus(tmp_path / "corpus")
-    p = params(strategies=["grounded"], per_strategy=0, grounded={"corpus": "corpus", "chunk_tokens": 20,
-                                                                  "overlap_tokens": 4})
-    m, recs, rejects = generate(tmp_path, p)
-    passages = {f"{s.file}#{s.chunk}": s for s in grounded.read_corpus(corpus, 20, 4)}
-    assert m["generated"] == len(recs) == len(passages) == 7 and rejects == []
-    sha = load_prompt("grounded")[1]
-    for r in recs:
-        s = passages[r.id.removesuffix("-grounded-0")]
-        assert r.source == "grounded" and r.parent_id is None and r.contexts == [s.text] and r.meshes == []
-        assert r.teacher["grounding"] == s.pointer and r.teacher["prompt_sha"] == sha
-    prompts = [b["messages"][0]["content"] for b in server.requests]
-    assert all(task_field(q, "Passage") in {s.text for s in passages.values()} for q in prompts)
-    # a record grounded in a corpus has no parent in the prepared data, and passes the rule-based filters
-    funnel = filter_generated(tmp_path, prepared)
-    assert funnel["kept"] == 7 and funnel["by_source"] == {"grounded": {"in": 7, "kept": 7, "dropped": {}}}
-    # per_strategy picks passages at random, the same ones for the same seed
-    p3 = params(strategies=["grounded"], per_strategy=3, grounded={"corpus": str(corpus), "chunk_tokens": 20,
-                                                                   "overlap_tokens": 4})
-    ids = [j.item.id for j in plan(p3, [])]
-    assert len(ids) == 3 and ids == [j.item.id for j in plan(p3, [], Path("/elsewhere"))]  # absolute path
-    assert set(ids) <= set(passages)
 
 
 # --- mesh ---------------------------------------------------------------------------------------------------------
@@ -381,39 +201,6 @@ def test_mesh_coverage_counts_records_per_heading_and_branch():
     assert data_mesh.mesh_coverage(recs, d)["branches"] == {"B01": 2, "C14": 2, "(unmapped)": 1, "C23": 1}
 
 
-# --- mixing -------------------------------------------------------------------------------------------------------
-
-
-def test_every_strategy_in_one_run_each_record_names_its_strategy_and_the_set_passes_filtering(
-        tmp_path, prepared, server):
-    corpus = write_corpus(tmp_path / "corpus")
-    p = params(strategies=["rewrite", "new", "grounded", "mesh"], per_strategy=5,
-               label_mix={"yes": 1, "no": 1, "maybe": 1}, grounded={"corpus": str(corpus), "chunk_tokens": 20,
-                                                                                  "overlap_tokens": 4},
-               mesh={"descriptors": ""})  # no tree file under tmp_path: balance headings
-    m, recs, rejects = generate(tmp_path, p)
-    assert m["requested"] == 20 and rejects == []
-    assert {s: c["generated"] for s, c in m["by_strategy"].items()} == {"rewrite": 5, "new": 5, "grounded": 5,
-                                                                        "mesh": 5}
-    shas = {s: load_prompt(s)[1] for s in ("rewrite", "new_target", "grounded", "mesh")}
-    train = {r.id: r for r in read_records(prepared / "train.jsonl")}
-    for r in recs:
-        assert r.id.split("-")[-2] == r.source  # <item>-<strategy>-<sample>
-        assert r.teacher["prompt_sha"] == shas["new_target" if r.source == "new" else r.source]
-        if r.source == "grounded":
-            assert r.parent_id is None and set(r.teacher["grounding"]) >= {"file", "chunk"}
-        else:
-            assert r.parent_id in train and r.contexts == train[r.parent_id].contexts
-        if r.source == "mesh":
-            assert r.teacher["heading"] in r.meshes and r.teacher["heading"] in r.question
-    # 5 = 2 yes + 2 no + 1 maybe (largest remainder, ties in label order), for rewrite and for new
-    assert Counter(r.final_decision for r in recs if r.source in ("rewrite", "new")) == {"yes": 4, "no": 4,
-                                                                                         "maybe": 2}
-    funnel = filter_generated(tmp_path, prepared)
-    assert set(funnel["by_source"]) == {"rewrite", "new", "grounded", "mesh"}
-    assert all(funnel["by_source"][s]["kept"] == 5 for s in ("new", "grounded", "mesh"))
-
-
 @pytest.mark.parametrize("strategy", ["new_target", "grounded", "mesh"])
 def test_new_prompt_files_ask_for_the_new_schema_and_the_responder_answers_validly(strategy):
     text, _ = load_prompt(strategy)
@@ -432,15 +219,3 @@ def test_placeholders_in_an_items_text_are_left_alone():
                   final_decision="yes")
     prompt = build_prompt(load_prompt("mesh")[0], item, heading="Sets")
     assert "A set {target} in LaTeX and {heading} text." in prompt and "MeSH topic: Sets" in prompt
-
-
-def test_grounded_drops_a_planted_test_abstract_and_reports_it(tmp_path, prepared, server):
-    corpus = write_corpus(tmp_path / "corpus")
-    test = read_records(prepared / "test.jsonl")
-    (corpus / "leak.jsonl").write_text(json.dumps({"id": "leak", "text": test[0].context}) + "\n")
-    p = params(strategies=["grounded"], per_strategy=0, grounded={"corpus": "corpus", "chunk_tokens": 200,
-                                                                  "overlap_tokens": 4})
-    m, recs, rejects = generate(tmp_path, p)
-    assert m["grounded_dropped_test_overlap"] >= 1
-    assert not any(r.teacher["grounding"]["file"] == "leak.jsonl" for r in recs)
-    assert json.loads((tmp_path / "metrics/generate.json").read_text())["grounded_dropped_test_overlap"] >= 1

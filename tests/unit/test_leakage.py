@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import PUBMEDQA, ROOT
 from medaug.augment import grounded
 from medaug.data import leakage
 from medaug.data.leakage import Contamination
 from medaug.data.schema import Record, read_records, write_records
 from medaug.params import parse_params
 from medaug.train import pretrain
+from support.paths import PUBMEDQA, ROOT, needs_pqal
 
 HIP = ("Elderly patients operated on for hip fracture were randomised to mobilisation on the first postoperative "
        "day or to usual care. Median length of stay was 9 days with early mobilisation and 12 days with usual care.")
@@ -33,7 +33,7 @@ CLEAN = {  # (file, text): documents about neither test item
 
 
 @pytest.fixture
-def prepared(tmp_path) -> Path:
+def split_dir(tmp_path) -> Path:
     """A split whose test items are a zeolite study and the halofantrine question; HIP is a train abstract."""
     out = tmp_path / "prepared"
     write_records(out / "train.jsonl", [Record("r1", "Does early mobilisation shorten the hospital stay?", [HIP],
@@ -68,19 +68,19 @@ def test_the_doctest_of_the_leak_check_holds():
     assert doctest.testmod(leakage).failed == 0
 
 
-def test_leak_check_counts_test_specific_ngrams_and_whole_test_questions_only(prepared):
-    leak = Contamination.of_split(prepared, 8)
+def test_leak_check_counts_test_specific_ngrams_and_whole_test_questions_only(split_dir):
+    leak = Contamination.of_split(split_dir, 8)
     assert leak.reason(f"Background. {ZEOLITE.upper()} Conclusion.") == "test_overlap"
     assert leak.reason("After an injury Blood loss was 180 ml with the zeolite agent, as reported") == "test_overlap"
     assert leak.reason(HIP) is None  # a train abstract shares no test-specific n-gram
     assert leak.reason("So... IS Halofantrine-ototoxic?!") == "test_question"
     assert leak.reason("Is halofantrine an ototoxic drug?") is None  # the words, not in order, are no copy
     assert leak.reason("Blood loss was 180 ml") is None  # shorter than n: no n-gram, and no test question
-    assert Contamination.of_split(prepared, 5).reason("Blood loss was 180 ml") == "test_overlap"
+    assert Contamination.of_split(split_dir, 5).reason("Blood loss was 180 ml") == "test_overlap"
 
 
-def test_grounded_drops_exactly_the_passages_that_leak_and_counts_them(tmp_path, prepared):
-    leak = Contamination.of_split(prepared, 8)
+def test_grounded_drops_exactly_the_passages_that_leak_and_counts_them(tmp_path, split_dir):
+    leak = Contamination.of_split(split_dir, 8)
     corpus = write_corpus(tmp_path / "corpus", planted=True)
     every = grounded.read_corpus(corpus, 36, 0)  # one passage per abstract, three for faq.md
     kept, dropped = grounded.read_clean_corpus(corpus, 36, 0, leak)
@@ -92,25 +92,25 @@ def test_grounded_drops_exactly_the_passages_that_leak_and_counts_them(tmp_path,
     assert grounded.read_clean_corpus(clean, 36, 0, leak) == (grounded.read_corpus(clean, 36, 0), 0)
 
 
-def test_pretrain_corpus_drops_exactly_the_documents_that_leak_and_counts_them(tmp_path, prepared):
-    leak = Contamination.of_split(prepared, 8)
+def test_pretrain_corpus_drops_exactly_the_documents_that_leak_and_counts_them(tmp_path, split_dir):
+    leak = Contamination.of_split(split_dir, 8)
     texts, dropped = pretrain.corpus_texts(write_corpus(tmp_path / "corpus", planted=True), leak)
     assert dropped == 2 and len(texts) == 3  # the zeolite line and faq.md, a document of its own
     assert not any("zeolite" in t or "halofantrine" in t for t in texts) and HIP in texts
     clean, dropped = pretrain.corpus_texts(write_corpus(tmp_path / "clean", planted=False), leak)
     assert dropped == 0 and len(clean) == 4
     # the default corpus, the prepared train split, is clean by construction
-    assert pretrain.corpus_texts(prepared / "train.jsonl", leak) == ([HIP], 0)
+    assert pretrain.corpus_texts(split_dir / "train.jsonl", leak) == ([HIP], 0)
 
 
 @pytest.mark.usefixtures("tiny_cache")
-def test_pretrain_reports_the_documents_it_dropped_in_its_metrics(tmp_path, prepared):
+def test_pretrain_reports_the_documents_it_dropped_in_its_metrics(tmp_path, split_dir):
     p = parse_params({"models": {"tiny": "tiny-llama"}, "pretrain": {"models": ["tiny"], "block_size": 16,
                                                                      "max_steps": 1},
                       "train": {"models": ["tiny"], "batch_size": 2, "grad_accum": 1,
                                 "checkpoints": str(tmp_path / "ckpt")}})
     corpus = write_corpus(tmp_path / "corpus", planted=True)
-    metrics = pretrain.run(p, "tiny", corpus, prepared, tmp_path / "out", tmp_path / "metrics.json")
+    metrics = pretrain.run(p, "tiny", corpus, split_dir, tmp_path / "out", tmp_path / "metrics.json")
     assert metrics["documents"] == 3 and metrics["dropped_test_overlap"] == 2
     assert json.loads((tmp_path / "metrics.json").read_text())["dropped_test_overlap"] == 2
 
@@ -123,7 +123,7 @@ def test_dvc_stages_that_read_a_corpus_depend_on_the_split_and_the_leak_check():
         assert "filter.decontaminate.ngram" in stages[name]["params"], name
 
 
-@pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(), reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
+@needs_pqal
 def test_real_pqal_test_abstracts_leave_a_corpus_and_train_abstracts_stay(tmp_path):
     """A corpus of every PQA-L abstract (a PubMed dump holds them all) keeps the 500 train/dev ones and loses the 500
     test ones, as whole documents (pretrain) and as passages (grounded)."""

@@ -11,6 +11,9 @@ import pytest
 from medaug.data.mcq import SAMPLES, from_medmcqa_rows, from_medqa_rows, load_splits
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
+from support.rows import write
+
+pytestmark = pytest.mark.usefixtures("hf_cache")
 
 SAMPLE_DIR = SAMPLES["medqa"].parent
 
@@ -27,24 +30,6 @@ def medmcqa_row(rid="id-1", cop=1, exp="Blue fur means ice.", **kw) -> dict:
     row = {"id": rid, "question": f"Question {rid}?", "opa": "one", "opb": "two", "opc": "three", "opd": "four",
            "cop": cop, "choice_type": "single", "exp": exp, "subject_name": "Zoology", "topic_name": None}
     return {**row, **kw}
-
-
-def write(path: Path, rows: list[dict]) -> Path:
-    import datasets
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        datasets.Dataset.from_list(rows).to_parquet(str(path))
-    else:
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-@pytest.fixture(autouse=True)
-def hf_cache(tmp_path, monkeypatch):
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
 
 
 # ---------------------------------------------------------------- rows -> records

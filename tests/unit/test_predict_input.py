@@ -11,9 +11,10 @@ import pytest
 
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
-from medaug.evaluate import Scorer
+from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.task import CHARS_PER_TOKEN, encode
-from medaug.models import load_model_and_tokenizer, resolve
+from medaug.models.load import load_model_and_tokenizer
+from medaug.models import resolve
 from medaug.params import TaskParams
 from medaug.tracking.pyfunc import InvalidInput, Question, pip_requirements, read_predict_input, rows_to_records
 from medaug.tracking.register import SERVED_MODEL

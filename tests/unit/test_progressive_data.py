@@ -13,7 +13,9 @@ import pytest
 from medaug.data.mcq import SAMPLES, from_progressive_rows, load_splits
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
-from test_mcq_loaders import hf_cache, write  # noqa: F401 (hf_cache: an autouse fixture, active here too)
+from support.rows import write
+
+pytestmark = pytest.mark.usefixtures("hf_cache")
 
 SAMPLE_DIR = SAMPLES["progressive"]
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from medaug.data.schema import Record, write_records
 from medaug.evaluate.task import collate, encode
-from medaug.models import load_model_and_tokenizer
+from medaug.models.load import load_model_and_tokenizer
 from medaug.params import parse_params
 from medaug.train import completion_loss, encode_rationale, run, with_rationale
 from medaug.train.loop import pack

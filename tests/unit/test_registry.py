@@ -17,7 +17,7 @@ REPORT = {"model_name": NAME, "version": 1, "alias": "champion", "candidate": "t
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
+def registry_project(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
@@ -49,18 +49,19 @@ def test_display_uri_drops_credentials_and_keeps_the_project_store_relative(tmp_
     assert display_uri("databricks", tmp_path) == "databricks"
 
 
-def test_nothing_registered_yet_writes_the_registry_and_removes_nothing(project):
-    assert run_check(project) == "registry sqlite:///mlflow.db: nothing registered yet"
-    assert json.loads((project / "reports/registry.json").read_text()) == \
+def test_nothing_registered_yet_writes_the_registry_and_removes_nothing(registry_project):
+    assert run_check(registry_project) == "registry sqlite:///mlflow.db: nothing registered yet"
+    assert json.loads((registry_project / "reports/registry.json").read_text()) == \
         {"registry": "sqlite:///mlflow.db", "model_name": NAME}
-    assert not (project / "mlflow.db").exists()  # asking created no store
+    assert not (registry_project / "mlflow.db").exists()  # asking created no store
 
 
-def test_a_registry_holding_the_version_keeps_the_report(project):
-    register_version(project / "mlflow.db", {"candidate": "tiny-original", "test_digest": REPORT["test_digest"]})
-    (project / "reports/register.json").write_text(json.dumps(REPORT))
-    assert run_check(project) == f"registry sqlite:///mlflow.db: holds {NAME} v1 (tiny-original)"
-    assert (project / "reports/register.json").exists()
+def test_a_registry_holding_the_version_keeps_the_report(registry_project):
+    register_version(registry_project / "mlflow.db",
+                     {"candidate": "tiny-original", "test_digest": REPORT["test_digest"]})
+    (registry_project / "reports/register.json").write_text(json.dumps(REPORT))
+    assert run_check(registry_project) == f"registry sqlite:///mlflow.db: holds {NAME} v1 (tiny-original)"
+    assert (registry_project / "reports/register.json").exists()
 
 
 @pytest.mark.parametrize("case, why", [
@@ -69,10 +70,10 @@ def test_a_registry_holding_the_version_keeps_the_report(project):
     ("deleted", f"it has no version 1 of {NAME}"),
     ("another model", f"its {NAME} v1 is another model (tiny-augmented on test data abababababab)"),
 ])
-def test_a_registry_without_the_version_withdraws_the_report(project, case, why):
+def test_a_registry_without_the_version_withdraws_the_report(registry_project, case, why):
     from mlflow import MlflowClient
 
-    db = project / "mlflow.db"
+    db = registry_project / "mlflow.db"
     if case != "no store":
         candidate = "tiny-augmented" if case == "another model" else "tiny-original"
         register_version(db, {"candidate": candidate, "test_digest": REPORT["test_digest"]})
@@ -80,23 +81,24 @@ def test_a_registry_without_the_version_withdraws_the_report(project, case, why)
         MlflowClient(f"sqlite:///{db}", f"sqlite:///{db}").delete_registered_model(NAME)
     if case == "deleted":
         MlflowClient(f"sqlite:///{db}", f"sqlite:///{db}").delete_model_version(NAME, "1")
-    (project / "reports/register.json").write_text(json.dumps(REPORT))
-    line = run_check(project)
+    (registry_project / "reports/register.json").write_text(json.dumps(REPORT))
+    line = run_check(registry_project)
     assert why in line and "(v1) no longer describes it; `register` runs again" in line, line
-    assert not (project / "reports/register.json").exists()
+    assert not (registry_project / "reports/register.json").exists()
 
 
-def test_an_unreachable_registry_fails_loudly_and_keeps_the_report(project, monkeypatch):
+def test_an_unreachable_registry_fails_loudly_and_keeps_the_report(registry_project, monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:pw@127.0.0.1:{port}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    (project / "reports/register.json").write_text(json.dumps(REPORT))
+    (registry_project / "reports/register.json").write_text(json.dumps(REPORT))
     with pytest.raises(MedaugError) as e:
-        run_check(project)
+        run_check(registry_project)
     msg = str(e.value)
     assert msg.startswith(f"registry http://127.0.0.1:{port}: cannot check that it holds {NAME} v1 (")
     assert msg.endswith("start the server or set MLFLOW_TRACKING_URI to the registry, then rerun `dvc repro`")
-    assert "pw" not in msg and (project / "reports/register.json").exists()
-    assert json.loads((project / "reports/registry.json").read_text())["registry"] == f"http://127.0.0.1:{port}"
+    assert "pw" not in msg and (registry_project / "reports/register.json").exists()
+    assert json.loads((registry_project / "reports/registry.json").read_text())["registry"] == \
+        f"http://127.0.0.1:{port}"

@@ -1,0 +1,59 @@
+"""Nothing silent (issue 12), acceptance: SIGKILL of the whole `dvc repro` process group mid-generation, against the
+real HTTP server on 127.0.0.1. The rest of issue 12: tests/integration/test_teacher_failures.py."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from medaug.llm.cache import RequestCache
+from support.openai_server import AnswersThenHangs, OpenAIServer
+from support.process import sh
+from support.project import copy_project
+
+
+# --- acceptance: SIGKILL of the whole `dvc repro` process group --------------------------------------------------
+
+
+def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and_resends_no_answer(tmp_path):
+    """`dvc repro generate` in a fresh git repo; SIGKILL its whole process group (dvc and the stage) once half the
+    answers are cached; a plain rerun of `dvc repro` completes and sends no request that had been answered."""
+    repo = copy_project(tmp_path / "repo")
+    text = (repo / "params.yaml").read_text()
+    text = text.replace("  backend: local ", "  backend: openai ").replace("  model: gemma-3-270m\n",
+                                                                          "  model: fake-teacher\n")
+    (repo / "params.yaml").write_text(text.replace("  per_strategy: 12 ", "  per_strategy: 10 "))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               OPENAI_API_KEY="sk-test", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    sh(["git", "init", "-q"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "init"], repo, env)
+    responder = AnswersThenHangs(10)  # the rest hangs until the pipeline is dead
+
+    with OpenAIServer(responder) as srv:
+        env["OPENAI_BASE_URL"] = srv.base_url
+        proc = subprocess.Popen(["dvc", "repro", "generate"], cwd=repo, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            cache = repo / ".cache/teacher.sqlite"
+            for _ in range(2400):
+                if cache.exists() and len(RequestCache(cache)) >= 10:
+                    break
+                time.sleep(0.05)
+            assert len(RequestCache(cache)) >= 10
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            responder.release()
+        answered_before = {k.key for k in RequestCache(cache).iter_entries()}
+        seen_before = dict(srv.attempts)
+        rerun = sh(["dvc", "repro", "generate"], repo, env)
+    assert "Running stage 'generate'" in rerun.stdout
+    m = json.loads((repo / "reports/generate.json").read_text())
+    assert m["generated"] + sum(m["rejects"].values()) == 20 and m["teacher"]["cache_hits"] >= 10
+    assert all(srv.attempts[p] == 1 for p in responder.answered), "an answered request was sent again"
+    assert m["teacher"]["sent"] == 20 - len(answered_before) and len(seen_before) <= 10 + 4

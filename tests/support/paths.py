@@ -1,0 +1,11 @@
+"""Where the repository and the real data are, and the skip for tests that need the real PubMedQA PQA-L."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBMEDQA = ROOT.parent / "shared/data/pubmedqa"
+
+needs_pqal = pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(),
+                                reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
