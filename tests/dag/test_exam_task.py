@@ -6,8 +6,8 @@ import json
 import pytest
 
 from medaug.data.schema import read_records
-from support.exam import MEDQA
 from support.dag import task_dag
+from support.exam import MEDQA
 from support.process import sh, stages_run
 from support.project import champion_vs_evaluate
 

@@ -5,6 +5,7 @@ import json
 
 import yaml
 
+from support.dag import commit
 from support.pipeline import DAPT, VARIANTS, per_variant
 from support.process import sh, stages_run
 
@@ -12,8 +13,7 @@ from support.process import sh, stages_run
 
 def test_exp_run_with_new_learning_rate_reruns_only_train_evaluate_register(project):
     repo, env = project["repo"], project["env"]
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "first run"], repo, env)
+    commit(repo, env, "first run")
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     r = sh(["dvc", "exp", "run", "-S", "train.learning_rate=0.02"], repo, env)
     # pretraining has its own learning rate: it does not rerun

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from support.dag import commit
 from support.pipeline import NAME
 from support.process import sh, stages_run
 
@@ -34,13 +35,12 @@ def temp_exp(project):
     teacher setting that reruns every teacher stage (generate, filter, evaluate-teacher) without changing a single
     request."""
     repo, env, server = project["repo"], project["env"], project["server"]
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "first run"], repo, env)
+    head = commit(repo, env, "first run")
     before = {"requests": len(server.requests), "answers": cached_answers(repo),
               "register": json.loads((repo / "reports/register.json").read_text())}
     r = sh(["dvc", "exp", "run", "--temp", "-n", EXP, "-S", "register.alpha=0.04",
             "-S", "teacher.max_concurrency=2"], repo, env)
-    return {**project, "before": before, "run": r, "head": sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()}
+    return {**project, "before": before, "run": r, "head": head}
 
 
 def test_temp_experiment_registers_into_the_project_with_its_experiment_tags(temp_exp):

@@ -16,9 +16,13 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import yaml
 from filelock import FileLock
+from ruamel.yaml import YAML
 
+from support.openai_server import ExamTeacher, OpenAIServer
 from support.process import sh
+from support.project import copy_project, git_repo, tiny
 
 
 def run_root(tmp_path_factory) -> Path:
@@ -69,12 +73,6 @@ def commit(repo: Path, env: dict[str, str], message: str) -> str:
 def task_dag(tmp_path_factory, name: str, edit: Callable[[dict], None]) -> Iterator[dict]:
     """`dvc repro` of the project in a fresh git repo, with tiny-llama trained on `original` and `augmented` a few
     steps and ExamTeacher on the HTTP test server as the teacher, after `edit(params)`; yields {repo, env, first}."""
-    import yaml
-    from ruamel.yaml import YAML
-
-    from support.openai_server import ExamTeacher, OpenAIServer
-    from support.project import copy_project, git_repo, tiny
-
     repo = copy_project(tmp_path_factory.mktemp(name))
     params = tiny(YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text()), ["original", "augmented"])
     edit(params)
