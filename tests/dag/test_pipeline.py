@@ -23,8 +23,7 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
         *per_variant("dataset@{v}", "train@tiny-{v}-0", "evaluate@tiny-{v}-0"),
         *per_variant("train-dapt@tiny-{v}-0", "evaluate-dapt@tiny-{v}-0", variants=DAPT)}
     test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
-    for name in ("tiny-original-0", "tiny-augmented-0", "tiny-zero-shot", "tiny-dapt-original-0",
-                 "tiny-dapt-augmented-0", "teacher"):
+    for name in ("tiny-original-0", "tiny-augmented-0", "tiny-zero-shot", "tiny-dapt-augmented-0", "teacher"):
         rel = "teacher.json" if name == "teacher" else f"eval/{name}.json"
         m = json.loads((repo / "reports" / rel).read_text())
         # DVC's metric is the report's headline: what `dvc exp show` lists, nothing more
@@ -117,7 +116,7 @@ def test_second_repro_is_up_to_date(project):
     assert "Stage 'register' didn't change, skipping" in r.stdout
     # the CLI names a candidate's stage, dapt ones included (their own matrices)
     for args, stage in ((["train", "tiny", "dapt-augmented"], "train-dapt@tiny-augmented-0"),
-                        (["evaluate", "tiny", "dapt-original"], "evaluate-dapt@tiny-original-0"),
+                        (["evaluate", "tiny", "dapt-augmented"], "evaluate-dapt@tiny-augmented-0"),
                         (["pretrain", "tiny"], "pretrain@tiny")):
         r = sh(["medaug", *args], project["repo"], project["env"])
         assert f"dvc repro --single-item {stage}" in r.stderr and "didn't change" in r.stdout, (r.stdout, r.stderr)
@@ -182,10 +181,12 @@ def test_each_training_set_holds_its_recipe_and_a_recipe_change_reruns_only_its_
     train, kept = records("data/prepared/train.jsonl"), records("data/filtered/kept.jsonl")
     sets = {v: records(f"data/train/{v}.jsonl") for v in VARIANTS}
     assert sets["original"] == sets["why"] == train and sets["augmented"] == train + kept
-    assert sets["rewrite-only"] == train + [r for r in kept if r["source"] == "rewrite"] != sets["augmented"]
+    # `half`: the new items alone (kept holds rewrites too), then a seeded half of them, in kept order
+    new = [r for r in kept if r["source"] == "new"]
+    assert new and len(new) < len(kept)
     half = sets["half"][len(train):]
-    assert sets["half"][:len(train)] == train and len(half) == round(len(kept) / 2)
-    assert [r for r in kept if r in half] == half  # a subset, in kept order
+    assert sets["half"][:len(train)] == train and len(half) == round(len(new) / 2) > 0
+    assert [r for r in new if r in half] == half  # a subset of the new items, in kept order
     for v in VARIANTS:
         report = json.loads((repo / f"reports/dataset/{v}.json").read_text())
         assert report["items"] == len(sets[v]) and report["generated"] == len(sets[v]) - len(train)
@@ -198,7 +199,7 @@ def test_each_training_set_holds_its_recipe_and_a_recipe_change_reruns_only_its_
     (repo / "params.yaml").write_text(params.replace("fraction: 0.5", "fraction: 0.75"))
     ran = stages_run(sh(["dvc", "repro"], repo, env).stdout)
     assert ran == {"dataset@half", "train@tiny-half-0", "evaluate@tiny-half-0", "compare", "registry", "register"}, ran
-    assert len(records("data/train/half.jsonl")) == len(train) + round(len(kept) * 0.75)
+    assert len(records("data/train/half.jsonl")) == len(train) + round(len(new) * 0.75)
 
 
 def test_a_filter_param_change_reruns_filter_and_downstream_never_generate(project):
