@@ -1,4 +1,6 @@
-"""DVC stage `filter`: the filter steps of params.yaml over the generated data -> data/train/augmented.jsonl."""
+"""DVC stage `filter`: the steps of params.yaml `filter.steps` over the generated data -> data/filtered/ (kept items,
+rejects with their step and reason, the data card) and the funnel report; `dataset@<recipe>` builds the training
+sets from the kept items."""
 
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""DVC stage `prepare`: PubMedQA PQA-L (sample | hub | file) -> official split -> data/prepared/*.jsonl."""
+"""DVC stage `prepare`: the task's source (params data.source: sample | hub | a file; the task file names its
+loader and split) -> train/dev/test -> data/prepared/*.jsonl."""
 
 from pathlib import Path
 

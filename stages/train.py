@@ -8,13 +8,14 @@ from pathlib import Path
 from medaug import train
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import DEV_PLOTS, MODELS, PREPARED, REPORTS, TRAIN_PLOTS, TRAIN_SETS, candidate
+from medaug.paths import DEV_PLOTS, MODELS, PREPARED, REPORTS, TRAIN_PLOTS, TRAIN_SETS, Candidate
 
 
 def main(model: str, variant: str, seed: str) -> None:
     p = load_params()
-    name = candidate(model, variant, int(seed))
-    train.run(p, model, variant, int(seed), TRAIN_SETS / f"{variant.removeprefix('dapt-')}.jsonl", MODELS / name,
+    c = Candidate(model, variant, int(seed))
+    name = c.name
+    train.run(p, model, variant, int(seed), TRAIN_SETS / f"{c.recipe}.jsonl", MODELS / name,
               REPORTS / "train" / f"{name}.json", dev_path=PREPARED / "dev.jsonl",
               plots=(TRAIN_PLOTS / f"{name}.json", DEV_PLOTS / f"{name}.json"), mlflow_root=Path.cwd())
 

@@ -61,7 +61,8 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("-v", "--verbose", is_flag=True, help="Also show debug messages.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors (no status lines).")
 def cli(verbose: bool, quiet: bool) -> None:
-    """medaug: teacher-LLM augmentation of PubMedQA and LoRA fine-tuning of small models (DVC + MLflow)."""
+    """medaug: teacher-LLM augmentation of a medical QA task (PubMedQA by default) and LoRA fine-tuning of small
+    models (DVC + MLflow)."""
     if verbose and quiet:
         raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
     if verbose or quiet:
@@ -77,7 +78,7 @@ _force = click.option("--force", "-f", is_flag=True, help="Run even if DVC says 
 @cli.command()
 @_force
 def prepare(force: bool) -> None:
-    """Load PubMedQA (params data.source) and write the official split to data/prepared/."""
+    """Load the task's source (params data.source, task.file) and write its split to data/prepared/."""
     _repro("prepare", force)
 
 
@@ -114,9 +115,9 @@ def dataset(variant: str, force: bool) -> None:
 
 def _stage(kind: str, model: str, variant: str, seed: int) -> str:
     """The DVC stage of a candidate: dapt-<variant> candidates have their own matrices (train-dapt, ...)."""
-    if variant.startswith("dapt-"):
-        return f"{kind}-dapt@{model}-{variant.removeprefix('dapt-')}-{seed}"
-    return f"{kind}@{model}-{variant}-{seed}"
+    from medaug.paths import Candidate
+
+    return Candidate(model, variant, seed).stage(kind)
 
 
 _seed = click.option("--seed", default=0, show_default=True, help="Which of params train.seeds.")
@@ -195,11 +196,13 @@ def report(rev: str, output_path: Path | None) -> None:
 @cli.command(name="check-params")
 @click.argument("path", default="params.yaml", type=click.Path())
 def check_params(path: str) -> None:
-    """Parse and validate params.yaml (unknown keys and bad values fail with the key path)."""
+    """Parse and validate params.yaml (unknown keys and bad values fail with the key path; generation strategies
+    that do not exist or cannot serve the task fail naming the fix)."""
+    from medaug.augment import strategies
     from medaug.params import load_params
 
     log.debug(f"check-params: reading {Path(path).resolve()}")
-    load_params(path)
+    strategies.check(load_params(path))
     click.echo(f"{path}: ok")
 
 

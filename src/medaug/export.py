@@ -25,7 +25,7 @@ from medaug.errors import MedaugError
 from medaug.models import TRAINED, hub_id
 from medaug.models.card import model_card
 from medaug.params import Params
-from medaug.paths import FILTERED, METRICS, MODELS, REPORTS
+from medaug.paths import FILTERED, METRICS, MODELS, REPORTS, Candidate
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def card(p: Params, name: str, meta: dict[str, Any], adapter: bool, root: Path) 
     def json_or_none(path: Path) -> dict[str, Any] | None:
         return read_json(path) if path.exists() else None
 
-    variant = str(meta.get("variant", "")).removeprefix("dapt-")
+    variant = Candidate.recipe_of(str(meta.get("variant", "")))
     generated = bool(variant in p.variants and p.variants[variant].strategies)
     datacard = root / FILTERED / "datacard.md"
     return model_card(name=name, meta=meta, task=p.task, data_source=p.data.source, adapter=adapter,

@@ -19,10 +19,7 @@ from ruamel.yaml.error import YAMLError
 
 from medaug.data.jsonl import decode_utf8
 from medaug.errors import MedaugError
-
-
-Strategy = Literal["rewrite", "new", "grounded", "mesh", "progressive"]
-STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+from medaug.paths import Candidate
 
 
 @dataclass
@@ -243,12 +240,14 @@ class ProgressiveParams:
 
 @dataclass
 class GenerateParams:
-    strategies: list[Strategy] = field(
+    strategies: list[str] = field(
         default_factory=lambda: ["rewrite", "new"])
-    """`rewrite` and `new` (Dr.LLaMA), `grounded` (questions on passages of `grounded.corpus`, MQG),
-    `mesh` (new questions on parents sampled so MeSH headings are covered evenly, KAILIN), `progressive` (a
-    case turned into a chain of `progressive.steps` questions, each revealing more of it, MQG/ECN-QA; needs a
-    task with {history} in its template). Mix freely; each record's `source` names the strategy that made it."""
+    """Names from augment/strategies/ (one module each; checked there, by the generate stage and
+    `medaug check-params`): `rewrite` and `new` (Dr.LLaMA), `grounded` (questions on passages of
+    `grounded.corpus`, MQG), `mesh` (new questions on parents sampled so MeSH headings are covered evenly,
+    KAILIN), `progressive` (a case turned into a chain of `progressive.steps` questions, each revealing more of
+    it, MQG/ECN-QA; needs a task with {history} in its template). Mix freely; each record's `source` names the
+    strategy that made it."""
     per_strategy: int = 12
     """How many items each strategy asks about (0 = all: the train split, or every corpus passage)."""
     seed: int = 0
@@ -281,10 +280,7 @@ class GenerateParams:
         return override if isinstance(override, list) else [override]
 
     def check(self, key: str) -> None:
-        for name, override in self.teachers.items():
-            if name not in STRATEGIES:
-                raise MedaugError(f"params.yaml: {key}.teachers.{name}: not a strategy (allowed: "
-                                  f"{', '.join(STRATEGIES)})")
+        for name, override in self.teachers.items():  # names: augment.strategies.check
             if isinstance(override, list) and not override:
                 raise MedaugError(f"params.yaml: {key}.teachers.{name} is an empty list (give one or more "
                                   f"teachers, or remove the key to use `teacher`)")
@@ -368,9 +364,6 @@ class BalanceParams:
             raise MedaugError(f"params.yaml: {key}.max_share must be in [1/3, 1] (got {self.max_share})")
 
 
-FILTER_STEPS = ("validate", "dedup", "decontaminate", "judge", "consistency", "balance")
-
-
 @dataclass
 class FilterParams:
     steps: list[Literal["validate", "dedup", "decontaminate", "judge", "consistency", "balance"]] = field(
@@ -434,10 +427,6 @@ class VariantParams:
     def check(self, key: str) -> None:
         if not 0 <= self.rationale < 100:
             raise MedaugError(f"params.yaml: {key}.rationale must be in [0, 100) (got {self.rationale})")
-        for s in self.strategies:
-            if s not in STRATEGIES:
-                raise MedaugError(f"params.yaml: {key}.strategies: {s!r} is not a strategy (allowed: "
-                                  f"{', '.join(STRATEGIES)})")
         if not 0 < self.fraction <= 1:
             raise MedaugError(f"params.yaml: {key}.fraction must be in (0, 1] (got {self.fraction})")
         if self.max_items < 0:
@@ -604,22 +593,11 @@ class Params:
     register: RegisterParams = field(default_factory=RegisterParams)
 
     def check(self, key: str) -> None:
-        if self.task.answer == "options":
-            if "mesh" in self.generate.strategies:
-                raise MedaugError(f"params.yaml: generate.strategies has mesh, which picks parents by their MeSH "
-                                  f"headings and asks for yes/no/maybe; task {self.task.name} is multiple choice: "
-                                  f"use rewrite, new, grounded or progressive")
-            if self.generate.label_mix:
-                raise MedaugError(f"params.yaml: generate.label_mix is for label tasks; task {self.task.name} is "
-                                  f"multiple choice (rewrite reorders the options itself, and filter.balance caps "
-                                  f"a letter's share): remove generate.label_mix")
-        if "progressive" in self.generate.strategies and (self.task.answer != "options"
-                                                          or "{history}" not in self.task.template):
-            why = "answers with labels" if self.task.answer != "options" else "has no {history} in its template"
-            raise MedaugError(f"params.yaml: generate.strategies has progressive, which writes chains of exam "
-                              f"questions shown with their earlier steps, but task {self.task.name} {why}: use "
-                              f"task.file: src/medaug/tasks/progressive.yaml, or an options task whose template has "
-                              f"{{history}}")
+        # which strategies serve the task, and their names: augment.strategies.check (generate, check-params)
+        if self.task.answer == "options" and self.generate.label_mix:
+            raise MedaugError(f"params.yaml: generate.label_mix is for label tasks; task {self.task.name} is "
+                              f"multiple choice (rewrite reorders the options itself, and filter.balance caps "
+                              f"a letter's share): remove generate.label_mix")
         for label in self.generate.label_mix:
             if label not in self.task.choices:
                 raise MedaugError(f"params.yaml: generate.label_mix has unknown label {label!r} (allowed: "
@@ -632,7 +610,7 @@ class Params:
             if name not in self.variants:
                 raise MedaugError(f"params.yaml: train.variants[{i}] = {name!r} is no key of `variants` (known: "
                                   f"{', '.join(self.variants) or 'none'}); add its recipe there")
-            if name.startswith("dapt-") or name == "zero-shot" or not name.strip() or "/" in name:
+            if Candidate.is_dapt(name) or name == "zero-shot" or not name.strip() or "/" in name:
                 raise MedaugError(f"params.yaml: train.variants[{i}] = {name!r}: a variant name may not be empty, "
                                   f"contain '/', start with 'dapt-' or be 'zero-shot' (stage names use them)")
             if self.variants[name].strategies and not self.generate.strategies:
@@ -664,11 +642,12 @@ class Params:
                 raise MedaugError(f"params.yaml: pretrain.models names {name!r}, which is not in train.models "
                                   f"(add it there: its dapt candidates are tested against its zero-shot baseline)")
 
-    def candidates(self) -> list[tuple[str, str, int]]:
+    def candidates(self) -> list[Candidate]:
         """(model, variant, seed) of every trained candidate: train.models x train.variants x train.seeds, then
         dapt-<variant> for the models in pretrain.models (DVC's train and train-dapt matrices)."""
-        return ([(m, v, s) for m in self.train.models for v in self.train.variants for s in self.train.seeds]
-                + [(m, f"dapt-{v}", s) for m in self.pretrain.models for v in self.pretrain.variants
+        return ([Candidate(m, v, s) for m in self.train.models for v in self.train.variants
+                 for s in self.train.seeds]
+                + [Candidate.dapt(m, v, s) for m in self.pretrain.models for v in self.pretrain.variants
                    for s in self.train.seeds])
 
     def teachers_for(self, strategy: str) -> list[TeacherParams]:

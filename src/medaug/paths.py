@@ -1,6 +1,10 @@
-"""Where each DVC stage reads and writes (relative to the project root). dvc.yaml declares the same paths."""
+"""Where each DVC stage reads and writes (relative to the project root; dvc.yaml declares the same paths), and the
+names of candidates."""
+
+from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 EXPERIMENT_WORKSPACES = (".dvc", "tmp", "exps")
 """`dvc exp run --temp` and `--queue` run each experiment in a throw-away copy under <project>/.dvc/tmp/exps/."""
@@ -29,6 +33,52 @@ def candidate(model: str, variant: str, seed: int | None = None) -> str:
     """The name DVC's matrix gives a candidate, e.g. `gemma270m-augmented-0` (trained with seed 0); the untrained
     base has no seed: `gemma270m-zero-shot`."""
     return f"{model}-{variant}" + ("" if seed is None else f"-{seed}")
+
+
+DAPT = "dapt-"
+"""The variant prefix of a candidate trained from its model's continued pretraining: `dapt-augmented` is the
+`augmented` recipe on models/pretrain/<model>. Nothing else spells it: use `Candidate`."""
+
+
+class Candidate(NamedTuple):
+    """A trained candidate: a model (a key of params `models`), a variant (a recipe, a key of `variants`, or
+    `dapt-<recipe>`: that recipe from the model's continued pretraining) and a seed. A tuple, so `for model,
+    variant, seed in p.candidates()` reads it; its name, recipe and DVC stages are parsed and formatted here only."""
+    model: str
+    variant: str
+    seed: int | None = None
+
+    @classmethod
+    def dapt(cls, model: str, recipe: str, seed: int | None = None) -> Candidate:
+        """The candidate of `recipe` trained from `model`'s continued pretraining."""
+        return cls(model, DAPT + recipe, seed)
+
+    @staticmethod
+    def recipe_of(variant: str) -> str:
+        """The recipe (training set) of a variant: `augmented` for both `augmented` and `dapt-augmented`."""
+        return variant.removeprefix(DAPT)
+
+    @staticmethod
+    def is_dapt(variant: str) -> bool:
+        return variant.startswith(DAPT)
+
+    @property
+    def recipe(self) -> str:
+        return self.recipe_of(self.variant)
+
+    @property
+    def from_pretraining(self) -> bool:
+        return self.is_dapt(self.variant)
+
+    @property
+    def name(self) -> str:
+        return candidate(self.model, self.variant, self.seed)
+
+    def stage(self, kind: str) -> str:
+        """Its DVC stage of `kind` (train, evaluate): `train@<model>-<recipe>-<seed>`, or for a dapt candidate its
+        own matrix's `train-dapt@<model>-<recipe>-<seed>`."""
+        matrix = f"{kind}-dapt" if self.from_pretraining else kind
+        return f"{matrix}@{self.model}-{self.recipe}-{self.seed}"
 
 
 def project_root(workspace: Path | None = None) -> Path:

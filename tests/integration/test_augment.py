@@ -5,12 +5,14 @@ import json
 
 import pytest
 
-from medaug.augment.generate import SCHEMAS, dry_run, load_prompt
+from medaug.augment.generate import dry_run
+from medaug.augment.strategies.base import load_prompt
 from medaug.data.schema import read_records, validate, write_records
 from medaug.errors import MedaugError
 from support.generate import make_train, params, read_rejects, run_in
 from support.openai_server import AnswersThenHangs, OpenAIServer, pubmedqa_responder
 from support.paths import ROOT
+from support.strategies import schema
 
 
 # --- run -----------------------------------------------------------------------------------------------------
@@ -36,8 +38,8 @@ def test_run_writes_records_metrics_and_a_rerun_is_free(generate_project, monkey
     assert json.loads((generate_project / "metrics/generate.json").read_text()) == m2
     # structured outputs: the endpoint was asked for the strategy's JSON schema
     formats = {json.dumps(b["response_format"], sort_keys=True) for b in srv.requests}
-    assert {json.dumps({"type": "json_schema", "json_schema": {"name": "reply", "schema": SCHEMAS[s], "strict": True}},
-                       sort_keys=True) for s in SCHEMAS} == formats
+    assert {json.dumps({"type": "json_schema", "json_schema": {"name": "reply", "schema": schema(s), "strict": True}},
+                       sort_keys=True) for s in ("rewrite", "new")} == formats
 
     train = {r.id: r for r in read_records(generate_project / "data/prepared/train.jsonl")}
     recs = read_records(gen_path)  # validates every line against the schema
@@ -73,11 +75,11 @@ def test_selection_is_deterministic_and_zero_means_all(generate_project, monkeyp
 
 
 def test_an_edited_prompt_file_invalidates_exactly_its_calls(generate_project, monkeypatch, tmp_path_factory):
-    import medaug.augment.generate as gen
+    import medaug.augment.strategies.base as base
     prompts = tmp_path_factory.mktemp("prompts")
     for s in ("rewrite", "new"):
         (prompts / f"{s}.txt").write_text(load_prompt(s)[0])
-    monkeypatch.setattr(gen, "PROMPTS", prompts)
+    monkeypatch.setattr(base, "PROMPTS", prompts)
     with OpenAIServer(pubmedqa_responder) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         run_in(generate_project, params())

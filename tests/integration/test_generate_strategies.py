@@ -11,12 +11,13 @@ import pytest
 
 from medaug import filtering
 from medaug.augment import grounded
-from medaug.augment.generate import check, dry_run, load_prompt, plan, run
+from medaug.augment.generate import dry_run, plan, run
+from medaug.augment.strategies.base import load_prompt
 from medaug.data import prepare
 from medaug.data.schema import Record, read_records, write_records
 from medaug.params import Params
 from support.openai_server import OpenAIServer
-from support.strategies import make_train, params, responder, task_field, write_corpus
+from support.strategies import check, make_train, params, responder, task_field, write_corpus
 
 
 @pytest.fixture

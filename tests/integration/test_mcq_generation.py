@@ -10,7 +10,8 @@ from collections import Counter
 import pytest
 
 from medaug import filtering
-from medaug.augment.generate import load_prompt, plan, run
+from medaug.augment.generate import plan, run
+from medaug.augment.strategies.base import load_prompt
 from medaug.data import prepare
 from medaug.data.schema import read_records
 from support.exam import exam

@@ -5,11 +5,32 @@ import json
 import re
 from pathlib import Path
 
+from medaug.augment.strategies.base import Job
 from medaug.data.schema import Record
 from medaug.params import Params, parse_params
 from support.openai_server import pubmedqa_responder
 
 LABELS = ("yes", "no", "maybe")
+
+
+def job(strategy: str, item: Record, template: str = "", target: str = "", letters=(), labels=LABELS,
+        steps: int = 0) -> Job:
+    """A request of `strategy` about `item` with the prompt text `template`, on a label task with `labels` or (with
+    `letters`) a multiple-choice one."""
+    return Job(strategy, item, template, "", target=target, letters=tuple(letters),
+               labels=() if letters else tuple(labels), steps=steps)
+
+
+def check(strategy: str, fields: dict, item: Record, template: str = "", target: str = "", letters=(),
+          labels=LABELS, steps: int = 0):
+    """What the strategy makes of a schema-valid reply `fields`: the record's fields, or the reject reason."""
+    return job(strategy, item, template, target, letters, labels, steps).check(fields)
+
+
+def schema(strategy: str, letters=(), labels=LABELS, steps: int = 0) -> dict:
+    """The JSON schema of the strategy's reply on that task."""
+    return job(strategy, Record(id="x", question="", contexts=[], final_decision=""), letters=letters,
+               labels=labels, steps=steps).schema
 
 
 def task_field(prompt: str, name: str) -> str:

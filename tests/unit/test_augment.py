@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from medaug.augment.generate import PROMPTS, SCHEMAS, build_prompt, check, load_prompt
+from medaug.augment.strategies.base import PROMPTS, build_prompt, load_prompt
+from support.strategies import check, schema
 from medaug.data.schema import Record, read_records
 from medaug.llm.structured import validate as validate_reply
 from medaug.params import parse_params
@@ -28,7 +29,7 @@ def test_prompt_files_fill_the_item_ask_for_json_and_end_where_a_base_model_cont
     prompt = build_prompt(text, PARENT)
     assert prompt.endswith("\nReply:") and "{context}" not in prompt and "{question}" not in prompt
     example = json.loads(prompt.split("Reply: ", 1)[1].split("\n", 1)[0])  # the worked example is valid JSON
-    assert set(example) == set(SCHEMAS[strategy]["properties"])
+    assert set(example) == set(schema(strategy)["properties"])
     assert "We studied 100 patients. Risk fell." in prompt
     assert ("Does aspirin lower stroke risk?" in prompt) == (strategy == "rewrite")
 
@@ -66,7 +67,7 @@ def test_a_phrase_shared_with_the_example_is_fine_when_the_item_has_it_too():
 def test_pubmedqa_responder_answers_both_prompts_validly():
     for strategy in ("rewrite", "new"):
         reply = pubmedqa_responder(build_prompt(load_prompt(strategy)[0], PARENT))
-        fields = validate_reply(reply, SCHEMAS[strategy], lambda f: f)
+        fields = validate_reply(reply, schema(strategy), lambda f: f)
         assert isinstance(check(strategy, fields, PARENT), dict), reply
     assert pubmedqa_responder("Abstract: x\nQuestion: y?\nAnswer:") in ("yes", "no", "maybe")
 

@@ -12,13 +12,14 @@ from ruamel.yaml import YAML
 
 from medaug.augment import grounded, mesh
 from medaug.data import mesh as data_mesh
-from medaug.augment.generate import SCHEMAS, build_prompt, check, load_prompt, pick, plan, quotas, targets
+from medaug.augment.generate import plan
+from medaug.augment.strategies.base import build_prompt, load_prompt, pick, quotas, targets
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
 from medaug.llm.structured import validate as validate_reply
 from medaug.params import load_params, parse_params
 from support.paths import ROOT
-from support.strategies import LABELS, make_train, params, responder, words_, write_corpus
+from support.strategies import LABELS, check, make_train, params, responder, schema, words_, write_corpus
 
 
 # --- params -------------------------------------------------------------------------------------------------------
@@ -31,7 +32,6 @@ from support.strategies import LABELS, make_train, params, responder, words_, wr
     ({"label_mix": {"yes": True}}, r"generate.label_mix.yes = True must be float"),
     ({"strategies": ["grounded"], "grounded": {"corpus": ""}}, "generate.grounded.corpus is empty"),
     ({"strategies": ["new", "mesh", "new"]}, "lists a strategy twice"),
-    ({"strategies": ["textbook"]}, "allowed: rewrite, new, grounded, mesh"),
     ({"grounded": {"chunk_tokens": 32, "overlap_tokens": 32}}, r"overlap_tokens in \[0, chunk_tokens\)"),
     ({"mesh": {"tree": "x"}}, "unknown key 'generate.mesh.tree'"),
 ])
@@ -208,9 +208,9 @@ def test_new_prompt_files_ask_for_the_new_schema_and_the_responder_answers_valid
     prompt = build_prompt(text, item, target="maybe", heading="Drug0")
     assert prompt.endswith("\nReply:") and not re.search(r"\{(context|question|answer|target|heading)\}", prompt)
     example = json.loads(prompt.split("Reply: ", 1)[1].split("\n", 1)[0])
-    assert set(example) == set(SCHEMAS["new"]["properties"])
+    assert set(example) == set(schema("new")["properties"])
     assert item.context in prompt and item.question not in prompt
-    fields = validate_reply(responder(prompt), SCHEMAS["new"], lambda f: f)
+    fields = validate_reply(responder(prompt), schema("new"), lambda f: f)
     assert isinstance(check("new", fields, item, text, "maybe" if strategy == "new_target" else ""), dict)
 
 

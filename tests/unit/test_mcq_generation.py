@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from medaug.augment import strategies
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
 from medaug.filtering.rules import check_valid
@@ -64,8 +65,10 @@ def test_decontamination_reads_the_options_too():
 
 def test_an_exam_task_refuses_mesh_and_label_mix_and_takes_the_rest():
     assert exam().generate.strategies == ["rewrite", "new"]
-    with pytest.raises(MedaugError, match="mesh, which picks parents by their MeSH headings"):
-        exam({"strategies": ["new", "mesh"]})
+    strategies.check(exam())
+    with pytest.raises(MedaugError, match=r"generate.strategies has mesh: it picks parents by their MeSH headings "
+                                          r".* task medqa \(src/medaug/tasks/medqa.yaml\) is multiple choice: use "):
+        strategies.check(exam({"strategies": ["new", "mesh"]}))
     with pytest.raises(MedaugError, match="generate.label_mix is for label tasks"):
         exam({"label_mix": {"A": 1}})
 

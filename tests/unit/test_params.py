@@ -3,6 +3,7 @@ import shutil
 import pytest
 from ruamel.yaml import YAML
 
+from medaug.augment import strategies
 from medaug.errors import MedaugError
 from medaug.params import Params, load_params, parse_params
 from support.paths import ROOT
@@ -27,7 +28,10 @@ def test_shipped_params_parse_and_match_defaults():
      "original, augmented); add its recipe there"),
     ({"variants": {"dapt-x": {}}, "train": {"variants": ["dapt-x"]}}, "train.variants[0] = 'dapt-x': a variant name "
      "may not"),
-    ({"variants": {"x": {"strategies": ["rewrit"]}}}, "variants.x.strategies: 'rewrit' is not a strategy"),
+    ({"variants": {"original": {}, "augmented": {"strategies": ["rewrit"]}}}, "variants.augmented.strategies[0] = "
+     "'rewrit' is no strategy (known: "
+     "rewrite, new, grounded, mesh, progressive)"),
+    ({"generate": {"strategies": ["new", "textbook"]}}, "generate.strategies[1] = 'textbook' is no strategy"),
     ({"pretrain": {"models": ["gemma270m"], "variants": ["half"]}}, "pretrain.variants[0] = 'half' is not in "
      "train.variants (original, augmented)"),
     ({"variants": {"x": {"strategies": ["new"], "fraction": 0}}}, "variants.x.fraction must be in (0, 1] (got 0.0)"),
@@ -80,8 +84,10 @@ def test_shipped_params_parse_and_match_defaults():
     ({"filter": {"decontaminate": {"ngram": 4}}}, "filter.decontaminate.ngram must be 5-13 (got 4): "),
 ])
 def test_bad_params_name_the_key(raw, fragment):
+    """parse_params fails on a bad key or value; strategy names are checked against the registry
+    (augment.strategies.check: the generate stage and `medaug check-params` run it)."""
     with pytest.raises(MedaugError) as e:
-        parse_params(raw)
+        strategies.check(parse_params(raw))
     assert fragment in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -102,7 +108,7 @@ def test_a_strategys_teacher_override_is_checked_with_its_key_path():
     assert [tp.model for tp in p.teachers_for("new")] == [p.teacher.model, "gpt-4o"]
     assert p.teacher_for("new", "gpt-4o").model == "gpt-4o" and p.teacher_for("new") is p.teacher
     with pytest.raises(MedaugError, match=r"generate.teachers.judge: not a strategy"):
-        parse_params({"generate": {"teachers": {"judge": {"model": "x"}}}})
+        strategies.check(parse_params({"generate": {"teachers": {"judge": {"model": "x"}}}}))
 
 
 @pytest.mark.parametrize("raw", [
@@ -182,3 +188,25 @@ def test_params_yaml_lists_every_knob_with_the_code_default():
 
     walk(Params(), raw, "")
     assert not problems, "\n".join(problems)
+
+
+def test_one_candidate_value_parses_and_formats_names_stages_and_the_dapt_prefix():
+    import re
+
+    from medaug.paths import Candidate
+    from support.paths import ROOT
+
+    dapt = Candidate.dapt("tiny", "augmented", 0)
+    assert (dapt.variant, dapt.recipe, dapt.from_pretraining, dapt.name, dapt.stage("train")) == (
+        "dapt-augmented", "augmented", True, "tiny-dapt-augmented-0", "train-dapt@tiny-augmented-0")
+    plain = Candidate("tiny", "original", 1)
+    assert (plain.recipe, plain.from_pretraining, plain.name, plain.stage("evaluate")) == (
+        "original", False, "tiny-original-1", "evaluate@tiny-original-1")
+    p = parse_params({"pretrain": {"models": ["gemma270m"], "variants": ["augmented"]}})
+    assert p.candidates() == [("gemma270m", "original", 0), ("gemma270m", "augmented", 0),
+                              Candidate.dapt("gemma270m", "augmented", 0)]
+    # the prefix is spelled in one place (issue 30): everything else asks Candidate
+    spelled = re.compile(r'"dapt-"|startswith\("dapt|removeprefix\("dapt')
+    hits = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "src").rglob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1) if spelled.search(line)]
+    assert len(hits) == 1 and hits[0].startswith("src/medaug/paths.py:"), hits

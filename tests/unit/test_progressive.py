@@ -10,7 +10,9 @@ import json
 import pytest
 
 from medaug import filtering
-from medaug.augment.generate import Job, check, load_prompt
+from medaug.augment import strategies
+from medaug.augment.strategies.base import Job, load_prompt
+from support.strategies import check
 from medaug.data import prepare
 from medaug.data.schema import Record, read_records, write_records
 from medaug.data.variants import select
@@ -53,8 +55,8 @@ def chain(cid: str, questions: list[str], parent: Record, source: str = "progres
                                        ({"file": "src/medaug/tasks/medqa.yaml"}, "has no {history} in its template")])
 def test_progressive_needs_an_options_task_with_history(task, why):
     with pytest.raises(MedaugError, match=rf"generate.strategies has progressive.*{why}.*tasks/progressive.yaml"):
-        parse_params({"task": task, "generate": {"strategies": ["progressive"]},
-                      "filter": {"steps": ["validate", "dedup", "decontaminate"]}}, ROOT)
+        strategies.check(parse_params({"task": task, "generate": {"strategies": ["progressive"]},
+                                       "filter": {"steps": ["validate", "dedup", "decontaminate"]}}, ROOT))
     with pytest.raises(MedaugError, match=r"generate.progressive.steps must be 2 to 8"):
         params(progressive={"steps": 1})
 
@@ -84,7 +86,7 @@ def test_a_good_reply_becomes_a_chain_with_the_case_so_far_and_the_earlier_answe
     ({"question3": "Which sign shows at stage 1?"}, "repeated_question"),
 ])
 def test_one_bad_step_rejects_the_whole_chain(override, reason):
-    assert check("progressive", reply(**override), CASE, "", letters="ABCD", key="k", steps=3) == reason
+    assert check("progressive", reply(**override), CASE, "", letters="ABCD", steps=3) == reason
 
 
 # ---------------------------------------------------------------- filter and recipes act on whole chains

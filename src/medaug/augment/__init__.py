@@ -1,4 +1,5 @@
-"""Teacher-LLM generation strategies (rewrite, new, grounded, mesh); prompts live in prompts/ as text files."""
+"""Teacher-LLM generation: the strategies (strategies/, one module each: rewrite, new, grounded, mesh,
+progressive), their prompt files (prompts/), and the generate stage that runs them (generate.py)."""
 
 from medaug.augment.generate import dry_run, run
 

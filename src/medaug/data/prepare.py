@@ -28,7 +28,7 @@ def load_split(p: Params, root: Path) -> tuple[list[Record], list[Record], list[
 
         records = load_source(p.data, Path(root), task)
         if task.split.kind == "pubmedqa":
-            return official_split(records, p.data.fold, where=f"data.source {p.data.source}")
+            return official_split(records, p.data.fold, f"data.source {p.data.source}", task.choices)
         raise MedaugError(f"{task.file or 'task'}: split.kind {task.split.kind!r} needs named source splits; the "
                           f"pubmedqa loader reads one set of records (use split: {{kind: pubmedqa}})")
     from medaug.data.mcq import load_splits

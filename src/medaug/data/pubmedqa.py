@@ -1,4 +1,6 @@
-"""PubMedQA PQA-L sources -> Records, in the source's own order (the official split depends on it).
+"""PubMedQA-format sources -> Records, in the source's own order (the official split depends on it). Answers are
+the task's `choices` (PubMedQA's yes, no, maybe by default; a PubMedQA-format file of another label set names
+its own in its task file).
 
 Sources (params `data.source`):
 - `sample`: the bundled synthetic records (data/sample/ori_pqal_sample.json, same format as ori_pqal.json);
@@ -10,6 +12,7 @@ Sources (params `data.source`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +33,15 @@ def _get(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
 
 
 def _record(rid: str, question: str, contexts: list, labels: list, meshes: list, long_answer: str,
-            decision: str, where: str) -> Record:
-    # schema.validate checks the label, the empty question/contexts and the element types
+            decision: str, where: str, choices: Sequence[str]) -> Record:
+    # schema.validate checks the answer is one of the task's choices, the empty question/contexts, element types
     return validate({"id": rid, "question": question, "contexts": contexts, "labels": labels,
                      "meshes": meshes, "long_answer": long_answer, "final_decision": decision,
-                     "source": "original"}, where, LABELS)
+                     "source": "original"}, where, choices)
 
 
-def from_original(path: Path) -> list[Record]:
-    """PubMedQA's ori_pqal.json: a dict keyed by PMID, in file order."""
+def from_original(path: Path, choices: Sequence[str] = LABELS) -> list[Record]:
+    """PubMedQA's ori_pqal.json: a dict keyed by PMID, in file order; answers among `choices`."""
     data = read_json(path)
     if not isinstance(data, dict):
         raise MedaugError(f"{path}: expected a JSON object keyed by PMID, got {type(data).__name__}")
@@ -50,12 +53,13 @@ def from_original(path: Path) -> list[Record]:
         records.append(_record(
             str(pmid), _get(item, "QUESTION", str, where), _get(item, "CONTEXTS", list, where),
             _get(item, "LABELS", list, where), _get(item, "MESHES", list, where),
-            _get(item, "LONG_ANSWER", str, where), _get(item, "final_decision", str, where), where))
+            _get(item, "LONG_ANSWER", str, where), _get(item, "final_decision", str, where), where, choices))
     return records
 
 
-def from_hub_rows(rows: Any, name: str) -> list[Record]:
-    """Rows in the hub schema (qiaojin/PubMedQA, pqa_labeled) -> Records; `name` is used in error messages."""
+def from_hub_rows(rows: Any, name: str, choices: Sequence[str] = LABELS) -> list[Record]:
+    """Rows in the hub schema (qiaojin/PubMedQA, pqa_labeled) -> Records, answers among `choices`; `name` is used
+    in error messages."""
     records, seen = [], set()
     for i, row in enumerate(rows):
         where = f"{name}: row {i}"
@@ -70,11 +74,11 @@ def from_hub_rows(rows: Any, name: str) -> list[Record]:
         records.append(_record(
             str(pubid), _get(row, "question", str, where), _get(ctx, "contexts", list, f"{where} context"),
             _get(ctx, "labels", list, f"{where} context"), _get(ctx, "meshes", list, f"{where} context"),
-            _get(row, "long_answer", str, where), _get(row, "final_decision", str, where), where))
+            _get(row, "long_answer", str, where), _get(row, "final_decision", str, where), where, choices))
     return records
 
 
-def _load_hub_file(path: Path) -> list[Record]:
+def _load_hub_file(path: Path, choices: Sequence[str]) -> list[Record]:
     import datasets  # heavy import, only for this source
 
     if not path.exists():
@@ -85,10 +89,10 @@ def _load_hub_file(path: Path) -> list[Record]:
     except Exception as e:  # arrow/json errors: keep the message on one line
         msg = str(e).splitlines()[0] if str(e) else ""
         raise MedaugError(f"{path}: cannot read as {builder} in the hub schema ({type(e).__name__}: {msg})") from None
-    return from_hub_rows(ds, str(path))
+    return from_hub_rows(ds, str(path), choices)
 
 
-def _load_hub(hub_id: str, config: str | None) -> list[Record]:
+def _load_hub(hub_id: str, config: str | None, choices: Sequence[str]) -> list[Record]:
     import datasets
 
     try:
@@ -97,23 +101,24 @@ def _load_hub(hub_id: str, config: str | None) -> list[Record]:
         msg = str(e).splitlines()[0] if str(e) else ""
         raise MedaugError(f"params.yaml: data.source = hub: cannot load {hub_id}/{config} ({type(e).__name__}: "
                           f"{msg}); offline, point data.source at a local ori_pqal.json or .parquet") from None
-    return from_hub_rows(ds, f"{hub_id}/{config}")
+    return from_hub_rows(ds, f"{hub_id}/{config}", choices)
 
 
 def load_source(p: DataParams, root: Path, task: TaskParams | None = None) -> list[Record]:
     """Records from `p.source`, in the source's order; relative paths are resolved against `root`; `task` names
-    the hub dataset (default: PubMedQA's)."""
+    the hub dataset and the answers (default: PubMedQA's)."""
     task = task or TaskParams()
+    choices = task.choices
     if p.source == "sample":
-        return from_original(SAMPLE_PATH)
+        return from_original(SAMPLE_PATH, choices)
     if p.source == "hub":
-        return _load_hub(task.hub_id, task.hub_config)
+        return _load_hub(task.hub_id, task.hub_config, choices)
     path = Path(p.source)
     if not path.is_absolute():
         path = Path(root) / path
     if path.suffix == ".json":
-        return from_original(path)
+        return from_original(path, choices)
     if path.suffix in (".parquet", ".jsonl"):
-        return _load_hub_file(path)
+        return _load_hub_file(path, choices)
     raise MedaugError(f"params.yaml: data.source = {p.source!r} is not valid "
                       f"(allowed: sample, hub, or a path ending in .json, .parquet or .jsonl)")

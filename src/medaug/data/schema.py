@@ -1,4 +1,4 @@
-"""The QA record, the same at every stage (see DESIGN.md, "Data contract")."""
+"""The QA record, the same at every stage (docs/architecture.md, "The data contract")."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from medaug.errors import MedaugError
 
 LABELS = ("yes", "no", "maybe")
 """PubMedQA's answers: the default label set (a task's own is `task.choices`)."""
-SOURCES = ("original", "rewrite", "new", "grounded", "mesh")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.stats import seed_bootstrap, seed_bootstrap_ci
 from medaug.params import Params
-from medaug.paths import candidate
+from medaug.paths import Candidate, candidate
 
 BASELINE = "original"
 
@@ -69,7 +69,7 @@ def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path) -
                      for s in p.train.seeds] for m, v in recipes(p)}
     rows = []
     for (model, variant), preds in runs.items():
-        data = variant.removeprefix("dapt-")
+        data = Candidate.recipe_of(variant)
         ds_path = Path(dataset_dir) / f"{data}.json"
         if not ds_path.exists():
             raise MedaugError(f"{ds_path}: not found; run `dvc repro dataset@{data}`")

@@ -93,4 +93,5 @@ def resolve(ref: str) -> str:
 
 TRAINED = "medaug.json"
 """Written into every train/pretrain output: {"base": <reference of the model it was trained from>, "base_revision":
-<the hub commit it loaded, for a hub id>, ...}; a bundled copy (tracking/bundle.py) adds "base_dir"."""
+<the hub commit it loaded, for a hub id>, ...}; a copy with its local base inside it (export.py: an export, the
+registered model) adds "base_dir"."""

@@ -1,4 +1,5 @@
-"""MLflow setup, lineage tags and the registry policy."""
+"""MLflow setup (the project's store), lineage tags of a run, and logging a stage's run; the registry policy is
+tracking/register.py, the check that the registry still holds what was registered tracking/registry.py."""
 
 from __future__ import annotations
 
@@ -79,8 +80,8 @@ def dvc_hashes(workspace: Path) -> dict[str, str]:
     """{output path: its DVC md5} of every stage output in the workspace's dvc.lock (a directory's ends in .dir).
     A stage reading another's output finds it here: DVC writes the lock after each stage it runs."""
     lock_path = Path(workspace) / "dvc.lock"
-    # libyaml's loader where PyYAML has it: the pure-Python one takes a second on a lock of a few dozen stages,
-    # and every stage that logs a run reads it
+    # libyaml's loader where PyYAML has it: the pure-Python one took 0.33 s against 0.04 s on a lock of a few
+    # dozen stages, and every stage that logs a run reads it
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     lock = yaml.load(lock_path.read_text(), Loader=loader) if lock_path.exists() else {}
     return {out["path"]: out.get("md5", "") for stage in (lock or {}).get("stages", {}).values()

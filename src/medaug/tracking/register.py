@@ -30,7 +30,7 @@ from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.compare import read_predictions
 from medaug.params import Params
-from medaug.paths import candidate
+from medaug.paths import Candidate, candidate
 from medaug.tracking import dvc_hashes, flatten, run_tags, setup_mlflow
 
 MEDAUG_SRC = Path(__file__).resolve().parents[1]
@@ -78,13 +78,10 @@ def lineage(root: Path, model: str, variant: str, seed: int) -> dict[str, str]:
     data and adapter of the candidate, all of the workspace `root` DVC runs the stage in."""
     tags = run_tags(root)
     md5 = dvc_hashes(root)
-    wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": f"data/train/{variant.removeprefix('dapt-')}.jsonl",
+    wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": f"data/train/{Candidate.recipe_of(variant)}.jsonl",
               "dvc_model_adapter": f"models/{candidate(model, variant, seed)}"}
     tags.update({tag: md5[path] for tag, path in wanted.items() if path in md5})
     return tags
-
-
-Candidate = tuple[str, str, int]  # (model, variant, seed)
 
 
 def pick_best(p: Params, eval_dir: Path) -> tuple[Candidate, dict[Candidate, dict[str, Any]]]:

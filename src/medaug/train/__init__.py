@@ -27,7 +27,7 @@ from medaug.models import TRAINED, hub_id
 from medaug.models.load import load_model_and_tokenizer
 from medaug.models.card import model_card
 from medaug.params import Params, TaskParams, TrainParams
-from medaug.paths import PRETRAINED, candidate
+from medaug.paths import PRETRAINED, Candidate, candidate
 from medaug.tracking import log_stage
 from medaug.train.loop import CompletionTrainer, checkpoint_dir, completion_loss, curves, finish, fit, \
     fingerprint, full_state_dict, pack, resolved_precision, save_atomically
@@ -43,11 +43,11 @@ stage depends on them, so its output (medaug.json, the model card) must not reco
 def base_of(p: Params, model: str, variant: str) -> tuple[str, str]:
     """(reference of the model a candidate starts from, its training set's variant): `dapt-augmented` starts
     from models/pretrain/<model> and trains on the augmented set."""
-    data = variant.removeprefix("dapt-")
+    data = Candidate.recipe_of(variant)
     if data not in p.variants:
         raise MedaugError(f"train: unknown variant {variant!r} (allowed: {', '.join(p.variants)}, the recipes under "
                           f"params.yaml `variants`, and dapt-<those> for models in pretrain.models)")
-    if variant.startswith("dapt-"):
+    if Candidate.is_dapt(variant):
         if model not in p.pretrain.models:
             raise MedaugError(f"train: {variant!r} needs continued pretraining of {model!r}: add it to "
                               f"params.yaml pretrain.models")

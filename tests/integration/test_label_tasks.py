@@ -1,0 +1,120 @@
+"""Generation follows the task (issue 30): a PubMedQA-format source whose answers are `true`/`false`, with a task
+file naming those choices, is prepared, and `rewrite`, `new`, `grounded` and `mesh` generate for it against a real
+OpenAI-compatible server on 127.0.0.1: replies are asked and checked in the task's labels, `label_mix` quotas hold
+exactly, and a reply with a label outside them is a `bad_label` reject, never an exception."""
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from medaug.augment import strategies
+from medaug.augment.generate import run
+from medaug.augment.strategies.base import load_prompt
+from medaug.data import prepare
+from medaug.data.schema import read_records
+from medaug.errors import MedaugError
+from medaug.params import parse_params
+from support.openai_server import OpenAIServer
+
+TASK = """name: truefalse
+description: claims about abstracts, true or false
+loader: pubmedqa
+split: {kind: pubmedqa}
+answer: labels
+choices: ["true", "false"]
+template: "Abstract: {context}\\nClaim: {question}\\nAnswer:"
+"""
+
+
+def write_source(root: Path, n: int = 40) -> None:
+    """n PubMedQA-format records (ori_pqal.json's keys), half `true` and half `false`, each with its MeSH headings;
+    the task file beside them."""
+    items = {str(5000 + i): {"QUESTION": f"Claim {i}: drug {i} lowers marker {i % 5}?",
+                             "CONTEXTS": [f"We gave drug {i} to {20 + i} adults.", f"Marker {i % 5} fell by {i}%."],
+                             "LABELS": ["METHODS", "RESULTS"], "MESHES": ["Humans", f"Drug {i % 7}"],
+                             "LONG_ANSWER": f"Drug {i} changed marker {i % 5}.",
+                             "final_decision": "true" if i % 2 else "false"} for i in range(n)}
+    (root / "source.json").write_text(json.dumps(items))
+    (root / "truefalse.yaml").write_text(TASK)
+    (root / "corpus").mkdir()
+    (root / "corpus/notes.txt").write_text(
+        "Statins lower LDL cholesterol within weeks of the first dose in most adults.\n\n"
+        "Loop diuretics relieve congestion in acute heart failure within hours.\n\n"
+        "Whether vitamin D prevents fractures in older adults remains uncertain across trials.\n")
+
+
+def field(prompt: str, name: str) -> str:
+    m = re.search(rf"^{name}:[ \t]*(.*)$", prompt.rsplit("### Task", 1)[-1], re.MULTILINE)
+    return m.group(1).strip() if m else ""
+
+
+def responder(prompt: str) -> str:
+    """A teacher that follows the generic label prompts: a rewrite says the claim again, a targeted new item gives
+    the label asked for, an untargeted one `true`, except about an uncertain passage, where it says `maybe`."""
+    text = field(prompt, "Text") or field(prompt, "Passage")
+    if prompt.startswith("Rewrite the question"):
+        return json.dumps({"question": f"Put another way, {field(prompt, 'Original question')}"})
+    answer = field(prompt, "Answer") if "whose answer is the answer given" in prompt else (
+        "maybe" if "uncertain" in text else "true")
+    words = re.findall(r"[A-Za-z0-9]+", text)[:6]
+    return json.dumps({"question": f"Is it stated that {' '.join(words).lower()}?", "answer": answer,
+                       "explanation": text.split(".")[0] + "."})
+
+
+def params(root: Path, **generate):
+    return parse_params({"data": {"source": "source.json"}, "task": {"file": "truefalse.yaml"},
+                         "teacher": {"backend": "openai", "model": "fake-teacher", "timeout_s": 5,
+                                     "max_attempts": 2, "backoff_s": 0.01, "max_concurrency": 4},
+                         "generate": {"seed": 0, "mesh": {"descriptors": ""}, **generate}}, root)
+
+
+@pytest.fixture
+def truefalse(tmp_path, monkeypatch):
+    write_source(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with OpenAIServer(responder) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        yield tmp_path, srv
+
+
+def test_a_true_false_task_prepares_and_generates_in_its_own_labels_with_exact_quotas(truefalse):
+    root, srv = truefalse
+    p = params(root, strategies=["rewrite", "new", "grounded", "mesh"], per_strategy=6,
+               label_mix={"true": 1, "false": 1}, grounded={"corpus": "corpus"})
+    stats = prepare.run(p, root, root / "data/prepared", root / "prepare.json")
+    assert set(stats["train"]) == {"total", "true", "false"} and stats["test"]["total"] == 20
+    out = root / "data/generated"
+    m = run(p, root, root / "data/prepared", out / "generated.jsonl", out / "rejects.jsonl", root / "generate.json")
+    recs = read_records(out / "generated.jsonl", ["true", "false"])
+    assert recs and {r.final_decision for r in recs} <= {"true", "false"}
+    assert m["labels"]["rewrite"] == {"true": 3, "false": 3} and m["labels"]["new"] == {"true": 3, "false": 3}
+    asked = Counter(field(b["messages"][0]["content"], "Answer") for b in srv.requests
+                    if "whose answer is the answer given" in b["messages"][0]["content"])
+    assert asked == {"true": 3, "false": 3}
+    # every request named the task's labels and its schema allowed only them; no PubMedQA wording or example
+    prompts = [b["messages"][0]["content"] for b in srv.requests]
+    assert not any("maybe" in x or "### Example" in x for x in prompts)
+    assert all('one of "true" or "false"' in x for x in prompts if not x.startswith("Rewrite"))
+    enums = {json.dumps(b["response_format"]["json_schema"]["schema"]["properties"].get("answer", {}).get("enum"))
+             for b in srv.requests}
+    assert enums == {"null", '["true", "false"]'}  # rewrite asks for a question only
+    assert {r.teacher["prompt_sha"] for r in recs if r.source == "mesh"} == {load_prompt("mesh_labels")[1]}
+    # the uncertain passage: the teacher says "maybe" twice (ask and repair): a reject with its reason
+    rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["strategy"], r["reason"]) for r in rejects] == [("grounded", "bad_label")]
+    assert m["rejects"] == {"bad_label": 1} and len(rejects[0]["replies"]) == 2
+
+
+@pytest.mark.parametrize("strategy, why", [
+    ("progressive", r"task truefalse \(truefalse.yaml\) answers with labels: use task.file: "
+                    r"src/medaug/tasks/progressive.yaml"),
+    ("textbook", r"generate.strategies\[0\] = 'textbook' is no strategy \(known: rewrite, new, grounded, mesh, "
+                 r"progressive\)")])
+def test_a_strategy_that_cannot_serve_the_task_is_refused_naming_the_task_file_and_the_fix(truefalse, strategy,
+                                                                                          why):
+    p = params(truefalse[0], strategies=[strategy])
+    with pytest.raises(MedaugError, match=why):
+        strategies.check(p)
