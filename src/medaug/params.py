@@ -366,9 +366,9 @@ class BalanceParams:
 
 @dataclass
 class FilterParams:
-    steps: list[Literal["validate", "dedup", "decontaminate", "judge", "consistency", "balance"]] = field(
-        default_factory=lambda: ["validate", "dedup", "decontaminate", "balance"])
-    """The filters to apply, in this order. `decontaminate` cannot be left out: a generated item derived from
+    steps: list[str] = field(default_factory=lambda: ["validate", "dedup", "decontaminate", "balance"])
+    """The filters to apply, in this order: names from filtering/steps/ (one module each; checked there, by the
+    filter stage and `medaug check-params`): validate, dedup, decontaminate, judge, consistency, balance. `decontaminate` cannot be left out: a generated item derived from
     or overlapping the test set would make every score meaningless."""
     min_question_chars: int = 12
     max_question_chars: int = 500

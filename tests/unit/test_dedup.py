@@ -7,9 +7,11 @@ import pytest
 
 from medaug.data.schema import Record, read_records
 from medaug.filtering.minhash import LSH, MinHasher, estimate_jaccard, jaccard, rows_per_band, shingles
-from medaug.filtering.steps import Context, decontaminate, dedup
+from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
 from support.paths import PUBMEDQA, needs_pqal
+
+dedup, decontaminate = STEPS["dedup"], STEPS["decontaminate"]
 
 ANDROGENS = "Is there a correlation between androgens and sexual desire in women?"
 TWINS = "Can third trimester ultrasound predict the presentation of the first twin at delivery?"

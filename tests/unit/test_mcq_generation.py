@@ -11,10 +11,12 @@ from medaug.augment import strategies
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
 from medaug.filtering.rules import check_valid
-from medaug.filtering.steps import Context, decontaminate, dedup
+from medaug.filtering.steps import STEPS, Context
 from medaug.llm.structured import conform, fill, string_schema
 from medaug.params import Params
 from support.exam import exam
+
+dedup, decontaminate = STEPS["dedup"], STEPS["decontaminate"]
 
 
 def mc(rid: str, question: str, options: list[str], answer: str = "A", source: str = "original",

@@ -5,6 +5,7 @@ from ruamel.yaml import YAML
 
 from medaug.augment import strategies
 from medaug.errors import MedaugError
+from medaug.filtering import steps as filter_steps
 from medaug.params import Params, load_params, parse_params
 from support.paths import ROOT
 
@@ -30,8 +31,10 @@ def test_shipped_params_parse_and_match_defaults():
      "may not"),
     ({"variants": {"original": {}, "augmented": {"strategies": ["rewrit"]}}}, "variants.augmented.strategies[0] = "
      "'rewrit' is no strategy (known: "
-     "rewrite, new, grounded, mesh, progressive)"),
+     "grounded, mesh, new, progressive, rewrite)"),
     ({"generate": {"strategies": ["new", "textbook"]}}, "generate.strategies[1] = 'textbook' is no strategy"),
+    ({"filter": {"steps": ["validate", "decontaminate", "dedupe"]}}, "filter.steps[2] = 'dedupe' is no filter step "
+     "(known: balance, consistency, decontaminate, dedup, judge, validate)"),
     ({"pretrain": {"models": ["gemma270m"], "variants": ["half"]}}, "pretrain.variants[0] = 'half' is not in "
      "train.variants (original, augmented)"),
     ({"variants": {"x": {"strategies": ["new"], "fraction": 0}}}, "variants.x.fraction must be in (0, 1] (got 0.0)"),
@@ -84,10 +87,12 @@ def test_shipped_params_parse_and_match_defaults():
     ({"filter": {"decontaminate": {"ngram": 4}}}, "filter.decontaminate.ngram must be 5-13 (got 4): "),
 ])
 def test_bad_params_name_the_key(raw, fragment):
-    """parse_params fails on a bad key or value; strategy names are checked against the registry
-    (augment.strategies.check: the generate stage and `medaug check-params` run it)."""
+    """parse_params fails on a bad key or value; strategy and filter step names are checked against their
+    registries (augment.strategies.check, filtering.steps.check: their stages and `medaug check-params` run them)."""
     with pytest.raises(MedaugError) as e:
-        strategies.check(parse_params(raw))
+        p = parse_params(raw)
+        strategies.check(p)
+        filter_steps.check(p)
     assert fragment in str(e.value)
     assert "\n" not in str(e.value)
 

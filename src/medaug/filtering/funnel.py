@@ -15,6 +15,7 @@ from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.errors import MedaugError
 from medaug.filtering import datacard
 from medaug.filtering.llm_checks import PROMPT_SHAS, SCHEMAS
+from medaug.filtering import steps as filter_steps
 from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
 
@@ -62,6 +63,7 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     `generate_rejects_path` (optional): generate's rejects (teacher errors, unusable replies); the funnel then
     starts from every item the teacher was asked for, with `generate` as its first step.
     """
+    filter_steps.check(p)
     prepared_dir = Path(prepared_dir)
     train, dev, test = (read_records(prepared_dir / f"{name}.jsonl") for name in ("train", "dev", "test"))
     ctx = Context(p, Path(root or "."), train, dev, test)

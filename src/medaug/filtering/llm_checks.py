@@ -28,8 +28,8 @@ from medaug.data.schema import Record, render_options
 from medaug.llm.structured import Check, JsonReply, complete_json, fill, string_schema
 from medaug.llm.teacher import raise_for_failures
 
-if TYPE_CHECKING:  # steps.py imports this module to register the steps
-    from medaug.filtering.steps import Context
+if TYPE_CHECKING:  # the steps package imports this module to list the steps
+    from medaug.filtering.steps.base import Context
 
 CRITERIA = ("answerable", "supported", "sound", "well_formed")
 _RATINGS = [str(i) for i in range(1, 6)]

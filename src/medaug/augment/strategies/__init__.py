@@ -1,7 +1,7 @@
 """Generation strategies, one module each (see base.Strategy), listed once here: params name them in
 `generate.strategies`, `generate.teachers` and a recipe's `strategies`, and each record's `source` is the name of
-the one that made it. Adding a strategy is a module here with its prompt files in augment/prompts/, and its line
-below.
+the one that made it. Adding a strategy is a module here with its prompt files in augment/prompts/, and its name in
+the list below (imported, then listed).
 
 params.py does not import this package (every stage imports params.py, and would then depend on every
 strategy's code: editing a prompt would retrain every model). `check` validates the names and that each strategy
@@ -15,7 +15,7 @@ from medaug.augment.strategies.base import Strategy
 from medaug.errors import MedaugError
 from medaug.params import Params
 
-STRATEGIES: dict[str, Strategy] = {m.STRATEGY.name: m.STRATEGY for m in (rewrite, new, grounded, mesh, progressive)}
+STRATEGIES: dict[str, Strategy] = {m.STRATEGY.name: m.STRATEGY for m in (grounded, mesh, new, progressive, rewrite)}
 
 
 def get(name: str) -> Strategy:

@@ -1,0 +1,26 @@
+"""The filter steps, one module each (see base.Step), listed once here; `filter.steps` picks and orders them.
+Adding a step is a module here and its name in the list below, imported then listed (and, for knobs, its section
+of params.yaml `filter`).
+
+params.py does not import this package, for the reason augment/strategies/ gives: `check` validates the names; the
+filter stage runs it before any step, and `medaug check-params` runs it too.
+"""
+
+from __future__ import annotations
+
+from medaug.errors import MedaugError
+from medaug.filtering.steps import balance, consistency, decontaminate, dedup, judge, validate
+from medaug.filtering.steps.base import Context, Step
+from medaug.params import Params
+
+STEPS: dict[str, Step] = {m.STEP.name: m.STEP for m in (balance, consistency, decontaminate, dedup, judge, validate)}
+
+__all__ = ["STEPS", "Context", "Step", "check"]
+
+
+def check(p: Params) -> None:
+    """Every name in `filter.steps` is one of STEPS; the error names the key and the known steps."""
+    for i, name in enumerate(p.filter.steps):
+        if name not in STEPS:
+            raise MedaugError(f"params.yaml: filter.steps[{i}] = {name!r} is no filter step (known: "
+                              f"{', '.join(STEPS)})")

@@ -1,0 +1,88 @@
+"""Adding a generation strategy, or a filter step, is one module, its line where they are listed, and params
+(issue 30): in a copy of the project, a minimal one goes through the prepare, generate, filter and dataset stage
+scripts (fresh processes, the copy's own code) against the HTTP test teacher, and what it does reaches the
+training set."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from support.openai_server import OpenAIServer, pubmedqa_responder
+from support.process import sh
+from support.project import copy_project
+
+PARAPHRASE = '''"""`paraphrase`: the rewrite prompt under another name (a test's strategy)."""
+
+from medaug.augment.strategies.rewrite import Rewrite
+
+
+class Paraphrase(Rewrite):
+    name = "paraphrase"
+    prompt = "rewrite"
+
+
+STRATEGY = Paraphrase()
+'''
+
+
+NO_NEW = '''"""`no_new`: drops every `new` item (a test's step)."""
+
+from medaug.filtering.steps.base import Step
+
+STEP = Step("no_new", lambda records, ctx: {r.id: "new_item" for r in records if r.source == "new"})
+'''
+
+
+def add_line(init: Path, modules: str, module: str) -> None:
+    """Add `module` to the list in `init` (`modules`, as it reads now): its import and its registry tuple."""
+    text = init.read_text()
+    assert text.count(f" import {modules}\n") == 1 and text.count(f" in ({modules})}}") == 1
+    init.write_text(text.replace(f" import {modules}\n", f" import {modules}, {module}\n")
+                    .replace(f" in ({modules})}}", f" in ({modules}, {module})}}"))
+
+
+def run_stages(repo: Path, params: dict, *scripts: list[str]) -> None:
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PYTHONPATH=str(repo / "src"), OPENAI_API_KEY="sk-test")  # the copy's code, not ours
+    with OpenAIServer(pubmedqa_responder) as srv:
+        env["OPENAI_BASE_URL"] = srv.base_url
+        for script in scripts:
+            sh([sys.executable, f"stages/{script[0]}", *script[1:]], repo, env)
+    assert sh([sys.executable, "-m", "medaug.cli", "check-params"], repo, env).stdout.strip() == "params.yaml: ok"
+
+
+def test_a_filter_step_added_as_one_module_and_one_line_runs_in_the_filter_stage(tmp_path):
+    repo = copy_project(tmp_path / "repo")
+    package = repo / "src/medaug/filtering/steps"
+    (package / "no_new.py").write_text(NO_NEW)
+    add_line(package / "__init__.py", "balance, consistency, decontaminate, dedup, judge, validate", "no_new")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    params["generate"]["per_strategy"] = 6
+    params["filter"]["steps"] = ["validate", "decontaminate", "no_new"]  # the test teacher's rewrites are near-copies
+    run_stages(repo, params, ["prepare.py"], ["generate.py"], ["filter.py"], ["dataset.py", "augmented"])
+    funnel = json.loads((repo / "reports/funnel.json").read_text())
+    assert list(funnel["steps"])[-1] == "no_new" and funnel["steps"]["no_new"]["dropped"]["new_item"] > 0
+    augmented = [json.loads(x) for x in (repo / "data/train/augmented.jsonl").read_text().splitlines()]
+    assert {r["source"] for r in augmented} == {"original", "rewrite"}
+
+
+def test_a_strategy_added_as_one_module_and_one_line_runs_through_generate_filter_and_dataset(tmp_path):
+    repo = copy_project(tmp_path / "repo")
+    package = repo / "src/medaug/augment/strategies"
+    (package / "paraphrase.py").write_text(PARAPHRASE)
+    add_line(package / "__init__.py", "grounded, mesh, new, progressive, rewrite", "paraphrase")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    params["generate"].update(strategies=["paraphrase"], per_strategy=6)
+    params["variants"]["para"] = {"strategies": ["paraphrase"]}
+    run_stages(repo, params, ["prepare.py"], ["generate.py"], ["filter.py"], ["dataset.py", "para"])
+    report = json.loads((repo / "reports/generate.json").read_text())
+    assert set(report["by_strategy"]) == {"paraphrase"} and report["by_strategy"]["paraphrase"]["generated"] > 0
+    kept = [json.loads(x) for x in (repo / "data/filtered/kept.jsonl").read_text().splitlines()]
+    para = [json.loads(x) for x in (repo / "data/train/para.jsonl").read_text().splitlines()]
+    train = (repo / "data/prepared/train.jsonl").read_text().splitlines()
+    assert kept and {r["source"] for r in kept} == {"paraphrase"} and para[len(train):] == kept
