@@ -36,12 +36,20 @@ STEP = Step("no_new", lambda records, ctx: {r.id: "new_item" for r in records if
 '''
 
 
-def add_line(init: Path, modules: str, module: str) -> None:
-    """Add `module` to the list in `init` (`modules`, as it reads now): its import and its registry tuple."""
+def extended(tmp_path: Path, package: str, listed: str, module: str, source: str) -> tuple[Path, dict]:
+    """A copy of the project with `module` (its `source`) added to `package` (src/medaug/...) and to the list in its
+    __init__ (`listed`, as it reads now: its import and its registry tuple); the copy and its params, with the HTTP
+    test teacher."""
+    repo = copy_project(tmp_path / "repo")
+    init = repo / "src/medaug" / package / "__init__.py"
+    (init.parent / f"{module}.py").write_text(source)
     text = init.read_text()
-    assert text.count(f" import {modules}\n") == 1 and text.count(f" in ({modules})}}") == 1
-    init.write_text(text.replace(f" import {modules}\n", f" import {modules}, {module}\n")
-                    .replace(f" in ({modules})}}", f" in ({modules}, {module})}}"))
+    assert text.count(f" import {listed}\n") == 1 and text.count(f" in ({listed})}}") == 1
+    init.write_text(text.replace(f" import {listed}\n", f" import {listed}, {module}\n")
+                    .replace(f" in ({listed})}}", f" in ({listed}, {module})}}"))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    return repo, params
 
 
 def run_stages(repo: Path, params: dict, *scripts: list[str]) -> None:
@@ -55,12 +63,8 @@ def run_stages(repo: Path, params: dict, *scripts: list[str]) -> None:
 
 
 def test_a_filter_step_added_as_one_module_and_one_line_runs_in_the_filter_stage(tmp_path):
-    repo = copy_project(tmp_path / "repo")
-    package = repo / "src/medaug/filtering/steps"
-    (package / "no_new.py").write_text(NO_NEW)
-    add_line(package / "__init__.py", "balance, consistency, decontaminate, dedup, judge, validate", "no_new")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    repo, params = extended(tmp_path, "filtering/steps", "balance, consistency, decontaminate, dedup, judge, validate",
+                            "no_new", NO_NEW)
     params["generate"]["per_strategy"] = 6
     params["filter"]["steps"] = ["validate", "decontaminate", "no_new"]  # the test teacher's rewrites are near-copies
     run_stages(repo, params, ["prepare.py"], ["generate.py"], ["filter.py"], ["dataset.py", "augmented"])
@@ -71,12 +75,8 @@ def test_a_filter_step_added_as_one_module_and_one_line_runs_in_the_filter_stage
 
 
 def test_a_strategy_added_as_one_module_and_one_line_runs_through_generate_filter_and_dataset(tmp_path):
-    repo = copy_project(tmp_path / "repo")
-    package = repo / "src/medaug/augment/strategies"
-    (package / "paraphrase.py").write_text(PARAPHRASE)
-    add_line(package / "__init__.py", "grounded, mesh, new, progressive, rewrite", "paraphrase")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
+    repo, params = extended(tmp_path, "augment/strategies", "grounded, mesh, new, progressive, rewrite", "paraphrase",
+                            PARAPHRASE)
     params["generate"].update(strategies=["paraphrase"], per_strategy=6)
     params["variants"]["para"] = {"strategies": ["paraphrase"]}
     run_stages(repo, params, ["prepare.py"], ["generate.py"], ["filter.py"], ["dataset.py", "para"])

@@ -70,14 +70,19 @@ def commit(repo: Path, env: dict[str, str], message: str) -> str:
     return sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
 
 
-def task_dag(tmp_path_factory, name: str, edit: Callable[[dict], None]) -> Iterator[dict]:
-    """`dvc repro` of the project in a fresh git repo, with tiny-llama trained on `original` and `augmented` a few
-    steps and ExamTeacher on the HTTP test server as the teacher, after `edit(params)`; yields {repo, env, first}."""
+def task_dag(tmp_path_factory, name: str, edit: Callable[[dict], None], responder: Callable[[str], str] | None = None,
+             setup: Callable[[Path], None] | None = None, variants: tuple[str, ...] = ("original", "augmented")
+             ) -> Iterator[dict]:
+    """`dvc repro` of the project in a fresh git repo, with tiny-llama trained on `variants` a few steps and
+    `responder` (default ExamTeacher) on the HTTP test server as the teacher, after `edit(params)` and
+    `setup(repo)` (files the task needs, committed with the project); yields {repo, env, first}."""
     repo = copy_project(tmp_path_factory.mktemp(name))
-    params = tiny(YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text()), ["original", "augmented"])
+    params = tiny(YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text()), list(variants))
     edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if setup is not None:
+        setup(repo)
     env = git_repo(repo, run_root(tmp_path_factory), f"sk-test-{name}")
-    with OpenAIServer(ExamTeacher()) as server:
+    with OpenAIServer(responder or ExamTeacher()) as server:
         env["OPENAI_BASE_URL"] = server.base_url
         yield {"repo": repo, "env": env, "first": sh(["dvc", "repro"], repo, env)}
