@@ -210,19 +210,30 @@ def check_params(path: str) -> None:
 
 
 @cli.command(name="check-lock")
-def check_lock() -> None:
-    """Fail when the committed dvc.lock does not match the code and params (runs `dvc status`, nothing else)."""
-    from medaug.freshness import stale_stages
+@click.option("--prune", is_flag=True, help="Remove the entries of stages dvc.yaml no longer declares.")
+def check_lock(prune: bool) -> None:
+    """Fail when the committed dvc.lock does not match the code and params, or keeps entries of stages dvc.yaml no
+    longer declares (runs `dvc status`, nothing else; --prune removes those entries)."""
+    from medaug import freshness
 
-    stale = stale_stages(Path.cwd())
-    if not stale:
-        click.echo("dvc.lock: up to date with the code and params")
-        return
+    root = Path.cwd()
+    if prune:
+        gone = freshness.prune(root)
+        click.echo(f"dvc.lock: removed {len(gone)} entries ({', '.join(gone)})" if gone else "dvc.lock: no orphans")
+    stale = freshness.stale_stages(root)
+    orphans = freshness.orphans(root)
     for stage, why in stale.items():
         click.echo(f"{stage}: {'; '.join(why)}", err=True)
-    raise MedaugError(f"dvc.lock is stale for {len(stale)} stages: run `dvc repro`, then commit dvc.lock, "
-                      "metrics/, reports/ and plots/ with the change (the committed metrics must be what the "
-                      "committed code produces)")
+    for stage in orphans:
+        click.echo(f"{stage}: not in dvc.yaml", err=True)
+    if stale:
+        raise MedaugError(f"dvc.lock is stale for {len(stale)} stages: run `dvc repro`, then commit dvc.lock, "
+                          "metrics/, reports/ and plots/ with the change (the committed metrics must be what the "
+                          "committed code produces)")
+    if orphans:
+        raise MedaugError(f"dvc.lock keeps {len(orphans)} entries of stages dvc.yaml no longer declares: run "
+                          "`medaug check-lock --prune` and commit dvc.lock")
+    click.echo("dvc.lock: up to date with the code and params")
 
 
 @cli.command()

@@ -4,7 +4,8 @@ metrics: a reviewer diffing metrics across commits trusts exactly that.
 Checked with `dvc status`, without running anything: a stage is stale when a code or params dependency changed,
 a dependency is new, or its command changed. On a fresh clone every data output is absent (not pulled, not
 built), so a dependency that the DAG itself builds is left to DVC; every other dependency (code, params, input
-data in git) must match.
+data in git) must match. An entry for a stage that dvc.yaml no longer declares (DVC keeps it when a matrix shrinks)
+is an orphan: it describes nothing and is pruned (`medaug check-lock --prune`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,32 @@ def _produced(path: str, outs: list[str]) -> bool:
     return any(path == o or path.startswith(o + "/") or o.startswith(path + "/") for o in outs)
 
 
+def _dvc(root: Path, *args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise MedaugError(f"dvc {' '.join(args)} failed in {root}: {r.stderr.strip().splitlines()[-1:] or r.stdout}")
+    return r.stdout
+
+
+def orphans(root: Path) -> list[str]:
+    """The stages dvc.lock has an entry for that dvc.yaml no longer declares, in lock order."""
+    lock = YAML(typ="safe", pure=True).load((Path(root) / "dvc.lock").read_text(encoding="utf-8")) or {}
+    declared = set(_dvc(Path(root), "stage", "list", "--name-only").split())
+    return [name for name in lock.get("stages", {}) if name not in declared]
+
+
+def prune(root: Path) -> list[str]:
+    """Remove the orphan entries from dvc.lock, written as DVC writes it; the names removed."""
+    from dvc.utils.serialize import modify_yaml
+
+    gone = orphans(root)
+    if gone:
+        with modify_yaml(Path(root) / "dvc.lock") as lock:
+            for name in gone:
+                del lock["stages"][name]
+    return gone
+
+
 def stale_stages(root: Path) -> dict[str, list[str]]:
     """{stage: [what changed, e.g. "src/medaug/llm: modified", "params.yaml teacher: modified"]} for every stage
     whose committed lock entry does not match the working tree's code and params."""
@@ -36,11 +63,8 @@ def stale_stages(root: Path) -> dict[str, list[str]]:
     if not lock_path.exists():
         raise MedaugError(f"{lock_path}: not found; run `dvc repro` and commit dvc.lock")
     outs = _outs(YAML(typ="safe", pure=True).load(lock_path.read_text(encoding="utf-8")) or {})
-    r = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise MedaugError(f"dvc status failed in {root}: {r.stderr.strip().splitlines()[-1:] or r.stdout}")
     stale: dict[str, list[str]] = {}
-    for stage, changes in (json.loads(r.stdout or "{}") or {}).items():
+    for stage, changes in (json.loads(_dvc(root, "status", "--json") or "{}") or {}).items():
         why = []
         for change in changes:
             if change == "always changed":  # the `registry` check runs on every repro by design; its deps count

@@ -16,13 +16,13 @@ from support.project import copy_project
 MAX_METRIC_COLUMNS = 40
 
 
-def check_lock(repo: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medaug.cli", "check-lock"], cwd=repo, capture_output=True,
+def check_lock(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medaug.cli", "check-lock", *args], cwd=repo, capture_output=True,
                           text=True, env=dict(os.environ, PYTHONPATH=str(repo / "src")))
 
 
 def test_a_stale_lock_fails_naming_the_stages_what_changed_and_the_fix(tmp_path):
-    repo = copy_project(tmp_path / "repo")
+    repo = copy_project(tmp_path / "repo", lock=True)
     env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
                GIT_COMMITTER_EMAIL="t@t")
     sh(["git", "init", "-q"], repo, env)
@@ -33,6 +33,9 @@ def test_a_stale_lock_fails_naming_the_stages_what_changed_and_the_fix(tmp_path)
     assert "data/prepared" not in before.stderr  # built by the DAG: absent on a clone, and no change
     with open(repo / "src/medaug/llm/limits.py", "a") as f:
         f.write("\n# a code change\n")
+    lock = (repo / "dvc.lock").read_text()
+    orphan = lock.replace("\n  prepare:\n", "\n  pretrain@gone:\n", 1).split("\n  generate:\n")[0]
+    (repo / "dvc.lock").write_text(orphan + lock[len("schema: '2.0'\nstages:"):])  # a stage no longer declared
     text = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(text.replace("  max_new_tokens: 64", "  max_new_tokens: 65"))
     after = check_lock(repo)
@@ -44,6 +47,10 @@ def test_a_stale_lock_fails_naming_the_stages_what_changed_and_the_fix(tmp_path)
     # file-level code deps: a stage that never imports the edited module is not stale for it
     assert "prepare" not in lines and not any(s.startswith("train@") for s in lines), lines
     assert "run `dvc repro`, then commit dvc.lock, metrics/, reports/ and plots/" in after.stderr
+    assert lines["pretrain@gone"] == "not in dvc.yaml"
+    pruned = check_lock(repo, "--prune")  # the orphan goes, the lock is DVC's own text again; stale stays stale
+    assert "removed 1 entries (pretrain@gone)" in pruned.stdout and pruned.returncode == 1
+    assert (repo / "dvc.lock").read_text() == lock and "gone" not in pruned.stderr
 
 
 def leaves(d, prefix=""):
