@@ -1,6 +1,6 @@
 """The project root of a DVC experiment workspace: `dvc exp run --temp` and `--queue` run each experiment in a
 throw-away copy under <project>/.dvc/tmp/exps/; the MLflow store and the teacher cache must be the project's.
-(The end-to-end `dvc exp run --temp` test is in tests/test_pipeline_e2e.py, on its pipeline.)"""
+(The end-to-end `dvc exp run --temp` test: tests/dag/test_temp_experiment.py.)"""
 
 from medaug.llm.teacher import make_teacher
 from medaug.params import TeacherParams

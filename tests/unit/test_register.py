@@ -221,3 +221,30 @@ def test_with_several_seeds_the_best_mean_recipe_registers_its_seed_nearest_the_
     assert best == ("tiny", "original", 1) and len(metrics) == 6
     p1 = parse_params({"models": {"tiny": "tiny-llama"}, "train": {"models": ["tiny"], "seeds": [1]}})
     assert register.pick_best(p1, tmp_path)[0] == ("tiny", "augmented", 1)  # one seed: the best score wins
+
+
+def test_a_run_is_dirty_until_its_commit_holds_the_tracked_files_and_dvc_lock(tmp_path):
+    """git_dirty: a changed tracked file, or a dvc.lock git does not track yet (a project's first run); outputs
+    nobody tracks are no change; outside git, nothing is claimed."""
+    import subprocess
+
+    from medaug.tracking import run_tags
+
+    def dirty() -> str:
+        return run_tags(tmp_path)["git_dirty"]
+
+    assert (dirty(), run_tags(tmp_path)["git_commit"]) == ("false", "unknown")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    assert dirty() == "false"  # no repository: no commit to be dirty against
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "params.yaml").write_text("a: 1\n")
+    subprocess.run([*git, "add", "params.yaml"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=tmp_path, check=True)
+    assert dirty() == "true"  # the first run's lock is not committed
+    subprocess.run([*git, "add", "dvc.lock"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "run"], cwd=tmp_path, check=True)
+    (tmp_path / "report.json").write_text("{}")
+    assert dirty() == "false"  # an untracked output alone
+    (tmp_path / "params.yaml").write_text("a: 2\n")
+    assert dirty() == "true"

@@ -61,14 +61,22 @@ def git(workspace: Path, *args: str) -> str:
         return ""
 
 
+def dirty(workspace: Path) -> bool:
+    """The commit does not describe the workspace: a tracked file changed, or dvc.lock is not in git yet (a
+    project's first run, before its lock is committed). Untracked outputs alone are no change: DVC ignores its
+    cached ones, and the rest (reports, metrics) change only with dvc.lock."""
+    return bool(git(workspace, "status", "--porcelain", "--untracked-files=no")) or (
+        (Path(workspace) / "dvc.lock").exists() and not git(workspace, "ls-files", "dvc.lock"))
+
+
 def run_tags(workspace: Path) -> dict[str, str]:
     """What produced a run: the git commit and dirty flag of the workspace DVC ran the stage in (a temp
     experiment's copy is checked out at its baseline, its params changed), under `dvc exp run` the experiment's
     name and baseline rev, and `medaug.group`, the same for every stage of one `dvc repro` or experiment: the
     experiment's name, else the commit and the params.yaml it ran (its sha256), so a search for one group finds
     the runs of that pipeline run and no other's."""
-    tags = {"git_commit": git(workspace, "rev-parse", "HEAD") or "unknown",
-            "git_dirty": str(bool(git(workspace, "status", "--porcelain", "--untracked-files=no"))).lower()}
+    commit = git(workspace, "rev-parse", "HEAD")
+    tags = {"git_commit": commit or "unknown", "git_dirty": str(bool(commit) and dirty(workspace)).lower()}
     tags.update({tag: os.environ[var] for tag, var in DVC_EXPERIMENT_TAGS.items() if os.environ.get(var)})
     params = Path(workspace) / "params.yaml"
     digest = hashlib.sha256(params.read_bytes()).hexdigest()[:12] if params.exists() else "none"
