@@ -88,14 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         from medaug.data.schema import write_records
         from medaug.evaluate.evaluate import load_candidate
+        from medaug.paths import Candidate, TrainIO
         from medaug.train import run as train_run
 
         write_records(tmp / "train.jsonl", train)
         write_records(tmp / "dev.jsonl", dev)
         out = tmp / "models" / "m-original-0"
         start = time.time()
-        metrics = train_run(p, "m", "original", 0, tmp / "train.jsonl", out, tmp / "train.json",
-                            dev_path=tmp / "dev.jsonl")
+        metrics = train_run(p, Candidate("m", "original", 0), TrainIO(tmp / "train.jsonl", out, tmp / "train.json",
+                                                                      tmp / "dev.jsonl"))
         train_s = time.time() - start
         meta = json.loads((out / "medaug.json").read_text())
         rows.append(("train", f"{metrics['steps']} steps of batch 8 in {train_s:.1f} s "

@@ -4,15 +4,13 @@ every candidate."""
 from medaug.errors import guarded
 from medaug.evaluate import compare
 from medaug.params import load_params
-from medaug.paths import CANDIDATES_PLOT, CURVES, DEV_PLOTS, EVAL, METRICS, PREPARED, REPORTS, TRAIN_PLOTS, \
-    VARIANTS_PLOT
+from medaug.paths import CompareIO
 
 
 def main() -> None:
-    p = load_params()
-    compare.run(p, PREPARED / "test.jsonl", EVAL, REPORTS / "dataset", REPORTS / "variants.json", VARIANTS_PLOT)
-    compare.write_plots(p, PREPARED / "test.jsonl", METRICS / "eval", METRICS / "teacher.json",
-                        REPORTS / "teacher.json", TRAIN_PLOTS, DEV_PLOTS, CANDIDATES_PLOT, CURVES)
+    p, io = load_params(), CompareIO.at()
+    compare.run(p, io)
+    compare.write_plots(p, io)
 
 
 if __name__ == "__main__":

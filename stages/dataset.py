@@ -7,13 +7,11 @@ from medaug.data import variants
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import FILTERED, METRICS, PREPARED, REPORTS, TRAIN_SETS
+from medaug.paths import METRICS, DatasetIO
 
 
 def main(variant: str) -> None:
-    report = variants.run(load_params(), variant, PREPARED / "train.jsonl", FILTERED / "kept.jsonl",
-                          REPORTS / "generate.json", REPORTS / "funnel.json", TRAIN_SETS / f"{variant}.jsonl",
-                          REPORTS / "dataset" / f"{variant}.json")
+    report = variants.run(load_params(), variant, DatasetIO.at(variant))
     write_json(METRICS / "dataset" / f"{variant}.json", headline.dataset(report))
 
 

@@ -7,14 +7,11 @@ from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.evaluate import teacher_baseline
 from medaug.params import load_params
-from medaug.paths import CONFUSION, METRICS, PER_CLASS, PREPARED, REPORTS, TEACHER_EVAL
+from medaug.paths import METRICS, TeacherIO
 
 
 def main() -> None:
-    p = load_params()
-    report = teacher_baseline.run(p, Path.cwd(), PREPARED / "train.jsonl", PREPARED / "test.jsonl", TEACHER_EVAL,
-                                  REPORTS / "teacher.json", CONFUSION / "teacher.json", PER_CLASS / "teacher.json",
-                                  mlflow_root=Path.cwd())
+    report = teacher_baseline.run(load_params(), Path.cwd(), TeacherIO.at(), mlflow_root=Path.cwd())
     write_json(METRICS / "teacher.json", headline.scores(report))
 
 

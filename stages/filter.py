@@ -8,14 +8,12 @@ from medaug import filtering, headline
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import FILTERED, FUNNEL_PLOT, GENERATED, METRICS, PREPARED, REPORTS
+from medaug.paths import METRICS, FilterIO
 
 
 def main() -> None:
     p = load_params()
-    report = filtering.run(p, PREPARED, GENERATED / "generated.jsonl", FILTERED / "kept.jsonl",
-                           FILTERED / "rejects.jsonl", REPORTS / "funnel.json",
-                           GENERATED / "rejects.jsonl", Path.cwd(), FUNNEL_PLOT, FILTERED / "datacard.md")
+    report = filtering.run(p, FilterIO.at(), root=Path.cwd())
     write_json(METRICS / "funnel.json", headline.funnel(report))
 
 

@@ -7,13 +7,12 @@ from medaug import augment, headline, tracking
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import GENERATED, METRICS, PREPARED, REPORTS
+from medaug.paths import METRICS, GenerateIO
 
 
 def main() -> None:
     p = load_params()
-    report = augment.run(p, Path.cwd(), PREPARED, GENERATED / "generated.jsonl", GENERATED / "rejects.jsonl",
-                         REPORTS / "generate.json")
+    report = augment.run(p, Path.cwd(), GenerateIO.at())
     write_json(METRICS / "generate.json", headline.generate(report))
     tracking.log_stage(Path.cwd(), "generate", {"teacher": asdict(p.teacher), "generate": asdict(p.generate)}, report)
 

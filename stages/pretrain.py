@@ -6,14 +6,13 @@ from pathlib import Path
 
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import PREPARED, PRETRAINED, REPORTS, TRAIN_PLOTS
+from medaug.paths import PretrainIO
 from medaug.train import pretrain
 
 
 def main(model: str) -> None:
     p = load_params()
-    pretrain.run(p, model, Path(p.pretrain.corpus), PREPARED, PRETRAINED / model,
-                 REPORTS / "pretrain" / f"{model}.json", TRAIN_PLOTS / f"pretrain-{model}.json", mlflow_root=Path.cwd())
+    pretrain.run(p, model, PretrainIO.at(model, Path(p.pretrain.corpus)), mlflow_root=Path.cwd())
 
 
 if __name__ == "__main__":

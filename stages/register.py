@@ -4,14 +4,12 @@ from pathlib import Path
 
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import EVAL, FILTERED, METRICS, MODELS, PREPARED, REPORTS
+from medaug.paths import RegisterIO
 from medaug.tracking import register
 
 
 def main() -> None:
-    p = load_params()
-    register.run(p, Path.cwd(), METRICS / "eval", EVAL, MODELS, PREPARED / "test.jsonl", REPORTS / "register.json",
-                 FILTERED / "datacard.md", REPORTS / "funnel.json")
+    register.run(load_params(), Path.cwd(), RegisterIO.at())
 
 
 if __name__ == "__main__":

@@ -8,16 +8,12 @@ from pathlib import Path
 from medaug import train
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import DEV_PLOTS, MODELS, PREPARED, REPORTS, TRAIN_PLOTS, TRAIN_SETS, Candidate
+from medaug.paths import Candidate, TrainIO
 
 
 def main(model: str, variant: str, seed: str) -> None:
-    p = load_params()
     c = Candidate(model, variant, int(seed))
-    name = c.name
-    train.run(p, model, variant, int(seed), TRAIN_SETS / f"{c.recipe}.jsonl", MODELS / name,
-              REPORTS / "train" / f"{name}.json", dev_path=PREPARED / "dev.jsonl",
-              plots=(TRAIN_PLOTS / f"{name}.json", DEV_PLOTS / f"{name}.json"), mlflow_root=Path.cwd())
+    train.run(load_params(), c, TrainIO.at(c), mlflow_root=Path.cwd())
 
 
 if __name__ == "__main__":

@@ -158,11 +158,13 @@ def register_evaluated(register_steps, tmp_path_factory):
     import json
 
     from medaug.evaluate import evaluate
+    from medaug.paths import Candidate, EvaluateIO
     from support.register import LABELS, N
 
     root, out = register_steps["root"], tmp_path_factory.mktemp("evaluate")
-    evaluate.run(register_steps["beyond"][0], "tiny", "augmented", 0, root / "data/prepared/test.jsonl",
-                 root / "models/tiny-augmented-0", out, out / "m.json", out / "c.json", out / "pc.json")
+    evaluate.run(register_steps["beyond"][0], Candidate("tiny", "augmented", 0),
+                 EvaluateIO(root / "data/prepared/test.jsonl", out, out / "m.json", out / "c.json", out / "pc.json",
+                            root / "models/tiny-augmented-0"))
     want = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(want) == N and set(want) <= set(LABELS) and len(set(want)) > 1  # not a constant answer
     return want

@@ -149,7 +149,7 @@ def train(model: str, variant: str, seed: int, force: bool) -> None:
 @_force
 def evaluate(model: str, variant: str, seed: int, force: bool) -> None:
     """Score MODEL-VARIANT-SEED (or VARIANT zero-shot: the untrained base) on the test split."""
-    _repro(f"zero-shot@{model}" if variant == "zero-shot" else _stage("evaluate", model, variant, seed), force)
+    _repro(_stage("evaluate", model, variant, seed), force)
 
 
 @cli.command()

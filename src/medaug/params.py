@@ -19,7 +19,7 @@ from ruamel.yaml.error import YAMLError
 
 from medaug.data.jsonl import decode_utf8
 from medaug.errors import MedaugError
-from medaug.paths import Candidate
+from medaug.paths import ZERO_SHOT, Candidate
 
 
 @dataclass
@@ -610,7 +610,7 @@ class Params:
             if name not in self.variants:
                 raise MedaugError(f"params.yaml: train.variants[{i}] = {name!r} is no key of `variants` (known: "
                                   f"{', '.join(self.variants) or 'none'}); add its recipe there")
-            if Candidate.is_dapt(name) or name == "zero-shot" or not name.strip() or "/" in name:
+            if Candidate.is_dapt(name) or name == ZERO_SHOT or not name.strip() or "/" in name:
                 raise MedaugError(f"params.yaml: train.variants[{i}] = {name!r}: a variant name may not be empty, "
                                   f"contain '/', start with 'dapt-' or be 'zero-shot' (stage names use them)")
             if self.variants[name].strategies and not self.generate.strategies:

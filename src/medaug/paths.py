@@ -1,8 +1,9 @@
-"""Where each DVC stage reads and writes (relative to the project root; dvc.yaml declares the same paths), and the
-names of candidates."""
+"""Where each DVC stage reads and writes (relative to the project root; dvc.yaml declares the same paths), one
+frozen value per stage naming its inputs and outputs (`FilterIO.at(root)`), and the names of candidates."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +28,10 @@ DEV_PLOTS = Path("plots/dev")  # plots/dev/<candidate>.json: {step, dev_accuracy
 CANDIDATES_PLOT = Path("plots/candidates.json")  # per candidate and metric: value, 95% CI; the baselines
 CURVES = Path("plots/curves")  # train.json, dev.json: every candidate's curves in one file each, overlaid
 PRETRAINED = Path("models/pretrain")  # models/pretrain/<model>: continued pretraining, base of dapt-<variant>
+
+
+ZERO_SHOT = "zero-shot"
+"""The variant of a model's untrained base, scored by `zero-shot@<model>`: candidate `<model>-zero-shot`."""
 
 
 def candidate(model: str, variant: str, seed: int | None = None) -> str:
@@ -76,9 +81,167 @@ class Candidate(NamedTuple):
 
     def stage(self, kind: str) -> str:
         """Its DVC stage of `kind` (train, evaluate): `train@<model>-<recipe>-<seed>`, or for a dapt candidate its
-        own matrix's `train-dapt@<model>-<recipe>-<seed>`."""
+        own matrix's `train-dapt@<model>-<recipe>-<seed>`; the untrained base is scored by `zero-shot@<model>`."""
+        if self.variant == ZERO_SHOT:
+            return f"{ZERO_SHOT}@{self.model}"
         matrix = f"{kind}-dapt" if self.from_pretraining else kind
         return f"{matrix}@{self.model}-{self.recipe}-{self.seed}"
+
+
+# ---------------------------------------------------------------- what each stage reads and writes
+# One frozen value per stage: `<Stage>IO.at(root, ...)` is the DVC layout above under `root` (what dvc.yaml
+# declares, so the stage scripts pass `.at()`); a test or a notebook builds one with its own paths by keyword.
+
+
+@dataclass(frozen=True)
+class GenerateIO:
+    prepared: Path  # data/prepared: train/dev/test.jsonl
+    generated: Path
+    rejects: Path  # what the teacher was asked and never usably answered, with the reason
+    report: Path
+
+    @classmethod
+    def at(cls, root: Path = Path()) -> GenerateIO:
+        return cls(root / PREPARED, root / GENERATED / "generated.jsonl", root / GENERATED / "rejects.jsonl",
+                   root / REPORTS / "generate.json")
+
+
+@dataclass(frozen=True)
+class FilterIO:
+    prepared: Path
+    generated: Path
+    kept: Path
+    rejects: Path  # every dropped item with its step and reason
+    funnel: Path  # the report
+    generate_rejects: Path | None = None  # generate's: the funnel then starts from every item asked for
+    plot: Path | None = None
+    datacard: Path | None = None
+
+    @classmethod
+    def at(cls, root: Path = Path()) -> FilterIO:
+        return cls(root / PREPARED, root / GENERATED / "generated.jsonl", root / FILTERED / "kept.jsonl",
+                   root / FILTERED / "rejects.jsonl", root / REPORTS / "funnel.json",
+                   root / GENERATED / "rejects.jsonl", root / FUNNEL_PLOT, root / FILTERED / "datacard.md")
+
+
+@dataclass(frozen=True)
+class DatasetIO:
+    train: Path  # the train split
+    kept: Path
+    generate_report: Path  # with funnel_report: what each kept item cost
+    funnel_report: Path
+    out: Path  # data/train/<recipe>.jsonl
+    report: Path
+
+    @classmethod
+    def at(cls, recipe: str, root: Path = Path()) -> DatasetIO:
+        return cls(root / PREPARED / "train.jsonl", root / FILTERED / "kept.jsonl", root / REPORTS / "generate.json",
+                   root / REPORTS / "funnel.json", root / TRAIN_SETS / f"{recipe}.jsonl",
+                   root / REPORTS / "dataset" / f"{recipe}.json")
+
+
+@dataclass(frozen=True)
+class PretrainIO:
+    corpus: Path
+    prepared: Path  # its test split is what the corpus must not leak
+    out: Path
+    report: Path
+    plot: Path | None = None
+
+    @classmethod
+    def at(cls, model: str, corpus: Path, root: Path = Path()) -> PretrainIO:
+        return cls(root / corpus, root / PREPARED, root / PRETRAINED / model, root / REPORTS / "pretrain" /
+                   f"{model}.json", root / TRAIN_PLOTS / f"pretrain-{model}.json")
+
+
+@dataclass(frozen=True)
+class TrainIO:
+    train: Path  # data/train/<recipe>.jsonl
+    out: Path  # the adapter (or full model)
+    report: Path
+    dev: Path | None = None  # scored as training goes; the best checkpoint is kept
+    plots: tuple[Path, Path] | None = None  # (train rows, dev rows)
+
+    @classmethod
+    def at(cls, c: Candidate, root: Path = Path()) -> TrainIO:
+        return cls(root / TRAIN_SETS / f"{c.recipe}.jsonl", root / MODELS / c.name,
+                   root / REPORTS / "train" / f"{c.name}.json", root / PREPARED / "dev.jsonl",
+                   (root / TRAIN_PLOTS / f"{c.name}.json", root / DEV_PLOTS / f"{c.name}.json"))
+
+
+@dataclass(frozen=True)
+class ScoredIO:
+    """What scoring a test split writes (evaluate.results.write_results): the evaluate stages and the teacher's."""
+    test: Path
+    out: Path  # predictions.jsonl and the official predictions.json
+    report: Path
+    confusion: Path
+    per_class: Path
+
+
+@dataclass(frozen=True)
+class EvaluateIO(ScoredIO):
+    adapter: Path | None = None  # none for the untrained base (zero-shot)
+    zero_shot: Path | None = None  # the base's predictions: a trained candidate is compared with them
+
+    @classmethod
+    def at(cls, c: Candidate, root: Path = Path()) -> EvaluateIO:
+        trained = c.variant != ZERO_SHOT
+        return cls(root / PREPARED / "test.jsonl", root / EVAL / c.name, root / REPORTS / "eval" / f"{c.name}.json",
+                   root / CONFUSION / f"{c.name}.json", root / PER_CLASS / f"{c.name}.json",
+                   root / MODELS / c.name if trained else None,
+                   root / EVAL / candidate(c.model, ZERO_SHOT) / "predictions.jsonl" if trained else None)
+
+
+@dataclass(frozen=True)
+class TeacherIO(ScoredIO):
+    train: Path  # the shots come from here
+
+    @classmethod
+    def at(cls, root: Path = Path()) -> TeacherIO:
+        return cls(root / PREPARED / "test.jsonl", root / TEACHER_EVAL, root / REPORTS / "teacher.json",
+                   root / CONFUSION / "teacher.json", root / PER_CLASS / "teacher.json",
+                   root / PREPARED / "train.jsonl")
+
+
+@dataclass(frozen=True)
+class CompareIO:
+    test: Path
+    eval: Path  # eval/<candidate>/predictions.jsonl
+    datasets: Path  # reports/dataset/<recipe>.json
+    out: Path  # reports/variants.json: the table of recipes
+    recipes_plot: Path
+    # the charts of every candidate (compare.write_plots)
+    scores: Path | None = None  # metrics/eval/<candidate>.json
+    teacher_scores: Path | None = None
+    teacher_report: Path | None = None
+    train_curves: Path | None = None  # plots/train/
+    dev_curves: Path | None = None
+    candidates_plot: Path | None = None
+    curves: Path | None = None  # plots/curves/: every candidate's curves in one file each
+
+    @classmethod
+    def at(cls, root: Path = Path()) -> CompareIO:
+        return cls(root / PREPARED / "test.jsonl", root / EVAL, root / REPORTS / "dataset",
+                   root / REPORTS / "variants.json", root / VARIANTS_PLOT, root / METRICS / "eval",
+                   root / METRICS / "teacher.json", root / REPORTS / "teacher.json", root / TRAIN_PLOTS,
+                   root / DEV_PLOTS, root / CANDIDATES_PLOT, root / CURVES)
+
+
+@dataclass(frozen=True)
+class RegisterIO:
+    scores: Path  # metrics/eval/<candidate>.json: the champion is picked from these
+    eval: Path  # eval/<candidate>/predictions.jsonl
+    models: Path
+    test: Path
+    out: Path  # reports/register.json
+    datacard: Path | None = None  # the version's description
+    funnel: Path | None = None  # its filter_funnel tag
+
+    @classmethod
+    def at(cls, root: Path = Path()) -> RegisterIO:
+        return cls(root / METRICS / "eval", root / EVAL, root / MODELS, root / PREPARED / "test.jsonl",
+                   root / REPORTS / "register.json", root / FILTERED / "datacard.md", root / REPORTS / "funnel.json")
 
 
 def project_root(workspace: Path | None = None) -> Path:

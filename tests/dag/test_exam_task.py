@@ -1,5 +1,6 @@
-"""Tasks as data (issue 15), the whole DAG on the bundled MedQA-schema sample with a letter-answering model pulled
-from the registry in a fresh process. Task files, prompts, scoring, splits: tests/unit/test_tasks.py."""
+"""Tasks as data (issue 15), the whole DAG on the bundled MedQA-schema sample (every strategy that serves a 4-option
+task: rewrite, new, grounded; issue 30) with a letter-answering model pulled from the registry in a fresh process.
+Task files, prompts, scoring, splits: tests/unit/test_tasks.py."""
 
 import json
 
@@ -19,7 +20,9 @@ from support.project import champion_vs_evaluate
 def exam_project(tmp_path_factory):
     def edit(params: dict) -> None:
         params["task"].update(file=MEDQA, max_seq_len=128, shuffle_options=True)
-        params["generate"].update(strategies=["rewrite", "new"], per_strategy=24)
+        # every strategy that serves a 4-option task (mesh and progressive are refused: tests/unit)
+        params["generate"].update(strategies=["rewrite", "new", "grounded"], per_strategy=24)
+        params["variants"]["augmented"]["strategies"] = ["rewrite", "new", "grounded"]
         params["filter"]["steps"] = ["validate", "dedup", "decontaminate", "judge", "consistency", "balance"]
         params["register"]["model_name"] = "medaug-medqa"
 
@@ -34,7 +37,13 @@ def test_the_dag_runs_an_exam_task_in_letters(exam_project):
             "evaluate-teacher", "compare", "register"} <= ran
     # the teacher wrote exam items; the filter dropped some for exam reasons; augmented trains on the rest
     gen = json.loads((repo / "reports/generate.json").read_text())
-    assert gen["by_strategy"]["new"]["rejects"] == {"duplicate_options": gen["rejects"]["duplicate_options"]}
+    assert set(gen["by_strategy"]) == {"rewrite", "new", "grounded"}
+    dup = {name: v["rejects"].get("duplicate_options", 0) for name, v in gen["by_strategy"].items()}
+    assert set(gen["by_strategy"]["new"]["rejects"]) == {"duplicate_options"} and dup["new"]
+    assert sum(dup.values()) == gen["rejects"]["duplicate_options"]
+    generated = read_records(repo / "data/generated/generated.jsonl", list("ABCD"))
+    grounded = [r for r in generated if r.source == "grounded"]
+    assert grounded and all(len(r.options) == 4 and r.contexts and r.parent_id is None for r in grounded)
     funnel = json.loads((repo / "reports/funnel.json").read_text())
     dropped = {k: v for step in funnel["steps"].values() for k, v in step["dropped"].items()}
     assert {"answer_in_stem", "duplicate_of_train", "judge_low_score", "inconsistent"} <= set(dropped)

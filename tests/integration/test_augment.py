@@ -35,7 +35,7 @@ def test_run_writes_records_metrics_and_a_rerun_is_free(generate_project, monkey
     assert m["by_strategy"] == {s: {"requested": 4, "generated": 4, "repaired": 0, "rejects": {}}
                                 for s in ("rewrite", "new")}
     assert m2["teacher"]["cache_hits"] == 8 and m2["teacher"]["sent"] == 0 and m2["generated"] == 8
-    assert json.loads((generate_project / "metrics/generate.json").read_text()) == m2
+    assert json.loads((generate_project / "reports/generate.json").read_text()) == m2
     # structured outputs: the endpoint was asked for the strategy's JSON schema
     formats = {json.dumps(b["response_format"], sort_keys=True) for b in srv.requests}
     assert {json.dumps({"type": "json_schema", "json_schema": {"name": "reply", "schema": schema(s), "strict": True}},

@@ -38,15 +38,17 @@ STEP = Step("no_new", lambda records, ctx: {r.id: "new_item" for r in records if
 
 def extended(tmp_path: Path, package: str, listed: str, module: str, source: str) -> tuple[Path, dict]:
     """A copy of the project with `module` (its `source`) added to `package` (src/medaug/...) and to the list in its
-    __init__ (`listed`, as it reads now: its import and its registry tuple); the copy and its params, with the HTTP
+    __init__ (`listed`, as it reads now: its import line, which is the list); the copy and its params, with the HTTP
     test teacher."""
     repo = copy_project(tmp_path / "repo")
     init = repo / "src/medaug" / package / "__init__.py"
     (init.parent / f"{module}.py").write_text(source)
     text = init.read_text()
-    assert text.count(f" import {listed}\n") == 1 and text.count(f" in ({listed})}}") == 1
-    init.write_text(text.replace(f" import {listed}\n", f" import {listed}, {module}\n")
-                    .replace(f" in ({listed})}}", f" in ({listed}, {module})}}"))
+    assert text.count(f" import {listed}  ") == 1
+    new = text.replace(f" import {listed}  ", f" import {listed}, {module}  ")
+    assert [a for a, b in zip(text.splitlines(), new.splitlines()) if a != b] == [
+        line for line in text.splitlines() if f" import {listed}  " in line]  # one line changed: the import
+    init.write_text(new)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["teacher"].update(backend="openai", model="fake-teacher", max_concurrency=4, timeout_s=10)
     return repo, params

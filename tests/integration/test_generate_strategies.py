@@ -16,6 +16,7 @@ from medaug.augment.strategies.base import load_prompt
 from medaug.data import prepare
 from medaug.data.schema import Record, read_records, write_records
 from medaug.params import Params
+from medaug.paths import FilterIO, GenerateIO
 from support.openai_server import OpenAIServer
 from support.strategies import check, make_train, params, responder, task_field, write_corpus
 
@@ -30,8 +31,8 @@ def strategy_server(monkeypatch):
 
 def generate(root: Path, p: Params, prepared_dir: Path | None = None) -> tuple[dict, list[Record], list[dict]]:
     out = root / "data/generated"
-    m = run(p, root, prepared_dir or root / "data/prepared", out / "generated.jsonl", out / "rejects.jsonl",
-            root / "metrics/generate.json")
+    m = run(p, root, GenerateIO(prepared_dir or root / "data/prepared", out / "generated.jsonl",
+                                out / "rejects.jsonl", root / "metrics/generate.json"))
     rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
     return m, read_records(out / "generated.jsonl"), rejects
 
@@ -105,8 +106,8 @@ def filter_generated(root: Path, prepared_dir: Path) -> dict:
     p = Params()
     p.filter.steps = ["validate", "dedup", "decontaminate"]
     out = root / "data/filtered"
-    return filtering.run(p, prepared_dir, root / "data/generated/generated.jsonl", out / "kept.jsonl",
-                         out / "rejects.jsonl", root / "metrics/funnel.json", root=root)
+    return filtering.run(p, FilterIO(prepared_dir, root / "data/generated/generated.jsonl", out / "kept.jsonl",
+                                     out / "rejects.jsonl", root / "metrics/funnel.json"), root=root)
 
 
 def test_grounded_records_keep_their_passage_and_pointer_and_pass_filtering(tmp_path, prepared_dir, strategy_server):

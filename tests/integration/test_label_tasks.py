@@ -16,6 +16,7 @@ from medaug.data import prepare
 from medaug.data.schema import read_records
 from medaug.errors import MedaugError
 from medaug.params import parse_params
+from medaug.paths import GenerateIO
 from support.labels import field, responder, write_source
 from support.openai_server import OpenAIServer
 
@@ -42,7 +43,7 @@ def test_a_true_false_task_prepares_and_generates_in_its_own_labels_with_exact_q
     stats = prepare.run(p, root, root / "data/prepared", root / "prepare.json")
     assert set(stats["train"]) == {"total", "true", "false"} and stats["test"]["total"] == 20
     out = root / "data/generated"
-    m = run(p, root, root / "data/prepared", out / "generated.jsonl", out / "rejects.jsonl", root / "generate.json")
+    m = run(p, root, GenerateIO.at(root))
     recs = read_records(out / "generated.jsonl", ["true", "false"])
     assert recs and {r.final_decision for r in recs} <= {"true", "false"}
     assert m["labels"]["rewrite"] == {"true": 3, "false": 3} and m["labels"]["new"] == {"true": 3, "false": 3}

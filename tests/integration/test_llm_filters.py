@@ -14,6 +14,7 @@ from medaug.errors import MedaugError
 from medaug.filtering import steps
 from medaug.filtering.llm_checks import consistency, judge
 from medaug.params import Params, parse_params
+from medaug.paths import FilterIO
 from support.openai_server import OpenAIServer
 
 MARK = re.compile(r"\[judge=(\w+) answer=(\w+)\]")
@@ -77,8 +78,8 @@ def run_filter(root: Path, prepared_dir: Path, records: list[Record], p: Params)
     gen_path = root / "generated.jsonl"
     write_records(gen_path, records)
     out = root / "filtered"
-    funnel = filtering.run(p, prepared_dir, gen_path, out / "kept.jsonl", out / "rejects.jsonl",
-                           root / "funnel.json", root=root)
+    funnel = filtering.run(p, FilterIO(prepared_dir, gen_path, out / "kept.jsonl", out / "rejects.jsonl",
+                                       root / "funnel.json"), root=root)
     rejects = {r["id"]: r for r in map(json.loads, (out / "rejects.jsonl").read_text().splitlines())}
     return funnel, read_records(out / "kept.jsonl"), rejects
 

@@ -14,6 +14,7 @@ from medaug.augment.generate import plan, run
 from medaug.augment.strategies.base import load_prompt
 from medaug.data import prepare
 from medaug.data.schema import read_records
+from medaug.paths import FilterIO, GenerateIO
 from support.exam import exam
 from support.openai_server import ExamTeacher, OpenAIServer
 from support.paths import ROOT
@@ -34,8 +35,7 @@ def exam_run(tmp_path, exam_server):
     p = exam()
     prepare.run(p, ROOT, tmp_path / "data/prepared", tmp_path / "metrics/prepare.json")
     out = tmp_path / "data/generated"
-    metrics = run(p, tmp_path, tmp_path / "data/prepared", out / "generated.jsonl", out / "rejects.jsonl",
-                  tmp_path / "metrics/generate.json")
+    metrics = run(p, tmp_path, GenerateIO.at(tmp_path))
     return {"root": tmp_path, "p": p, "metrics": metrics, "server": exam_server,
             "generated": read_records(out / "generated.jsonl", list("ABCD")),
             "rejects": [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()],
@@ -88,7 +88,7 @@ def test_grounded_writes_standalone_exam_questions_that_keep_their_passage(tmp_p
               "grounded": {"corpus": str(corpus), "chunk_tokens": 12, "overlap_tokens": 0}})
     prepare.run(p, ROOT, tmp_path / "prep", tmp_path / "prep.json")
     out = tmp_path / "gen"
-    run(p, tmp_path, tmp_path / "prep", out / "g.jsonl", out / "r.jsonl", tmp_path / "m.json")
+    run(p, tmp_path, GenerateIO(tmp_path / "prep", out / "g.jsonl", out / "r.jsonl", tmp_path / "m.json"))
     recs = read_records(out / "g.jsonl", list("ABCD"))
     assert recs and all(r.source == "grounded" and r.options and r.parent_id is None and r.contexts
                         and r.contexts[0] in (corpus / "a.txt").read_text() for r in recs)
@@ -100,9 +100,10 @@ def test_grounded_writes_standalone_exam_questions_that_keep_their_passage(tmp_p
 def test_the_filter_drops_exam_items_with_their_own_reasons_and_consistency_answers_blind(exam_run):
     root = exam_run["root"]
     out = root / "data/filtered"
-    funnel = filtering.run(exam_run["p"], root / "data/prepared", root / "data/generated/generated.jsonl",
-                           out / "kept.jsonl", out / "rejects.jsonl", root / "metrics/funnel.json", root=root,
-                           datacard_path=out / "datacard.md")
+    funnel = filtering.run(exam_run["p"], FilterIO(root / "data/prepared", root / "data/generated/generated.jsonl",
+                                                   out / "kept.jsonl", out / "rejects.jsonl",
+                                                   root / "metrics/funnel.json", datacard=out / "datacard.md"),
+                           root=root)
     dropped = {name: step["dropped"] for name, step in funnel["steps"].items()}
     assert dropped["validate"].get("answer_in_stem", 0) > 0
     assert dropped["dedup"].get("duplicate_of_train", 0) > 0  # "Put another way: <stem>", the same options

@@ -7,6 +7,7 @@ import json
 from medaug.augment import generate
 from medaug.data import prepare
 from medaug.data.schema import read_records
+from medaug.paths import GenerateIO
 from support.openai_server import ExamTeacher, OpenAIServer
 from support.paths import ROOT
 from support.progressive import params
@@ -18,8 +19,8 @@ def run_generate(p, tmp_path, monkeypatch) -> dict:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with OpenAIServer(ExamTeacher()) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        return generate.run(p, tmp_path, tmp_path / "prepared", tmp_path / "gen.jsonl", tmp_path / "rej.jsonl",
-                            tmp_path / "gen.json")
+        return generate.run(p, tmp_path, GenerateIO(tmp_path / "prepared", tmp_path / "gen.jsonl",
+                                                    tmp_path / "rej.jsonl", tmp_path / "gen.json"))
 
 
 def test_the_generate_stage_writes_a_record_per_step(tmp_path, monkeypatch):

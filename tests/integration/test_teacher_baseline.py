@@ -12,6 +12,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate import teacher_baseline as tb
 from medaug.evaluate.teacher_baseline import pick_shots
 from medaug.params import parse_params
+from medaug.paths import TeacherIO
 from support.openai_server import OpenAIServer
 from support.records import train_records
 
@@ -77,9 +78,9 @@ def params(cache="cache/teacher.sqlite", **teacher):
 def run(root, p, records, mlflow_root=None):
     write_records(root / "data/train.jsonl", train_records())
     write_records(root / "data/test.jsonl", records)
-    return tb.run(p, root, root / "data/train.jsonl", root / "data/test.jsonl", root / "eval/teacher",
-                  root / "metrics/teacher.json", root / "plots/confusion/teacher.json",
-                  root / "plots/per_class/teacher.json", mlflow_root=mlflow_root)
+    return tb.run(p, root, TeacherIO(root / "data/test.jsonl", root / "eval/teacher", root / "metrics/teacher.json",
+                                     root / "plots/confusion/teacher.json", root / "plots/per_class/teacher.json",
+                                     root / "data/train.jsonl"), mlflow_root=mlflow_root)
 
 
 def test_run_scores_the_teacher_like_a_candidate_and_a_rerun_is_free(tmp_path, monkeypatch):

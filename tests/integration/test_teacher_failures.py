@@ -13,6 +13,7 @@ from medaug.errors import MedaugError
 from medaug.llm.cache import RequestCache
 from medaug.llm.teacher import Request, make_teacher
 from medaug.params import TeacherParams, parse_params
+from medaug.paths import TeacherIO
 from support.generate import make_train, params, read_rejects, run_in
 from support.openai_server import OpenAIServer, pubmedqa_responder
 
@@ -103,8 +104,8 @@ def test_evaluate_teacher_never_scores_a_failed_request_as_wrong(generate_projec
         p = parse_params({"teacher": {"backend": "openai", "model": "fake-teacher", "max_attempts": 1,
                                       "backoff_s": 0.01, **teacher}, "evaluate": {"teacher_shots": 0}})
         root = generate_project
-        return baseline(p, root, root / "data/prepared/train.jsonl", root / "data/prepared/test.jsonl",
-                        root / "eval-teacher", root / "m.json", root / "c.json", root / "pc.json")
+        return baseline(p, root, TeacherIO(root / "data/prepared/test.jsonl", root / "eval-teacher", root / "m.json",
+                                           root / "c.json", root / "pc.json", root / "data/prepared/train.jsonl"))
     try:
         with pytest.raises(MedaugError, match="1 of 10 teacher requests failed"):
             run()

@@ -5,6 +5,7 @@ import pytest
 
 from medaug.data.schema import read_records, write_records
 from medaug.data.variants import run
+from medaug.paths import DatasetIO, FilterIO, GenerateIO
 from support.generate import make_train
 from support.openai_server import OpenAIServer, pubmedqa_responder
 
@@ -30,8 +31,8 @@ def test_two_teachers_for_one_strategy_are_counted_priced_and_selected_apart(tmp
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with OpenAIServer(pubmedqa_responder) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        gen = generate(p, tmp_path, prepared, tmp_path / "gen.jsonl", tmp_path / "gen_rejects.jsonl",
-                       tmp_path / "generate.json")
+        gen = generate(p, tmp_path, GenerateIO(prepared, tmp_path / "gen.jsonl", tmp_path / "gen_rejects.jsonl",
+                                               tmp_path / "generate.json"))
     assert sorted(b["model"] for b in srv.requests) == ["gpt-a"] * 8 + ["gpt-b"] * 4
     made = read_records(tmp_path / "gen.jsonl")
     assert {(r.source, r.teacher_model) for r in made} == {("rewrite", "gpt-a"), ("new", "gpt-a"), ("new", "gpt-b")}
@@ -42,8 +43,9 @@ def test_two_teachers_for_one_strategy_are_counted_priced_and_selected_apart(tmp
     cost = gen["cost_usd_by_source"]["new"]
     assert cost["gpt-b"] == pytest.approx(10 * cost["gpt-a"], rel=1e-3) and cost["gpt-a"] > 0
 
-    funnel = filter_run(p, prepared, tmp_path / "gen.jsonl", tmp_path / "kept.jsonl", tmp_path / "rejects.jsonl",
-                        tmp_path / "funnel.json", tmp_path / "gen_rejects.jsonl", root=tmp_path)
+    funnel = filter_run(p, FilterIO(prepared, tmp_path / "gen.jsonl", tmp_path / "kept.jsonl",
+                                    tmp_path / "rejects.jsonl", tmp_path / "funnel.json",
+                                    tmp_path / "gen_rejects.jsonl"), root=tmp_path)
     kept = read_records(tmp_path / "kept.jsonl")
     by = funnel["by_teacher"]
     assert (by["gpt-a"]["in"], by["gpt-b"]["in"]) == (8, 4)
@@ -51,8 +53,9 @@ def test_two_teachers_for_one_strategy_are_counted_priced_and_selected_apart(tmp
     assert "dedup" not in by["gpt-b"]["dropped"] and by["gpt-b"]["kept"] > 0  # not duplicates of gpt-a's
     assert by["gpt-a"]["kept"] + by["gpt-b"]["kept"] == funnel["kept"]
 
-    report = run(p, "b-only", prepared / "train.jsonl", tmp_path / "kept.jsonl", tmp_path / "generate.json",
-                 tmp_path / "funnel.json", tmp_path / "train/b-only.jsonl", tmp_path / "reports/b-only.json")
+    report = run(p, "b-only", DatasetIO(prepared / "train.jsonl", tmp_path / "kept.jsonl", tmp_path / "generate.json",
+                                        tmp_path / "funnel.json", tmp_path / "train/b-only.jsonl",
+                                        tmp_path / "reports/b-only.json"))
     added = read_records(tmp_path / "train/b-only.jsonl")[10:]
     assert added and {r.teacher_model for r in added} == {"gpt-b"} and report["by_teacher"] == {"gpt-b": len(added)}
     assert report["teacher_cost_usd"] == pytest.approx(cost["gpt-b"] * len(added) / by["gpt-b"]["kept"], rel=1e-3)

@@ -7,6 +7,7 @@ from pathlib import Path
 from medaug.augment.generate import run
 from medaug.data.schema import Record
 from medaug.params import parse_params
+from medaug.paths import GenerateIO
 
 
 def make_train(n: int) -> list[Record]:
@@ -24,9 +25,7 @@ def params(teacher=None, **generate):
 
 
 def run_in(root: Path, p):
-    out = root / "data/generated"
-    return run(p, root, root / "data/prepared", out / "generated.jsonl", out / "rejects.jsonl",
-               root / "metrics/generate.json")
+    return run(p, root, GenerateIO.at(root))
 
 
 def read_rejects(project: Path) -> list[dict]:

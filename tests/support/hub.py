@@ -5,6 +5,7 @@ from pathlib import Path
 
 from medaug.data.schema import Record, write_records
 from medaug.params import parse_params
+from medaug.paths import Candidate, TrainIO
 from medaug.train import run
 
 HUB_ID = "medaug-test/tiny-llama"
@@ -19,5 +20,6 @@ def train_candidate(root: Path, ref: str) -> tuple:
                       final_decision=labels[i % 3]) for i in range(8)]
     write_records(root / "train.jsonl", records)
     out = root / "models" / "tiny-original-0"
-    run(p, "tiny", "original", 0, root / "train.jsonl", out, root / "reports" / "train" / "tiny-original-0.json")
+    run(p, Candidate("tiny", "original", 0), TrainIO(root / "train.jsonl", out,
+                                                     root / "reports" / "train" / "tiny-original-0.json"))
     return p, out

@@ -9,6 +9,7 @@ from medaug.data.jsonl import write_json, write_jsonl
 from medaug.data.schema import Record
 from medaug.evaluate.metrics import compute_metrics
 from medaug.params import parse_params
+from medaug.paths import RegisterIO
 from medaug.tracking import register
 
 NAME = "medaug-pubmedqa"
@@ -58,9 +59,7 @@ def register_step(policy, preds, card=CARD):
                     ({"id": r.id, "gold": r.final_decision, "prediction": y} for r, y in zip(TEST, ps)))
     Path("data/filtered/datacard.md").write_text(card)
     p = params(policy)
-    reg = register.run(p, Path.cwd(), Path("metrics/eval"), Path("eval"), Path("models"),
-                       Path("data/prepared/test.jsonl"), Path("reports/register.json"),
-                       Path("data/filtered/datacard.md"), Path("reports/funnel.json"))
+    reg = register.run(p, Path.cwd(), RegisterIO.at())
     return p, reg, aliases()
 
 

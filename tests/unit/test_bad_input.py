@@ -15,6 +15,7 @@ from medaug.data.pubmedqa import SAMPLE_PATH
 from medaug.data.schema import Record, read_records, write_records
 from medaug.errors import MedaugError
 from medaug.params import DataParams, Params
+from medaug.paths import FilterIO
 
 LATIN1 = "Sjögren".encode("latin-1")  # b"Sj\xf6gren": a common non-UTF-8 export
 
@@ -120,8 +121,9 @@ def filter_project(tmp_path):
 
 
 def run_filter(root: Path) -> dict:
-    return filtering.run(Params(), root / "prepared", root / "generated.jsonl", root / "kept.jsonl",
-                         root / "rejects.jsonl", root / "funnel.json", root / "gen_rejects.jsonl", root)
+    return filtering.run(Params(), FilterIO(root / "prepared", root / "generated.jsonl", root / "kept.jsonl",
+                                            root / "rejects.jsonl", root / "funnel.json", root / "gen_rejects.jsonl"),
+                         root=root)
 
 
 def test_filter_runs_on_the_fixture(filter_project):

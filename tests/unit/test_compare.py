@@ -12,6 +12,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate import compare
 from medaug.evaluate.metrics import compute_metrics
 from medaug.params import parse_params
+from medaug.paths import CompareIO
 from medaug.report import recipes_table
 
 N = 60
@@ -44,8 +45,9 @@ def params(**train):
 
 
 def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_metrics(compare_project):
-    rows = compare.run(params(), compare_project / "test.jsonl", compare_project / "eval", compare_project / "dataset",
-                       compare_project / "reports/variants.json", compare_project / "plots/variants.json")
+    rows = compare.run(params(), CompareIO(compare_project / "test.jsonl", compare_project / "eval",
+                                              compare_project / "dataset", compare_project / "reports/variants.json",
+                                              compare_project / "plots/variants.json"))
     assert [(r["model"], r["variant"], r["seeds"]) for r in rows] == [("tiny", "original", [0, 1]),
                                                                     ("tiny", "augmented", [0, 1])]
     for row in rows:
@@ -83,5 +85,5 @@ def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_metrics(compare_project)
 def test_a_missing_seed_names_the_file_and_the_fix(compare_project):
     p = params(seeds=[0, 1, 2])
     with pytest.raises(MedaugError, match=r"tiny-original-2/predictions.jsonl: not found; run `dvc repro`"):
-        compare.run(p, compare_project / "test.jsonl", compare_project / "eval", compare_project / "dataset",
-                    compare_project / "r.json", compare_project / "p.json")
+        compare.run(p, CompareIO(compare_project / "test.jsonl", compare_project / "eval", compare_project / "dataset",
+                                 compare_project / "r.json", compare_project / "p.json"))

@@ -14,6 +14,7 @@ from medaug.evaluate.evaluate import load_candidate, run
 from medaug.evaluate.task import encode, render_prompt
 from medaug.models.load import load_model_and_tokenizer
 from medaug.params import TaskParams, parse_params
+from medaug.paths import Candidate, EvaluateIO
 from support.models import CHAT_TEMPLATE, lora_adapter
 
 
@@ -152,8 +153,8 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
         out, metrics_path = tmp_path / "eval" / variant, tmp_path / "metrics" / f"{variant}.json"
         confusion_path = tmp_path / "plots" / f"{variant}.json"
         per_class_path = tmp_path / "plots" / "per_class" / f"{variant}.json"
-        metrics = run(p, "tiny", variant, None if variant == "zero-shot" else 0, test, adapter_dir, out,
-                      metrics_path, confusion_path, per_class_path, zero_shot_path)
+        metrics = run(p, Candidate("tiny", variant, None if variant == "zero-shot" else 0),
+                      EvaluateIO(test, out, metrics_path, confusion_path, per_class_path, adapter_dir, zero_shot_path))
         assert json.loads(metrics_path.read_text()) == metrics
         assert {k: metrics[k] for k in ("n", "model", "variant", "base")} == \
             {"n": 5, "model": "tiny", "variant": variant, "base": "tiny-gpt2"}
@@ -191,20 +192,20 @@ def test_evaluate_stage_writes_predictions_confusion_and_metrics(tmp_path):
     assert vs["delta_ci95"]["low"] <= vs["delta_accuracy"] <= vs["delta_ci95"]["high"]
     # no bootstrap: no ci95
     p0 = parse_params({"models": {"tiny": "tiny-gpt2"}, "train": {"models": ["tiny"]}, "evaluate": {"bootstrap": 0}})
-    assert "ci95" not in run(p0, "tiny", "zero-shot", None, test, None, tmp_path / "eval" / "z0",
-                             tmp_path / "z0.json", tmp_path / "c0.json", tmp_path / "pc0.json")
-    x = (tmp_path / "eval" / "x", tmp_path / "x.json", tmp_path / "c.json", tmp_path / "pc.json")
+    assert "ci95" not in run(p0, Candidate("tiny", "zero-shot"), EvaluateIO(
+        test, tmp_path / "eval" / "z0", tmp_path / "z0.json", tmp_path / "c0.json", tmp_path / "pc0.json"))
+    x = (test, tmp_path / "eval" / "x", tmp_path / "x.json", tmp_path / "c.json", tmp_path / "pc.json")
     with pytest.raises(MedaugError, match="needs its adapter"):
-        run(p, "tiny", "original", 0, test, None, *x)
+        run(p, Candidate("tiny", "original", 0), EvaluateIO(*x))
     with pytest.raises(MedaugError, match="medaug.json missing"):
-        run(p, "tiny", "original", 0, test, tmp_path / "eval", *x)
+        run(p, Candidate("tiny", "original", 0), EvaluateIO(*x, tmp_path / "eval"))
     # the zero-shot baseline must be there and score the same test items
     with pytest.raises(MedaugError, match=r"missing\.jsonl: not found; run `dvc repro zero-shot@tiny`"):
-        run(p, "tiny", "augmented", 0, test, adapter, *x, tmp_path / "missing.jsonl")
+        run(p, Candidate("tiny", "augmented", 0), EvaluateIO(*x, adapter, tmp_path / "missing.jsonl"))
     write_records(test, records(4))
     with pytest.raises(MedaugError, match=r"predictions\.jsonl: its 5 ids are not the 4 test ids, in order; run "
                                           r"`dvc repro zero-shot@tiny`"):
-        run(p, "tiny", "augmented", 0, test, adapter, *x, zero_shot_path)
+        run(p, Candidate("tiny", "augmented", 0), EvaluateIO(*x, adapter, zero_shot_path))
 
 
 def test_chat_format_puts_the_prompt_in_a_user_turn_and_the_answer_in_the_reply():

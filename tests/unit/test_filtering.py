@@ -13,6 +13,7 @@ from medaug.errors import MedaugError
 from medaug.data.text import normalize, word_ngrams
 from medaug.data.leakage import contamination_ngrams
 from medaug.params import DataParams, Params
+from medaug.paths import FilterIO
 from support.paths import PUBMEDQA, needs_pqal
 
 
@@ -32,8 +33,9 @@ def run_filter(tmp_path, prepared_dir, records, p=None):
     gen_path = tmp_path / "generated.jsonl"
     write_records(gen_path, records)
     out = tmp_path / "filtered"
-    funnel = filtering.run(p or rule_params(), prepared_dir, gen_path, out / "kept.jsonl", out / "rejects.jsonl",
-                           tmp_path / "funnel.json", plot_path=tmp_path / "plot.json")
+    funnel = filtering.run(p or rule_params(), FilterIO(prepared_dir, gen_path, out / "kept.jsonl",
+                                                        out / "rejects.jsonl", tmp_path / "funnel.json",
+                                                        plot=tmp_path / "plot.json"))
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     return funnel, read_records(out / "kept.jsonl"), {r["id"]: r["reject_reason"] for r in rejects}
 
@@ -132,7 +134,8 @@ def test_bad_generated_line_names_file_line_and_writes_nothing(tmp_path, prepare
     path.write_text(path.read_text() + line + "\n")
     out = tmp_path / "filtered"
     with pytest.raises(MedaugError, match=rf"generated\.jsonl:4: .*{expected}") as e:
-        filtering.run(Params(), prepared["dir"], path, out / "kept.jsonl", out / "rejects.jsonl", tmp_path / "f.json")
+        filtering.run(Params(), FilterIO(prepared["dir"], path, out / "kept.jsonl", out / "rejects.jsonl",
+                                         tmp_path / "f.json"))
     assert "\n" not in str(e.value)
     assert not out.exists() and not (tmp_path / "f.json").exists()
 
@@ -168,8 +171,8 @@ def test_the_funnel_starts_from_every_item_the_teacher_was_asked_for(tmp_path, p
     gen_path = tmp_path / "generated.jsonl"
     write_records(gen_path, good)
     out = tmp_path / "out"
-    funnel = filtering.run(rule_params(), prepared["dir"], gen_path, out / "kept.jsonl", out / "rejects.jsonl",
-                           tmp_path / "funnel.json", gen_rejects)
+    funnel = filtering.run(rule_params(), FilterIO(prepared["dir"], gen_path, out / "kept.jsonl", out / "rejects.jsonl",
+                                                   tmp_path / "funnel.json", gen_rejects))
     assert funnel["in"] == 5 and funnel["kept"] == 3
     assert funnel["steps"]["generate"] == {"in": 5, "out": 3, "dropped": {"not_json": 1, "teacher_error": 1}}
     assert funnel["dropped"]["teacher_error"] == 1 and funnel["dropped"]["not_json"] == 1
@@ -209,8 +212,9 @@ def test_data_card_names_teacher_prompts_funnel_labels_and_mesh(tmp_path, prepar
     items.append(gen(train[0], "short", "Why?"))
     write_records(tmp_path / "generated.jsonl", items)
     out = tmp_path / "filtered"
-    funnel = filtering.run(rule_params(), prepared["dir"], tmp_path / "generated.jsonl", out / "kept.jsonl",
-                           out / "rejects.jsonl", tmp_path / "funnel.json", datacard_path=out / "datacard.md")
+    funnel = filtering.run(rule_params(), FilterIO(prepared["dir"], tmp_path / "generated.jsonl", out / "kept.jsonl",
+                                                   out / "rejects.jsonl", tmp_path / "funnel.json",
+                                                   datacard=out / "datacard.md"))
     card = (out / "datacard.md").read_text()
     assert "model(s) `m`" in card and "| new | `p` |" in card  # the teacher and prompt hash of the records
     assert "| validate | 5 | 4 | too_short 1 |" in card and "| decontaminate | 4 | 4 | - |" in card
@@ -231,8 +235,8 @@ def test_data_card_reports_mesh_branches_when_a_tree_file_is_given(tmp_path, pre
     items[0].meshes = [heading]
     write_records(tmp_path / "generated.jsonl", items)
     out = tmp_path / "filtered"
-    filtering.run(p, prepared["dir"], tmp_path / "generated.jsonl", out / "kept.jsonl", out / "rejects.jsonl",
-                  tmp_path / "funnel.json", root=tmp_path, datacard_path=out / "datacard.md")
+    filtering.run(p, FilterIO(prepared["dir"], tmp_path / "generated.jsonl", out / "kept.jsonl", out / "rejects.jsonl",
+                              tmp_path / "funnel.json", datacard=out / "datacard.md"), root=tmp_path)
     card = (out / "datacard.md").read_text()
     n = sum(heading in r.meshes for r in train)
     assert "### MeSH tree branches" in card

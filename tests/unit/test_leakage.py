@@ -14,6 +14,7 @@ from medaug.data import leakage
 from medaug.data.leakage import Contamination
 from medaug.data.schema import Record, read_records, write_records
 from medaug.params import parse_params
+from medaug.paths import PretrainIO
 from medaug.train import pretrain
 from support.paths import PUBMEDQA, ROOT, needs_pqal
 
@@ -110,7 +111,7 @@ def test_pretrain_reports_the_documents_it_dropped_in_its_metrics(tmp_path, spli
                       "train": {"models": ["tiny"], "batch_size": 2, "grad_accum": 1,
                                 "checkpoints": str(tmp_path / "ckpt")}})
     corpus = write_corpus(tmp_path / "corpus", planted=True)
-    metrics = pretrain.run(p, "tiny", corpus, split_dir, tmp_path / "out", tmp_path / "metrics.json")
+    metrics = pretrain.run(p, "tiny", PretrainIO(corpus, split_dir, tmp_path / "out", tmp_path / "metrics.json"))
     assert metrics["documents"] == 3 and metrics["dropped_test_overlap"] == 2
     assert json.loads((tmp_path / "metrics.json").read_text())["dropped_test_overlap"] == 2
 

@@ -207,6 +207,8 @@ def test_one_candidate_value_parses_and_formats_names_stages_and_the_dapt_prefix
     plain = Candidate("tiny", "original", 1)
     assert (plain.recipe, plain.from_pretraining, plain.name, plain.stage("evaluate")) == (
         "original", False, "tiny-original-1", "evaluate@tiny-original-1")
+    base = Candidate("tiny", "zero-shot")
+    assert (base.name, base.stage("evaluate")) == ("tiny-zero-shot", "zero-shot@tiny")
     p = parse_params({"pretrain": {"models": ["gemma270m"], "variants": ["augmented"]}})
     assert p.candidates() == [("gemma270m", "original", 0), ("gemma270m", "augmented", 0),
                               Candidate.dapt("gemma270m", "augmented", 0)]

@@ -21,6 +21,7 @@ from medaug.evaluate.metrics import chain_metrics
 from medaug.evaluate.task import encode, render_prompt
 from medaug.models.load import load_model_and_tokenizer
 from medaug.params import VariantParams, parse_params
+from medaug.paths import FilterIO
 from support.paths import ROOT
 from support.progressive import params
 
@@ -103,8 +104,8 @@ def test_a_contaminated_step_drops_its_chain_and_only_it(tmp_path):
     short = chain("c3", ["Which?", "Which stone hums the loudest tune?"], train[6])  # step 1 too short
     write_records(tmp_path / "gen.jsonl", clean + leaky + short)
     out = tmp_path / "filtered"
-    funnel = filtering.run(p, tmp_path / "prepared", tmp_path / "gen.jsonl", out / "kept.jsonl",
-                           out / "rejects.jsonl", tmp_path / "funnel.json")
+    funnel = filtering.run(p, FilterIO(tmp_path / "prepared", tmp_path / "gen.jsonl", out / "kept.jsonl",
+                                       out / "rejects.jsonl", tmp_path / "funnel.json"))
     kept = read_records(out / "kept.jsonl")
     rejects = {r["id"]: (r["reject_step"], r["reject_reason"])
                for r in map(json.loads, (out / "rejects.jsonl").read_text().splitlines())}

@@ -12,6 +12,7 @@ from medaug.data.schema import Record, write_records
 from medaug.evaluate.task import collate, encode
 from medaug.models.load import load_model_and_tokenizer
 from medaug.params import parse_params
+from medaug.paths import Candidate, TrainIO
 from medaug.train import completion_loss, encode_rationale, run, with_rationale
 from medaug.train.loop import pack
 
@@ -87,7 +88,7 @@ def test_a_rationale_variant_trains_and_changes_the_adapter(tmp_path):
     for weight in (0.0, 1.0):
         p = params(rationale=weight)
         out = tmp_path / f"w{weight}"
-        run(p, "tiny", "why", 0, tmp_path / "why.jsonl", out, tmp_path / f"w{weight}.json")
+        run(p, Candidate("tiny", "why", 0), TrainIO(tmp_path / "why.jsonl", out, tmp_path / f"w{weight}.json"))
         outs[weight] = load_file(out / "adapter_model.safetensors")
     assert outs[0.0].keys() == outs[1.0].keys()
     assert any(not torch.equal(outs[0.0][k], outs[1.0][k]) for k in outs[0.0])

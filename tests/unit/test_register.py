@@ -17,6 +17,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.stats import mcnemar, paired_delta_ci
 from medaug.params import parse_params
+from medaug.paths import RegisterIO
 from medaug.tracking import register
 from support.paths import ROOT
 from support.register import CARD, GOLDS, NAME, TEST, params, right_on
@@ -175,8 +176,9 @@ def test_champion_scored_on_other_test_data_is_rescored(register_steps, register
         write_json(tmp_path / "metrics" / f"{name}.json", compute_metrics(golds, wrong))
         write_jsonl(tmp_path / "eval" / name / "predictions.jsonl",
                     ({"id": r.id, "prediction": y} for r, y in zip(records, wrong)))
-    reg = register.run(params("mcnemar"), register_steps["root"], tmp_path / "metrics", tmp_path / "eval",
-                       register_steps["root"] / "models", tmp_path / "test.jsonl", tmp_path / "register.json")
+    reg = register.run(params("mcnemar"), register_steps["root"], RegisterIO(
+        tmp_path / "metrics", tmp_path / "eval", register_steps["root"] / "models", tmp_path / "test.jsonl",
+        tmp_path / "register.json"))
     champion = register_evaluated[:15]
     assert (reg["alias"], reg["previous_champion_version"]) == ("challenger", 5)
     assert reg["test_digest"] == register.test_digest(records) != register_steps["beyond"][1]["test_digest"]

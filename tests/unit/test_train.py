@@ -16,6 +16,7 @@ from medaug.evaluate.evaluate import load_candidate
 from medaug.evaluate.task import collate, encode
 from medaug.models.load import load_model_and_tokenizer
 from medaug.params import parse_params
+from medaug.paths import Candidate, TrainIO
 from medaug.train import completion_loss, run
 from medaug.train.loop import pack
 from support.learnable import learnable
@@ -73,7 +74,7 @@ def test_training_reduces_loss_and_writes_an_adapter(tmp_path):
     base, tok = load_model_and_tokenizer("tiny-llama")
     before = dataset_loss(base, tok, p, learnable(24))
     out, metrics_path = tmp_path / "models" / "tiny-original", tmp_path / "metrics" / "train.json"
-    metrics = run(p, "tiny", "original", 0, train_path, out, metrics_path)
+    metrics = run(p, Candidate("tiny", "original", 0), TrainIO(train_path, out, metrics_path))
     assert json.loads(metrics_path.read_text()) == metrics
     assert metrics["n_train"] == 24 and metrics["steps"] == 60
     assert "train_runtime_s" not in metrics  # a wall time: MLflow's, never the report's (in git)
@@ -98,20 +99,20 @@ def test_training_is_seeded_and_checks_its_variant(tmp_path):
     train_path = tmp_path / "augmented.jsonl"
     write_records(train_path, learnable(6) + learnable(5, start=100))
     p = params(ref="tiny-gpt2", max_steps=2)
-    metrics = run(p, "tiny", "augmented", 0, train_path, tmp_path / "m", tmp_path / "metrics.json")
+    metrics = run(p, Candidate("tiny", "augmented", 0), TrainIO(train_path, tmp_path / "m", tmp_path / "metrics.json"))
     assert metrics["n_train"] == 11 and metrics["steps"] == 2
     assert json.loads((tmp_path / "m" / "medaug.json").read_text())["variant"] == "augmented"
     # seeded: a second run gives the very same adapter
-    run(p, "tiny", "augmented", 0, train_path, tmp_path / "again", tmp_path / "metrics-again.json")
+    run(p, Candidate("tiny", "augmented", 0), TrainIO(train_path, tmp_path / "again", tmp_path / "metrics-again.json"))
     first, second = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("m", "again"))
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     # another seed (train.seeds: [0, 1]) is another init and data order: another adapter, named by its seed
-    run(p, "tiny", "augmented", 1, train_path, tmp_path / "seed1", tmp_path / "metrics-seed1.json")
+    run(p, Candidate("tiny", "augmented", 1), TrainIO(train_path, tmp_path / "seed1", tmp_path / "metrics-seed1.json"))
     other = load_file(tmp_path / "seed1" / "adapter_model.safetensors")
     assert not all(torch.equal(first[k], other[k]) for k in first)
     assert json.loads((tmp_path / "seed1" / "medaug.json").read_text())["seed"] == 1
     with pytest.raises(MedaugError, match="unknown variant"):
-        run(p, "tiny", "zero-shot", 0, train_path, tmp_path / "m2", tmp_path / "metrics2.json")
+        run(p, Candidate("tiny", "zero-shot", 0), TrainIO(train_path, tmp_path / "m2", tmp_path / "metrics2.json"))
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
@@ -146,7 +147,8 @@ def test_packing_trains_like_padding(tmp_path):
         p = params(max_steps=6, learning_rate=1e-2, warmup_ratio=0.0, packing=packing,
                    lora={"dropout": 0.0}, checkpoints=str(tmp_path / "ckpt"))
         plots = (tmp_path / f"loss-{packing}.json", tmp_path / f"dev-{packing}.json")
-        run(p, "tiny", "original", 0, train_path, tmp_path / f"m{packing}", tmp_path / f"m{packing}.json", plots=plots)
+        run(p, Candidate("tiny", "original", 0), TrainIO(train_path, tmp_path / f"m{packing}",
+                                                         tmp_path / f"m{packing}.json", plots=plots))
         curves[packing] = [r["loss"] for r in json.loads(plots[0].read_text())]
     assert len(curves[True]) == 6 and curves[True][0] == pytest.approx(curves[False][0], abs=1e-5)
     assert curves[True] == pytest.approx(curves[False], abs=1e-3)
@@ -172,8 +174,8 @@ def test_dev_evaluation_keeps_the_best_checkpoint_and_writes_curves(tmp_path):
     p = params(max_steps=40, learning_rate=1e-2, warmup_ratio=0.0, eval_steps=10, best_metric="loss",
                checkpoints=str(tmp_path / "ckpt"))
     plots = (tmp_path / "plots/train/tiny-original-0.json", tmp_path / "plots/dev/tiny-original.json")
-    metrics = run(p, "tiny", "original", 0, train_path, tmp_path / "m", tmp_path / "metrics.json",
-                  dev_path=dev_path, plots=plots)
+    metrics = run(p, Candidate("tiny", "original", 0), TrainIO(train_path, tmp_path / "m", tmp_path / "metrics.json",
+                                                               dev_path, plots))
     losses, dev = (json.loads(x.read_text()) for x in plots)
     assert [r["step"] for r in losses] == list(range(1, 41)) and all(r["loss"] > 0 for r in losses)
     assert [r["step"] for r in dev] == [10, 20, 30, 40]
@@ -192,7 +194,7 @@ def test_full_fine_tuning_writes_a_whole_model(tmp_path):
     train_path = tmp_path / "original.jsonl"
     write_records(train_path, learnable(12))
     p = params(method="full", max_steps=3, learning_rate=1e-3, checkpoints=str(tmp_path / "ckpt"))
-    run(p, "tiny", "original", 0, train_path, tmp_path / "m", tmp_path / "metrics.json")
+    run(p, Candidate("tiny", "original", 0), TrainIO(train_path, tmp_path / "m", tmp_path / "metrics.json"))
     assert (tmp_path / "m" / "config.json").exists() and not (tmp_path / "m" / "adapter_config.json").exists()
     model, tok = load_candidate(p, "tiny", tmp_path / "m")
     base, _ = load_model_and_tokenizer("tiny-llama")
@@ -217,7 +219,7 @@ def test_chat_format_trains_and_scores_through_the_chat_template(tmp_path, monke
     p = parse_params({"models": {"tiny": "tiny-llama"}, "task": {"max_seq_len": 64, "format": "chat"},
                       "train": {"models": ["tiny"], "batch_size": 4, "grad_accum": 1, "max_steps": 60,
                                 "learning_rate": 1e-2, "warmup_ratio": 0.0, "checkpoints": str(tmp_path / "c")}})
-    run(p, "tiny", "original", 0, train_path, tmp_path / "m", tmp_path / "metrics.json")
+    run(p, Candidate("tiny", "original", 0), TrainIO(train_path, tmp_path / "m", tmp_path / "metrics.json"))
     model, tok = load_candidate(p, "tiny", tmp_path / "m")
     assert tok.chat_template == CHAT_TEMPLATE  # saved with the adapter, so scoring uses it too
     assert accuracy(model, tok, p, learnable(24)) == 1.0

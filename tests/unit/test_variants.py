@@ -5,10 +5,13 @@ import json
 
 import pytest
 
+from pathlib import Path
+
 from medaug.data.schema import Record, read_records, write_records
 from medaug.data.variants import build, item_costs, run, select
 from medaug.errors import MedaugError
 from medaug.params import Params, VariantParams
+from medaug.paths import DatasetIO
 
 TRAIN = [Record(id=f"t{i}", question=f"train question {i}?", contexts=["c"], final_decision="yes") for i in range(3)]
 
@@ -88,9 +91,8 @@ def test_run_writes_the_set_and_its_report(tmp_path):
     (tmp_path / "generate.json").write_text(json.dumps({"cost_usd_by_source": {"rewrite": {"gpt-a": 0.4}}}))
     (tmp_path / "funnel.json").write_text(json.dumps({"in": 12, "kept": 12}))
     p = Params(variants={"rw": VariantParams(strategies=["rewrite"])})
-    report = run(p, "rw", tmp_path / "train.jsonl", tmp_path / "kept.jsonl",
-                 tmp_path / "generate.json", tmp_path / "funnel.json", tmp_path / "out/rw.jsonl",
-                 tmp_path / "reports/rw.json")
+    report = run(p, "rw", DatasetIO(tmp_path / "train.jsonl", tmp_path / "kept.jsonl", tmp_path / "generate.json",
+                                  tmp_path / "funnel.json", tmp_path / "out/rw.jsonl", tmp_path / "reports/rw.json"))
     assert ids(read_records(tmp_path / "out/rw.jsonl")) == ["t0", "t1", "t2", "g0", "g1", "g2", "g3"]
     assert json.loads((tmp_path / "reports/rw.json").read_text()) == report
     assert report["by_source"] == {"rewrite": 4} and report["teacher_cost_usd"] == pytest.approx(0.4)
@@ -98,4 +100,4 @@ def test_run_writes_the_set_and_its_report(tmp_path):
 
 def test_run_names_an_unknown_recipe():
     with pytest.raises(MedaugError, match=r"no recipe `variants.nope` \(known: original, augmented\)"):
-        run(Params(), "nope", *["unused"] * 6)
+        run(Params(), "nope", DatasetIO.at("nope", Path("unused")))

@@ -26,6 +26,7 @@ from medaug.llm.structured import JsonReply, complete_json
 from medaug.llm.limits import Meter
 from medaug.llm.teacher import Request, Usage, make_teacher, raise_for_failures
 from medaug.params import Params
+from medaug.paths import GenerateIO
 
 log = logging.getLogger(__name__)
 _BAD_ANSWER = re.compile(r"bad_value_answer\d*")
@@ -99,11 +100,13 @@ def ask(teacher: Any, jobs: Sequence[Job]) -> list[JsonReply]:
     return replies  # type: ignore[return-value]
 
 
-def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path: Path,
-        metrics_path: Path) -> dict[str, Any]:
+def run(p: Params, root: Path, io: GenerateIO) -> dict[str, Any]:
+    """The generate stage: every strategy's jobs planned on `io.prepared`'s train split, asked of their teachers
+    (their cache under `root`); the usable items to `io.generated`, the rest with their reason to `io.rejects`, the
+    report to `io.report`."""
     jobs, replies, names, usage, stats = [], [], [], {}, {}
     meter = Meter(p.teacher.budget_usd)  # one budget for the stage, whichever teachers it asks
-    for tp, group in by_teacher(p, plan_split(p, root, prepared_dir, stats)):
+    for tp, group in by_teacher(p, plan_split(p, root, io.prepared, stats)):
         teacher = make_teacher(tp, Path(root), meter)
         jobs += group
         replies += ask(teacher, group)
@@ -148,9 +151,9 @@ def run(p: Params, root: Path, prepared_dir: Path, out_path: Path, rejects_path:
     if len(usage) > 1:
         metrics["by_teacher"] = {name: x.as_dict() for name, x in usage.items()}
     raise_for_failures("generate", u, p.teacher.max_failed_share)
-    write_records(out_path, generated)
-    write_jsonl(rejects_path, rejects)
-    write_json(metrics_path, metrics)
+    write_records(io.generated, generated)
+    write_jsonl(io.rejects, rejects)
+    write_json(io.report, metrics)
     log.info(f"generate: {len(generated)} records from {len(jobs)} items ({len(rejects)} rejected: "
              f"{', '.join(f'{k} {v}' for k, v in sorted(reasons.items())) or 'none'}); teacher: {u.requests} requests, "
              f"{u.cache_hits} cached, {u.failed} failed, {u.input_tokens:,}+{u.output_tokens:,} tokens, "

@@ -20,13 +20,13 @@ import logging
 
 import random
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from medaug.data.jsonl import read_json, write_json
 from medaug.data.schema import Record, read_records, write_records
 from medaug.errors import MedaugError
 from medaug.params import Params, VariantParams
+from medaug.paths import DatasetIO
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +86,18 @@ def build(name: str, recipe: VariantParams, train: list[Record], kept: list[Reco
     return train + added, report
 
 
-def run(p: Params, name: str, train_path: Path, kept_path: Path, generate_report_path: Path,
-        funnel_report_path: Path, out_path: Path, report_path: Path) -> dict[str, Any]:
-    """Write variant `name`'s training set (its recipe: params `variants.<name>`) to out_path
+def run(p: Params, name: str, io: DatasetIO) -> dict[str, Any]:
+    """Write variant `name`'s training set (its recipe: params `variants.<name>`) to io.out
     (data/train/<name>.jsonl) and its report."""
     recipe = p.variants.get(name)
     if recipe is None:
         raise MedaugError(f"params.yaml: no recipe `variants.{name}` (known: {', '.join(p.variants)})")
-    train = read_records(train_path)
-    kept = read_records(kept_path)
-    costs = item_costs(kept, read_json(generate_report_path), read_json(funnel_report_path)) if kept else {}
+    train = read_records(io.train)
+    kept = read_records(io.kept)
+    costs = item_costs(kept, read_json(io.generate_report), read_json(io.funnel_report)) if kept else {}
     records, report = build(name, recipe, train, kept, costs)
-    write_records(out_path, records)
-    write_json(report_path, report)
+    write_records(io.out, records)
+    write_json(io.report, report)
     log.info(f"dataset {name}: {report['train_split']} train + {report['generated']} generated "
              f"{report['by_source'] or ''}".rstrip())
     return report

@@ -33,7 +33,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.stats import seed_bootstrap, seed_bootstrap_ci
 from medaug.params import Params
-from medaug.paths import Candidate, candidate
+from medaug.paths import ZERO_SHOT, Candidate, CompareIO, candidate
 
 BASELINE = "original"
 
@@ -91,13 +91,13 @@ def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path) -
     return rows
 
 
-def run(p: Params, test_path: Path, eval_dir: Path, dataset_dir: Path, out_path: Path,
-        plot_path: Path) -> list[dict[str, Any]]:
-    records = read_records(test_path, p.task.choices)
-    rows = table(p, records, eval_dir, dataset_dir)
-    write_json(out_path, {"n_test": len(records), "seeds": list(p.train.seeds), "baseline": BASELINE,
+def run(p: Params, io: CompareIO) -> list[dict[str, Any]]:
+    """The table of recipes (see `table`) to io.out and its chart's rows to io.recipes_plot."""
+    records = read_records(io.test, p.task.choices)
+    rows = table(p, records, io.eval, io.datasets)
+    write_json(io.out, {"n_test": len(records), "seeds": list(p.train.seeds), "baseline": BASELINE,
                           "bootstrap": p.evaluate.bootstrap or 1000, "recipes": rows})
-    write_json(plot_path, [{"recipe": f"{r['model']}-{r['variant']}", "accuracy": r["accuracy"]["mean"],
+    write_json(io.recipes_plot, [{"recipe": f"{r['model']}-{r['variant']}", "accuracy": r["accuracy"]["mean"],
                             "accuracy_low": r["accuracy"]["ci95"]["low"],
                             "accuracy_high": r["accuracy"]["ci95"]["high"], "macro_f1": r["macro_f1"]["mean"],
                             "generated": r["generated"], "teacher_cost_usd": r["teacher_cost_usd"]} for r in rows])
@@ -134,7 +134,7 @@ def candidates_plot(p: Params, records: list[Record], metrics_dir: Path, teacher
     chart lists them: the zero-shot bases, the trained candidates in params order, the teacher baseline (named
     from its report, as `medaug report` names it); then the majority class, the score of always answering the
     test split's most frequent label (ties: the first of the task's choices), with no CI (low, high: null)."""
-    named = ([(candidate(m, "zero-shot"), "zero-shot") for m in p.train.models]
+    named = ([(candidate(m, ZERO_SHOT), ZERO_SHOT) for m in p.train.models]
              + [(candidate(m, v, s), "trained") for m, v, s in p.candidates()])
     rows = [row for name, role in named for row in _scores(name, role, Path(metrics_dir) / f"{name}.json")]
     report = _read(teacher_report)
@@ -158,10 +158,9 @@ def curves_plot(p: Params, curves_dir: Path, pretrain: bool) -> list[dict[str, A
             for row in _read(Path(curves_dir) / f"{name}.json")]
 
 
-def write_plots(p: Params, test_path: Path, metrics_dir: Path, teacher_metrics: Path, teacher_report: Path,
-                train_curves: Path, dev_curves: Path, candidates_path: Path, curves_dir: Path) -> None:
+def write_plots(p: Params, io: CompareIO) -> None:
     """plots/candidates.json and plots/curves/{train,dev}.json (see the module docstring)."""
-    records = read_records(test_path, p.task.choices)
-    write_json(candidates_path, candidates_plot(p, records, metrics_dir, teacher_metrics, teacher_report))
-    write_json(Path(curves_dir) / "train.json", curves_plot(p, train_curves, pretrain=True))
-    write_json(Path(curves_dir) / "dev.json", curves_plot(p, dev_curves, pretrain=False))
+    records = read_records(io.test, p.task.choices)
+    write_json(io.candidates_plot, candidates_plot(p, records, io.scores, io.teacher_scores, io.teacher_report))
+    write_json(Path(io.curves) / "train.json", curves_plot(p, io.train_curves, pretrain=True))
+    write_json(Path(io.curves) / "dev.json", curves_plot(p, io.dev_curves, pretrain=False))

@@ -17,7 +17,7 @@ from medaug.evaluate.stats import mcnemar, paired_delta_ci
 from medaug.models import TRAINED
 from medaug.models.load import device, load_model_and_tokenizer
 from medaug.params import Params
-from medaug.paths import candidate
+from medaug.paths import ZERO_SHOT, Candidate, EvaluateIO
 from medaug.tracking import log_stage
 
 
@@ -67,22 +67,22 @@ def compare_zero_shot(records: list[Record], preds: list[str], zero_shot: list[s
     return out
 
 
-def run(p: Params, model: str, variant: str, seed: int | None, test_path: Path, adapter_dir: Path | None, out_dir: Path,
-        metrics_path: Path, confusion_path: Path, per_class_path: Path,
-        zero_shot_path: Path | None = None, mlflow_root: Path | None = None) -> dict[str, Any]:
-    """Score a candidate; write its outputs (see write_results). A trained candidate with `zero_shot_path`
+def run(p: Params, c: Candidate, io: EvaluateIO, mlflow_root: Path | None = None) -> dict[str, Any]:
+    """Score candidate `c` (variant `zero-shot`: the untrained base) on `io.test` with its adapter `io.adapter`;
+    write its outputs (see write_results). A trained candidate with `io.zero_shot`
     (eval/<model>-zero-shot/predictions.jsonl) also gets `vs_zero_shot`: McNemar against the untrained base and
     the paired bootstrap interval of Δ accuracy (evaluate.bootstrap/seed/ci_method; none with bootstrap 0).
     With `mlflow_root`, one MLflow run (evaluate@<candidate>, or zero-shot@<model>, as train names its run) with
     the test split and the adapter as its dataset inputs."""
-    if variant != "zero-shot" and adapter_dir is None:
+    model, variant, seed = c
+    if variant != ZERO_SHOT and io.adapter is None:
         raise MedaugError(f"evaluate: variant {variant!r} needs its adapter directory (only zero-shot has none)")
-    records = read_records(test_path, p.task.choices)
+    records = read_records(io.test, p.task.choices)
     if not records:
-        raise MedaugError(f"{test_path}: no test records")
-    compare = variant != "zero-shot" and zero_shot_path is not None
-    zero_shot = read_zero_shot(zero_shot_path, records, model) if compare else None  # fail before scoring
-    lm, tokenizer = load_candidate(p, model, None if variant == "zero-shot" else adapter_dir)
+        raise MedaugError(f"{io.test}: no test records")
+    compare = variant != ZERO_SHOT and io.zero_shot is not None
+    zero_shot = read_zero_shot(io.zero_shot, records, model) if compare else None  # fail before scoring
+    lm, tokenizer = load_candidate(p, model, None if variant == ZERO_SHOT else io.adapter)
     rows = Scorer(lm, tokenizer, p.task, p.evaluate.batch_size).predict(records)
     preds = [row["prediction"] for row in rows]
     extra: dict[str, Any] = {"model": model, "variant": variant, **({} if seed is None else {"seed": seed}),
@@ -90,11 +90,11 @@ def run(p: Params, model: str, variant: str, seed: int | None, test_path: Path, 
     if zero_shot is not None:
         extra["vs_zero_shot"] = compare_zero_shot(records, preds, zero_shot, p.evaluate.bootstrap, p.evaluate.seed,
                                                   p.evaluate.ci_method)
-    metrics = write_results(records, preds, extra, out_dir, metrics_path, confusion_path, per_class_path, p, rows)
+    metrics = write_results(p, records, preds, io, extra, rows)
     if mlflow_root is not None:
-        trained = variant != "zero-shot"
-        log_stage(Path(mlflow_root), f"evaluate@{candidate(model, variant, seed)}" if trained else f"zero-shot@{model}",
+        trained = variant != ZERO_SHOT
+        log_stage(Path(mlflow_root), f"evaluate@{c.name}" if trained else f"zero-shot@{model}",
                   {"model": p.model_ref(model), "variant": variant, "seed": seed, "task": asdict(p.task),
                    "evaluate": asdict(p.evaluate)}, metrics,
-                  inputs={"test": str(test_path), **({"model": str(adapter_dir)} if trained else {})})
+                  inputs={"test": str(io.test), **({"model": str(io.adapter)} if trained else {})})
     return metrics

@@ -11,20 +11,20 @@ from medaug.data.schema import Record
 from medaug.evaluate.metrics import chain_metrics, compute_metrics
 from medaug.evaluate.stats import bootstrap_ci
 from medaug.params import Params
+from medaug.paths import ScoredIO
 
 
-def write_results(records: list[Record], preds: list[str], extra: dict[str, Any], out_dir: Path,
-                  metrics_path: Path, confusion_path: Path, per_class_path: Path, p: Params,
+def write_results(p: Params, records: list[Record], preds: list[str], io: ScoredIO, extra: dict[str, Any],
                   rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Score `preds` (one label per test record; anything else, e.g. "unparsed", counts as wrong) and write, atomically:
 
-    - out_dir/predictions.jsonl: {id, gold, prediction, **rows[i]} per record (`rows`: extra fields per record,
+    - io.out/predictions.jsonl: {id, gold, prediction, **rows[i]} per record (`rows`: extra fields per record,
       e.g. the scorer's logprobs or a teacher's reply; their id/gold/prediction keys are ignored);
-    - out_dir/predictions.json: PubMedQA's official format {pmid: label}, in test-split order (the key order of
+    - io.out/predictions.json: PubMedQA's official format {pmid: label}, in test-split order (the key order of
       test_ground_truth.json when the split is the official one);
-    - confusion_path: [{actual, predicted}] rows for DVC's confusion template;
-    - per_class_path: [{class, precision, recall, f1}] rows for the per-class bar plot;
-    - metrics_path: {accuracy, macro_f1, n, ci95 (unless evaluate.bootstrap is 0: {accuracy: {low, high},
+    - io.confusion: [{actual, predicted}] rows for DVC's confusion template;
+    - io.per_class: [{class, precision, recall, f1}] rows for the per-class bar plot;
+    - io.report: {accuracy, macro_f1, n, ci95 (unless evaluate.bootstrap is 0: {accuracy: {low, high},
       macro_f1: {low, high}, method}, evaluate.ci_method's interval), chains (progressive questions:
       `metrics.chain_metrics`), **extra, per_class}.
 
@@ -33,15 +33,15 @@ def write_results(records: list[Record], preds: list[str], extra: dict[str, Any]
         raise ValueError(f"{len(records)} records but {len(preds)} predictions"
                          + ("" if rows is None else f" and {len(rows)} rows"))
     golds = [r.final_decision for r in records]
-    out_dir = Path(out_dir)
+    out_dir = Path(io.out)
     write_jsonl(out_dir / "predictions.jsonl",
                 ({"id": r.id, "gold": g, "prediction": q,
                   **{k: v for k, v in (row or {}).items() if k not in ("id", "gold", "prediction")}}
                  for r, g, q, row in zip(records, golds, preds, rows or [None] * len(records))))
     write_json(out_dir / "predictions.json", {r.id: q for r, q in zip(records, preds)})
-    write_json(confusion_path, [{"actual": g, "predicted": q} for g, q in zip(golds, preds)])
+    write_json(io.confusion, [{"actual": g, "predicted": q} for g, q in zip(golds, preds)])
     scores = compute_metrics(golds, preds, p.task.choices)
-    write_json(per_class_path, [{"class": label, **{k: s[k] for k in ("precision", "recall", "f1")}}
+    write_json(io.per_class, [{"class": label, **{k: s[k] for k in ("precision", "recall", "f1")}}
                                 for label, s in scores["per_class"].items()])
     metrics: dict[str, Any] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "n": scores["n"]}
     if p.evaluate.bootstrap:
@@ -51,5 +51,5 @@ def write_results(records: list[Record], preds: list[str], extra: dict[str, Any]
         metrics["chains"] = chain_metrics(records, preds)
     metrics.update(extra)
     metrics["per_class"] = scores["per_class"]
-    write_json(metrics_path, metrics)
+    write_json(io.report, metrics)
     return metrics

@@ -28,6 +28,7 @@ from medaug.evaluate.results import write_results
 from medaug.llm.structured import complete_json, parse_json, string_schema
 from medaug.llm.teacher import Teacher, make_teacher, raise_for_failures
 from medaug.params import Params
+from medaug.paths import TeacherIO
 from medaug.tracking import log_stage
 
 TEMPLATES = {kind: (Path(__file__).parent / "prompts" / name).read_text(encoding="utf-8")
@@ -129,17 +130,16 @@ def ask(p: Params, root: Path, shots: list[Record], records: list[Record]
     return preds, rows, teacher
 
 
-def run(p: Params, root: Path, train_path: Path, test_path: Path, out_dir: Path, metrics_path: Path,
-        confusion_path: Path, per_class_path: Path, mlflow_root: Path | None = None) -> dict[str, Any]:
-    """Ask the teacher every test question k-shot; write out_dir/predictions.jsonl and predictions.json (the
-    official {pmid: label}), the confusion and per-class plot rows and metrics_path; log to MLflow under
-    `mlflow_root` when given. Returns the metrics."""
-    train, test = read_records(train_path, p.task.choices), read_records(test_path, p.task.choices)
+def run(p: Params, root: Path, io: TeacherIO, mlflow_root: Path | None = None) -> dict[str, Any]:
+    """Ask the teacher (its cache under `root`) every question of `io.test`, k-shot from `io.train`; write
+    io.out/predictions.jsonl and predictions.json (the official {pmid: label}), the confusion and per-class plot
+    rows and the report; log to MLflow under `mlflow_root` when given. Returns the metrics."""
+    train, test = read_records(io.train, p.task.choices), read_records(io.test, p.task.choices)
     if not test:
-        raise MedaugError(f"{test_path}: no test records")
+        raise MedaugError(f"{io.test}: no test records")
     k = p.evaluate.teacher_shots
     if k > len(train):
-        raise MedaugError(f"evaluate.teacher_shots = {k} but {train_path} holds {len(train)} records")
+        raise MedaugError(f"evaluate.teacher_shots = {k} but {io.train} holds {len(train)} records")
     shots = pick_shots(train, k, p.evaluate.seed, p.task.choices)
     preds, rows, teacher = ask(p, root, shots, test)
     answered = [i for i, pred in enumerate(preds) if pred is not None]  # a failed request is no wrong answer
@@ -148,8 +148,8 @@ def run(p: Params, root: Path, train_path: Path, test_path: Path, out_dir: Path,
              "unparsed": sum(reasons.values()), "unparsed_reasons": dict(sorted(reasons.items())),
              **({"teacher_failed": len(test) - len(answered)} if len(answered) < len(test) else {}),
              "usage": teacher.usage.as_dict()}
-    metrics = write_results([test[i] for i in answered], [preds[i] for i in answered], extra, out_dir, metrics_path,
-                            confusion_path, per_class_path, p, [rows[i] for i in answered])
+    metrics = write_results(p, [test[i] for i in answered], [preds[i] for i in answered], io, extra,
+                            [rows[i] for i in answered])
     if mlflow_root is not None:
         log_stage(Path(mlflow_root), "evaluate-teacher",
                   {"teacher": asdict(teacher.tp), "evaluate": asdict(p.evaluate)}, metrics)

@@ -18,6 +18,7 @@ from medaug.filtering.llm_checks import PROMPT_SHAS, SCHEMAS
 from medaug.filtering import steps as filter_steps
 from medaug.filtering.steps import STEPS, Context
 from medaug.params import Params
+from medaug.paths import FilterIO
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +55,18 @@ def read_generate_rejects(path: Path) -> list[dict[str, Any]]:
     return rejects
 
 
-def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rejects_path: Path,
-        funnel_path: Path, generate_rejects_path: Path | None = None,
-        root: Path | None = None, plot_path: Path | None = None, datacard_path: Path | None = None) -> dict[str, Any]:
+def run(p: Params, io: FilterIO, root: Path | None = None) -> dict[str, Any]:
     """Apply `filter.steps` in order to the generated records; write the kept ones, the rejects (with the step
-    and reason), the funnel and its bar plot.
+    and reason), the funnel, its bar plot and the data card (the last two when `io` names them). `root`: where
+    the judge's teacher cache and the MeSH descriptors are (default: the working directory).
 
-    `generate_rejects_path` (optional): generate's rejects (teacher errors, unusable replies); the funnel then
+    `io.generate_rejects` (optional): generate's rejects (teacher errors, unusable replies); the funnel then
     starts from every item the teacher was asked for, with `generate` as its first step.
     """
     filter_steps.check(p)
-    prepared_dir = Path(prepared_dir)
-    train, dev, test = (read_records(prepared_dir / f"{name}.jsonl") for name in ("train", "dev", "test"))
+    train, dev, test = (read_records(Path(io.prepared) / f"{name}.jsonl") for name in ("train", "dev", "test"))
     ctx = Context(p, Path(root or "."), train, dev, test)
-    generated = read_generated(Path(generated_path), ctx.parents, p.task.choices)
+    generated = read_generated(Path(io.generated), ctx.parents, p.task.choices)
 
     steps: dict[str, dict[str, Any]] = {}
     # per strategy and per teacher model: in, kept, and how many each step dropped
@@ -85,8 +84,8 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     for rec in generated:
         for row in rows(rec.source, rec.teacher_model):
             row["in"] += 1
-    if generate_rejects_path is not None:
-        gen_rejects = read_generate_rejects(Path(generate_rejects_path))
+    if io.generate_rejects is not None:
+        gen_rejects = read_generate_rejects(Path(io.generate_rejects))
         for rej in gen_rejects:
             for row in rows(rej["strategy"], str(rej.get("teacher", ""))):
                 row["in"] += 1
@@ -131,14 +130,14 @@ def run(p: Params, prepared_dir: Path, generated_path: Path, out_path: Path, rej
     if ctx.teacher_used:
         funnel["teacher"] = ctx.teacher.usage.as_dict()  # what the judge/consistency steps asked, and cost
     assert funnel["in"] == funnel["kept"] + sum(dropped.values()), funnel
-    write_records(out_path, alive)
-    write_jsonl(rejects_path, rejects)
-    write_json(funnel_path, funnel)
-    if plot_path is not None:
-        write_json(plot_path, [{"step": name, "items": step["out"]} for name, step in
+    write_records(io.kept, alive)
+    write_jsonl(io.rejects, rejects)
+    write_json(io.funnel, funnel)
+    if io.plot is not None:
+        write_json(io.plot, [{"step": name, "items": step["out"]} for name, step in
                                [("in", {"out": funnel["in"]}), *steps.items()]])
-    if datacard_path is not None:
-        with atomic_path(datacard_path) as tmp:
+    if io.datacard is not None:
+        with atomic_path(io.datacard) as tmp:
             mc = "_options" if p.task.answer == "options" else ""
             prompts = {f"filter {k}": PROMPT_SHAS[k + mc] for k in SCHEMAS if k in p.filter.steps}
             descriptors = p.generate.mesh.descriptors and load_descriptors(ctx.root / p.generate.mesh.descriptors)

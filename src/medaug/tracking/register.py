@@ -30,7 +30,7 @@ from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.compare import read_predictions
 from medaug.params import Params
-from medaug.paths import Candidate, candidate
+from medaug.paths import Candidate, RegisterIO, candidate
 from medaug.tracking import dvc_hashes, flatten, run_tags, setup_mlflow
 
 MEDAUG_SRC = Path(__file__).resolve().parents[1]
@@ -179,11 +179,11 @@ def description(best: str, metric: str, value: float, digest: str, tags: dict[st
     return truncate(header + "\n\n" + Path(datacard_path).read_text(encoding="utf-8"), MAX_TEXT, note)
 
 
-def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir: Path, test_path: Path,
-        out_path: Path, datacard_path: Path | None = None, funnel_path: Path | None = None) -> dict:
-    """`eval_dir`: metrics/eval/<candidate>.json; `predictions_dir`: eval/<candidate>/predictions.jsonl;
-    `datacard_path` (data/filtered/datacard.md) becomes the version's description, `funnel_path`
-    (reports/funnel.json) its `filter_funnel` tag; either may be missing."""
+def run(p: Params, root: Path, io: RegisterIO) -> dict:
+    """Register the best candidate of `io.scores` (metrics/eval/<candidate>.json) in the project's registry (the
+    MLflow store under `root`), compared on `io.test` with the champion by their predictions (io.eval/<candidate>/
+    predictions.jsonl); `io.datacard` (data/filtered/datacard.md) becomes the version's description, `io.funnel`
+    (reports/funnel.json) its `filter_funnel` tag; either may be missing. The result to io.out."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -191,12 +191,12 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     from medaug.export import bundle, card, read_meta
     from medaug.tracking.pyfunc import model_input, pip_requirements
 
-    (model_name, variant, seed), metrics = pick_best(p, eval_dir)
+    (model_name, variant, seed), metrics = pick_best(p, io.scores)
     best = candidate(model_name, variant, seed)
-    records = read_records(test_path, p.task.choices)
+    records = read_records(io.test, p.task.choices)
     golds = [r.final_decision for r in records]
     digest = test_digest(records)
-    preds = {name: read_predictions(Path(predictions_dir) / name / "predictions.jsonl", records)
+    preds = {name: read_predictions(Path(io.eval) / name / "predictions.jsonl", records)
              for name in (candidate(*c) for c in metrics)}
     setup_mlflow(root)
     client = MlflowClient()
@@ -219,9 +219,9 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
             **lineage(root, model_name, variant, seed),
             "params_digest": params_digest(p), "teacher_model": f"{p.teacher.backend}:{p.teacher.model}",
             # trained in (train.precision as it ran); scored in float32 on the GPU when there is one, as evaluate
-            "train_precision": read_meta(models_dir / best).get("precision", "unknown"), "score_precision": "fp32"}
-    if funnel_path is not None and Path(funnel_path).exists():
-        tags["filter_funnel"] = truncate(funnel_line(read_json(funnel_path)))
+            "train_precision": read_meta(io.models / best).get("precision", "unknown"), "score_precision": "fp32"}
+    if io.funnel is not None and Path(io.funnel).exists():
+        tags["filter_funnel"] = truncate(funnel_line(read_json(io.funnel)))
 
     with mlflow.start_run(run_name=f"register-{best}") as run, tempfile.TemporaryDirectory() as tmp:
         model_params = {"candidate": best, "base_model": tags["base_model"],
@@ -241,11 +241,11 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
                                    if "delta_ci95" in vs else {})})
         mlflow.set_tags(tags)
         mlflow.log_dict({r.id: y for r, y in zip(records, preds[best])}, PREDICTIONS_ARTIFACT)
-        for extra in (datacard_path, funnel_path):
+        for extra in (io.datacard, io.funnel):
             if extra is not None and Path(extra).exists():
                 mlflow.log_artifact(str(extra))
         model_dir = Path(tmp) / "model"
-        meta = bundle(models_dir / best, model_dir)
+        meta = bundle(io.models / best, model_dir)
         (model_dir / "README.md").write_text(card(p, best, meta, (model_dir / "adapter_config.json").exists(), root),
                                              encoding="utf-8")
         task_file = Path(tmp) / "task.json"
@@ -266,7 +266,7 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
     for k, v in tags.items():
         client.set_model_version_tag(p.register.model_name, version, k, v)
     client.update_model_version(p.register.model_name, version,
-                                description=description(best, p.register.metric, value, digest, tags, datacard_path))
+                                description=description(best, p.register.metric, value, digest, tags, io.datacard))
     client.set_registered_model_alias(p.register.model_name, alias, version)
     result = {"model_name": p.register.model_name, "version": int(version), "alias": alias, "candidate": best,
               "metric": p.register.metric, "value": value, "policy": p.register.policy, "alpha": p.register.alpha,
@@ -278,7 +278,7 @@ def run(p: Params, root: Path, eval_dir: Path, predictions_dir: Path, models_dir
                                     "p_vs_champion": tests[name]["p_value"] if champ else None}
                              for name, m in ((candidate(*c), m) for c, m in metrics.items())},
               "test_digest": digest}  # no run id: the same result registered again reads the same
-    write_json(out_path, result)
+    write_json(io.out, result)
     log.info(f"registered {p.register.model_name} v{version} ({best}, {p.register.metric}={value:.4f}) as @{alias}, "
              f"run {run_id}"
              + (f"; champion v{champ.version} had {champ.value:.4f}{' (re-scored)' if champ.rescored else ''}, "

@@ -27,7 +27,7 @@ from medaug.models import TRAINED, hub_id
 from medaug.models.load import load_model_and_tokenizer
 from medaug.models.card import model_card
 from medaug.params import Params, TaskParams, TrainParams
-from medaug.paths import PRETRAINED, Candidate, candidate
+from medaug.paths import PRETRAINED, Candidate, TrainIO
 from medaug.tracking import log_stage
 from medaug.train.loop import CompletionTrainer, checkpoint_dir, completion_loss, curves, finish, fit, \
     fingerprint, full_state_dict, pack, resolved_precision, save_atomically
@@ -107,18 +107,17 @@ def with_rationale(collator: Callable[[list[dict[str, Any]]], dict[str, Any]], w
     return collate_both
 
 
-def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_dir: Path, metrics_path: Path,
-        dev_path: Path | None = None, plots: tuple[Path, Path] | None = None,
-        mlflow_root: Path | None = None) -> dict[str, Any]:
-    """Fine-tune candidate `model`-`variant`-`seed` (the seed of LoRA init, dropout and data order) on `train_path` (data/train/<variant>.jsonl, written by
-    dataset@<variant> from its recipe; with the recipe's `rationale`, explanations are a second target), scoring `dev_path` during training and keeping the best
-    checkpoint. Writes the adapter (or full model) to out_dir, metrics, and the curves to plots = (train rows,
-    dev rows) for DVC; logs a run to MLflow when mlflow_root is given."""
+def run(p: Params, c: Candidate, io: TrainIO, mlflow_root: Path | None = None) -> dict[str, Any]:
+    """Fine-tune candidate `c` (its seed: of LoRA init, dropout and data order) on `io.train` (data/train/<recipe>.jsonl,
+    written by dataset@<recipe>; with the recipe's `rationale`, explanations are a second target), scoring `io.dev`
+    during training and keeping the best checkpoint. Writes the adapter (or full model) to io.out, its report, and
+    the curves to io.plots = (train rows, dev rows) for DVC; logs a run to MLflow when mlflow_root is given."""
+    model, variant, seed = c
     ref, data = base_of(p, model, variant)
-    records = read_records(train_path, p.task.choices)
+    records = read_records(io.train, p.task.choices)
     if not records:
-        raise MedaugError(f"{train_path}: no training records")
-    dev = read_records(dev_path, p.task.choices) if dev_path else []
+        raise MedaugError(f"{io.train}: no training records")
+    dev = read_records(io.dev, p.task.choices) if io.dev else []
     t = p.train
     lm, tokenizer = prepare_model(ref, t, seed)
     examples = [encode(tokenizer, r, p.task, answer=r.final_decision) for r in records]
@@ -128,10 +127,10 @@ def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_di
         for e, r in zip(examples, records):
             e["rationale"] = encode_rationale(tokenizer, r, p.task, t)
         collator = with_rationale(collator, weight)
-    name = candidate(model, variant, seed)
+    name = c.name
     key = fingerprint(p.model_ref(model), variant, seed, asdict(p.task), {**asdict(t), "seeds": None}, weight,
-                      Path(train_path),
-                      Path(dev_path) if dev_path else None, adapter_or_ref(ref))
+                      Path(io.train),
+                      Path(io.dev) if io.dev else None, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), name, key)
     trainer, summary, runtime_s = fit(lm, tokenizer, examples, collator, t, ckpt, epochs=t.epochs,
                                       max_steps=t.max_steps, learning_rate=t.learning_rate, seed=seed, dev=dev,
@@ -146,18 +145,18 @@ def run(p: Params, model: str, variant: str, seed: int, train_path: Path, out_di
         meta = {"base": ref, **base_revision(ref), "model": model, "variant": variant, "seed": seed,
                 "method": t.method, "precision": resolved_precision(t.precision), "n_train": len(records),
                 "train": {k: v for k, v in asdict(t).items() if k not in OTHER_CANDIDATES}}
-        write_output(out_dir, trainer.model, tokenizer, meta,
+        write_output(io.out, trainer.model, tokenizer, meta,
                      model_card(name=name, meta=meta, task=p.task, data_source=p.data.source,
                                 adapter=t.method == "lora", train_metrics=metrics), state)
-        write_json(metrics_path, metrics)
-        if plots:
-            write_json(plots[0], losses)
-            write_json(plots[1], dev_rows)
+        write_json(io.report, metrics)
+        if io.plots:
+            write_json(io.plots[0], losses)
+            write_json(io.plots[1], dev_rows)
         if mlflow_root is not None:
             log_stage(mlflow_root, f"train@{name}", {"model": p.model_ref(model), "variant": variant, "seed": seed,
                                                      "base": ref, "task": asdict(p.task), "train": asdict(t)},
                       {**metrics, "train_runtime_s": runtime_s}, curves=losses + dev_rows,
-                      inputs={"train": str(train_path), **({"dev": str(dev_path)} if dev_path else {})})
+                      inputs={"train": str(io.train), **({"dev": str(io.dev)} if io.dev else {})})
     finish(trainer, ckpt)
     return metrics
 

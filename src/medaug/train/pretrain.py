@@ -25,6 +25,7 @@ from medaug.data.leakage import Contamination
 from medaug.errors import MedaugError
 from medaug.models.card import model_card
 from medaug.params import Params
+from medaug.paths import PretrainIO
 from medaug.tracking import log_stage
 from medaug.train import adapter_or_ref, base_revision, prepare_model, write_output
 from medaug.train.loop import checkpoint_dir, curves, finish, fingerprint, fit, full_state_dict, resolved_precision
@@ -56,18 +57,18 @@ def corpus_texts(corpus: Path, leak: Contamination) -> tuple[list[str], int]:
     return texts, dropped
 
 
-def run(p: Params, model: str, corpus: Path, prepared_dir: Path, out_dir: Path, metrics_path: Path,
-        plot_path: Path | None = None, mlflow_root: Path | None = None) -> dict[str, Any]:
-    """Pretrain `model` on `corpus`, less what leaks the test split of `prepared_dir` (train/dev/test.jsonl)."""
+def run(p: Params, model: str, io: PretrainIO, mlflow_root: Path | None = None) -> dict[str, Any]:
+    """Pretrain `model` on `io.corpus`, less what leaks the test split of `io.prepared` (train/dev/test.jsonl);
+    the model to io.out, its report and loss curve."""
     if model not in p.pretrain.models:
         raise MedaugError(f"pretrain: {model!r} is not in params.yaml pretrain.models ({p.pretrain.models})")
     ref, t, pt = p.model_ref(model), p.train, p.pretrain
-    texts, dropped = corpus_texts(corpus, Contamination.of_split(prepared_dir, p.filter.decontaminate.ngram))
+    texts, dropped = corpus_texts(io.corpus, Contamination.of_split(io.prepared, p.filter.decontaminate.ngram))
     lm, tokenizer = prepare_model(ref, t, pt.seed)
     examples = [{"input_ids": b} for b in blocks(texts, tokenizer, pt.block_size)]
     if not examples:
         left = f" once the {dropped} documents that share text with the test split are dropped" if dropped else ""
-        raise MedaugError(f"pretrain.corpus: {corpus} has fewer than pretrain.block_size = {pt.block_size} "
+        raise MedaugError(f"pretrain.corpus: {io.corpus} has fewer than pretrain.block_size = {pt.block_size} "
                           f"tokens{left}; lower the block size or add text")
     key = fingerprint(ref, asdict(pt), {**asdict(t), "seeds": None}, texts, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), f"pretrain-{model}", key)
@@ -82,12 +83,12 @@ def run(p: Params, model: str, corpus: Path, prepared_dir: Path, out_dir: Path, 
         meta = {"base": ref, **base_revision(ref), "model": model, "pretrain": True, "method": t.method,
                 "precision": resolved_precision(t.precision),
                 "documents": len(texts), "train": asdict(pt)}
-        write_output(out_dir, trainer.model, tokenizer, meta,
+        write_output(io.out, trainer.model, tokenizer, meta,
                      model_card(name=f"pretrain-{model}", meta=meta, task=None, data_source=p.data.source,
                                 adapter=t.method == "lora"), state)
-        write_json(metrics_path, metrics)
-        if plot_path:
-            write_json(plot_path, losses)
+        write_json(io.report, metrics)
+        if io.plot:
+            write_json(io.plot, losses)
         if mlflow_root is not None:
             log_stage(mlflow_root, f"pretrain@{model}", {"model": ref, "pretrain": asdict(pt), "train": asdict(t),
                                                         "decontaminate_ngram": p.filter.decontaminate.ngram},

@@ -1,7 +1,8 @@
 """Generation strategies, one module each (see base.Strategy), listed once here: params name them in
 `generate.strategies`, `generate.teachers` and a recipe's `strategies`, and each record's `source` is the name of
 the one that made it. Adding a strategy is a module here with its prompt files in augment/prompts/, and its name in
-the list below (imported, then listed).
+the import line below, which is the list: every module it imports that holds a `STRATEGY` is one. (Imported by
+name, not discovered at run time, so `medaug deps` sees each strategy as a dependency of the generate stage.)
 
 params.py does not import this package (every stage imports params.py, and would then depend on every
 strategy's code: editing a prompt would retrain every model). `check` validates the names and that each strategy
@@ -10,12 +11,13 @@ serves the task; the generate stage runs it before it plans anything, and `medau
 
 from __future__ import annotations
 
-from medaug.augment.strategies import grounded, mesh, new, progressive, rewrite
+from medaug.augment.strategies import grounded, mesh, new, progressive, rewrite  # noqa: F401  the strategies
 from medaug.augment.strategies.base import Strategy
 from medaug.errors import MedaugError
 from medaug.params import Params
 
-STRATEGIES: dict[str, Strategy] = {m.STRATEGY.name: m.STRATEGY for m in (grounded, mesh, new, progressive, rewrite)}
+STRATEGIES: dict[str, Strategy] = {m.STRATEGY.name: m.STRATEGY for m in list(globals().values())
+                                   if isinstance(getattr(m, "STRATEGY", None), Strategy)}
 
 
 def get(name: str) -> Strategy:

@@ -1,6 +1,6 @@
 """The filter steps, one module each (see base.Step), listed once here; `filter.steps` picks and orders them.
-Adding a step is a module here and its name in the list below, imported then listed (and, for knobs, its section
-of params.yaml `filter`).
+Adding a step is a module here and its name in the import line below, which is the list (every module it imports
+that holds a `STEP`), and, for knobs, its section of params.yaml `filter`.
 
 params.py does not import this package, for the reason augment/strategies/ gives: `check` validates the names; the
 filter stage runs it before any step, and `medaug check-params` runs it too.
@@ -9,11 +9,12 @@ filter stage runs it before any step, and `medaug check-params` runs it too.
 from __future__ import annotations
 
 from medaug.errors import MedaugError
-from medaug.filtering.steps import balance, consistency, decontaminate, dedup, judge, validate
+from medaug.filtering.steps import balance, consistency, decontaminate, dedup, judge, validate  # noqa: F401  the steps
 from medaug.filtering.steps.base import Context, Step
 from medaug.params import Params
 
-STEPS: dict[str, Step] = {m.STEP.name: m.STEP for m in (balance, consistency, decontaminate, dedup, judge, validate)}
+STEPS: dict[str, Step] = {m.STEP.name: m.STEP for m in list(globals().values())
+                          if isinstance(getattr(m, "STEP", None), Step)}
 
 __all__ = ["STEPS", "Context", "Step", "check"]
 
