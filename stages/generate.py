@@ -6,7 +6,7 @@ from pathlib import Path
 from medaug import augment, headline, tracking
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
-from medaug.params import load_params
+from medaug.params import load_params, untraced
 from medaug.paths import METRICS, GenerateIO
 
 
@@ -14,7 +14,9 @@ def main() -> None:
     p = load_params()
     report = augment.run(p, Path.cwd(), GenerateIO.at())
     write_json(METRICS / "generate.json", headline.generate(report))
-    tracking.log_stage(Path.cwd(), "generate", {"teacher": asdict(p.teacher), "generate": asdict(p.generate)}, report)
+    with untraced():  # MLflow's copy of the params: no output of the stage
+        logged = {"teacher": asdict(p.teacher), "generate": asdict(p.generate)}
+    tracking.log_stage(Path.cwd(), "generate", logged, report)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # (threads only add sync cost), and under pytest-xdist each worker has a core; a second thread waiting on a busy core
 # made a tiny-model training step 10x slower (`make test` runs two workers on two cores).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Every DVC stage a test runs records the params it reads and fails on one its dvc.yaml entry does not declare
+# (medaug.declared, issue 31); each project's stages write what they read to this folder of the project.
+os.environ.setdefault("MEDAUG_CHECK_PARAMS", ".dvc/tmp/params-read")
 
 from support.dag import run_root  # noqa: E402
 

@@ -61,7 +61,14 @@ def guarded(fn, *args, **kwargs):
     stderr and exit status 1."""
     try:
         setup_logging()
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        from medaug import params
+
+        if params.reads() is not None:  # under the read check (MEDAUG_CHECK_PARAMS)
+            from medaug import declared
+
+            declared.check()
+        return result
     except MedaugError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

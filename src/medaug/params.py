@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -22,8 +24,130 @@ from medaug.errors import MedaugError
 from medaug.paths import ZERO_SHOT, Candidate
 
 
+# ---------------------------------------------------------------- what a stage reads (issue 31)
+
+CHECK_READS = "MEDAUG_CHECK_PARAMS"
+"""Set (to 1) in a DVC stage's environment: the stage records every params key it reads (from `load_params` on)
+and, at its end, fails on a key its dvc.yaml entry does not declare (`medaug.declared`). The test suite sets it
+(tests/conftest.py), so every DAG test runs every stage under the check. Off by default: a user's stage would
+fail after its work is done, and the check costs about a second (it asks DVC for the stage's declaration)."""
+
+_reads: set[str] | None = None  # the keys read since load_params, while tracing
+_loaded: Any = None  # the Params load_params returned, while tracing
+
+
+class _Traced:
+    """Mixed into every params dataclass: while tracing, reading a field records its key path (`train.lora.r`); a
+    field that is itself a section or a mapping records nothing until something is read inside it."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if _reads is not None and name[0] != "_":
+            fields = object.__getattribute__(self, "__dict__")
+            # a field (not a method) holding a value: a section or mapping records what is read inside it
+            if "_key" in fields and name in fields and not isinstance(value, (_Traced, _TracedDict)):
+                _reads.add(f"{fields['_key']}.{name}" if fields["_key"] else name)
+        return value
+
+
+class _TracedDict(dict):
+    """A params mapping (models, variants, generate.teachers, evaluate.teacher) while tracing: reading one key
+    records `<mapping>.<key>`; iterating, sizing or copying it records the whole mapping."""
+    _key: str | None = None
+
+    def _read(self, k: Any = None) -> None:
+        if _reads is not None and self._key is not None:
+            _reads.add(self._key if k is None else f"{self._key}.{k}")
+
+    def __getitem__(self, k):
+        self._read(k)
+        return super().__getitem__(k)
+
+    def get(self, k, default=None):
+        self._read(k)
+        return super().get(k, default)
+
+    def __contains__(self, k):
+        self._read(k)
+        return super().__contains__(k)
+
+    def __iter__(self):
+        self._read()
+        return super().__iter__()
+
+    def __len__(self):
+        self._read()
+        return super().__len__()
+
+    def keys(self):
+        self._read()
+        return super().keys()
+
+    def items(self):
+        self._read()
+        return super().items()
+
+    def values(self):
+        self._read()
+        return super().values()
+
+
+def _keyed(obj: Any, key: str) -> Any:
+    """`obj` with its key path set on every params object and mapping in it (what tracing records under)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        object.__setattr__(obj, "_key", key)
+        for f in dataclasses.fields(obj):
+            sub = f"{key}.{f.name}" if key else f.name
+            object.__setattr__(obj, f.name, _keyed(object.__getattribute__(obj, f.name), sub))
+    elif isinstance(obj, dict):
+        obj = _TracedDict({k: _keyed(v, f"{key}.{k}") for k, v in obj.items()})
+        obj._key = key
+    return obj
+
+
+def tracing() -> bool:
+    """Is this process a DVC stage under the read check?"""
+    return bool(os.environ.get(CHECK_READS)) and bool(os.environ.get("DVC_STAGE"))
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Reads that decide no output (validation, MLflow logging, checkpoint keys) are not the stage's params."""
+    global _reads
+    saved, _reads = _reads, None
+    try:
+        yield
+    finally:
+        _reads = saved
+
+
+def task_file() -> str:
+    """`task.file` of the params load_params read (what dvc.yaml's `${task.file}` names), not recorded as a read."""
+    with untraced():
+        return _loaded.task.file if _loaded is not None else ""
+
+
+def asdict_without(obj: Any, leave: tuple[str, ...] | set[str]) -> dict[str, Any]:
+    """dataclasses.asdict(obj) less the fields in `leave`, recording (under the read check) only the others."""
+    with untraced():
+        d = dataclasses.asdict(obj)
+    for k in d:
+        if k not in leave:  # read it (a section: every key in it) as asdict would
+            value = getattr(obj, k)
+            if dataclasses.is_dataclass(value):
+                dataclasses.asdict(value)
+            elif isinstance(value, dict):
+                dict(value)
+    return {k: v for k, v in d.items() if k not in leave}
+
+
+def reads() -> set[str] | None:
+    """The keys read since load_params, or None when not tracing."""
+    return None if _reads is None else set(_reads)
+
+
 @dataclass
-class DataParams:
+class DataParams(_Traced):
     source: str = "sample"
     """`sample` (the task's bundled synthetic records), `hub` (datasets.load_dataset(task.hub_id, task.hub_config)),
     or a path: PubMedQA's `ori_pqal.json` or a .parquet/.jsonl file in the hub schema; for an exam task, a folder
@@ -37,7 +161,7 @@ class DataParams:
 
 
 @dataclass
-class SplitParams:
+class SplitParams(_Traced):
     """How a task's source becomes train/dev/test (a task file's `split:`)."""
     kind: Literal["pubmedqa", "given"] = "pubmedqa"
     """`pubmedqa`: PubMedQA's official PQA-L split (500 test; CV fold `data.fold` of the rest is dev); `given`: the
@@ -59,7 +183,7 @@ TASK_FILE_KEYS = ("name", "description", "loader", "hub_id", "hub_config", "spli
 
 
 @dataclass
-class TaskParams:
+class TaskParams(_Traced):
     """The task is data (as in lm-evaluation-harness): `task.file` (a YAML file, src/medaug/tasks/ ships
     pubmedqa, medqa and medmcqa) names the source, split, answer kind and prompt; params.yaml adds how long a
     prompt may be and whether it goes through a chat template. The defaults are the PubMedQA task."""
@@ -113,7 +237,7 @@ class TaskParams:
 
 
 @dataclass
-class Price:
+class Price(_Traced):
     input: float = 0.0
     """USD per 1M prompt tokens."""
     output: float = 0.0
@@ -128,7 +252,7 @@ class Price:
 
 
 @dataclass
-class TeacherParams:
+class TeacherParams(_Traced):
     backend: Literal["local", "openai"] = "local"
     """`local`: in-process transformers generation; `openai`: any OpenAI-compatible endpoint, whose URL and
     key come from the environment (OPENAI_BASE_URL, OPENAI_API_KEY), never from this file."""
@@ -200,7 +324,7 @@ class TeacherParams:
 
 
 @dataclass
-class GroundedParams:
+class GroundedParams(_Traced):
     corpus: str = "src/medaug/augment/sample_corpus"
     """Folder of .txt/.md (paragraphs split by blank lines) and .jsonl (`text`, optional `id`, `title`) files,
     relative to the project root; required when `strategies` has `grounded` (an empty value fails rather than
@@ -217,7 +341,7 @@ class GroundedParams:
 
 
 @dataclass
-class MeshParams:
+class MeshParams(_Traced):
     descriptors: str = "src/medaug/augment/mesh_descriptors.tsv"
     """Optional file mapping MeSH headings to tree numbers, relative to the project root: NLM's mtreesYYYY.bin
     (`Heading;C14.280.647`, a line per tree number) or TSV (`Heading<TAB>C14.280.647;C14.907`). With mappings,
@@ -226,7 +350,7 @@ class MeshParams:
 
 
 @dataclass
-class ProgressiveParams:
+class ProgressiveParams(_Traced):
     steps: int = 3
     """Questions per generated chain: the teacher splits the case into this many reveals, a question on each."""
     cases: Literal["train", "corpus"] = "train"
@@ -239,7 +363,7 @@ class ProgressiveParams:
 
 
 @dataclass
-class GenerateParams:
+class GenerateParams(_Traced):
     strategies: list[str] = field(
         default_factory=lambda: ["rewrite", "new"])
     """Names from augment/strategies/ (one module each; checked there, by the generate stage and
@@ -305,7 +429,7 @@ class GenerateParams:
 
 
 @dataclass
-class DedupParams:
+class DedupParams(_Traced):
     threshold: float = 0.8
     """Drop an item whose question's Jaccard similarity (word shingles; MinHash/LSH finds the candidates) with
     a kept generated item of the same label, or with a train question, is at least this (1.0 = exact only)."""
@@ -326,7 +450,7 @@ class DedupParams:
 
 
 @dataclass
-class DecontaminateParams:
+class DecontaminateParams(_Traced):
     ngram: int = 8
     """Drop a generated item that shares a word n-gram this long with a test question or context (n-grams
     that also occur in train/dev, i.e. boilerplate, do not count). 5-13: 13 is GPT-3's and lm-eval's choice."""
@@ -345,7 +469,7 @@ class DecontaminateParams:
 
 
 @dataclass
-class JudgeParams:
+class JudgeParams(_Traced):
     min_score: int = 3
     """Keep items the teacher scores at least this on the rubric (filtering/prompts/judge.txt), 1-5."""
 
@@ -355,7 +479,7 @@ class JudgeParams:
 
 
 @dataclass
-class BalanceParams:
+class BalanceParams(_Traced):
     max_share: float = 0.5
     """No label may be more than this share of the kept generated items (1.0 = no cap)."""
 
@@ -365,7 +489,7 @@ class BalanceParams:
 
 
 @dataclass
-class FilterParams:
+class FilterParams(_Traced):
     steps: list[str] = field(default_factory=lambda: ["validate", "dedup", "decontaminate", "balance"])
     """The filters to apply, in this order: names from filtering/steps/ (one module each; checked there, by the
     filter stage and `medaug check-params`): validate, dedup, decontaminate, judge, consistency, balance. `decontaminate` cannot be left out: a generated item derived from
@@ -389,7 +513,7 @@ class FilterParams:
 
 
 @dataclass
-class LoraParams:
+class LoraParams(_Traced):
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
@@ -403,7 +527,7 @@ class LoraParams:
 
 
 @dataclass
-class VariantParams:
+class VariantParams(_Traced):
     """A training-set recipe (`variants.<name>`): the train split, plus the generated items `filter` kept that
     match every key. data/train/<name>.jsonl is built by the stage `dataset@<name>`."""
     strategies: list[str] = field(default_factory=list)
@@ -438,7 +562,7 @@ class VariantParams:
 
 
 @dataclass
-class TrainParams:
+class TrainParams(_Traced):
     models: list[str] = field(default_factory=lambda: ["gemma270m"])
     """Short names (keys of the top-level `models` section); DVC's matrix runs one train stage per pair."""
     variants: list[str] = field(default_factory=lambda: ["original", "augmented"])
@@ -511,7 +635,7 @@ class TrainParams:
 
 
 @dataclass
-class PretrainParams:
+class PretrainParams(_Traced):
     """Continued pretraining (domain-adaptive, as in MQG): next-token loss on a text corpus; the result is the
     base of the `dapt-<variant>` candidates. Batch size, method, LoRA and precision come from `train`."""
     models: list[str] = field(default_factory=list)
@@ -539,7 +663,7 @@ class PretrainParams:
 
 
 @dataclass
-class EvaluateParams:
+class EvaluateParams(_Traced):
     batch_size: int = 8
     bootstrap: int = 1000
     """Resamples of the test split for the 95% confidence intervals of accuracy and macro-F1 (0 = none)."""
@@ -560,7 +684,7 @@ class EvaluateParams:
 
 
 @dataclass
-class RegisterParams:
+class RegisterParams(_Traced):
     model_name: str = "medaug-pubmedqa"
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     policy: Literal["higher", "mcnemar"] = "higher"
@@ -575,7 +699,7 @@ class RegisterParams:
 
 
 @dataclass
-class Params:
+class Params(_Traced):
     data: DataParams = field(default_factory=DataParams)
     models: dict[str, str] = field(default_factory=lambda: {"gemma270m": "gemma-3-270m"})
     """Short name -> model reference: an HF hub id, a local directory, `gemma-3-270m` (the PyPI-packaged GGUF)
@@ -801,4 +925,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     raw = read_yaml(path)
     if raw is not None and not isinstance(raw, dict):
         raise MedaugError(f"{path}: top level must be a mapping of sections")
-    return parse_params(raw, path.parent)
+    p = parse_params(raw, path.parent)
+    if tracing():
+        global _reads, _loaded
+        p = _loaded = _keyed(p, "")
+        _reads = set()
+    return p

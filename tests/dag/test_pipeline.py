@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from medaug import headline
+from support.paths import PARAMS_READ
 from support.pipeline import DAPT, SENTINEL_KEY, VARIANTS, per_variant
 from support.process import sh, stages_run
 from support.project import champion_vs_evaluate
@@ -211,6 +212,44 @@ def test_a_filter_param_change_reruns_filter_and_downstream_never_generate(proje
         assert "filter" in ran and not ran & {"prepare", "generate", "train@tiny-original-0"}, ran
     finally:
         (repo / "params.yaml").write_text(params)
+
+
+# declared, and read only in other configurations than this project's
+READ_ONLY_SOMETIMES = {
+    "generate": ["filter.decontaminate.ngram"],  # when a strategy reads the corpus (grounded, progressive)
+    "prepare": ["task.shuffle_options", "task.shuffle_seed"],  # tasks with given splits (multiple choice)
+}
+
+
+def test_every_stage_reads_exactly_the_params_it_declares(project):
+    """Issue 31: every stage of the build ran under the read check (MEDAUG_CHECK_PARAMS, tests/conftest.py): none
+    read a key its dvc.yaml entry leaves out (it would have failed), and every declared key was read."""
+    folder = project["repo"] / PARAMS_READ
+    seen = {f.stem: json.loads(f.read_text()) for f in folder.glob("*.json")}
+    assert set(seen) >= {"prepare", "generate", "filter", "register", "compare", "train@tiny-original-0",
+                         "evaluate@tiny-original-0", "zero-shot@tiny", "evaluate-teacher", "dataset@why"}, sorted(seen)
+    for stage, r in seen.items():
+        assert r["undeclared"] == [], stage
+        unread = [k for k in r["declared"] if not any(x == k or x.startswith(k + ".") or k.startswith(x + ".")
+                                                      for x in r["read"])]
+        assert unread == READ_ONLY_SOMETIMES.get(stage, []), f"{stage} declares params it never reads: {unread}"
+
+
+def test_a_param_a_stage_reads_marks_it_stale(project):
+    """Issue 31: evaluate.ci_method (every CI) and task.shuffle_options (prepare reorders the options) are
+    declared by the stages that read them."""
+    repo, env = project["repo"], project["env"]
+    text = (repo / "params.yaml").read_text()
+    try:
+        for old, new, stages in (("ci_method: bca", "ci_method: percentile",
+                                  {"evaluate@tiny-original-0", "zero-shot@tiny", "register"}),
+                                 ("shuffle_options: false", "shuffle_options: true", {"prepare"})):
+            assert text.count(old) == 1, old
+            (repo / "params.yaml").write_text(text.replace(old, new))
+            stale = set(json.loads(sh(["dvc", "status", "--json"], repo, env).stdout))
+            assert stages <= stale, (new, sorted(stale))
+    finally:
+        (repo / "params.yaml").write_text(text)
 
 
 def test_a_second_seed_trains_one_more_candidate_per_recipe_and_nothing_else(project):

@@ -53,6 +53,25 @@ def test_a_stale_lock_fails_naming_the_stages_what_changed_and_the_fix(tmp_path)
     assert (repo / "dvc.lock").read_text() == lock and "gone" not in pruned.stderr
 
 
+def test_a_stage_that_reads_a_param_it_does_not_declare_fails_naming_it(tmp_path):
+    """Issue 31: under MEDAUG_CHECK_PARAMS (the whole suite runs under it), `dvc repro prepare` in a copy whose
+    prepare script also reads evaluate.seed fails, naming the key and the fix; the shipped script passes."""
+    repo = copy_project(tmp_path / "repo")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t", PYTHONPATH=str(repo / "src"), MEDAUG_CHECK_PARAMS="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        sh(["git", *args], repo, env)
+    assert sh(["dvc", "repro", "prepare"], repo, env).returncode == 0
+    script = repo / "stages/prepare.py"
+    script.write_text(script.read_text().replace("    p = load_params()\n",
+                                                 "    p = load_params()\n    print(p.evaluate.seed)\n"))
+    r = sh(["dvc", "repro", "prepare"], repo, env, check=False)
+    assert r.returncode != 0
+    assert "error: dvc.yaml: stage prepare reads params it does not declare: evaluate.seed; add each under the " \
+           "stage's `params:` (e.g. `- evaluate.seed`)" in r.stderr, r.stderr
+
+
 def leaves(d, prefix=""):
     for k, v in d.items():
         yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]

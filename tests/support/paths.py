@@ -9,3 +9,7 @@ PUBMEDQA = ROOT.parent / "shared/data/pubmedqa"
 
 needs_pqal = pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(),
                                 reason=f"real PubMedQA PQA-L not found at {PUBMEDQA}")
+
+PARAMS_READ = ".dvc/tmp/params-read"
+"""Where each DVC stage of a test project writes the params it read and declares (medaug.declared; the suite sets
+MEDAUG_CHECK_PARAMS to it, relative to the stage's project)."""

@@ -217,3 +217,39 @@ def test_one_candidate_value_parses_and_formats_names_stages_and_the_dapt_prefix
     hits = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "src").rglob("*.py"))
             for n, line in enumerate(path.read_text().splitlines(), 1) if spelled.search(line)]
     assert len(hits) == 1 and hits[0].startswith("src/medaug/paths.py:"), hits
+
+
+def test_under_the_read_check_a_stage_records_each_key_it_reads(tmp_path, monkeypatch):
+    """Issue 31: the params object of a stage under MEDAUG_CHECK_PARAMS records the keys read (leaves, a mapping's
+    keys, a whole mapping when iterated), not what `untraced` reads; without the check nothing is recorded."""
+    import dataclasses
+
+    from medaug import declared, params
+
+    (tmp_path / "params.yaml").write_text("train:\n  learning_rate: 0.001\n")
+    monkeypatch.setattr(params, "_reads", None)
+    monkeypatch.setattr(params, "_loaded", None)  # both restored after the test
+    assert params.reads() is None and params.load_params(tmp_path / "params.yaml").train.learning_rate == 0.001
+    assert params.reads() is None  # not a DVC stage under the check
+    monkeypatch.setenv("MEDAUG_CHECK_PARAMS", "1")
+    monkeypatch.setenv("DVC_STAGE", "train@tiny-original-0")
+    p = params.load_params(tmp_path / "params.yaml")
+    assert params.reads() == set()  # what load_params validated is not a read
+    p.train.lora.r, p.models["gemma270m"], p.variants["augmented"].strategies, p.task.choices
+    with params.untraced():
+        dataclasses.asdict(p)
+    meta = params.asdict_without(p.train, {"seeds", "models", "variants"})
+    assert "seeds" not in meta and meta["lora"]["r"] == p.train.lora.r
+    read = params.reads()
+    assert {"train.lora.r", "models.gemma270m", "variants.augmented.strategies", "task.choices",
+            "train.learning_rate", "train.lora.alpha"} <= read
+    assert not read & {"train.seeds", "train.models", "train", "train.lora", "teacher.model", "evaluate.seed"}
+    list(p.variants)
+    assert "variants" in params.reads()
+    # what covers a read: the key or a section above it; a task file's keys by the file as a dependency
+    keys, deps = ["train.lora", "variants.augmented", "task.max_seq_len"], {"src/medaug/tasks/pubmedqa.yaml"}
+    assert declared.covered("train.lora.r", keys, deps, "src/medaug/tasks/pubmedqa.yaml")
+    assert declared.covered("task.choices", keys, deps, "src/medaug/tasks/pubmedqa.yaml")
+    assert not declared.covered("task.choices", keys, set(), "src/medaug/tasks/pubmedqa.yaml")
+    assert not declared.covered("task.shuffle_options", keys, deps, "src/medaug/tasks/pubmedqa.yaml")
+    assert not declared.covered("variants", keys, deps, "src/medaug/tasks/pubmedqa.yaml")

@@ -16,7 +16,7 @@ from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.stats import mcnemar, paired_delta_ci
 from medaug.models import TRAINED
 from medaug.models.load import device, load_model_and_tokenizer
-from medaug.params import Params
+from medaug.params import Params, untraced
 from medaug.paths import ZERO_SHOT, Candidate, EvaluateIO
 from medaug.tracking import log_stage
 
@@ -93,8 +93,9 @@ def run(p: Params, c: Candidate, io: EvaluateIO, mlflow_root: Path | None = None
     metrics = write_results(p, records, preds, io, extra, rows)
     if mlflow_root is not None:
         trained = variant != ZERO_SHOT
-        log_stage(Path(mlflow_root), f"evaluate@{c.name}" if trained else f"zero-shot@{model}",
-                  {"model": p.model_ref(model), "variant": variant, "seed": seed, "task": asdict(p.task),
-                   "evaluate": asdict(p.evaluate)}, metrics,
+        with untraced():  # MLflow's copy of the params: no output of the stage
+            logged = {"model": p.model_ref(model), "variant": variant, "seed": seed, "task": asdict(p.task),
+                      "evaluate": asdict(p.evaluate)}
+        log_stage(Path(mlflow_root), f"evaluate@{c.name}" if trained else f"zero-shot@{model}", logged, metrics,
                   inputs={"test": str(io.test), **({"model": str(io.adapter)} if trained else {})})
     return metrics

@@ -27,7 +27,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.results import write_results
 from medaug.llm.structured import complete_json, parse_json, string_schema
 from medaug.llm.teacher import Teacher, make_teacher, raise_for_failures
-from medaug.params import Params
+from medaug.params import Params, untraced
 from medaug.paths import TeacherIO
 from medaug.tracking import log_stage
 
@@ -151,7 +151,8 @@ def run(p: Params, root: Path, io: TeacherIO, mlflow_root: Path | None = None) -
     metrics = write_results(p, [test[i] for i in answered], [preds[i] for i in answered], io, extra,
                             [rows[i] for i in answered])
     if mlflow_root is not None:
-        log_stage(Path(mlflow_root), "evaluate-teacher",
-                  {"teacher": asdict(teacher.tp), "evaluate": asdict(p.evaluate)}, metrics)
+        with untraced():  # MLflow's copy of the params: no output of the stage
+            logged = {"teacher": asdict(teacher.tp), "evaluate": asdict(p.evaluate)}
+        log_stage(Path(mlflow_root), "evaluate-teacher", logged, metrics)
     return metrics
 

@@ -29,7 +29,7 @@ from medaug.data.jsonl import read_json, write_json
 from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.compare import read_predictions
-from medaug.params import Params
+from medaug.params import Params, untraced
 from medaug.paths import Candidate, RegisterIO, candidate
 from medaug.tracking import dvc_hashes, flatten, run_tags, setup_mlflow
 
@@ -52,8 +52,10 @@ def test_digest(records) -> str:
 
 
 def params_digest(p: Params) -> str:
-    """sha256 of every parsed param (defaults included) as canonical JSON."""
-    return hashlib.sha256(json.dumps(dataclasses.asdict(p), sort_keys=True).encode()).hexdigest()
+    """sha256 of every parsed param (defaults included) as canonical JSON: a lineage tag of the registered version,
+    which names what ran; not a read of the stage's own params (params.untraced)."""
+    with untraced():
+        return hashlib.sha256(json.dumps(dataclasses.asdict(p), sort_keys=True).encode()).hexdigest()
 
 
 def truncate(text: str, limit: int = MAX_TEXT, note: str = "\n\n... (truncated)") -> str:
@@ -224,9 +226,10 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
         tags["filter_funnel"] = truncate(funnel_line(read_json(io.funnel)))
 
     with mlflow.start_run(run_name=f"register-{best}") as run, tempfile.TemporaryDirectory() as tmp:
-        model_params = {"candidate": best, "base_model": tags["base_model"],
-                        **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
-                        **{f"train.lora.{k}": v for k, v in dataclasses.asdict(p.train.lora).items()}}
+        with untraced():  # MLflow's copy of the params that trained the candidate
+            model_params = {"candidate": best, "base_model": tags["base_model"],
+                            **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
+                            **{f"train.lora.{k}": v for k, v in dataclasses.asdict(p.train.lora).items()}}
         mlflow.log_params({**model_params, "register.metric": p.register.metric,
                            "register.policy": p.register.policy, "register.alpha": p.register.alpha,
                            "evaluate.bootstrap": p.evaluate.bootstrap, "evaluate.ci_method": p.evaluate.ci_method})

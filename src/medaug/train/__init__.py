@@ -26,7 +26,7 @@ from medaug.evaluate.task import answer_text, collate, encode
 from medaug.models import TRAINED, hub_id
 from medaug.models.load import load_model_and_tokenizer
 from medaug.models.card import model_card
-from medaug.params import Params, TaskParams, TrainParams
+from medaug.params import Params, TaskParams, TrainParams, asdict_without, untraced
 from medaug.paths import PRETRAINED, Candidate, TrainIO
 from medaug.tracking import log_stage
 from medaug.train.loop import CompletionTrainer, checkpoint_dir, completion_loss, curves, finish, fit, \
@@ -48,7 +48,9 @@ def base_of(p: Params, model: str, variant: str) -> tuple[str, str]:
         raise MedaugError(f"train: unknown variant {variant!r} (allowed: {', '.join(p.variants)}, the recipes under "
                           f"params.yaml `variants`, and dapt-<those> for models in pretrain.models)")
     if Candidate.is_dapt(variant):
-        if model not in p.pretrain.models:
+        with untraced():  # a check: the stage exists only for pretrain.models (DVC's matrix)
+            pretrained = model in p.pretrain.models
+        if not pretrained:
             raise MedaugError(f"train: {variant!r} needs continued pretraining of {model!r}: add it to "
                               f"params.yaml pretrain.models")
         return str(PRETRAINED / model), data
@@ -128,9 +130,9 @@ def run(p: Params, c: Candidate, io: TrainIO, mlflow_root: Path | None = None) -
             e["rationale"] = encode_rationale(tokenizer, r, p.task, t)
         collator = with_rationale(collator, weight)
     name = c.name
-    key = fingerprint(p.model_ref(model), variant, seed, asdict(p.task), {**asdict(t), "seeds": None}, weight,
-                      Path(io.train),
-                      Path(io.dev) if io.dev else None, adapter_or_ref(ref))
+    with untraced():  # the checkpoint folder's key, no output
+        key = fingerprint(p.model_ref(model), variant, seed, asdict(p.task), {**asdict(t), "seeds": None}, weight,
+                          Path(io.train), Path(io.dev) if io.dev else None, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), name, key)
     trainer, summary, runtime_s = fit(lm, tokenizer, examples, collator, t, ckpt, epochs=t.epochs,
                                       max_steps=t.max_steps, learning_rate=t.learning_rate, seed=seed, dev=dev,
@@ -144,7 +146,7 @@ def run(p: Params, c: Candidate, io: TrainIO, mlflow_root: Path | None = None) -
     if trainer.is_world_process_zero():
         meta = {"base": ref, **base_revision(ref), "model": model, "variant": variant, "seed": seed,
                 "method": t.method, "precision": resolved_precision(t.precision), "n_train": len(records),
-                "train": {k: v for k, v in asdict(t).items() if k not in OTHER_CANDIDATES}}
+                "train": asdict_without(t, OTHER_CANDIDATES)}
         write_output(io.out, trainer.model, tokenizer, meta,
                      model_card(name=name, meta=meta, task=p.task, data_source=p.data.source,
                                 adapter=t.method == "lora", train_metrics=metrics), state)
@@ -153,10 +155,12 @@ def run(p: Params, c: Candidate, io: TrainIO, mlflow_root: Path | None = None) -
             write_json(io.plots[0], losses)
             write_json(io.plots[1], dev_rows)
         if mlflow_root is not None:
-            log_stage(mlflow_root, f"train@{name}", {"model": p.model_ref(model), "variant": variant, "seed": seed,
-                                                     "base": ref, "task": asdict(p.task), "train": asdict(t)},
-                      {**metrics, "train_runtime_s": runtime_s}, curves=losses + dev_rows,
-                      inputs={"train": str(io.train), **({"dev": str(io.dev)} if io.dev else {})})
+            with untraced():  # MLflow's copy of the params: no output of the stage
+                logged = {"model": p.model_ref(model), "variant": variant, "seed": seed, "base": ref,
+                          "task": asdict(p.task), "train": asdict(t)}
+            log_stage(mlflow_root, f"train@{name}", logged, {**metrics, "train_runtime_s": runtime_s},
+                      curves=losses + dev_rows, inputs={"train": str(io.train), **({"dev": str(io.dev)} if io.dev
+                                                                                     else {})})
     finish(trainer, ckpt)
     return metrics
 

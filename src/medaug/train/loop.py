@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.task import answer_logprobs
-from medaug.params import TaskParams, TrainParams
+from medaug.params import TaskParams, TrainParams, untraced
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +198,9 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(len(examples) / (t.batch_size * world)) // t.grad_accum)
     total = max_steps if max_steps > 0 else math.ceil(steps_per_epoch * epochs)
-    every = t.eval_steps or steps_per_epoch
     evaluate = bool(dev)
+    with nullcontext() if evaluate else untraced():  # without dev, only how often a checkpoint is kept: no output
+        every = t.eval_steps or steps_per_epoch
     args = TrainingArguments(
         output_dir=str(ckpt), num_train_epochs=epochs, max_steps=max_steps,
         per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,

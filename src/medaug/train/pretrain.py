@@ -24,7 +24,7 @@ from medaug.data.jsonl import write_json
 from medaug.data.leakage import Contamination
 from medaug.errors import MedaugError
 from medaug.models.card import model_card
-from medaug.params import Params
+from medaug.params import Params, untraced
 from medaug.paths import PretrainIO
 from medaug.tracking import log_stage
 from medaug.train import adapter_or_ref, base_revision, prepare_model, write_output
@@ -70,7 +70,8 @@ def run(p: Params, model: str, io: PretrainIO, mlflow_root: Path | None = None) 
         left = f" once the {dropped} documents that share text with the test split are dropped" if dropped else ""
         raise MedaugError(f"pretrain.corpus: {io.corpus} has fewer than pretrain.block_size = {pt.block_size} "
                           f"tokens{left}; lower the block size or add text")
-    key = fingerprint(ref, asdict(pt), {**asdict(t), "seeds": None}, texts, adapter_or_ref(ref))
+    with untraced():  # the checkpoint folder's key, no output
+        key = fingerprint(ref, asdict(pt), {**asdict(t), "seeds": None}, texts, adapter_or_ref(ref))
     ckpt = checkpoint_dir(Path(t.checkpoints), f"pretrain-{model}", key)
     trainer, summary, runtime_s = fit(lm, tokenizer, examples, collate_blocks, t, ckpt, epochs=pt.epochs,
                                       max_steps=pt.max_steps, learning_rate=pt.learning_rate, seed=pt.seed)
@@ -90,8 +91,10 @@ def run(p: Params, model: str, io: PretrainIO, mlflow_root: Path | None = None) 
         if io.plot:
             write_json(io.plot, losses)
         if mlflow_root is not None:
-            log_stage(mlflow_root, f"pretrain@{model}", {"model": ref, "pretrain": asdict(pt), "train": asdict(t),
-                                                        "decontaminate_ngram": p.filter.decontaminate.ngram},
-                      {**metrics, "train_runtime_s": runtime_s}, curves=losses)
+            with untraced():  # MLflow's copy of the params: no output of the stage
+                logged = {"model": ref, "pretrain": asdict(pt), "train": asdict(t),
+                          "decontaminate_ngram": p.filter.decontaminate.ngram}
+            log_stage(mlflow_root, f"pretrain@{model}", logged, {**metrics, "train_runtime_s": runtime_s},
+                      curves=losses)
     finish(trainer, ckpt)
     return metrics

@@ -14,7 +14,7 @@ from __future__ import annotations
 from medaug.augment.strategies import grounded, mesh, new, progressive, rewrite  # noqa: F401  the strategies
 from medaug.augment.strategies.base import Strategy
 from medaug.errors import MedaugError
-from medaug.params import Params
+from medaug.params import Params, untraced
 
 STRATEGIES: dict[str, Strategy] = {m.STRATEGY.name: m.STRATEGY for m in list(globals().values())
                                    if isinstance(getattr(m, "STRATEGY", None), Strategy)}
@@ -29,7 +29,13 @@ def get(name: str) -> Strategy:
 
 def check(p: Params) -> None:
     """Every strategy params name is one of STRATEGIES, and each one generate runs serves the task; the error
-    names the key, the strategy, the task file and the fix."""
+    names the key, the strategy, the task file and the fix. A check decides no output: its reads are not the
+    stage's params (params.untraced)."""
+    with untraced():
+        _check(p)
+
+
+def _check(p: Params) -> None:
     known = ", ".join(STRATEGIES)
     for i, name in enumerate(p.generate.strategies):
         if name not in STRATEGIES:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from medaug.errors import MedaugError
 from medaug.filtering.steps import balance, consistency, decontaminate, dedup, judge, validate  # noqa: F401  the steps
 from medaug.filtering.steps.base import Context, Step
-from medaug.params import Params
+from medaug.params import Params, untraced
 
 STEPS: dict[str, Step] = {m.STEP.name: m.STEP for m in list(globals().values())
                           if isinstance(getattr(m, "STEP", None), Step)}
@@ -21,7 +21,8 @@ __all__ = ["STEPS", "Context", "Step", "check"]
 
 def check(p: Params) -> None:
     """Every name in `filter.steps` is one of STEPS; the error names the key and the known steps."""
-    for i, name in enumerate(p.filter.steps):
-        if name not in STEPS:
-            raise MedaugError(f"params.yaml: filter.steps[{i}] = {name!r} is no filter step (known: "
-                              f"{', '.join(STEPS)})")
+    with untraced():  # a check decides no output
+        for i, name in enumerate(p.filter.steps):
+            if name not in STEPS:
+                raise MedaugError(f"params.yaml: filter.steps[{i}] = {name!r} is no filter step (known: "
+                                  f"{', '.join(STEPS)})")
