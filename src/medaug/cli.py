@@ -199,11 +199,13 @@ def check_params(path: str) -> None:
     """Parse and validate params.yaml (unknown keys and bad values fail with the key path; generation strategies
     that do not exist or cannot serve the task fail naming the fix)."""
     from medaug.augment import strategies
+    from medaug.data import loaders
     from medaug.filtering import steps
     from medaug.params import load_params
 
     log.debug(f"check-params: reading {Path(path).resolve()}")
     p = load_params(path)
+    loaders.check(p)
     strategies.check(p)
     steps.check(p)
     click.echo(f"{path}: ok")

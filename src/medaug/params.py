@@ -202,9 +202,9 @@ class TaskParams(_Traced):
     shuffle_seed: int = 0
     name: str = "pubmedqa"
     description: str = ""
-    loader: Literal["pubmedqa", "medqa", "medmcqa", "progressive"] = "pubmedqa"
-    """How `data.source` rows become records: src/medaug/data/pubmedqa.py, or data/mcq.py for the exam sets and
-    the progressive cases (a chain of questions per case)."""
+    loader: str = "pubmedqa"
+    """How `data.source` becomes train/dev/test: a module of src/medaug/data/loaders/ (pubmedqa, medqa, medmcqa,
+    progressive: a chain of questions per case); checked by the prepare stage and `medaug check-params`."""
     hub_id: str = "qiaojin/PubMedQA"
     hub_config: str | None = "pqa_labeled"
     """What `data.source: hub` loads."""

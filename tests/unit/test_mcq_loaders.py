@@ -8,14 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from medaug.data.mcq import SAMPLES, from_medmcqa_rows, from_medqa_rows, load_splits
+from medaug.data import loaders, mcq
+from medaug.data.loaders import LOADERS
+from medaug.data.mcq import from_medmcqa_rows, from_medqa_rows
+from medaug.params import TaskParams
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
 from support.rows import write
 
 pytestmark = pytest.mark.usefixtures("hf_cache")
 
-SAMPLE_DIR = SAMPLES["medqa"].parent
+SAMPLE_DIR = LOADERS["medqa"].sample.parent
+
+
+def load_splits(loader: str, *args):
+    """mcq.load_splits with the loader named as a task file names it."""
+    return mcq.load_splits(LOADERS[loader], *args)
 
 OPTS = {"A": "ice caverns", "B": "lava fields", "C": "floating marshes", "D": "crystal forests"}
 
@@ -173,8 +181,9 @@ def test_source_must_be_one_folder_per_split_and_loader_known(tmp_path):
     write(tmp_path / "exam" / "train.parquet", [medqa_row()])
     with pytest.raises(MedaugError, match="exam: both train.jsonl and train.parquet exist; keep one"):
         load_splits("medqa", "exam", tmp_path, "unused", None, ["train"])
-    with pytest.raises(MedaugError, match="unknown multiple-choice loader 'pubmedqa'"):
-        load_splits("pubmedqa", "sample", tmp_path, "unused", None, ["train"])
+    with pytest.raises(MedaugError, match=r"loader 'nope' is no loader \(known: medmcqa, medqa, progressive, "
+                                          r"pubmedqa\); a new source schema is a module in src/medaug/data/loaders/"):
+        loaders.get(TaskParams(loader="nope"))
 
 
 def test_unreadable_file_is_one_line_error(tmp_path):

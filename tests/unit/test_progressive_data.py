@@ -10,14 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from medaug.data.mcq import SAMPLES, from_progressive_rows, load_splits
+from medaug.data import mcq
+from medaug.data.loaders import LOADERS
+from medaug.data.mcq import from_progressive_rows
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
 from support.rows import write
 
 pytestmark = pytest.mark.usefixtures("hf_cache")
 
-SAMPLE_DIR = SAMPLES["progressive"]
+SAMPLE_DIR = LOADERS["progressive"].sample
+
+
+def load_splits(loader: str, *args):
+    """mcq.load_splits with the loader named as a task file names it."""
+    return mcq.load_splits(LOADERS[loader], *args)
 
 OPTS = {"A": "droop-fever", "B": "spark-sneeze", "C": "glimmerpox", "D": "the lightness"}
 

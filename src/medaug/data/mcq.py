@@ -10,6 +10,7 @@ Schemas:
   the case. Step j of case c becomes the Record `c-j` with contexts = the reveals of steps 1..j, chain = {id: c,
   step: j, steps} and history = the earlier steps' questions with their correct options' texts ([] at step 1).
 
+Each schema is a loader (data/loaders/: medqa, medmcqa, progressive) that names its rows function here.
 Sources (params `data.source`): `sample` (the bundled synthetic rows, data/sample/<loader>/<split>.jsonl), `hub`
 (`datasets.load_dataset(hub_id, hub_config, split=...)`; not for `progressive`), or a folder holding one
 `<split>.jsonl` or `<split>.parquet` per split, in the loader's schema.
@@ -17,16 +18,12 @@ Sources (params `data.source`): `sample` (the bundled synthetic rows, data/sampl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from medaug.data.schema import Record, validate
 from medaug.errors import MedaugError
 
-SAMPLES = {"medqa": Path(__file__).parent / "sample" / "medqa", "medmcqa": Path(__file__).parent / "sample" / "medmcqa",
-           "progressive": Path(__file__).parent / "sample" / "progressive"}
-"""The bundled synthetic rows per loader (data.source: sample), one <split>.jsonl each."""
 LETTERS = "ABCD"
 
 
@@ -145,11 +142,6 @@ def from_progressive_rows(rows: Any, name: str, split: str) -> list[Record]:
     return records
 
 
-LOADERS: dict[str, Callable[[Any, str, str], list[Record]]] = {"medqa": from_medqa_rows,
-                                                                "medmcqa": from_medmcqa_rows,
-                                                                "progressive": from_progressive_rows}
-
-
 def _one_line(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
@@ -183,19 +175,18 @@ def _load_hub(hub_id: str, config: str | None, split: str) -> Any:
                           f"{split}.parquet") from None
 
 
-def load_splits(loader: str, source: str, root: Path, hub_id: str, hub_config: str | None,
+def load_splits(loader: Any, source: str, root: Path, hub_id: str, hub_config: str | None,
                 splits: list[str]) -> dict[str, list[Record]]:
-    """{split: Records} for each of `splits`, from `source`; a relative folder is resolved against `root`."""
-    if loader not in LOADERS:
-        raise MedaugError(f"unknown multiple-choice loader {loader!r} (allowed: {', '.join(LOADERS)})")
-    from_rows = LOADERS[loader]
+    """{split: Records} for each of `splits` of a `loaders.base.GivenSplits` loader, from `source` (sample: the
+    loader's bundled rows); a relative folder is resolved against `root`."""
+    from_rows, name = loader.rows, loader.name
     if source == "hub":
         if not hub_id:
-            raise MedaugError(f"params.yaml: data.source = hub, but the task (loader {loader!r}) has no hub dataset; "
+            raise MedaugError(f"params.yaml: data.source = hub, but the task (loader {name!r}) has no hub dataset; "
                               f"point data.source at a folder with one <split>.jsonl per split (or use sample)")
         ref = f"{hub_id}/{hub_config}" if hub_config else hub_id
         return {s: from_rows(_load_hub(hub_id, hub_config, s), f"{ref} [{s}]", s) for s in splits}
-    folder = SAMPLES[loader] if source == "sample" else Path(root) / source  # an absolute source stays as is
+    folder = loader.sample if source == "sample" else Path(root) / source  # an absolute source stays as is
     if not folder.is_dir():
         raise MedaugError(f"params.yaml: data.source = {source!r} is not a folder (allowed: sample, hub, or a folder "
                           f"with one <split>.jsonl or <split>.parquet per split)")
