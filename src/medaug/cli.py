@@ -223,7 +223,7 @@ def check_lock(prune: bool) -> None:
         gone = freshness.prune(root)
         click.echo(f"dvc.lock: removed {len(gone)} entries ({', '.join(gone)})" if gone else "dvc.lock: no orphans")
     stale = freshness.stale_stages(root)
-    orphans = freshness.orphans(root)
+    orphans = [] if prune else freshness.orphans(root)  # pruned just now: none left
     for stage, why in stale.items():
         click.echo(f"{stage}: {'; '.join(why)}", err=True)
     for stage in orphans:

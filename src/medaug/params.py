@@ -30,7 +30,8 @@ CHECK_READS = "MEDAUG_CHECK_PARAMS"
 """Set (to 1) in a DVC stage's environment: the stage records every params key it reads (from `load_params` on)
 and, at its end, fails on a key its dvc.yaml entry does not declare (`medaug.declared`). The test suite sets it
 (tests/conftest.py), so every DAG test runs every stage under the check. Off by default: a user's stage would
-fail after its work is done, and the check costs about a second (it asks DVC for the stage's declaration)."""
+fail after its work is done (the check itself costs about a second once per dvc.yaml and params.yaml, when it
+asks DVC for every stage's declaration)."""
 
 _reads: set[str] | None = None  # the keys read since load_params, while tracing
 _loaded: Any = None  # the Params load_params returned, while tracing
@@ -52,44 +53,29 @@ class _Traced:
 
 class _TracedDict(dict):
     """A params mapping (models, variants, generate.teachers, evaluate.teacher) while tracing: reading one key
-    records `<mapping>.<key>`; iterating, sizing or copying it records the whole mapping."""
+    (`[k]`, `get`, `in`) records `<mapping>.<key>`; iterating, sizing or copying it records the whole mapping."""
     _key: str | None = None
 
     def _read(self, k: Any = None) -> None:
         if _reads is not None and self._key is not None:
             _reads.add(self._key if k is None else f"{self._key}.{k}")
 
-    def __getitem__(self, k):
-        self._read(k)
-        return super().__getitem__(k)
 
-    def get(self, k, default=None):
-        self._read(k)
-        return super().get(k, default)
+def _recording(name: str, one_key: bool) -> Any:
+    """dict's method `name`, recording the key it reads (`one_key`) or the whole mapping."""
+    method = getattr(dict, name)
 
-    def __contains__(self, k):
-        self._read(k)
-        return super().__contains__(k)
+    def recorded(self: _TracedDict, *args: Any) -> Any:
+        self._read(args[0] if one_key else None)
+        return method(self, *args)
 
-    def __iter__(self):
-        self._read()
-        return super().__iter__()
+    recorded.__name__ = name
+    return recorded
 
-    def __len__(self):
-        self._read()
-        return super().__len__()
 
-    def keys(self):
-        self._read()
-        return super().keys()
-
-    def items(self):
-        self._read()
-        return super().items()
-
-    def values(self):
-        self._read()
-        return super().values()
+for _name, _one_key in (("__getitem__", True), ("get", True), ("__contains__", True), ("__iter__", False),
+                        ("__len__", False), ("keys", False), ("items", False), ("values", False)):
+    setattr(_TracedDict, _name, _recording(_name, _one_key))
 
 
 def _keyed(obj: Any, key: str) -> Any:
