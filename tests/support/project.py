@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from support import forkserver
 from support.paths import ROOT
 from support.process import sh
 
@@ -41,7 +42,8 @@ def tiny(params: dict, variants: list[str], max_steps: int = 6) -> dict:
 
 def git_repo(repo: Path, base: Path, key: str) -> dict[str, str]:
     """Commit `repo` as a fresh git repo; the environment a user's shell would have for it (venv on PATH, the
-    teacher key, the per-session tiny-model cache, no MLflow URI: the project's own store)."""
+    teacher key, the per-session tiny-model cache, no MLflow URI: the project's own store), with the worker's fork
+    server for the model stages (support.forkserver)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                OPENAI_API_KEY=key, MEDAUG_CACHE=str(base / "medaug-cache"),
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
@@ -50,7 +52,7 @@ def git_repo(repo: Path, base: Path, key: str) -> dict[str, str]:
     sh(["git", "init", "-q"], repo, env)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "init"], repo, env)
-    return env
+    return forkserver.env(env, base)
 
 
 def champion_vs_evaluate(repo: Path, env: dict[str, str], name: str,
