@@ -246,3 +246,51 @@ def test_precision_is_resolved_into_the_request_key_and_the_model(tmp_path):
     assert teachers["auto"].request_sha(r) == teachers[precision("auto")].request_sha(r)
     out = teachers["bf16"].complete([r])
     assert teachers["bf16"].model.dtype == torch.bfloat16 and isinstance(out[0].text, str)
+
+
+def test_a_local_teacher_replaced_in_place_is_asked_again_and_its_digest_is_kept_beside_it(tmp_path, tiny_cache):
+    """Answers are keyed by a digest of the teacher's files (issue 31): the same folder with other weights is a
+    cache miss for every request, the same weights are all hits (the model never loaded); the digest is computed
+    once and kept beside the files until one changes; `medaug cache stats` names it, and `--model <folder>`
+    selects every version."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from medaug.cli import cli
+    from medaug.llm.teacher import Request, make_teacher
+    from medaug.models import DIGEST, resolve, weights_digest
+    from medaug.params import TeacherParams
+
+    folder = tmp_path / "teacher"
+    shutil.copytree(resolve("tiny-llama"), folder)
+    reqs = [Request.user(f"Abstract: case {i}.\nQuestion:") for i in range(3)]
+
+    def ask():
+        teacher = make_teacher(TeacherParams(model=str(folder), max_new_tokens=4, cache="cache.sqlite"), tmp_path)
+        out = [c.text for c in teacher.complete(reqs)]
+        teacher.cache.flush()
+        return teacher, out
+
+    first, before = ask()
+    assert first.cache.misses == 3 and (folder / DIGEST).exists()
+    again, same = ask()
+    assert again.cache.hits == 3 and again.model is None and same == before
+    stamp = json.loads((folder / DIGEST).read_text())
+    (folder / DIGEST).write_text(json.dumps({**stamp, "digest": "sha256:kept"}))
+    assert weights_digest(str(folder)) == "sha256:kept"  # read from beside the files, not hashed again
+    model = AutoModelForCausalLM.from_pretrained(folder)  # the teacher retrained: other weights, same folder
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(1.5)
+    model.save_pretrained(folder)
+    assert weights_digest(str(folder)) not in ("sha256:kept", stamp["digest"])
+    replaced, _ = ask()
+    assert replaced.cache.misses == 3 and replaced.model is not None  # every request asked again
+    cache = ["cache", "--path", str(tmp_path / "cache.sqlite")]
+    stats = json.loads(CliRunner().invoke(cli, [*cache, "stats", "--json"], catch_exceptions=False).output)
+    names = sorted(m["model"] for m in stats["models"])
+    assert names == sorted(f"{folder}@{d.split(':')[1][:12]}" for d in (stamp["digest"], weights_digest(str(folder))))
+    pruned = CliRunner().invoke(cli, [*cache, "prune", "--model", str(folder), "--dry-run"],
+                                catch_exceptions=False).output
+    assert pruned.startswith("would remove 6 entries"), pruned

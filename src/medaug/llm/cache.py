@@ -349,7 +349,7 @@ class RequestCache:
         """Every entry (of one model if given), in key order, read a page at a time so a large cache is never
         held in memory and concurrent writers are never blocked for long."""
         self.flush()
-        where, params = ("model = ?", (model,)) if model is not None else ("", ())
+        where, params = _model_clause(model) if model is not None else ("", ())
         return (CacheEntry(*row[:4], json.loads(row[4])) for row in _iter_rows(self._db, self._lock, where, params))
 
     def merge(self, entries: Iterable[CacheEntry]) -> tuple[int, int]:
@@ -380,8 +380,9 @@ class RequestCache:
             clauses.append("created < ?")
             params.append(time.time() - older_than_s)
         if model is not None:
-            clauses.append("model = ?")
-            params.append(model)
+            clause, args = _model_clause(model)
+            clauses.append(clause)
+            params.extend(args)
         if not clauses:
             raise MedaugError("prune needs a filter (an age and/or a model); to drop the whole cache, delete "
                               f"{self.path}")
@@ -412,6 +413,13 @@ class RequestCache:
         finally:
             with self._lock:
                 self._db.close()
+
+
+def _model_clause(model: str) -> tuple[str, tuple[str, ...]]:
+    """Entries of `model`: the name as given, or any digest of it (a local teacher's answers are stored as
+    `<model>@<digest>`, one per version of its weights: `gemma-3-270m` selects them all, `gemma-3-270m@<digest>`
+    one)."""
+    return "(model = ? OR substr(model, 1, ?) = ?)", (model, len(model) + 1, model + "@")
 
 
 def read_entries(path: str | Path) -> Iterator[CacheEntry]:

@@ -4,16 +4,18 @@ Decoding is medaug's own (`decode`), held to `model.generate` by tests: batches 
 length, a template's shared prefix computed once, each row leaving the batch as soon as its reply is complete, and
 top-k before top-p sampling computed on the top-k alone (see docs/architecture.md, "The teacher layer").
 Deterministic: each batch samples from a generator seeded by its first request's cache key (which holds
-teacher.seed and the sample index). A reply ends at EOS, at the first blank line, or where the model starts a next
+teacher.seed and the sample index; the key less the weights' digest, which keys the answers but not the draw). A reply ends at EOS, at the first blank line, or where the model starts a next
 item (a "Key:" line it already wrote). A request for JSON is prefilled with the opening of the object
 (`{"<first key>": "`), which keeps a base model on the format, and ends once the object is complete. The backend
 drives base models: a conversation (a repair request) is answered as a new sample of its first prompt. The model
-is loaded at the first cache miss, so a fully cached rerun never loads it.
+is loaded at the first cache miss, so a fully cached rerun never loads it (it digests the model's files, once: the
+digest is kept beside them).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import weakref
@@ -417,7 +419,23 @@ class LocalTeacher(Teacher):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
+    @functools.cached_property
+    def weights(self) -> str:
+        """The digest of the teacher's files (models.weights_digest): part of every request key, so answers of a
+        model replaced in the same folder are never served for the new one; the cache's model column names it."""
+        from medaug.models import weights_digest
+        return weights_digest(self.tp.model)
+
+    @property
+    def cache_model(self) -> str:
+        return f"{self.tp.model}@{self.weights.split(':', 1)[-1][:12]}"
+
     def key_parts(self, r: Request) -> dict:
+        return self.sampling_parts(r) | {"weights": self.weights}
+
+    def sampling_parts(self, r: Request) -> dict:
+        """The key without the weights' digest: what seeds a batch's sampling, so the same model writes the same
+        answers whatever its digest was keyed as."""
         return super().key_parts(r) | {"top_k": self.tp.top_k, "precision": precision(self.tp.precision)}
 
     def _complete(self, reqs: list[Request], shas: list[str], report: Report) -> None:
@@ -440,7 +458,7 @@ class LocalTeacher(Teacher):
             idx = list(reserved)
             if not idx:
                 continue
-            gen = torch.Generator().manual_seed(int(shas[idx[0]][:15], 16))
+            gen = torch.Generator().manual_seed(int(self.cache.key(**self.sampling_parts(reqs[idx[0]]))[:15], 16))
 
             def pick(logits: torch.Tensor) -> torch.Tensor:
                 return sample_next(logits, tp.temperature, tp.top_k, tp.top_p, gen)

@@ -117,6 +117,11 @@ class Teacher:
         """Set by a backend on an error no retry can fix (a refused key, an unknown model): nothing more is sent,
         and `complete` raises it once every answer received is cached."""
 
+    @property
+    def cache_model(self) -> str:
+        """The model as the cache's model column names it (`medaug cache stats`)."""
+        return self.tp.model
+
     def key_parts(self, r: Request) -> dict[str, Any]:
         """Everything that determines an answer. Prompt files are part of the message text, so editing one
         invalidates exactly the requests that used it."""
@@ -190,7 +195,7 @@ class Teacher:
                 try:
                     self.cache.put(c.request_sha, {"text": c.text, "input_tokens": c.input_tokens,
                                                    "output_tokens": c.output_tokens, "cost_usd": c.cost_usd},
-                                   backend=self.backend, model=self.tp.model)
+                                   backend=self.backend, model=self.cache_model)
                 except Exception as e:  # this item's problem: the other answers in flight are kept
                     log.warning(f"teacher {self.name}: could not cache an answer ({type(e).__name__}: {e})")
                     c.text, c.error = None, "cache_write_error"

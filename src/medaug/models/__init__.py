@@ -91,6 +91,52 @@ def resolve(ref: str) -> str:
     return ref
 
 
+DIGEST = "medaug_digest.json"
+"""Kept beside a local model's files by `weights_digest`: {"digest", "files": {relative path: [size, mtime_ns]}}."""
+
+
+def weights_digest(ref: str) -> str:
+    """What a model reference holds, as a digest: `sha256:<hex>` of a local model's files (their relative paths and
+    bytes; built-in models and local directories), computed once and kept beside them (DIGEST) until a file's size
+    or modification time changes; `hub:<commit>` of a hub id's snapshot in the local hub cache (the commit names
+    its bytes), or `hub:<id>@unresolved` when none is cached. The local teacher keys its answers by it, so a model
+    retrained or replaced in the same folder is asked again (llm/local_backend.py)."""
+    import hashlib
+
+    path = resolve(ref)
+    if not Path(path).is_dir():  # a hub id
+        try:
+            from huggingface_hub import snapshot_download
+            return "hub:" + Path(snapshot_download(path, local_files_only=True)).name
+        except Exception:  # noqa: BLE001  not in the local hub cache (or no such repo): nothing to digest yet
+            return f"hub:{path}@unresolved"
+    folder = Path(path)
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith((DIGEST, f".{DIGEST}"))
+                   and not f.name.endswith(".lock"))
+    stat = {f.relative_to(folder).as_posix(): [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+    try:
+        kept = json.loads((folder / DIGEST).read_text())
+        if kept["files"] == stat:
+            return kept["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    digest = "sha256:" + h.hexdigest()
+    try:
+        tmp = folder / f".{DIGEST}.{os.getpid()}"
+        tmp.write_text(json.dumps({"digest": digest, "files": stat}))
+        os.replace(tmp, folder / DIGEST)
+    except OSError:  # a read-only model folder: computed again next time
+        pass
+    return digest
+
+
 TRAINED = "medaug.json"
 """Written into every train/pretrain output: {"base": <reference of the model it was trained from>, "base_revision":
 <the hub commit it loaded, for a hub id>, ...}; a copy with its local base inside it (export.py: an export, the
