@@ -250,3 +250,46 @@ def test_a_run_is_dirty_until_its_commit_holds_the_tracked_files_and_dvc_lock(tm
     assert dirty() == "false"  # an untracked output alone
     (tmp_path / "params.yaml").write_text("a: 2\n")
     assert dirty() == "true"
+
+
+def test_with_several_seeds_the_gate_judges_the_recipe_by_its_seeds_not_one_run(tmp_path, monkeypatch, tiny_cache):
+    """Issue 31: seeds 17, 17 and 5 right of 20 against a champion right on 10. The registered seed (nearest the
+    mean, 0.65) alone beats the champion by McNemar (7 vs 0 discordant, p = 0.016), but one seed in three is far
+    worse: the seed bootstrap leaves p near 0.5, so the recipe stays challenger. Three seeds right on 17 take it."""
+    from mlflow import MlflowClient
+
+    from medaug.evaluate.stats import seed_bootstrap
+    from support.models import lora_adapter
+    from support.register import FUNNEL, LOCK, register_step
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    write_records("data/prepared/test.jsonl", TEST)
+    write_json("reports/funnel.json", FUNNEL)
+    Path("dvc.lock").write_text(json.dumps(LOCK))
+    Path("data/filtered").mkdir(parents=True)
+    for name in ("tiny-original-0", *(f"tiny-augmented-{s}" for s in range(3))):
+        lora_adapter("tiny-llama", Path("models") / name)
+
+    def seeds_params(variant, seeds):
+        return parse_params({"models": {"tiny": "tiny-llama"}, "teacher": {"backend": "openai", "model": "fake"},
+                             "train": {"models": ["tiny"], "variants": [variant], "seeds": seeds},
+                             "register": {"policy": "mcnemar", "alpha": 0.05}})
+
+    monkeypatch.setattr("support.register.params", lambda policy: seeds_params("original", [0]))
+    _, first, _ = register_step("mcnemar", {"tiny-original-0": right_on(10)})
+    assert first["alias"] == "champion"
+    monkeypatch.setattr("support.register.params", lambda policy: seeds_params("augmented", [0, 1, 2]))
+    runs = [right_on(17), right_on(17), right_on(5)]
+    _, noisy, now = register_step("mcnemar", {f"tiny-augmented-{s}": ps for s, ps in enumerate(runs)})
+    assert noisy["candidate"] == "tiny-augmented-0" and noisy["value"] == 0.85  # the seed nearest the mean
+    assert (noisy["vs_champion"]["p_value"], noisy["vs_champion"]["a_only"]) == (pytest.approx(2 / 2 ** 7), 7)
+    assert noisy["vs_champion"]["seeds"] == {"n": 3, "accuracy": pytest.approx(0.65),
+                                             **seed_bootstrap(GOLDS, runs, [right_on(10)], 1000, 0)}
+    assert noisy["vs_champion"]["seeds"]["p_value"] > 0.05 and noisy["alias"] == "challenger"
+    assert now == {"champion": 1, "challenger": 2}
+    logged = MlflowClient().get_run(MlflowClient().get_model_version(NAME, "2").run_id).data.metrics
+    assert logged["vs_champion.seeds.p_value"] == noisy["vs_champion"]["seeds"]["p_value"]
+    _, steady, now = register_step("mcnemar", {f"tiny-augmented-{s}": right_on(17) for s in range(3)})
+    assert steady["vs_champion"]["seeds"]["p_value"] < 0.05 and steady["alias"] == "champion"
+    assert now == {"champion": 3, "challenger": 2}

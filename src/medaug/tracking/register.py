@@ -11,6 +11,12 @@ Every candidate is tested against the champion (`candidates` in reports/register
 (`vs_champion`, and the register run's `vs_champion.*` metrics) adds Δ accuracy and its paired bootstrap interval
 on the same test items (`delta_ci95`, evaluate.bootstrap/seed/ci_method; none with evaluate.bootstrap 0): a report,
 not part of the policy.
+
+With several seeds (train.seeds) the winner is a recipe, registered as its seed nearest the recipe's mean
+(`pick_best`), and the gate judges the recipe, not that one run: its metric is the mean over its seeds, and with
+`mcnemar` the p-value is the seed bootstrap's (`stats.seed_bootstrap`: test items and seeds resampled, the seeds'
+runs against the champion's predictions; `vs_champion.seeds`), so a recipe whose seeds disagree does not take the
+champion on one lucky run. With evaluate.bootstrap 0 the p-value stays the representative's McNemar test.
 """
 
 from __future__ import annotations
@@ -161,12 +167,17 @@ def current_champion(client, p: Params, digest: str, records: list[Record]) -> C
 
 
 def wins(p: Params, value: float, champion_value: float, test: dict[str, Any]) -> bool:
-    """Whether the winner takes `champion`: its metric is strictly higher and, for `mcnemar`, the McNemar test
-    against the champion gives p < alpha in its favour (more items only it gets right: with macro-F1 as the
-    metric, a higher F1 can come with a significantly lower accuracy, which must not count)."""
+    """Whether the winner takes `champion`: its metric (its recipe's mean over seeds, with several) is strictly
+    higher and, for `mcnemar`, the test against the champion gives p < alpha in its favour: the seed bootstrap
+    (`test["seeds"]`) with several seeds, else McNemar's (more items only it gets right: with macro-F1 as the metric,
+    a higher F1 can come with a significantly lower accuracy, which must not count)."""
     if not value > champion_value:
         return False
-    return p.register.policy == "higher" or (test["p_value"] < p.register.alpha and test["a_only"] > test["b_only"])
+    if p.register.policy == "higher":
+        return True
+    if "seeds" in test:
+        return test["seeds"]["p_value"] < p.register.alpha and test["seeds"]["delta"] > 0
+    return test["p_value"] < p.register.alpha and test["a_only"] > test["b_only"]
 
 
 def description(best: str, metric: str, value: float, digest: str, tags: dict[str, str],
@@ -189,7 +200,7 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
     import mlflow
     from mlflow import MlflowClient
 
-    from medaug.evaluate.stats import mcnemar, paired_delta_ci
+    from medaug.evaluate.stats import mcnemar, paired_delta_ci, seed_bootstrap
     from medaug.export import bundle, card, read_meta
     from medaug.tracking.pyfunc import model_input, pip_requirements
 
@@ -205,6 +216,8 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
     champ = current_champion(client, p, digest, records)
     tests = {name: mcnemar(golds, ps, champ.preds) if champ else None for name, ps in preds.items()}
     value = float(metrics[model_name, variant, seed][p.register.metric])
+    seeds = [c for c in metrics if c[:2] == (model_name, variant)]  # the winning recipe's runs
+    recipe_value = sum(float(metrics[c][p.register.metric]) for c in seeds) / len(seeds)
     vs = tests[best]
     if champ:  # the winner against the champion: McNemar, and Δ accuracy with its paired bootstrap interval
         vs = {**vs, "delta_accuracy": sum((y == g) - (c == g) for g, y, c in zip(golds, preds[best], champ.preds))
@@ -212,7 +225,12 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
         if p.evaluate.bootstrap:
             vs["delta_ci95"] = paired_delta_ci(golds, preds[best], champ.preds, p.evaluate.bootstrap, p.evaluate.seed,
                                                method=p.evaluate.ci_method)
-    alias = "champion" if champ is None or wins(p, value, champ.value, vs) else "challenger"
+        if len(seeds) > 1 and p.evaluate.bootstrap:  # the recipe, every seed, against the champion
+            vs["seeds"] = {"n": len(seeds), p.register.metric: recipe_value,
+                           **seed_bootstrap(golds, [preds[candidate(*c)] for c in seeds], [champ.preds],
+                                            p.evaluate.bootstrap, p.evaluate.seed)}
+    gate_value = recipe_value if len(seeds) > 1 else value
+    alias = "champion" if champ is None or wins(p, gate_value, champ.value, vs) else "challenger"
 
     tags = {"candidate": best, "task": p.task.name, "variant": variant, "seed": str(seed),
             "base_model": p.model_ref(model_name),
@@ -241,7 +259,9 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
             mlflow.log_metrics({"vs_champion.p_value": vs["p_value"],
                                 "vs_champion.delta_accuracy": vs["delta_accuracy"],
                                 **({f"vs_champion.delta_ci95_{k}": vs["delta_ci95"][k] for k in ("low", "high")}
-                                   if "delta_ci95" in vs else {})})
+                                   if "delta_ci95" in vs else {}),
+                                **({f"vs_champion.seeds.{k}": float(v) for k, v in vs["seeds"].items()}
+                                   if "seeds" in vs else {})})
         mlflow.set_tags(tags)
         mlflow.log_dict({r.id: y for r, y in zip(records, preds[best])}, PREDICTIONS_ARTIFACT)
         for extra in (io.datacard, io.funnel):
@@ -275,8 +295,8 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
               "metric": p.register.metric, "value": value, "policy": p.register.policy, "alpha": p.register.alpha,
               "previous_champion_version": int(champ.version) if champ else None,
               "previous_champion_value": champ.value if champ else None,
-              "vs_champion": {k: vs[k] for k in ("p_value", "a_only", "b_only", "delta_accuracy", "delta_ci95")
-                              if k in vs} if champ else None,
+              "vs_champion": {k: vs[k] for k in ("p_value", "a_only", "b_only", "delta_accuracy", "delta_ci95",
+                                                 "seeds") if k in vs} if champ else None,
               "candidates": {name: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                                     "p_vs_champion": tests[name]["p_value"] if champ else None}
                              for name, m in ((candidate(*c), m) for c, m in metrics.items())},
@@ -288,6 +308,8 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
                 f"McNemar p={vs['p_value']:.3g} ({vs['a_only']} vs {vs['b_only']} discordant), "
                 f"Δ accuracy {vs['delta_accuracy']:+.3f}"
                 + (f" [{vs['delta_ci95']['low']:+.3f}, {vs['delta_ci95']['high']:+.3f}]" if "delta_ci95" in vs else "")
+                + (f"; the recipe's {vs['seeds']['n']} seeds: {p.register.metric} {recipe_value:.4f}, seed bootstrap "
+                   f"p={vs['seeds']['p_value']:.3g}" if "seeds" in vs else "")
                 if champ else ""))
     return result
 
