@@ -145,12 +145,13 @@ def register_steps(tmp_path_factory):
             lora_adapter("tiny-llama", Path("models") / name)
         worst = right_on(8)
         out = {"first": register_step("higher", {"tiny-original-0": right_on(10), "tiny-augmented-0": worst}),
-               "tie": register_step("higher", {"tiny-original-0": right_on(10), "tiny-augmented-0": worst}, LONG_CARD),
+               "tie": register_step("higher", {"tiny-original-0": right_on(10), "tiny-augmented-0": worst}),
                "worse": register_step("higher", {"tiny-original-0": right_on(9), "tiny-augmented-0": worst}),
                # 11 vs 10 right: 1 discordant pair, p = 1
                "noise": register_step("mcnemar", {"tiny-original-0": right_on(11), "tiny-augmented-0": worst}),
                # 16 vs 10 right: 6 discordant pairs all for the candidate, p = 2 / 2**6 = 0.03125
-               "beyond": register_step("mcnemar", {"tiny-original-0": right_on(11), "tiny-augmented-0": right_on(16)})}
+               "beyond": register_step("mcnemar", {"tiny-original-0": right_on(11), "tiny-augmented-0": right_on(16)},
+                                       LONG_CARD)}
         yield {"root": root, "client": MlflowClient(), **out}
     torch.set_num_threads(threads)
 

@@ -25,7 +25,7 @@ from medaug.errors import MedaugError
 from medaug.models import TRAINED, hub_id
 from medaug.models.card import model_card
 from medaug.params import Params
-from medaug.paths import FILTERED, METRICS, MODELS, REPORTS, Candidate
+from medaug.paths import DATASETS, METRICS, MODELS, REPORTS, Candidate
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,14 @@ def bundle(model_dir: Path, out_dir: Path) -> dict[str, Any]:
 def card(p: Params, name: str, meta: dict[str, Any], adapter: bool, root: Path) -> str:
     """The README.md of candidate `name` as shipped (an export, the registered model): medaug.json's `meta`, plus
     from the project's outputs at `root` the dev scores (reports/train), the test scores and CIs (metrics/eval) and,
-    when the recipe has generated items, the data card (data/filtered/datacard.md). Missing files are left out."""
+    when the recipe has generated items, its data card (reports/dataset/<recipe>.md, of its own items). Missing files
+    are left out."""
     def json_or_none(path: Path) -> dict[str, Any] | None:
         return read_json(path) if path.exists() else None
 
     variant = Candidate.recipe_of(str(meta.get("variant", "")))
     generated = bool(variant in p.variants and p.variants[variant].strategies)
-    datacard = root / FILTERED / "datacard.md"
+    datacard = root / DATASETS / f"{variant}.md"
     return model_card(name=name, meta=meta, task=p.task, data_source=p.data.source, adapter=adapter,
                       train_metrics=json_or_none(root / REPORTS / "train" / f"{name}.json"),
                       test_metrics=json_or_none(root / METRICS / "eval" / f"{name}.json"),

@@ -19,6 +19,7 @@ EVAL = Path("eval")  # eval/<candidate>/: the registry reads the predictions of 
 TEACHER_EVAL = Path("eval-teacher")  # the teacher baseline, outside eval/: no registry input
 METRICS = Path("metrics")  # the headline of each report (medaug.headline): what `dvc exp show` lists
 REPORTS = Path("reports")  # each stage's whole report, a plain output in git: per-class, funnel reasons, usage
+DATASETS = REPORTS / "dataset"  # <recipe>.json (counts, cost, teachers, funnel) and <recipe>.md (its data card)
 CONFUSION = Path("plots/confusion")
 PER_CLASS = Path("plots/per_class")  # plots/per_class/<candidate>.json: {class, precision, recall, f1} rows
 FUNNEL_PLOT = Path("plots/funnel.json")
@@ -131,13 +132,19 @@ class DatasetIO:
     generate_report: Path  # with funnel_report: what each kept item cost
     funnel_report: Path
     out: Path  # data/train/<recipe>.jsonl
-    report: Path
+    report: Path  # reports/dataset/<recipe>.json: counts, cost, and the recipe's teachers and funnel
+    card: Path  # reports/dataset/<recipe>.md: the recipe's data card
+    generated: Path  # with generate_rejects and filter_rejects: every item asked for, for the recipe's funnel
+    generate_rejects: Path
+    filter_rejects: Path
 
     @classmethod
     def at(cls, recipe: str, root: Path = Path()) -> DatasetIO:
         return cls(root / PREPARED / "train.jsonl", root / FILTERED / "kept.jsonl", root / REPORTS / "generate.json",
                    root / REPORTS / "funnel.json", root / TRAIN_SETS / f"{recipe}.jsonl",
-                   root / REPORTS / "dataset" / f"{recipe}.json")
+                   root / DATASETS / f"{recipe}.json", root / DATASETS / f"{recipe}.md",
+                   root / GENERATED / "generated.jsonl", root / GENERATED / "rejects.jsonl",
+                   root / FILTERED / "rejects.jsonl")
 
 
 @dataclass(frozen=True)
@@ -235,13 +242,13 @@ class RegisterIO:
     models: Path
     test: Path
     out: Path  # reports/register.json
-    datacard: Path | None = None  # the version's description
-    funnel: Path | None = None  # its filter_funnel tag
+    datasets: Path | None = None  # reports/dataset: the winner recipe's <recipe>.md (the version's description) and
+    # <recipe>.json (its teacher_model and filter_funnel tags)
 
     @classmethod
     def at(cls, root: Path = Path()) -> RegisterIO:
         return cls(root / METRICS / "eval", root / EVAL, root / MODELS, root / PREPARED / "test.jsonl",
-                   root / REPORTS / "register.json", root / FILTERED / "datacard.md", root / REPORTS / "funnel.json")
+                   root / REPORTS / "register.json", root / DATASETS)
 
 
 def project_root(workspace: Path | None = None) -> Path:

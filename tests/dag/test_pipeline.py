@@ -218,6 +218,9 @@ def test_a_filter_param_change_reruns_filter_and_downstream_never_generate(proje
 READ_ONLY_SOMETIMES = {
     "generate": ["filter.decontaminate.ngram"],  # when a strategy reads the corpus (grounded, progressive)
     "prepare": ["task.shuffle_options", "task.shuffle_seed"],  # tasks with given splits (multiple choice)
+    # a recipe's data card names its teachers and funnel steps: recipes that generate (augmented, half)
+    **{f"dataset@{v}": ["teacher", "generate.teachers", "filter.steps"] for v in ("original", "why")},
+    "register": ["evaluate.seed"],  # the bootstrap of Δ vs the champion: from the second registration on
 }
 
 
@@ -232,7 +235,8 @@ def test_every_stage_reads_exactly_the_params_it_declares(project):
         assert r["undeclared"] == [], stage
         unread = [k for k in r["declared"] if not any(x == k or x.startswith(k + ".") or k.startswith(x + ".")
                                                       for x in r["read"])]
-        assert unread == READ_ONLY_SOMETIMES.get(stage, []), f"{stage} declares params it never reads: {unread}"
+        assert set(unread) <= set(READ_ONLY_SOMETIMES.get(stage, [])), \
+            f"{stage} declares params it never reads: {unread}"
 
 
 def test_a_param_a_stage_reads_marks_it_stale(project):

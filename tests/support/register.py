@@ -28,7 +28,7 @@ FUNNEL = {"in": 24, "kept": 17, "dropped": {"duplicate": 4, "overlaps_test": 2, 
                     "decontaminate": {"in": 19, "out": 17, "dropped": {"overlaps_test": 2}},
                     "balance": {"in": 17, "out": 17, "dropped": {}}},
           "by_source": {"rewrite": {"in": 12, "kept": 9, "dropped": {}}, "new": {"in": 12, "kept": 8, "dropped": {}}}}
-CARD = "# Data card: augmented training set\n\n- Teacher: `openai` backend, model(s) `fake-teacher`\n"
+CARD = "# Data card: recipe `augmented`\n\n- Teacher `openai:fake-teacher`: temperature 0.7, top_p 1.0, seed 0; for new\n"
 LONG_CARD = CARD + "\n| heading | original | generated, kept | augmented |\n|---|---|---|---|\n" + "".join(
     f"| Heading {i} | {i} | 1 | {i + 1} |\n" for i in range(400))
 LOCK = {"stages": {"prepare": {"outs": [{"path": "data/prepared", "md5": "aaa.dir"},
@@ -57,7 +57,12 @@ def register_step(policy, preds, card=CARD):
         write_json(Path("metrics/eval") / f"{name}.json", {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
         write_jsonl(Path("eval") / name / "predictions.jsonl",
                     ({"id": r.id, "gold": r.final_decision, "prediction": y} for r, y in zip(TEST, ps)))
-    Path("data/filtered/datacard.md").write_text(card)
+    recipes = Path("reports/dataset")  # what the dataset stage writes of each recipe: its card, teachers, funnel
+    recipes.mkdir(parents=True, exist_ok=True)
+    (recipes / "augmented.md").write_text(card)
+    write_json(recipes / "augmented.json", {"teachers": ["openai:fake-teacher"], "funnel": FUNNEL})
+    (recipes / "original.md").write_text("# Data card: recipe `original`\n\nThe train split alone.\n")
+    write_json(recipes / "original.json", {})
     p = params(policy)
     reg = register.run(p, Path.cwd(), RegisterIO.at())
     return p, reg, aliases()

@@ -216,7 +216,8 @@ def test_data_card_names_teacher_prompts_funnel_labels_and_mesh(tmp_path, prepar
                                                    out / "rejects.jsonl", tmp_path / "funnel.json",
                                                    datacard=out / "datacard.md"))
     card = (out / "datacard.md").read_text()
-    assert "model(s) `m`" in card and "| new | `p` |" in card  # the teacher and prompt hash of the records
+    # the teacher and prompt hash of the records (teacher `m` is no teacher of these params: said so)
+    assert "- Teacher `m` (not among params.yaml's teachers now); for new" in card and "| new | `p` |" in card
     assert "| validate | 5 | 4 | too_short 1 |" in card and "| decontaminate | 4 | 4 | - |" in card
     n = len(train)
     assert "| generated, kept | 4 | 1 (25%) | 1 (25%) | 2 (50%) |" in card

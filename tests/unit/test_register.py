@@ -34,15 +34,16 @@ def test_first_registration_is_champion_with_lineage(register_steps):
     v1 = client.get_model_version(NAME, "1")
     assert v1.tags["params_digest"] == hashlib.sha256(
         json.dumps(dataclasses.asdict(p), sort_keys=True).encode()).hexdigest()
-    assert v1.tags["teacher_model"] == "openai:fake-teacher" and v1.tags["task"] == "pubmedqa"
+    assert v1.tags["task"] == "pubmedqa"
     assert (v1.tags["train_precision"], v1.tags["score_precision"]) == ("unknown", "fp32")  # an adapter without it
-    assert v1.tags["filter_funnel"] == "generated 24 -> kept 17 (validate -1, dedup -4, decontaminate -2)"
+    # the `original` recipe generates nothing: no teacher, no funnel, no data card (v5, augmented, has them)
+    assert "teacher_model" not in v1.tags and "filter_funnel" not in v1.tags
     assert (v1.tags["dvc_data_prepared"], v1.tags["dvc_data_train"], v1.tags["dvc_model_adapter"]) == \
         ("aaa.dir", "bbb", "ddd.dir")
     assert {"git_commit", "git_dirty", "test_digest", "accuracy", "macro_f1", "base_model"} <= set(v1.tags)
     assert v1.tags["test_digest"] == reg["test_digest"] == register.test_digest(TEST)
     assert v1.description.startswith(f"**tiny-original-0**: accuracy 0.5000 on test data `{reg['test_digest'][:12]}`")
-    assert v1.description.endswith("\n\n" + CARD)
+    assert "\n" not in v1.description and "Data card" not in v1.description
     assert now == {"champion": 1}
     run = client.get_run(v1.run_id)  # no champion to compare with: no vs_champion metrics
     assert not any(k.startswith("vs_champion.") for k in run.data.metrics)
@@ -103,11 +104,14 @@ def test_a_tie_and_a_worse_winner_stay_challenger(register_steps):
                                     "delta_ci95": paired_delta_ci(GOLDS, right_on(9), right_on(10), 1000, 0)}
     ci = worse["vs_champion"]["delta_ci95"]
     assert ci["low"] < -0.05 <= ci["high"] <= 0  # one item lost, none gained: never above 0
-    # a data card over MLflow's 5000-character description limit is cut at a line, with a note
-    v2 = client.get_model_version(NAME, "2")
-    assert len(v2.description) <= 5000 and "| Heading 0 |" in v2.description
-    assert "| Heading 399 |" not in v2.description
-    assert v2.description.endswith("(truncated; the full data card is the register run's artifact `datacard.md`)")
+    # the augmented winner (v5) is described by its recipe's data card, which names its teacher: over MLflow's
+    # 5000-character description limit it is cut at a line, with a note
+    v5 = client.get_model_version(NAME, "5")
+    assert (v5.tags["candidate"], v5.tags["teacher_model"]) == ("tiny-augmented-0", "openai:fake-teacher")
+    assert v5.tags["filter_funnel"] == "generated 24 -> kept 17 (validate -1, dedup -4, decontaminate -2)"
+    assert len(v5.description) <= 5000 and "| Heading 0 |" in v5.description and CARD in v5.description
+    assert "| Heading 399 |" not in v5.description
+    assert v5.description.endswith("(truncated; the full data card is the register run's artifact `augmented.md`)")
     assert now == {"champion": 1, "challenger": 3}
 
 
@@ -188,7 +192,7 @@ def test_champion_scored_on_other_test_data_is_rescored(register_steps, register
     assert reg["vs_champion"] == {**test, "delta_accuracy": pytest.approx(delta),
                                   "delta_ci95": paired_delta_ci(golds, wrong, champion, 1000, 0)}
     assert reg["candidates"]["tiny-augmented-0"]["p_vs_champion"] == test["p_value"]
-    # no funnel given
+    # no recipe reports given
     assert "filter_funnel" not in register_steps["client"].get_model_version(NAME, str(reg["version"])).tags
 
 

@@ -91,11 +91,20 @@ def test_run_writes_the_set_and_its_report(tmp_path):
     (tmp_path / "generate.json").write_text(json.dumps({"cost_usd_by_source": {"rewrite": {"gpt-a": 0.4}}}))
     (tmp_path / "funnel.json").write_text(json.dumps({"in": 12, "kept": 12}))
     p = Params(variants={"rw": VariantParams(strategies=["rewrite"])})
+    write_records(tmp_path / "generated.jsonl", KEPT)  # the filter dropped none of what was generated
+    (tmp_path / "rejects.jsonl").write_text("")
     report = run(p, "rw", DatasetIO(tmp_path / "train.jsonl", tmp_path / "kept.jsonl", tmp_path / "generate.json",
-                                  tmp_path / "funnel.json", tmp_path / "out/rw.jsonl", tmp_path / "reports/rw.json"))
+                                  tmp_path / "funnel.json", tmp_path / "out/rw.jsonl", tmp_path / "reports/rw.json",
+                                  tmp_path / "reports/rw.md", tmp_path / "generated.jsonl",
+                                  tmp_path / "no-generate-rejects.jsonl", tmp_path / "rejects.jsonl"))
     assert ids(read_records(tmp_path / "out/rw.jsonl")) == ["t0", "t1", "t2", "g0", "g1", "g2", "g3"]
     assert json.loads((tmp_path / "reports/rw.json").read_text()) == report
     assert report["by_source"] == {"rewrite": 4} and report["teacher_cost_usd"] == pytest.approx(0.4)
+    # its own data card and funnel: the rewrite items it took, not the filter's whole set
+    rewrites = sum(r.source == "rewrite" for r in KEPT)
+    assert report["funnel"]["in"] == rewrites and report["funnel"]["kept"] == 4
+    assert report["funnel"]["steps"]["recipe"]["dropped"] == ({"not_selected": rewrites - 4} if rewrites > 4 else {})
+    assert (tmp_path / "reports/rw.md").read_text().startswith("# Data card: recipe `rw`")
 
 
 def test_run_names_an_unknown_recipe():

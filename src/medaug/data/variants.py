@@ -20,9 +20,10 @@ import logging
 
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from medaug.data.jsonl import read_json, write_json
+from medaug.data.jsonl import atomic_path, iter_jsonl, read_json, write_json
 from medaug.data.schema import Record, read_records, write_records
 from medaug.errors import MedaugError
 from medaug.params import Params, VariantParams
@@ -86,9 +87,34 @@ def build(name: str, recipe: VariantParams, train: list[Record], kept: list[Reco
     return train + added, report
 
 
+def provenance(p: Params, name: str, recipe: VariantParams, train: list[Record], added: list[Record],
+               io: DatasetIO) -> tuple[str, dict[str, Any]]:
+    """The recipe's own data card (data/datacard.py, of its items only) and what the registry tags with: its
+    teachers (`<backend>:<model>`) and its funnel, from the filter stage's records of every item asked for. A
+    recipe without generated items: a card that says so, and neither."""
+    from medaug.data import datacard
+
+    if not recipe.strategies:
+        return (f"# Data card: recipe `{name}`\n\nThe {p.task.name} train split alone ({len(train)} records): no "
+                f"generated items.\n"), {}
+
+    def mine(strategy: str, teacher: str) -> bool:
+        return strategy in recipe.strategies and (not recipe.teachers or teacher in recipe.teachers)
+
+    generated = [r for r in read_records(io.generated, p.task.choices) if mine(r.source, r.teacher_model)]
+    gen_rejects = [x for _, x in iter_jsonl(io.generate_rejects)] if Path(io.generate_rejects).exists() else None
+    funnel = datacard.recipe_funnel(mine, p.filter.steps, generated, gen_rejects,
+                                    [x for _, x in iter_jsonl(io.filter_rejects)], len(added))
+    models = {r.teacher_model for r in added}
+    teachers = sorted({tp.backend + ":" + tp.model for s in recipe.strategies for tp in p.teachers_for(s)
+                       if tp.model in models})
+    return datacard.render(p, train, generated, added, funnel, recipe=name), {"teachers": teachers,
+                                                                              "funnel": funnel}
+
+
 def run(p: Params, name: str, io: DatasetIO) -> dict[str, Any]:
     """Write variant `name`'s training set (its recipe: params `variants.<name>`) to io.out
-    (data/train/<name>.jsonl) and its report."""
+    (data/train/<name>.jsonl), its report and its data card (io.card)."""
     recipe = p.variants.get(name)
     if recipe is None:
         raise MedaugError(f"params.yaml: no recipe `variants.{name}` (known: {', '.join(p.variants)})")
@@ -96,8 +122,12 @@ def run(p: Params, name: str, io: DatasetIO) -> dict[str, Any]:
     kept = read_records(io.kept)
     costs = item_costs(kept, read_json(io.generate_report), read_json(io.funnel_report)) if kept else {}
     records, report = build(name, recipe, train, kept, costs)
+    card, tags = provenance(p, name, recipe, train, records[len(train):], io)
+    report.update(tags)
     write_records(io.out, records)
     write_json(io.report, report)
+    with atomic_path(io.card) as tmp:
+        tmp.write_text(card, encoding="utf-8")
     log.info(f"dataset {name}: {report['train_split']} train + {report['generated']} generated "
              f"{report['by_source'] or ''}".rstrip())
     return report

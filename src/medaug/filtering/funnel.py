@@ -13,7 +13,7 @@ from medaug.data.jsonl import atomic_path, iter_jsonl, write_json, write_jsonl
 from medaug.data.mesh import load_descriptors
 from medaug.data.schema import Record, read_records, validate, write_records
 from medaug.errors import MedaugError
-from medaug.filtering import datacard
+from medaug.data import datacard
 from medaug.filtering.llm_checks import PROMPT_SHAS, SCHEMAS
 from medaug.filtering import steps as filter_steps
 from medaug.filtering.steps import STEPS, Context

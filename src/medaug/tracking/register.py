@@ -195,8 +195,9 @@ def description(best: str, metric: str, value: float, digest: str, tags: dict[st
 def run(p: Params, root: Path, io: RegisterIO) -> dict:
     """Register the best candidate of `io.scores` (metrics/eval/<candidate>.json) in the project's registry (the
     MLflow store under `root`), compared on `io.test` with the champion by their predictions (io.eval/<candidate>/
-    predictions.jsonl); `io.datacard` (data/filtered/datacard.md) becomes the version's description, `io.funnel`
-    (reports/funnel.json) its `filter_funnel` tag; either may be missing. The result to io.out."""
+    predictions.jsonl). The winner's recipe (io.datasets: reports/dataset/<recipe>.json and .md, the dataset
+    stage's) gives the version its `teacher_model` and `filter_funnel` tags and its description, the recipe's data
+    card: its own teachers and items, none for a recipe without generated items. The result to io.out."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -237,11 +238,17 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
             "test_digest": digest, "accuracy": str(metrics[model_name, variant, seed]["accuracy"]),
             "macro_f1": str(metrics[model_name, variant, seed]["macro_f1"]),
             **lineage(root, model_name, variant, seed),
-            "params_digest": params_digest(p), "teacher_model": f"{p.teacher.backend}:{p.teacher.model}",
+            "params_digest": params_digest(p),
             # trained in (train.precision as it ran); scored in float32 on the GPU when there is one, as evaluate
             "train_precision": read_meta(io.models / best).get("precision", "unknown"), "score_precision": "fp32"}
-    if io.funnel is not None and Path(io.funnel).exists():
-        tags["filter_funnel"] = truncate(funnel_line(read_json(io.funnel)))
+    recipe = Candidate.recipe_of(variant)
+    recipe_report = Path(io.datasets or "", f"{recipe}.json")
+    made = read_json(recipe_report) if io.datasets is not None and recipe_report.exists() else {}
+    datacard = recipe_report.with_suffix(".md") if made.get("funnel") else None  # a recipe that generates
+    if made.get("teachers"):
+        tags["teacher_model"] = truncate(", ".join(made["teachers"]))
+    if made.get("funnel"):
+        tags["filter_funnel"] = truncate(funnel_line(made["funnel"]))
 
     with mlflow.start_run(run_name=f"register-{best}") as run, tempfile.TemporaryDirectory() as tmp:
         with untraced():  # MLflow's copy of the params that trained the candidate
@@ -264,7 +271,7 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
                                    if "seeds" in vs else {})})
         mlflow.set_tags(tags)
         mlflow.log_dict({r.id: y for r, y in zip(records, preds[best])}, PREDICTIONS_ARTIFACT)
-        for extra in (io.datacard, io.funnel):
+        for extra in (datacard, recipe_report if made else None):
             if extra is not None and Path(extra).exists():
                 mlflow.log_artifact(str(extra))
         model_dir = Path(tmp) / "model"
@@ -289,7 +296,7 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
     for k, v in tags.items():
         client.set_model_version_tag(p.register.model_name, version, k, v)
     client.update_model_version(p.register.model_name, version,
-                                description=description(best, p.register.metric, value, digest, tags, io.datacard))
+                                description=description(best, p.register.metric, value, digest, tags, datacard))
     client.set_registered_model_alias(p.register.model_name, alias, version)
     result = {"model_name": p.register.model_name, "version": int(version), "alias": alias, "candidate": best,
               "metric": p.register.metric, "value": value, "policy": p.register.policy, "alpha": p.register.alpha,
