@@ -6,6 +6,7 @@ gets a fresh interpreter."""
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,3 +82,17 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_the_server_of_a_worker_killed_without_cleanup_exits(tmp_path):
+    """A pytest worker killed with -9 runs no atexit: its server notices the lost parent and exits."""
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); from support import forkserver; "
+            "forkserver.env(dict(os.environ), sys.argv[2]); print(forkserver._started['pid'], flush=True); "
+            "os._exit(0)")
+    r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parents[1]), str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    server = int(r.stdout.split()[-1])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{server}").exists() and "Z" not in _state(server):
+        assert time.monotonic() < deadline, "the server outlived its worker"
+        time.sleep(0.2)

@@ -87,8 +87,9 @@ def client(args: list[str]) -> None:
             chunk = conn.recv(4 - len(status))
         except InterruptedError:
             continue
-        if not chunk:
-            os._exit(1)  # the server died with the stage's status
+        if not chunk:  # the server died before it could send the stage's status
+            os.write(2, b"forkserver: the server went away before the stage ended\n")
+            os._exit(1)
         status += chunk
     raw = struct.unpack("!i", status)[0]
     if os.WIFSIGNALED(raw):
@@ -168,7 +169,8 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 
 def serve(path: str) -> None:
     """Import PRELOAD, then fork a child per routed request on the unix socket `path`, and send each client its
-    child's wait status; runs until killed. Single-threaded: children are watched through pidfds."""
+    child's wait status; runs until killed, or until the pytest worker that started it is gone (a worker killed
+    with -9 runs no atexit). Single-threaded: children are watched through pidfds."""
     import importlib
     import select
 
@@ -182,8 +184,11 @@ def serve(path: str) -> None:
     listener.listen(64)
     os.rename(path + ".tmp", path)  # ready: the socket appears only now
     children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client connection)
+    parent = os.getppid()
     while True:
-        ready, _, _ = select.select([listener, *children], [], [])
+        ready, _, _ = select.select([listener, *children], [], [], 5.0)
+        if not ready and os.getppid() != parent:
+            os._exit(0)
         for fd in ready:
             if fd is listener:
                 conn, _ = listener.accept()
@@ -250,7 +255,7 @@ def env(environ: dict[str, str], folder: os.PathLike | str) -> dict[str, str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the fork server did not start (exit {proc.poll()})")
             time.sleep(0.05)
-        _started.update(bin=str(folder / "bin"), sock=str(sock))
+        _started.update(bin=str(folder / "bin"), sock=str(sock), pid=proc.pid)
     path = [p for p in environ.get("PATH", "").split(os.pathsep) if "/forkserver-" not in p]
     return {**environ, "PATH": os.pathsep.join([_started["bin"], *path]), SOCKET_ENV: _started["sock"]}
 
