@@ -90,7 +90,7 @@ def test_the_server_of_a_worker_killed_without_cleanup_exits(tmp_path):
             "forkserver.env(dict(os.environ), sys.argv[2]); print(forkserver._started['pid'], flush=True); "
             "os._exit(0)")
     r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parents[1]), str(tmp_path)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, MEDAUG_FORKSERVER_PRELOAD=""))
     server = int(r.stdout.split()[-1])
     deadline = time.monotonic() + 30
     while Path(f"/proc/{server}").exists() and "Z" not in _state(server):

@@ -175,7 +175,9 @@ def serve(path: str) -> None:
     import select
 
     mine, before = fingerprint(dict(os.environ)), dict(os.environ)
-    for name in PRELOAD:
+    preload = PRELOAD if "MEDAUG_FORKSERVER_PRELOAD" not in os.environ else \
+        os.environ["MEDAUG_FORKSERVER_PRELOAD"].split()  # a test of the server itself needs none
+    for name in preload:
         importlib.import_module(name)
     # what the imports set (TORCHINDUCTOR_CACHE_DIR, MLflow's telemetry session), as a fresh stage would have it
     added = {k: v for k, v in os.environ.items() if before.get(k) != v}
