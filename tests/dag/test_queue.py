@@ -26,13 +26,25 @@ def test_two_queue_workers_share_the_teacher_cache_and_the_registry(project):
         sh(["dvc", "exp", "run", "--queue", "-n", f"shots-{k}", "-S", f"evaluate.teacher_shots={k}",
             "-S", f"register.alpha={ALPHA[k]}"], repo, env)
     sh(["dvc", "queue", "start", "-j", "2"], repo, env)
-    deadline = time.monotonic() + 600
+    # wait: each experiment that succeeds leaves a git ref (a cheap look, every second); `dvc queue status` (a
+    # DVC process, ~1.5 s of CPU) only every 15 s, for one that failed
+    deadline, polls = time.monotonic() + 600, 0
     while True:
-        status = sh(["dvc", "queue", "status"], repo, env).stdout
-        if not any(word in status for word in ("Queued", "Running")):
+        refs = sh(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo, env).stdout
+        if all(f"/shots-{k}\n" in refs + "\n" for k in SHOTS):
             break
+        polls += 1
+        if polls % 15 == 0 and not any(w in sh(["dvc", "queue", "status"], repo, env).stdout
+                                       for w in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, refs
+        time.sleep(1)
+    status = sh(["dvc", "queue", "status"], repo, env).stdout
+    deadline = time.monotonic() + 60
+    while any(word in status for word in ("Queued", "Running")):  # refs written, the task not yet closed
         assert time.monotonic() < deadline, status
-        time.sleep(2)
+        time.sleep(1)
+        status = sh(["dvc", "queue", "status"], repo, env).stdout
     sh(["dvc", "queue", "stop"], repo, env, check=False)
     logs = {k: sh(["dvc", "queue", "logs", f"shots-{k}"], repo, env, check=False) for k in SHOTS}
     for k, log in logs.items():
