@@ -12,7 +12,7 @@ from typing import Any
 
 from medaug.data.mesh import mesh_coverage
 from medaug.data.schema import Record
-from medaug.params import Params
+from medaug.params import Params, TeacherParams
 
 TOP_MESH = 15
 
@@ -40,19 +40,20 @@ def _letter_bias(generated: list[Record], letters: Sequence[str]) -> list[str]:
     return rows + ([""] + warnings if warnings else [])
 
 
-def teachers(p: Params, generated: list[Record]) -> dict[str, str]:
-    """{model: how it was asked} for each teacher that wrote one of `generated`: `<backend>:<model>` with its
-    sampling settings, from the strategy's teachers in params (generate.teachers, else `teacher`)."""
+def teachers(p: Params, generated: list[Record]) -> dict[str, tuple[TeacherParams | None, list[str]]]:
+    """{model: (its teacher in params, the strategies it wrote for)} for each teacher that wrote one of `generated`:
+    the strategy's teacher of that model (generate.teachers, else `teacher`), None when params no longer name it."""
     sources: dict[str, set[str]] = {}
     for r in generated:
         sources.setdefault(r.teacher_model or "?", set()).add(r.source)
-    out = {}
-    for model, strategies in sorted(sources.items()):
-        tp = next((t for s in sorted(strategies) for t in p.teachers_for(s) if t.model == model), None)
-        out[model] = (f"`{tp.backend}:{tp.model}`: temperature {tp.temperature}, top_p {tp.top_p}, seed {tp.seed}"
-                      if tp else f"`{model}` (not among params.yaml's teachers now)") + \
-            f"; for {', '.join(sorted(strategies))}"
-    return out
+    return {model: (next((t for s in sorted(strategies) for t in p.teachers_for(s) if t.model == model), None),
+                    sorted(strategies)) for model, strategies in sorted(sources.items())}
+
+
+def _teacher_line(model: str, tp: TeacherParams | None, strategies: list[str]) -> str:
+    how = (f"`{tp.backend}:{tp.model}`: temperature {tp.temperature}, top_p {tp.top_p}, seed {tp.seed}" if tp else
+           f"`{model}` (not among params.yaml's teachers now)")
+    return f"- Teacher {how}; for {', '.join(strategies)}"
 
 
 def recipe_funnel(mine: Callable[[str, str], bool], steps: Sequence[str], generated: list[Record],
@@ -102,7 +103,7 @@ def render(p: Params, train: list[Record], generated: list[Record], kept: list[R
     prompts += sorted((extra_prompts or {}).items())
     strategies = p.variants[recipe].strategies if recipe else p.generate.strategies
     lines = [f"# Data card: recipe `{recipe}`" if recipe else "# Data card: augmented training set", ""]
-    lines += [f"- Teacher {how}" for how in teachers(p, generated).values()] or ["- Teacher: none"]
+    lines += [_teacher_line(m, tp, ss) for m, (tp, ss) in teachers(p, generated).items()] or ["- Teacher: none"]
     lines += [f"- Strategies: {', '.join(strategies)}; filter steps: {' -> '.join(p.filter.steps)}",
               f"- Original train split: {len(train)} records; generated and kept: {len(kept)}; "
               f"{'training' if recipe else 'augmented'} set: {len(train) + len(kept)}", "",

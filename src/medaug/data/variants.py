@@ -105,9 +105,7 @@ def provenance(p: Params, name: str, recipe: VariantParams, train: list[Record],
     gen_rejects = [x for _, x in iter_jsonl(io.generate_rejects)] if Path(io.generate_rejects).exists() else None
     funnel = datacard.recipe_funnel(mine, p.filter.steps, generated, gen_rejects,
                                     [x for _, x in iter_jsonl(io.filter_rejects)], len(added))
-    models = {r.teacher_model for r in added}
-    teachers = sorted({tp.backend + ":" + tp.model for s in recipe.strategies for tp in p.teachers_for(s)
-                       if tp.model in models})
+    teachers = sorted(f"{tp.backend}:{tp.model}" for tp, _ in datacard.teachers(p, added).values() if tp)
     return datacard.render(p, train, generated, added, funnel, recipe=name), {"teachers": teachers,
                                                                               "funnel": funnel}
 

@@ -4,8 +4,8 @@ Decoding is medaug's own (`decode`), held to `model.generate` by tests: batches 
 length, a template's shared prefix computed once, each row leaving the batch as soon as its reply is complete, and
 top-k before top-p sampling computed on the top-k alone (see docs/architecture.md, "The teacher layer").
 Deterministic: each batch samples from a generator seeded by its first request's cache key (which holds
-teacher.seed and the sample index; the key less the weights' digest, which keys the answers but not the draw). A reply ends at EOS, at the first blank line, or where the model starts a next
-item (a "Key:" line it already wrote). A request for JSON is prefilled with the opening of the object
+teacher.seed and the sample index), less the weights' digest, which keys the answers but not the draw. A reply ends
+at EOS, at the first blank line, or where the model starts a next item (a "Key:" line it already wrote). A request for JSON is prefilled with the opening of the object
 (`{"<first key>": "`), which keeps a base model on the format, and ends once the object is complete. The backend
 drives base models: a conversation (a repair request) is answered as a new sample of its first prompt. The model
 is loaded at the first cache miss, so a fully cached rerun never loads it (it digests the model's files, once: the
