@@ -1,6 +1,6 @@
 """The DAG tier's fork server (support.forkserver) keeps the contract of a fresh `python stages/<name>.py`: the
 argv, working folder, environment, standard streams and exit status of the stage, signals forwarded both ways, and
-a stage killed with its client; a stage it does not route, or an environment whose import-time settings differ,
+a stage killed with its client; a script outside `stages/`, or an environment whose import-time settings differ,
 gets a fresh interpreter."""
 
 import os
@@ -30,14 +30,14 @@ sys.exit(int(sys.argv[1]))
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("forkserver")
-    (root / "stages").mkdir()
-    for name in ("train", "prepare"):
-        (root / "stages" / f"{name}.py").write_text(SCRIPT)
+    for script in ("stages/train.py", "stages/prepare.py", "tools/train.py"):
+        (root / script).parent.mkdir(exist_ok=True)
+        (root / script).write_text(SCRIPT)
     return root, forkserver.env(dict(os.environ, STAGE_VALUE="v"), root)
 
 
 def run(root, env, script, arg, stdin="in"):
-    return subprocess.run(["python", f"stages/{script}.py", arg], cwd=root, env=env, input=stdin,
+    return subprocess.run(["python", script if "/" in script else f"stages/{script}.py", arg], cwd=root, env=env, input=stdin,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -51,9 +51,10 @@ def test_a_model_stage_runs_forked_with_its_argv_folder_env_streams_and_exit_cod
     assert r.returncode == 1 and r.stderr.strip().endswith("stopped: a message")
 
 
-def test_a_light_stage_or_other_import_settings_get_a_fresh_interpreter(served):
+def test_every_stage_is_forked_and_other_scripts_or_import_settings_get_a_fresh_interpreter(served):
     root, env = served
-    assert "torch False" in run(root, env, "prepare", "0").stdout
+    assert "torch True" in run(root, env, "prepare", "0").stdout  # a light stage too: its imports are the cost
+    assert "torch False" in run(root, env, "tools/train.py", "0").stdout
     assert "torch False" in run(root, {**env, "HF_HUB_CACHE": str(root)}, "train", "0").stdout
 
 

@@ -16,12 +16,13 @@ import torch
 from safetensors.torch import load_file
 
 from medaug.data.schema import write_records
+from support import forkserver
+from support.dag import run_root
 from support.learnable import learnable
 from support.paths import ROOT
 
-
 pytestmark = pytest.mark.usefixtures("tiny_cache")
-
+TRAIN = [str(ROOT / "stages/train.py"), "tiny", "original", "0"]
 
 def stage_project(root, **train):
     """A project dir for running stages/train.py: params.yaml, a training set and a dev split."""
@@ -38,21 +39,31 @@ def stage_project(root, **train):
 
 
 def stage_env():
-    return dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true")
+    return dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true")
+
+
+@pytest.fixture
+def reference(tmp_path_factory):
+    """Run the train stage in one process as `python stages/train.py` through this worker's fork server
+    (support.forkserver: torch's imports paid once per worker, not 8 s a run): the single-process runs the launched
+    and killed ones are compared with. What is launched or killed runs in fresh processes."""
+    env = forkserver.env(stage_env(), run_root(tmp_path_factory))
+    return lambda root, **kw: subprocess.run(["python", *TRAIN], cwd=root, env=env, capture_output=True, text=True,
+                                             **kw)
 
 
 def adapter(root):
     return load_file(root / "models/tiny-original-0/adapter_model.safetensors")
 
 
-def test_a_training_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_path):
+def test_a_training_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_path, reference):
     """SIGKILL the real stage script once a checkpoint is on disk; the rerun resumes from it (not from step 0)
     and ends with the very adapter an uninterrupted run gives."""
-    cmd = [sys.executable, str(ROOT / "stages/train.py"), "tiny", "original", "0"]
     whole = stage_project(tmp_path / "whole", max_steps=120, eval_steps=20)
-    subprocess.run(cmd, cwd=whole, env=stage_env(), check=True, capture_output=True)
+    reference(whole, check=True)
     killed = stage_project(tmp_path / "killed", max_steps=120, eval_steps=20)
-    proc = subprocess.Popen(cmd, cwd=killed, env=stage_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, *TRAIN], cwd=killed, env=stage_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
@@ -65,7 +76,7 @@ def test_a_training_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_pa
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL, "the stage finished before it could be killed"
     assert not (killed / "models/tiny-original-0").exists()  # nothing half-written
-    rerun = subprocess.run(cmd, cwd=killed, env=stage_env(), capture_output=True, text=True)
+    rerun = reference(killed)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "medaug: resuming from" in rerun.stderr  # a status line: the medaug logger, on stderr
     metrics = json.loads((killed / "reports/train/tiny-original-0.json").read_text())
@@ -78,7 +89,7 @@ def test_a_training_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_pa
     assert not list((killed / ".cache/checkpoints").glob("*/checkpoint-*"))  # removed after success
 
 
-def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path):
+def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path, reference):
     """DDP on CPU (gloo): 2 processes x batch 4 give the adapter of 1 process x batch 8 (each step sees the whole
     training set, so the sampler's order does not matter; no dropout)."""
     train = {"max_steps": 3, "lora": {"dropout": 0.0}, "learning_rate": 5e-3}
@@ -86,10 +97,9 @@ def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path)
     two = stage_project(tmp_path / "two", batch_size=4, **train)
     for root in (one, two):
         write_records(root / "data/train/original.jsonl", learnable(8))
-    script = [str(ROOT / "stages/train.py"), "tiny", "original", "0"]
-    subprocess.run([sys.executable, *script], cwd=one, env=stage_env(), check=True, capture_output=True)
+    reference(one, check=True)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run([*torchrun, *script], cwd=two, env=stage_env(), capture_output=True, text=True)
+    proc = subprocess.run([*torchrun, *TRAIN], cwd=two, env=stage_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m1, m2 = (json.loads((r / "reports/train/tiny-original-0.json").read_text()) for r in (one, two))
     assert m1["steps"] == m2["steps"] == 3
@@ -102,7 +112,7 @@ def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path)
 ACCELERATE = [str(Path(sys.executable).parent / "accelerate"), "launch"]
 
 
-def one_and_two_processes(tmp_path, launcher, processes=2):
+def one_and_two_processes(tmp_path, reference, launcher, processes=2):
     """Two stage projects on the same 8 examples: `one` is trained in one process with batch 8; `two` (train.launcher
     `launcher`, batch 8 / `processes` per process) is left for the caller to launch."""
     train = {"max_steps": 3, "lora": {"dropout": 0.0}, "learning_rate": 5e-3}
@@ -110,16 +120,15 @@ def one_and_two_processes(tmp_path, launcher, processes=2):
     two = stage_project(tmp_path / "two", batch_size=8 // processes, launcher=launcher, **train)
     for root in (one, two):
         write_records(root / "data/train/original.jsonl", learnable(8))
-    subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "tiny", "original", "0"], cwd=one,
-                   env=stage_env(), check=True, capture_output=True)
+    reference(one, check=True)
     return one, two
 
 
-def test_accelerate_launch_ddp_on_cpu_processes_trains_the_adapter_of_one_process(tmp_path):
+def test_accelerate_launch_ddp_on_cpu_processes_trains_the_adapter_of_one_process(tmp_path, reference):
     """train.launcher `accelerate launch --multi_gpu --num_processes 2`: on CPU, accelerate runs torch.distributed
     (gloo) under that flag's name, and 2 processes x batch 4 give the adapter of 1 process x batch 8."""
     launcher = "accelerate launch --multi_gpu --num_processes 2"
-    one, two = one_and_two_processes(tmp_path, launcher)
+    one, two = one_and_two_processes(tmp_path, reference, launcher)
     proc = subprocess.run([*ACCELERATE, "--multi_gpu", "--num_processes", "2", str(ROOT / "stages/train.py"), "tiny",
                            "original", "0"], cwd=two, env=stage_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -148,10 +157,10 @@ def test_a_launcher_that_would_train_otherwise_than_asked_fails_with_the_fix(tmp
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP needs CUDA: accelerate applies FSDP only to GPU-type "
                                                           "distributed runs (accelerate/state.py); on CPU the launch is "
                                                           "refused (test above), and bench/gpu_check.py runs this")
-def test_fsdp_through_accelerate_saves_the_adapter_of_one_process(tmp_path):
+def test_fsdp_through_accelerate_saves_the_adapter_of_one_process(tmp_path, reference):
     """Every rank takes part in the save (the full state dict is gathered), and the adapter equals one process's."""
     n = min(2, torch.cuda.device_count())
-    one, two = one_and_two_processes(tmp_path, f"accelerate launch --use_fsdp --num_processes {n}", n)
+    one, two = one_and_two_processes(tmp_path, reference, f"accelerate launch --use_fsdp --num_processes {n}", n)
     proc = subprocess.run([*ACCELERATE, "--use_fsdp", "--num_processes", str(n), str(ROOT / "stages/train.py"),
                            "tiny", "original", "0"], cwd=two, env=stage_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

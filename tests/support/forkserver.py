@@ -1,20 +1,21 @@
-"""A fork server for the DAG tier's model stages: the torch stack imported once per pytest worker, each stage a fork.
+"""A fork server for the DAG tier's stages: the torch stack imported once per pytest worker, each stage a fork.
 
-Every DVC stage is a fresh process, and for the stages that load a model most of its cost is the import of torch,
-transformers, peft and MLflow: about 7-8 s of a 10-12 s train, evaluate or register stage of a test DAG on 2
-AVX-512 cores, paid again by every stage of every test DAG. Here a server process per pytest worker imports those
-libraries once (no medaug module: each stage imports the project's own code itself) and forks a child for each
-stage; the child takes the stage's argv, working folder, environment and standard streams and runs its script as
-`python stages/<name>.py` would (runpy, `__main__`), so a stage costs its own work (train 12 s -> 4 s).
+Every DVC stage is a fresh process, and most of its cost is imports: torch, transformers, peft and MLflow take
+about 7-8 s of a 10-12 s train, evaluate or register stage of a test DAG on 2 AVX-512 cores, MLflow alone 3 s of
+the `registry` check, openai and the teacher's stack 5 s of a generate stage, paid again by every stage of every
+test DAG. Here a server process per pytest worker imports those libraries once (no medaug module: each stage
+imports the project's own code itself) and forks a child for each stage; the child takes the stage's argv, working
+folder, environment and standard streams and runs its script as `python stages/<name>.py` would (runpy,
+`__main__`), so a stage costs its own work (train 12 s -> 4 s, registry 3 s -> 0.3 s).
 
 How a stage reaches it: `env()` puts a folder first on the test's PATH whose `python` is this file's client. DVC
-runs `python stages/train.py ...` through it; the client hands a model stage (ROUTED) to the server with its
-stdin/stdout/stderr (SCM_RIGHTS), forwards SIGINT/SIGTERM/SIGHUP to the child, and exits as the child did (its
-code, or death by the same signal); a child whose client dies is killed. Anything else is `exec`ed as the real
-interpreter, unchanged: other scripts, `-c`, the light stages (prepare, generate, filter, dataset, registry: no
-torch, and generate is where the kill tests stop a run), and any environment whose import-time settings
-(FINGERPRINT: HF_*, TORCH*, OMP_*, PYTHON*, ...) differ from the server's, since a library reads those when it is
-imported. What a fork cannot give a stage: import-time warnings printed a second time, and a fresh hash seed.
+runs `python stages/train.py ...` through it; the client hands any script of a `stages/` folder to the server with
+its stdin/stdout/stderr (SCM_RIGHTS), forwards SIGINT/SIGTERM/SIGHUP to the child, and exits as the child did (its
+code, or death by the same signal); a child whose client dies is killed (a test that kills `dvc repro`'s process
+group mid-generation kills the client, and the server kills its stage). Anything else is `exec`ed as the real
+interpreter, unchanged: other scripts, `-c`, `-m`, and any environment whose import-time settings (FINGERPRINT:
+HF_*, TORCH*, OMP_*, PYTHON*, ...) differ from the server's, since a library reads those when it is imported.
+What a fork cannot give a stage: import-time warnings printed a second time, and a fresh hash seed.
 tests/integration/test_forkserver.py checks the contract; the integration tier still runs stage scripts in plain
 fresh processes (test_freshness, test_extension_points).
 """
@@ -28,7 +29,6 @@ import socket
 import struct
 import sys
 
-ROUTED = {"train", "pretrain", "evaluate", "evaluate_teacher", "compare", "register"}
 PREFIXES = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "PYTORCH", "OMP_", "MKL", "KMP_", "ONEDNN", "DNNL",
             "ATEN_", "CUDA", "NVIDIA", "TOKENIZERS", "PYTHON", "MLFLOW_", "TQDM", "XDG_", "HOME", "LANG", "LC_",
             "TMPDIR", "DATASETS", "PEFT", "ACCELERATE")
@@ -47,8 +47,7 @@ def fingerprint(env: dict[str, str]) -> str:
 def _routed(args: list[str]) -> bool:
     if not args or not args[0].endswith(".py"):
         return False
-    script = args[0].replace(os.sep, "/")
-    return script.rsplit("/", 2)[-2:-1] == ["stages"] and script.rsplit("/", 1)[-1][:-3] in ROUTED
+    return args[0].replace(os.sep, "/").rsplit("/", 2)[-2:-1] == ["stages"]
 
 
 # ---------------------------------------------------------------------------------------------------- the client
