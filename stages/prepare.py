@@ -1,17 +1,17 @@
-"""DVC stage `prepare`: the task's source (params data.source: sample | hub | a file; the task file names its
-loader and split) -> train/dev/test -> data/prepared/*.jsonl."""
+"""DVC stage `prepare`: the task's source (params data.source: a file or folder, a dependency of this stage; the
+task file names its loader and split) -> train/dev/test -> data/prepared/*.jsonl, reports/prepare.json."""
 
 from pathlib import Path
 
 from medaug.data import prepare
 from medaug.errors import guarded
 from medaug.params import load_params
-from medaug.paths import PREPARED, REPORTS
+from medaug.paths import PREPARE_REPORT, PREPARED
 
 
 def main() -> None:
     p = load_params()
-    prepare.run(p, Path.cwd(), PREPARED, REPORTS / "prepare.json")
+    prepare.run(p, Path.cwd(), PREPARED, PREPARE_REPORT)
 
 
 if __name__ == "__main__":

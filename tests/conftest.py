@@ -87,9 +87,10 @@ def prepared(tmp_path):
     from medaug.data import prepare
     from medaug.data.schema import read_records
     from medaug.params import Params
+    from support.paths import ROOT
 
     out = tmp_path / "prepared"
-    prepare.run(Params(), tmp_path, out, tmp_path / "prepare.json")
+    prepare.run(Params(), ROOT, out, tmp_path / "prepare.json")
     return {name: read_records(out / f"{name}.jsonl") for name in ("train", "dev", "test")} | {"dir": out}
 
 

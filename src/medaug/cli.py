@@ -307,6 +307,33 @@ def export(candidate: str, out_dir: Path, merge: bool, dtype: str) -> None:
     export_candidate(load_params(), candidate, out_dir, merge=merge, dtype=dtype)
 
 
+@cli.group(name="data")
+def data_group() -> None:
+    """The task's source data."""
+
+
+@data_group.command(name="fetch")
+@click.option("--revision", default=None,
+              help="A commit sha, tag or branch of the hub dataset (default: the task file's hub_revision, else main).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The folder to write (default: data/source/<task name>).")
+def data_fetch(revision: str | None, out_dir: Path | None) -> None:
+    """Download the task's hub dataset (task file: hub_id, hub_config, hub_revision) at a pinned revision into a
+    folder, one <split>.parquet per split, with medaug_source.json naming the commit; point data.source at it."""
+    from medaug.data.fetch import fetch
+    from medaug.params import load_params
+
+    task = load_params().task
+    out = out_dir or Path("data/source") / task.name
+    origin = fetch(task, out, revision)
+    rows = ", ".join(f"{split} {n}" for split, n in origin["rows"].items())
+    log.info(f"wrote {out}: {origin['hub_id']} ({origin['config']}) at {origin['revision']}, {rows} rows")
+    pin = "" if origin["requested"] == origin["revision"] else (
+        f"; to fetch these bytes again, pin `hub_revision: {origin['revision']}` in {task.file or 'the task file'}")
+    log.info(f"next: set `data.source: {out.as_posix()}` in params.yaml and track the folder "
+             f"(`dvc add {out.as_posix()}`, or git){pin}")
+
+
 @cli.group(name="plots")
 def plots_group() -> None:
     """The charts of `dvc plots show`, drawn with no network: the page template, static images, screenshots."""

@@ -23,7 +23,7 @@ from typing import Any
 from medaug.data.jsonl import read_json, temp_dir_beside
 from medaug.errors import MedaugError
 from medaug.models import TRAINED, hub_id
-from medaug.models.card import model_card
+from medaug.models.card import model_card, prepared_source
 from medaug.params import Params
 from medaug.paths import DATASETS, METRICS, MODELS, REPORTS, Candidate
 
@@ -75,7 +75,7 @@ def card(p: Params, name: str, meta: dict[str, Any], adapter: bool, root: Path) 
     variant = Candidate.recipe_of(str(meta.get("variant", "")))
     generated = bool(variant in p.variants and p.variants[variant].strategies)
     datacard = root / DATASETS / f"{variant}.md"
-    return model_card(name=name, meta=meta, task=p.task, data_source=p.data.source, adapter=adapter,
+    return model_card(name=name, meta=meta, task=p.task, source=prepared_source(root), adapter=adapter,
                       train_metrics=json_or_none(root / REPORTS / "train" / f"{name}.json"),
                       test_metrics=json_or_none(root / METRICS / "eval" / f"{name}.json"),
                       datacard=datacard.read_text(encoding="utf-8") if generated and datacard.exists() else None)

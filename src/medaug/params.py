@@ -134,16 +134,25 @@ def reads() -> set[str] | None:
 
 @dataclass
 class DataParams(_Traced):
-    source: str = "sample"
-    """`sample` (the task's bundled synthetic records), `hub` (datasets.load_dataset(task.hub_id, task.hub_config)),
-    or a path: PubMedQA's `ori_pqal.json` or a .parquet/.jsonl file in the hub schema; for an exam task, a folder
-    with one <split>.jsonl/.parquet per split in its hub schema."""
+    source: str = "src/medaug/data/sample/ori_pqal_sample.json"
+    """The task's source data, a path relative to the project (or absolute), and a dependency of the prepare stage
+    (dvc.yaml `${data.source}`): editing its bytes reruns prepare and what follows. PubMedQA: an `ori_pqal.json`, a
+    .parquet/.jsonl file in the hub schema, or a folder with `train.parquet`/`train.jsonl`; an exam task: a folder
+    with one <split>.jsonl/.parquet per split. The default is PubMedQA's bundled synthetic sample; the exam tasks'
+    are the folders of src/medaug/data/sample/. `medaug data fetch` downloads the task's hub dataset at a pinned
+    revision into such a folder."""
     fold: int = 0
     """PubMedQA: which of the 10 official cross-validation folds is train/dev (0-9)."""
 
     def check(self, key: str) -> None:
         if not 0 <= self.fold <= 9:
             raise MedaugError(f"params.yaml: {key}.fold = {self.fold} is out of range (allowed: 0-9)")
+        if self.source in ("sample", "hub", ""):
+            fix = ("src/medaug/data/sample/ori_pqal_sample.json (PubMedQA), or a folder of src/medaug/data/sample/ "
+                   "for the other tasks" if self.source != "hub" else
+                   "the folder `medaug data fetch` writes (the task's hub dataset at a pinned revision)")
+            raise MedaugError(f"params.yaml: {key}.source = {self.source!r} is no path: data.source names the file or "
+                              f"folder prepare reads, which DVC hashes; set it to {fix}")
 
 
 @dataclass
@@ -164,7 +173,8 @@ class SplitParams(_Traced):
             raise MedaugError(f"params.yaml: {key}.dev_size must be >= 1 (got {self.dev_size})")
 
 
-TASK_FILE_KEYS = ("name", "description", "loader", "hub_id", "hub_config", "split", "answer", "choices", "template")
+TASK_FILE_KEYS = ("name", "description", "loader", "hub_id", "hub_config", "hub_revision", "split", "answer", "choices",
+                  "template")
 """TaskParams fields that come from the task file (`task.file`), never from params.yaml."""
 
 
@@ -193,7 +203,10 @@ class TaskParams(_Traced):
     progressive: a chain of questions per case); checked by the prepare stage and `medaug check-params`."""
     hub_id: str = "qiaojin/PubMedQA"
     hub_config: str | None = "pqa_labeled"
-    """What `data.source: hub` loads."""
+    """The task's dataset on the Hugging Face Hub (and its config): what `medaug data fetch` downloads."""
+    hub_revision: str | None = None
+    """The revision `medaug data fetch` downloads (a commit sha pins it; None: the hub's `main` at that moment, whose
+    sha the fetched folder records)."""
     split: SplitParams = field(default_factory=SplitParams)
     answer: Literal["labels", "options"] = "labels"
     """`labels`: every item's answer is one of `choices`; `options`: each item has its own lettered options
@@ -813,8 +826,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except MedaugError as e:
                 errors.append(str(e))
+        quote = "; YAML read a number: quote it to keep it text" if str in typing.get_args(tp) and \
+            isinstance(value, int | float) and not isinstance(value, bool) else ""
         raise MedaugError(f"params.yaml: {key} = {value!r} is not valid (allowed: "
-                          f"{' or '.join(_describe(a) for a in typing.get_args(tp))})")
+                          f"{' or '.join(_describe(a) for a in typing.get_args(tp))}){quote}")
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

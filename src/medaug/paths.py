@@ -19,6 +19,7 @@ EVAL = Path("eval")  # eval/<candidate>/: the registry reads the predictions of 
 TEACHER_EVAL = Path("eval-teacher")  # the teacher baseline, outside eval/: no registry input
 METRICS = Path("metrics")  # the headline of each report (medaug.headline): what `dvc exp show` lists
 REPORTS = Path("reports")  # each stage's whole report, a plain output in git: per-class, funnel reasons, usage
+PREPARE_REPORT = REPORTS / "prepare.json"  # split counts and data.source's path, sha256 and origin
 DATASETS = REPORTS / "dataset"  # <recipe>.json (counts, cost, teachers, funnel) and <recipe>.md (its data card)
 CONFUSION = Path("plots/confusion")
 PER_CLASS = Path("plots/per_class")  # plots/per_class/<candidate>.json: {class, precision, recall, f1} rows

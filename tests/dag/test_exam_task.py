@@ -8,7 +8,7 @@ import pytest
 
 from medaug.data.schema import read_records
 from support.dag import task_dag
-from support.exam import MEDQA
+from support.exam import MEDQA, MEDQA_SAMPLE
 from support.process import sh, stages_run
 from support.project import champion_vs_evaluate
 
@@ -20,6 +20,7 @@ from support.project import champion_vs_evaluate
 def exam_project(tmp_path_factory):
     def edit(params: dict) -> None:
         params["task"].update(file=MEDQA, max_seq_len=128, shuffle_options=True)
+        params["data"]["source"] = MEDQA_SAMPLE
         # every strategy that serves a 4-option task (mesh and progressive are refused: tests/unit)
         params["generate"].update(strategies=["rewrite", "new", "grounded"], per_strategy=24)
         params["variants"]["augmented"]["strategies"] = ["rewrite", "new", "grounded"]

@@ -256,6 +256,29 @@ def test_a_param_a_stage_reads_marks_it_stale(project):
         (repo / "params.yaml").write_text(text)
 
 
+def test_editing_the_bytes_of_the_source_data_reruns_prepare_and_what_follows(project):
+    """Issue 31: data.source (here the bundled sample, as params.yaml names it) is a dep of prepare, so one changed
+    label in it marks prepare stale; once prepare has run on it, the stages that read its outputs are stale."""
+    repo, env = project["repo"], project["env"]
+    source = repo / yaml.safe_load((repo / "params.yaml").read_text())["data"]["source"]
+    text = source.read_text()
+    try:
+        pmid, record = next(iter(json.loads(text).items()))
+        edited = json.loads(text)
+        edited[pmid]["final_decision"] = {"yes": "no"}.get(record["final_decision"], "yes")
+        source.write_text(json.dumps(edited))
+        status = json.loads(sh(["dvc", "status", "--json"], repo, env).stdout)
+        assert status["prepare"] == [{"changed deps": {source.relative_to(repo).as_posix(): "modified"}}], status
+        sh(["dvc", "repro", "--single-item", "prepare"], repo, env)
+        stale = set(json.loads(sh(["dvc", "status", "--json"], repo, env).stdout))
+        assert {"dataset@original", "train@tiny-original-0", "evaluate@tiny-original-0", "register"} <= stale, stale
+    finally:
+        source.write_text(text)
+        sh(["dvc", "repro", "--single-item", "prepare"], repo, env)
+    assert not {"prepare", "dataset@original", "train@tiny-original-0"} & \
+        set(json.loads(sh(["dvc", "status", "--json"], repo, env).stdout))
+
+
 def test_a_second_seed_trains_one_more_candidate_per_recipe_and_nothing_else(project):
     repo, env = project["repo"], project["env"]
     text = (repo / "params.yaml").read_text()

@@ -9,7 +9,7 @@ import pytest
 from medaug.data.schema import read_records
 from support.dag import task_dag
 from support.process import sh, stages_run
-from support.progressive import PROGRESSIVE
+from support.progressive import PROGRESSIVE, PROGRESSIVE_SAMPLE
 from support.project import champion_vs_evaluate
 
 
@@ -20,6 +20,7 @@ from support.project import champion_vs_evaluate
 def progressive_project(tmp_path_factory):
     def edit(params: dict) -> None:
         params["task"].update(file=PROGRESSIVE, max_seq_len=256)
+        params["data"]["source"] = PROGRESSIVE_SAMPLE
         params["generate"].update(strategies=["progressive"], per_strategy=0)
         params["filter"]["steps"] = ["validate", "dedup", "decontaminate", "judge", "consistency"]
         params["variants"]["augmented"]["strategies"] = ["progressive"]

@@ -39,8 +39,6 @@ STEP = Step("no_new", lambda records, ctx: {r.id: "new_item" for r in records if
 TRIVIA = '''"""`trivia`: a source schema of one JSONL per split, rows {q, choices: [4 texts], gold: index} (a test's
 loader)."""
 
-from pathlib import Path
-
 from medaug.data.loaders.base import GivenSplits
 from medaug.data.schema import validate
 
@@ -51,7 +49,7 @@ def rows(rows, name, split):
                       "long_answer": "", "source": "original"}, f"{name}: row {i}") for i, row in enumerate(rows)]
 
 
-LOADER = GivenSplits("trivia", Path(__file__).parent / "trivia", rows)
+LOADER = GivenSplits("trivia", rows)
 '''
 
 TRIVIA_TASK = {"name": "trivia", "description": "a test's task in its own source schema", "loader": "trivia",

@@ -18,6 +18,7 @@ from medaug.data.schema import Record, read_records, write_records
 from medaug.params import Params
 from medaug.paths import FilterIO, GenerateIO
 from support.openai_server import OpenAIServer
+from support.paths import ROOT
 from support.strategies import check, make_train, params, responder, task_field, write_corpus
 
 
@@ -98,7 +99,7 @@ def test_a_reply_with_another_label_is_off_target_and_repaired_once(tmp_path, mo
 def prepared_dir(tmp_path):
     """The bundled synthetic sample, prepared (train/dev/test) in tmp_path/data/prepared."""
     out = tmp_path / "data/prepared"
-    prepare.run(Params(), tmp_path, out, tmp_path / "metrics/prepare.json")
+    prepare.run(Params(), ROOT, out, tmp_path / "metrics/prepare.json")
     return out
 
 

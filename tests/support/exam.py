@@ -4,11 +4,13 @@ from medaug.params import Params, parse_params
 from support.paths import ROOT
 
 MEDQA = "src/medaug/tasks/medqa.yaml"
+MEDQA_SAMPLE = "src/medaug/data/sample/medqa"  # its data.source: the bundled MedQA-schema rows
 STEPS = ["validate", "dedup", "decontaminate", "judge", "consistency", "balance"]
 
 
 def exam(generate=None, filter_=None) -> Params:
     return parse_params({
+        "data": {"source": MEDQA_SAMPLE},
         "task": {"file": MEDQA},
         "teacher": {"backend": "openai", "model": "fake-teacher", "timeout_s": 5, "max_attempts": 2,
                     "backoff_s": 0.01, "max_concurrency": 4},

@@ -13,3 +13,8 @@ needs_pqal = pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").exists(),
 PARAMS_READ = ".dvc/tmp/params-read"
 """Where each DVC stage of a test project writes the params it read and declares (medaug.declared; the suite sets
 MEDAUG_CHECK_PARAMS to it, relative to the stage's project)."""
+
+SAMPLES = ROOT / "src/medaug/data/sample"
+"""The bundled synthetic sources: ori_pqal_sample.json (PubMedQA, the default data.source) and a folder per exam
+task (medqa, medmcqa, progressive)."""
+SAMPLE_PATH = SAMPLES / "ori_pqal_sample.json"

@@ -11,11 +11,11 @@ import pytest
 from medaug import filtering
 from medaug.data import prepare
 from medaug.data.jsonl import iter_jsonl, write_json, write_jsonl
-from medaug.data.pubmedqa import SAMPLE_PATH
 from medaug.data.schema import Record, read_records, write_records
 from medaug.errors import MedaugError
 from medaug.params import DataParams, Params
 from medaug.paths import FilterIO
+from support.paths import ROOT, SAMPLE_PATH
 
 LATIN1 = "Sjögren".encode("latin-1")  # b"Sj\xf6gren": a common non-UTF-8 export
 
@@ -107,7 +107,7 @@ def test_non_utf8_jsonl_line_names_file_and_line(tmp_path):
 @pytest.fixture()
 def filter_project(tmp_path):
     """Prepared data, a generated file of two good rewrites, and stale outputs that a failed run must keep."""
-    prepare.run(Params(), tmp_path, tmp_path / "prepared", tmp_path / "prepare.json")
+    prepare.run(Params(), ROOT, tmp_path / "prepared", tmp_path / "prepare.json")
     train = read_records(tmp_path / "prepared" / "train.jsonl")
     generated = [Record(id=f"g{i}", question=f"Did the study of item {i} find a clear benefit?",
                         contexts=t.contexts, final_decision=t.final_decision, source="rewrite", parent_id=t.id)

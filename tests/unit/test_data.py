@@ -1,5 +1,6 @@
 """Sources -> Records, the official PubMedQA split, the bundled sample, and the prepare stage."""
 
+import hashlib
 import importlib.util
 import json
 from collections import Counter
@@ -9,12 +10,12 @@ import pytest
 
 from medaug.data import prepare
 from medaug.data.jsonl import read_json
-from medaug.data.pubmedqa import SAMPLE_PATH, from_hub_rows, load_source
+from medaug.data.pubmedqa import from_hub_rows, load_source
 from medaug.data.schema import LABELS, Record, read_records
 from medaug.data.split import official_split
 from medaug.errors import MedaugError
-from medaug.params import DataParams, Params, TaskParams
-from support.paths import PUBMEDQA, needs_pqal
+from medaug.params import DataParams, Params, parse_params
+from support.paths import PUBMEDQA, ROOT, SAMPLE_PATH, needs_pqal
 
 
 def load_pqal() -> list[Record]:
@@ -65,7 +66,7 @@ def test_split_rebalances_uneven_folds_like_the_original():
 # ---------------------------------------------------------------- the bundled sample
 
 def test_sample_split_sizes_and_stratification():
-    records = load_source(DataParams(source="sample"), Path("."))
+    records = load_source(DataParams(), ROOT)
     for fold in (0, 9):
         train, dev, test = official_split(records, fold)
         assert (len(train), len(dev), len(test)) == (54, 6, 60)
@@ -81,7 +82,7 @@ def test_sample_is_well_formed_and_matches_its_generator():
     spec.loader.exec_module(build_sample)
     assert build_sample.build() == raw, "ori_pqal_sample.json is stale: re-run build_sample.py"
 
-    records = load_source(DataParams(source="sample"), Path("."))
+    records = load_source(DataParams(), ROOT)
     assert len(records) == 120 and ids(records) == list(raw)
     assert Counter(r.final_decision for r in records) == {"yes": 60, "no": 40, "maybe": 20}
     assert len({r.question for r in records}) == 120
@@ -106,7 +107,7 @@ def test_parquet_and_jsonl_hub_schema_equal_the_json_form(tmp_path, monkeypatch)
     import datasets
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
-    original = load_pqal() if (PUBMEDQA / "ori_pqal.json").exists() else load_source(DataParams(), tmp_path)
+    original = load_pqal() if (PUBMEDQA / "ori_pqal.json").exists() else load_source(DataParams(), ROOT)
     ds = datasets.Dataset.from_list(hub_rows(original))
     ds.to_parquet(str(tmp_path / "pqa_labeled.parquet"))
     ds.to_json(str(tmp_path / "pqa_labeled.jsonl"))
@@ -118,7 +119,7 @@ def test_parquet_and_jsonl_hub_schema_equal_the_json_form(tmp_path, monkeypatch)
 def test_relative_json_path_resolves_against_root(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "ori.json").write_text(SAMPLE_PATH.read_text())
-    assert load_source(DataParams(source="sub/ori.json"), tmp_path) == load_source(DataParams(), tmp_path)
+    assert load_source(DataParams(source="sub/ori.json"), tmp_path) == load_source(DataParams(), ROOT)
 
 
 def _sample_raw() -> dict:
@@ -176,23 +177,28 @@ def test_hub_rows_errors_name_row_pubid_and_field():
 
 def test_prepare_writes_splits_contexts_and_metrics(tmp_path):
     out, metrics = tmp_path / "prepared", tmp_path / "metrics" / "prepare.json"
-    stats = prepare.run(Params(), tmp_path, out, metrics)
+    stats = prepare.run(Params(), ROOT, out, metrics)
     train, dev, test = (read_records(out / f"{s}.jsonl") for s in ("train", "dev", "test"))
-    expected = official_split(load_source(DataParams(), tmp_path), 0)
+    expected = official_split(load_source(DataParams(), ROOT), 0)
     assert (train, dev, test) == expected
     contexts = [json.loads(line) for line in (out / "contexts.jsonl").read_text().splitlines()]
     assert [c["id"] for c in contexts] == ids(train)
     assert all(set(c) == {"id", "contexts", "meshes"} for c in contexts)
     assert not {c["id"] for c in contexts} & set(ids(test) + ids(dev))
-    assert json.loads(metrics.read_text()) == stats
+    report = json.loads(metrics.read_text())
+    assert {k: v for k, v in report.items() if k != "source"} == stats
+    # what the source was: its path as params name it, the sha256 of its bytes, and its origin (the sample says so)
+    assert report["source"] == {"path": DataParams().source, "sha256": hashlib.sha256(SAMPLE_PATH.read_bytes()).hexdigest(),
+                                "origin": json.loads((SAMPLE_PATH.parent / "medaug_source.json").read_text())}
+    assert report["source"]["origin"]["synthetic"] is True
     assert stats["test"] == {"total": 60, "yes": 30, "no": 20, "maybe": 10}
     assert stats["train"]["total"] == 54 and stats["dev"]["total"] == 6
     assert sorted(p.name for p in out.iterdir()) == ["contexts.jsonl", "dev.jsonl", "test.jsonl", "train.jsonl"]
 
 
 def test_prepare_fold_changes_train_dev_only(tmp_path):
-    a = prepare.run(Params(data=DataParams(fold=0)), tmp_path, tmp_path / "a", tmp_path / "a.json")
-    b = prepare.run(Params(data=DataParams(fold=5)), tmp_path, tmp_path / "b", tmp_path / "b.json")
+    a = prepare.run(Params(data=DataParams(fold=0)), ROOT, tmp_path / "a", tmp_path / "a.json")
+    b = prepare.run(Params(data=DataParams(fold=5)), ROOT, tmp_path / "b", tmp_path / "b.json")
     assert a == b  # the sample's folds are equal-sized and equally stratified
     assert (tmp_path / "a/test.jsonl").read_text() == (tmp_path / "b/test.jsonl").read_text()
     assert (tmp_path / "a/dev.jsonl").read_text() != (tmp_path / "b/dev.jsonl").read_text()
@@ -216,7 +222,7 @@ def test_failed_prepare_leaves_no_output(tmp_path):
     ('{"id": "1", "question": "q?", "contexts": ["c"], "final_decision": "probably"}', "unknown label 'probably'"),
 ])
 def test_bad_prepared_line_names_file_and_line(tmp_path, line, expected):
-    prepare.run(Params(), tmp_path, tmp_path / "prepared", tmp_path / "m.json")
+    prepare.run(Params(), ROOT, tmp_path / "prepared", tmp_path / "m.json")
     path = tmp_path / "prepared" / "dev.jsonl"
     lines = path.read_text().splitlines()
     lines.insert(3, line)
@@ -225,11 +231,17 @@ def test_bad_prepared_line_names_file_and_line(tmp_path, line, expected):
         read_records(path, LABELS)
 
 
-def test_unreachable_hub_dataset_is_one_line_error(tmp_path, monkeypatch):
+def test_a_folder_source_and_the_keywords_that_are_no_path(tmp_path):
+    """A folder with train.parquet in the hub schema (what `medaug data fetch` writes) is a source; `sample` and
+    `hub`, no paths DVC could hash, are refused naming what to write instead."""
+    rows = [{"pubid": int(pmid), "question": r["QUESTION"], "long_answer": r["LONG_ANSWER"],
+             "final_decision": r["final_decision"],
+             "context": {"contexts": r["CONTEXTS"], "labels": r["LABELS"], "meshes": r["MESHES"]}}
+            for pmid, r in json.loads(SAMPLE_PATH.read_text()).items()]
     import datasets
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
-    with pytest.raises(MedaugError, match="data.source = hub: cannot load medaug-test/no-such-dataset") as e:
-        load_source(DataParams(source="hub"), tmp_path, TaskParams(hub_id="medaug-test/no-such-dataset"))
-    assert "\n" not in str(e.value)
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "fetched" / "train.parquet"))
+    assert load_source(DataParams(source="fetched"), tmp_path) == load_source(DataParams(), ROOT)
+    for word, fix in (("sample", "src/medaug/data/sample/ori_pqal_sample.json"), ("hub", "medaug data fetch")):
+        with pytest.raises(MedaugError, match=rf"data.source = '{word}' is no path: .*{fix}"):
+            parse_params({"data": {"source": word}})

@@ -14,11 +14,12 @@ from medaug.data.mcq import from_medmcqa_rows, from_medqa_rows
 from medaug.params import TaskParams
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
+from support.paths import SAMPLES
 from support.rows import write
 
 pytestmark = pytest.mark.usefixtures("hf_cache")
 
-SAMPLE_DIR = LOADERS["medqa"].sample.parent
+SAMPLE_DIR = SAMPLES
 
 
 def load_splits(loader: str, *args):
@@ -45,7 +46,7 @@ def medmcqa_row(rid="id-1", cop=1, exp="Blue fur means ice.", **kw) -> dict:
 def test_medqa_files_map_to_records(tmp_path):
     write(tmp_path / "exam" / "train.jsonl", [medqa_row(), medqa_row("A red vexil. Where?", "A")])
     write(tmp_path / "exam" / "test.parquet", [medqa_row("A silver quorl. Where?", "D", answer=None)])
-    got = load_splits("medqa", "exam", tmp_path, "unused", None, ["train", "test"])
+    got = load_splits("medqa", "exam", tmp_path, ["train", "test"])
     mc = {"contexts": [], "options": OPTS, "long_answer": "", "source": "original"}
     assert got == {"train": [Record(id="medqa-train-0", question="A blue glorp. Where?", final_decision="C", **mc),
                              Record(id="medqa-train-1", question="A red vexil. Where?", final_decision="A", **mc)],
@@ -57,7 +58,7 @@ def test_medmcqa_files_map_to_records(tmp_path):
     folder = tmp_path / "mmc"
     write(folder / "train.parquet", [medmcqa_row("a1", 0), medmcqa_row("a2", 3, exp=None)])
     write(folder / "validation.jsonl", [medmcqa_row("v1", 2)])
-    got = load_splits("medmcqa", str(folder), Path("/nonexistent"), "unused", None, ["train", "validation"])
+    got = load_splits("medmcqa", str(folder), Path("/nonexistent"), ["train", "validation"])
     opts = {"A": "one", "B": "two", "C": "three", "D": "four"}
     assert [(r.id, r.question, r.final_decision, r.long_answer) for r in got["train"]] == [
         ("a1", "Question a1?", "A", "Blue fur means ice."), ("a2", "Question a2?", "D", "")]
@@ -78,7 +79,7 @@ def build_module():
 @pytest.mark.parametrize("loader, counts", [("medqa", {"train": 120, "test": 40}),
                                             ("medmcqa", {"train": 120, "validation": 40})])
 def test_bundled_sample_loads_balanced(loader, counts):
-    got = load_splits(loader, "sample", Path("/nonexistent"), "unused", None, list(counts))
+    got = load_splits(loader, str(SAMPLES / loader), Path("/nonexistent"), list(counts))
     assert {s: len(rs) for s, rs in got.items()} == counts
     for records in got.values():
         n = len(records)
@@ -102,7 +103,7 @@ def test_bundled_sample_is_what_the_builder_writes():
 
 def test_bundled_sample_answers_follow_the_rules():
     module = build_module()
-    for r in load_splits("medmcqa", "sample", Path("."), "", None, ["train"])["train"]:
+    for r in load_splits("medmcqa", str(SAMPLES / "medmcqa"), Path("."), ["train"])["train"]:
         answer = r.options[r.final_decision]
         if m := re.search(r"with (\w+) fur", r.question):
             assert answer == module.HABITATS[m[1]]
@@ -128,7 +129,7 @@ def test_bundled_sample_answers_follow_the_rules():
 def test_bad_medqa_rows_name_file_and_row(tmp_path, ext, bad, expected):
     path = write(tmp_path / "exam" / f"train{ext}", [medqa_row(), {**medqa_row(), **bad}])
     with pytest.raises(MedaugError, match=re.escape(str(path)) + ": " + expected) as e:
-        load_splits("medqa", "exam", tmp_path, "unused", None, ["train"])
+        load_splits("medqa", "exam", tmp_path, ["train"])
     assert "\n" not in str(e.value)
 
 
@@ -162,7 +163,7 @@ def test_bad_medmcqa_rows_name_file_and_row(rows, expected):
 def test_medmcqa_hidden_test_labels_from_a_file(tmp_path):
     path = write(tmp_path / "mmc" / "test.parquet", [medmcqa_row("a", -1)])
     with pytest.raises(MedaugError, match=re.escape(f"{path}: row 0: the answer is hidden")):
-        load_splits("medmcqa", "mmc", tmp_path, "unused", None, ["test"])
+        load_splits("medmcqa", "mmc", tmp_path, ["test"])
 
 
 def test_missing_split_file_names_file_and_folder(tmp_path):
@@ -170,17 +171,17 @@ def test_missing_split_file_names_file_and_folder(tmp_path):
     folder = tmp_path / "exam"
     with pytest.raises(MedaugError, match=re.escape(f"{folder / 'test.jsonl'}: file not found (the data.source "
                                                     f"folder {folder} needs test.jsonl or test.parquet")):
-        load_splits("medqa", "exam", tmp_path, "unused", None, ["train", "test"])
+        load_splits("medqa", "exam", tmp_path, ["train", "test"])
 
 
 def test_source_must_be_one_folder_per_split_and_loader_known(tmp_path):
     write(tmp_path / "train.jsonl", [medqa_row()])
     with pytest.raises(MedaugError, match="data.source = 'train.jsonl' is not a folder"):
-        load_splits("medqa", "train.jsonl", tmp_path, "unused", None, ["train"])
+        load_splits("medqa", "train.jsonl", tmp_path, ["train"])
     write(tmp_path / "exam" / "train.jsonl", [medqa_row()])
     write(tmp_path / "exam" / "train.parquet", [medqa_row()])
     with pytest.raises(MedaugError, match="exam: both train.jsonl and train.parquet exist; keep one"):
-        load_splits("medqa", "exam", tmp_path, "unused", None, ["train"])
+        load_splits("medqa", "exam", tmp_path, ["train"])
     with pytest.raises(MedaugError, match=r"loader 'nope' is no loader \(known: medmcqa, medqa, progressive, "
                                           r"pubmedqa\); a new source schema is a module in src/medaug/data/loaders/"):
         loaders.get(TaskParams(loader="nope"))
@@ -190,14 +191,5 @@ def test_unreadable_file_is_one_line_error(tmp_path):
     (tmp_path / "exam").mkdir()
     (tmp_path / "exam" / "train.parquet").write_text("not parquet")
     with pytest.raises(MedaugError, match=r"train\.parquet: cannot read as parquet in the hub schema") as e:
-        load_splits("medqa", "exam", tmp_path, "unused", None, ["train"])
-    assert "\n" not in str(e.value)
-
-
-def test_unreachable_hub_dataset_gives_the_offline_hint(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(MedaugError, match=r"data.source = hub: cannot load medaug-test/no-such-mcq split 'train' "
-                                          r"\(.*\); offline, point data.source at a local folder") as e:
-        load_splits("medmcqa", "hub", tmp_path, "medaug-test/no-such-mcq", None, ["train"])
+        load_splits("medqa", "exam", tmp_path, ["train"])
     assert "\n" not in str(e.value)

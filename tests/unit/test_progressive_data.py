@@ -15,11 +15,12 @@ from medaug.data.loaders import LOADERS
 from medaug.data.mcq import from_progressive_rows
 from medaug.data.schema import Record
 from medaug.errors import MedaugError
+from support.paths import SAMPLES
 from support.rows import write
 
 pytestmark = pytest.mark.usefixtures("hf_cache")
 
-SAMPLE_DIR = LOADERS["progressive"].sample
+SAMPLE_DIR = SAMPLES / "progressive"
 
 
 def load_splits(loader: str, *args):
@@ -45,7 +46,7 @@ def test_local_files_map_to_one_record_per_step(tmp_path):
     folder = tmp_path / "cases"
     write(folder / "train.jsonl", [case("c1", 3), case("c2", 1)])
     write(folder / "test.jsonl", [case("t1", 2)])
-    got = load_splits("progressive", str(folder), tmp_path, "", None, ["train", "test"])
+    got = load_splits("progressive", str(folder), tmp_path, ["train", "test"])
     mc = {"options": OPTS, "long_answer": "", "source": "original"}
     assert got["train"] == [
         Record(id="c1-1", question="Question 0?", contexts=["Reveal 0."], final_decision="A",
@@ -89,7 +90,7 @@ def test_options_arrow_filled_with_none_are_dropped():
 def test_bad_rows_name_file_row_and_step(tmp_path, bad, expected):
     path = write(tmp_path / "cases" / "train.jsonl", [case("c1"), {**case("c2"), **bad}])
     with pytest.raises(MedaugError, match="^" + re.escape(str(path)) + ": " + expected) as e:
-        load_splits("progressive", "cases", tmp_path, "", None, ["train"])
+        load_splits("progressive", "cases", tmp_path, ["train"])
     assert "\n" not in str(e.value)
 
 
@@ -108,12 +109,6 @@ def test_ill_typed_rows_name_the_field(row, expected):
         from_progressive_rows([row], "t.jsonl", "train")
 
 
-def test_hub_without_a_hub_dataset_is_named(tmp_path):
-    with pytest.raises(MedaugError, match=r"data.source = hub, but the task \(loader 'progressive'\) has no hub "
-                                          r"dataset; point data.source at a folder with one <split>.jsonl per split "
-                                          r"\(or use sample\)"):
-        load_splits("progressive", "hub", tmp_path, "", None, ["train"])
-
 
 # ---------------------------------------------------------------- the bundled sample
 
@@ -126,7 +121,7 @@ def build_module():
 
 
 def test_bundled_sample_loads_balanced():
-    got = load_splits("progressive", "sample", Path("/nonexistent"), "", None, ["train", "test"])
+    got = load_splits("progressive", str(SAMPLE_DIR), Path("/nonexistent"), ["train", "test"])
     for split, cases in (("train", 40), ("test", 12)):
         records = got[split]
         assert len(records) == 3 * cases and len({r.id for r in records}) == len(records)
@@ -160,7 +155,7 @@ def test_bundled_sample_is_what_the_builder_writes():
 
 def test_bundled_sample_answers_follow_the_rules():
     m = build_module()
-    records = load_splits("progressive", "sample", Path("."), "", None, ["train", "test"])
+    records = load_splits("progressive", str(SAMPLE_DIR), Path("."), ["train", "test"])
     for r in records["train"] + records["test"]:
         answer = r.options[r.final_decision]
         if r.chain["step"] == 1:

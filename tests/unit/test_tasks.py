@@ -17,7 +17,7 @@ from medaug.evaluate.task import encode, render_prompt
 from medaug.evaluate.teacher_baseline import build_prompt, parse_answer, pick_shots
 from medaug.models.load import load_model_and_tokenizer
 from medaug.params import TaskParams, load_params, parse_params
-from support.exam import MEDQA
+from support.exam import MEDQA, MEDQA_SAMPLE
 from support.paths import ROOT
 
 ITEM = Record(id="m1", question="A glorp has blue fur. Where does it live?", contexts=[],
@@ -135,7 +135,7 @@ def test_shuffled_options_keep_each_answer_with_its_text_and_spread_the_letters(
 # ---------------------------------------------------------------- exam splits
 
 def exam_params(**task) -> object:
-    return parse_params({"task": {"file": MEDQA, **task}, **EXAM}, ROOT)
+    return parse_params({"data": {"source": MEDQA_SAMPLE}, "task": {"file": MEDQA, **task}, **EXAM}, ROOT)
 
 
 def test_prepare_splits_the_medqa_sample_official_test_and_a_seeded_dev(tmp_path):

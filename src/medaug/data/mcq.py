@@ -11,9 +11,9 @@ Schemas:
   step: j, steps} and history = the earlier steps' questions with their correct options' texts ([] at step 1).
 
 Each schema is a loader (data/loaders/: medqa, medmcqa, progressive) that names its rows function here.
-Sources (params `data.source`): `sample` (the bundled synthetic rows, data/sample/<loader>/<split>.jsonl), `hub`
-(`datasets.load_dataset(hub_id, hub_config, split=...)`; not for `progressive`), or a folder holding one
-`<split>.jsonl` or `<split>.parquet` per split, in the loader's schema.
+Sources (params `data.source`): a folder holding one `<split>.jsonl` or `<split>.parquet` per split, in the loader's
+schema: the bundled synthetic rows (data/sample/<loader>/), or what `medaug data fetch` writes from the task's hub
+dataset (not for `progressive`, which has none).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _one_line(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-def _load_file(folder: Path, split: str) -> tuple[Path, Any]:
+def load_file(folder: Path, split: str) -> tuple[Path, Any]:
     import datasets  # heavy import, only for these sources
 
     found = [folder / f"{split}{ext}" for ext in (".jsonl", ".parquet") if (folder / f"{split}{ext}").exists()]
@@ -163,35 +163,16 @@ def _load_file(folder: Path, split: str) -> tuple[Path, Any]:
         raise MedaugError(f"{path}: cannot read as {builder} in the hub schema ({_one_line(e)})") from None
 
 
-def _load_hub(hub_id: str, config: str | None, split: str) -> Any:
-    import datasets
-
-    try:
-        return datasets.load_dataset(hub_id, config, split=split)
-    except Exception as e:
-        ref = f"{hub_id}/{config}" if config else hub_id
-        raise MedaugError(f"params.yaml: data.source = hub: cannot load {ref} split '{split}' ({_one_line(e)}); "
-                          f"offline, point data.source at a local folder with {split}.jsonl or "
-                          f"{split}.parquet") from None
-
-
-def load_splits(loader: Any, source: str, root: Path, hub_id: str, hub_config: str | None,
-                splits: list[str]) -> dict[str, list[Record]]:
-    """{split: Records} for each of `splits` of a `loaders.base.GivenSplits` loader, from `source` (sample: the
-    loader's bundled rows); a relative folder is resolved against `root`."""
-    from_rows, name = loader.rows, loader.name
-    if source == "hub":
-        if not hub_id:
-            raise MedaugError(f"params.yaml: data.source = hub, but the task (loader {name!r}) has no hub dataset; "
-                              f"point data.source at a folder with one <split>.jsonl per split (or use sample)")
-        ref = f"{hub_id}/{hub_config}" if hub_config else hub_id
-        return {s: from_rows(_load_hub(hub_id, hub_config, s), f"{ref} [{s}]", s) for s in splits}
-    folder = loader.sample if source == "sample" else Path(root) / source  # an absolute source stays as is
+def load_splits(loader: Any, source: str, root: Path, splits: list[str]) -> dict[str, list[Record]]:
+    """{split: Records} for each of `splits` of a `loaders.base.GivenSplits` loader, from the folder `source` (one
+    <split>.jsonl or <split>.parquet per split); a relative folder is resolved against `root`."""
+    from_rows = loader.rows
+    folder = Path(root) / source  # an absolute source stays as is
     if not folder.is_dir():
-        raise MedaugError(f"params.yaml: data.source = {source!r} is not a folder (allowed: sample, hub, or a folder "
-                          f"with one <split>.jsonl or <split>.parquet per split)")
+        raise MedaugError(f"params.yaml: data.source = {source!r} is not a folder (the {loader.name} loader reads a "
+                          f"folder with one <split>.jsonl or <split>.parquet per split)")
     out = {}
     for s in splits:
-        path, rows = _load_file(folder, s)
+        path, rows = load_file(folder, s)
         out[s] = from_rows(rows, str(path), s)
     return out

@@ -1,7 +1,10 @@
-"""Stage `prepare`: the task's source -> its split -> train/dev/test JSONL, the train contexts, and split counts."""
+"""Stage `prepare`: the task's source -> its split -> train/dev/test JSONL, the train contexts, split counts and
+what the source was (its path, a digest of its bytes, and where it came from)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +27,31 @@ def load_split(p: Params, root: Path) -> tuple[list[Record], list[Record], list[
     return loaders.get(p.task).load(p, Path(root))
 
 
+ORIGIN = "medaug_source.json"
+"""Where a source came from, inside its folder (or beside its file): `medaug data fetch` writes {hub_id, config,
+revision, ...}; the bundled samples say {"synthetic": true, ...}."""
+
+
+def provenance(source: str, root: Path) -> dict[str, Any]:
+    """{path, sha256, origin} of the data.source `source`: the sha256 runs over every file's relative path and bytes
+    (a folder's in sorted order), so two reports name the same bytes exactly when they are; `origin` is its ORIGIN
+    file ({} without one: a file of the user's)."""
+    path = Path(source) if Path(source).is_absolute() else Path(root) / source
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(path).as_posix().encode() + b"\0" if path.is_dir() else b"")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    origin = (path if path.is_dir() else path.parent) / ORIGIN
+    return {"path": source, "sha256": digest.hexdigest(),
+            "origin": json.loads(origin.read_text()) if origin.is_file() else {}}
+
+
 def run(p: Params, root: Path, out_dir: Path, metrics_path: Path) -> dict[str, Any]:
-    """Write out_dir/{train,dev,test,contexts}.jsonl and metrics_path; return {split: {total, <answer>: count}}."""
+    """Write out_dir/{train,dev,test,contexts}.jsonl and metrics_path ({split: {total, <answer>: count}, source:
+    provenance}); return the counts."""
     train, dev, test = load_split(p, root)
     out_dir = Path(out_dir)
     for name, split in (("train", train), ("dev", dev), ("test", test)):
@@ -33,5 +59,5 @@ def run(p: Params, root: Path, out_dir: Path, metrics_path: Path) -> dict[str, A
     # unlabeled contexts generation may draw from: train split only, never dev or test
     write_jsonl(out_dir / "contexts.jsonl", ({"id": r.id, "contexts": r.contexts, "meshes": r.meshes} for r in train))
     stats = {name: split_stats(split, p.task.choices) for name, split in (("train", train), ("dev", dev), ("test", test))}
-    write_json(metrics_path, stats)
+    write_json(metrics_path, {**stats, "source": provenance(p.data.source, root)})
     return stats

@@ -2,12 +2,13 @@
 the task's `choices` (PubMedQA's yes, no, maybe by default; a PubMedQA-format file of another label set names
 its own in its task file).
 
-Sources (params `data.source`):
-- `sample`: the bundled synthetic records (data/sample/ori_pqal_sample.json, same format as ori_pqal.json);
-- `*.json`: PubMedQA's original `ori_pqal.json` (dict PMID -> {QUESTION, CONTEXTS, LABELS, MESHES, ...});
-- `hub`: `datasets.load_dataset(task.hub_id, task.hub_config, split="train")`, hub schema
-  (pubid, question, context{contexts, labels, meshes, ...}, long_answer, final_decision);
-- `*.parquet` / `*.jsonl`: a local file in the hub schema.
+Sources (params `data.source`, a path):
+- `*.json`: PubMedQA's original `ori_pqal.json` (dict PMID -> {QUESTION, CONTEXTS, LABELS, MESHES, ...}); the
+  bundled synthetic sample (data/sample/ori_pqal_sample.json) is one;
+- `*.parquet` / `*.jsonl`: a local file in the hub schema (pubid, question, context{contexts, labels, meshes, ...},
+  long_answer, final_decision);
+- a folder holding `train.parquet` or `train.jsonl` in the hub schema: what `medaug data fetch` writes from
+  `task.hub_id` / `task.hub_config` (PubMedQA's pqa_labeled has one split, train).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from medaug.data.jsonl import read_json
 from medaug.data.schema import LABELS, Record, validate
 from medaug.errors import MedaugError
 from medaug.params import DataParams, TaskParams
-
-SAMPLE_PATH = Path(__file__).parent / "sample" / "ori_pqal_sample.json"
 
 
 def _get(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
@@ -92,33 +91,21 @@ def _load_hub_file(path: Path, choices: Sequence[str]) -> list[Record]:
     return from_hub_rows(ds, str(path), choices)
 
 
-def _load_hub(hub_id: str, config: str | None, choices: Sequence[str]) -> list[Record]:
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(hub_id, config, split="train")
-    except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise MedaugError(f"params.yaml: data.source = hub: cannot load {hub_id}/{config} ({type(e).__name__}: "
-                          f"{msg}); offline, point data.source at a local ori_pqal.json or .parquet") from None
-    return from_hub_rows(ds, f"{hub_id}/{config}", choices)
-
-
 def load_source(p: DataParams, root: Path, task: TaskParams | None = None) -> list[Record]:
-    """Records from `p.source`, in the source's order; relative paths are resolved against `root`; `task` names
-    the hub dataset and the answers (default: PubMedQA's)."""
-    task = task or TaskParams()
-    choices = task.choices
-    if p.source == "sample":
-        return from_original(SAMPLE_PATH, choices)
-    if p.source == "hub":
-        return _load_hub(task.hub_id, task.hub_config, choices)
+    """Records from `p.source`, in the source's order; a relative path is resolved against `root`; `task` names the
+    answers (default: PubMedQA's)."""
+    choices = (task or TaskParams()).choices
     path = Path(p.source)
     if not path.is_absolute():
         path = Path(root) / path
+    if path.is_dir():
+        from medaug.data.mcq import load_file
+
+        found, rows = load_file(path, "train")
+        return from_hub_rows(rows, str(found), choices)
     if path.suffix == ".json":
         return from_original(path, choices)
     if path.suffix in (".parquet", ".jsonl"):
         return _load_hub_file(path, choices)
-    raise MedaugError(f"params.yaml: data.source = {p.source!r} is not valid "
-                      f"(allowed: sample, hub, or a path ending in .json, .parquet or .jsonl)")
+    raise MedaugError(f"params.yaml: data.source = {p.source!r} is not valid (allowed: a path ending in .json, "
+                      f".parquet or .jsonl, or a folder with train.parquet or train.jsonl)")

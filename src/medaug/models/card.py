@@ -8,12 +8,15 @@ entries, and the data card of the generated training data).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
 from medaug.models import gemma, hub_id
 from medaug.params import TaskParams
+from medaug.paths import PREPARE_REPORT
 
 LICENSES = {gemma.HUB_ID: "gemma"}
 """The license of a base we know; any other base: `other` (its own card says)."""
@@ -50,20 +53,39 @@ print(max({list(task.choices)!r}, key=score))
 """
 
 
-def model_card(*, name: str, meta: dict[str, Any], task: TaskParams | None, data_source: str, adapter: bool,
+def prepared_source(root: Path = Path(".")) -> dict[str, Any] | None:
+    """What the prepare stage recorded of data.source (reports/prepare.json `source`: path, sha256, origin), or None
+    before prepare ran."""
+    path = Path(root) / PREPARE_REPORT
+    return json.loads(path.read_text()).get("source") if path.exists() else None
+
+
+def _from(source: dict[str, Any] | None, origin: dict[str, Any]) -> str:
+    """ from `<path>` (<hub id> at revision <sha>; sha256 <12 hex>), as far as the source record tells."""
+    if not source:
+        return ""
+    where = [f"`{origin['hub_id']}` at revision `{origin.get('revision', '?')}`"] if origin.get("hub_id") else []
+    where.append(f"sha256 `{str(source.get('sha256', '?'))[:12]}`")
+    return f" from `{source.get('path', '?')}` ({'; '.join(where)})"
+
+
+def model_card(*, name: str, meta: dict[str, Any], task: TaskParams | None, source: dict[str, Any] | None, adapter: bool,
                train_metrics: dict[str, Any] | None = None, test_metrics: dict[str, Any] | None = None,
                datacard: str | None = None) -> str:
     """The README.md of a model `name` trained as `meta` says (its medaug.json: base, variant, seed, method,
-    n_train), on `task` loaded from `data_source` (data.source); a continued-pretraining output has no task
+    n_train), on `task` loaded from `source` (the prepare stage's record of data.source: path, sha256, origin; None
+    when unknown); a continued-pretraining output has no task
     (None: it answers nothing yet, it is the base of the dapt-* candidates). `adapter`: the folder holds a LoRA adapter whose
     base is meta's (by hub id where there is one), else whole weights. `train_metrics`: dev scores from training
     (reports/train/<candidate>.json); `test_metrics`: the evaluate stage's metrics/eval/<candidate>.json;
     `datacard`: data/filtered/datacard.md, for a training set with generated items."""
     base = meta.get("base", "?")
     base_hub = hub_id(base)
-    real_data = data_source != "sample" and task is not None
+    origin = (source or {}).get("origin") or {}
+    real_data = task is not None and not origin.get("synthetic")
+    revision = origin.get("revision") if origin.get("hub_id") == (task.hub_id if task else None) else None
     evals = [EvalResult(task_type="question-answering", dataset_type=task.hub_id, dataset_name=task.name,
-                        dataset_config=task.hub_config, dataset_split="test", metric_type=key,
+                        dataset_config=task.hub_config, dataset_revision=revision, dataset_split="test", metric_type=key,
                         metric_value=round(float(test_metrics[key]), 4), metric_name=label)
              for key, label in METRICS.items() if test_metrics and key in test_metrics] if real_data else None
     data = ModelCardData(
@@ -85,7 +107,7 @@ def model_card(*, name: str, meta: dict[str, Any], task: TaskParams | None, data
               f"pretrain.corpus, the base of the dapt-* candidates" if meta.get("pretrain") else
               f"- Data: {meta.get('n_train', '?')} items of the `{meta.get('variant', '?')}` recipe ")
              + ("" if meta.get("pretrain") else
-                f"(the {task.name} training split from `{data_source}`, plus what the teacher generated and the "
+                f"(the {task.name} training split{_from(source, origin)}, plus what the teacher generated and the "
                 f"filters kept)" if real_data else "(medaug's bundled synthetic sample: a pipeline check, not a "
                                                    "medical model)"),
              f"- Method: {meta.get('method', 'lora')}, seed {meta.get('seed', '?')}"]

@@ -25,7 +25,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.task import answer_text, collate, encode
 from medaug.models import TRAINED, hub_id
 from medaug.models.load import load_model_and_tokenizer
-from medaug.models.card import model_card
+from medaug.models.card import model_card, prepared_source
 from medaug.params import Params, TaskParams, TrainParams, asdict_without, untraced
 from medaug.paths import PRETRAINED, Candidate, TrainIO
 from medaug.tracking import log_stage
@@ -148,7 +148,7 @@ def run(p: Params, c: Candidate, io: TrainIO, mlflow_root: Path | None = None) -
                 "method": t.method, "precision": resolved_precision(t.precision), "n_train": len(records),
                 "train": asdict_without(t, OTHER_CANDIDATES)}
         write_output(io.out, trainer.model, tokenizer, meta,
-                     model_card(name=name, meta=meta, task=p.task, data_source=p.data.source,
+                     model_card(name=name, meta=meta, task=p.task, source=prepared_source(),
                                 adapter=t.method == "lora", train_metrics=metrics), state)
         write_json(io.report, metrics)
         if io.plots:

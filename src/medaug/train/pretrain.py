@@ -85,7 +85,7 @@ def run(p: Params, model: str, io: PretrainIO, mlflow_root: Path | None = None) 
                 "precision": resolved_precision(t.precision),
                 "documents": len(texts), "train": asdict(pt)}
         write_output(io.out, trainer.model, tokenizer, meta,
-                     model_card(name=f"pretrain-{model}", meta=meta, task=None, data_source=p.data.source,
+                     model_card(name=f"pretrain-{model}", meta=meta, task=None, source=None,
                                 adapter=t.method == "lora"), state)
         write_json(io.report, metrics)
         if io.plot:

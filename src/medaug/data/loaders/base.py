@@ -19,8 +19,6 @@ Split = tuple[list[Record], list[Record], list[Record]]
 @dataclass(frozen=True)
 class Loader:
     name: str
-    sample: Path
-    """The bundled synthetic source (data.source: sample)."""
 
     def load(self, p: Params, root: Path) -> Split:
         """(train, dev, test) of `p.data.source` (a relative path resolved against `root`) for task `p.task`."""
@@ -41,8 +39,7 @@ class GivenSplits(Loader):
         if task.split.kind != "given":
             raise MedaugError(f"{task.file or 'task'}: split.kind {task.split.kind!r} is PubMedQA's split; the "
                               f"{self.name} loader reads named splits (use split: {{kind: given, ...}})")
-        splits = load_splits(self, p.data.source, Path(root), task.hub_id, task.hub_config,
-                             [task.split.train, task.split.test])
+        splits = load_splits(self, p.data.source, Path(root), [task.split.train, task.split.test])
         train, test = splits[task.split.train], splits[task.split.test]
         for name, records in ((task.split.train, train), (task.split.test, test)):
             for r in records:

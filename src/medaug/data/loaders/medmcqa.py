@@ -1,8 +1,6 @@
 """`medmcqa`: MedMCQA (openlifescienceai/medmcqa), 4 options, its named splits (rows: data/mcq.py)."""
 
-from pathlib import Path
-
 from medaug.data.loaders.base import GivenSplits
 from medaug.data.mcq import from_medmcqa_rows
 
-LOADER = GivenSplits("medmcqa", Path(__file__).parents[1] / "sample" / "medmcqa", from_medmcqa_rows)
+LOADER = GivenSplits("medmcqa", from_medmcqa_rows)

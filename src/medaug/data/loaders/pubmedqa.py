@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medaug.data.loaders.base import Loader, Split
-from medaug.data.pubmedqa import SAMPLE_PATH, load_source
+from medaug.data.pubmedqa import load_source
 from medaug.data.split import official_split
 from medaug.errors import MedaugError
 from medaug.params import Params
@@ -21,4 +21,4 @@ class PubMedQA(Loader):
         return official_split(records, p.data.fold, f"data.source {p.data.source}", task.choices)
 
 
-LOADER = PubMedQA("pubmedqa", SAMPLE_PATH)
+LOADER = PubMedQA("pubmedqa")
