@@ -36,7 +36,10 @@ $(STAMP): pyproject.toml
 $(PLOTS_PAGE): $(STAMP)
 	$(BIN)/medaug -q plots page --output $@
 
+# params.yaml checked first: a bad value (a data.source that is no path, say) fails with the fix, before DVC
+# fails on the dependency it names
 repro: setup
+	$(BIN)/medaug check-params
 	dvc repro
 
 # pytest-xdist: one worker per core, each test module one unit of work (its module fixtures built once), the longest

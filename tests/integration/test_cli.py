@@ -4,6 +4,7 @@ data (one `error: ...` line) and 2 for usage errors, and -q/-v setting what the 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from importlib.metadata import version
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from medaug.llm.cache import RequestCache
+from support.paths import ROOT
 
 MEDAUG = Path(sys.executable).parent / "medaug"
 
@@ -92,3 +94,16 @@ def test_stage_scripts_log_at_medaug_log_level(tmp_path, monkeypatch):
         env = {**os.environ, "MEDAUG_LOG_LEVEL": level}
         r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
         assert (r.returncode, r.stdout, r.stderr) == (0, "", want), level
+
+
+def test_make_repro_checks_params_before_dvc_runs_anything(tmp_path):
+    """`make repro` (the README's first command) runs `medaug check-params` first: a data.source that is no path
+    fails with the fix, where `dvc repro` alone would say only that the file `sample` does not exist."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "params.yaml").write_text("data:\n  source: sample\n")
+    bin_dir = Path(sys.executable).parent
+    r = subprocess.run(["make", "-o", ".venv/.installed", "-o", ".dvc/plots/page.html", f"BIN={bin_dir}", "repro"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "data.source = 'sample' is no path" in r.stderr and "src/medaug/data/sample/ori_pqal_sample.json" in r.stderr
+    assert "dvc repro" not in r.stdout and not (tmp_path / "dvc.lock").exists()
