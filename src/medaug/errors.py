@@ -17,6 +17,11 @@ class MedaugError(Exception):
     status 2 is kept for usage errors (a missing option, a bad value), as click users expect."""
 
 
+def one_line(e: BaseException) -> str:
+    """`<Type>: <first line of its message>`: a library's error inside a MedaugError's one line."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
 class _Stderr(logging.StreamHandler):
     """A handler writing to whatever sys.stderr is at emit time (pytest's capsys, a redirect), as print did."""
 

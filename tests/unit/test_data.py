@@ -188,7 +188,8 @@ def test_prepare_writes_splits_contexts_and_metrics(tmp_path):
     report = json.loads(metrics.read_text())
     assert {k: v for k, v in report.items() if k != "source"} == stats
     # what the source was: its path as params name it, the sha256 of its bytes, and its origin (the sample says so)
-    assert report["source"] == {"path": DataParams().source, "sha256": hashlib.sha256(SAMPLE_PATH.read_bytes()).hexdigest(),
+    digest = hashlib.sha256(SAMPLE_PATH.name.encode() + b"\0" + SAMPLE_PATH.read_bytes() + b"\0").hexdigest()
+    assert report["source"] == {"path": DataParams().source, "sha256": digest,
                                 "origin": json.loads((SAMPLE_PATH.parent / "medaug_source.json").read_text())}
     assert report["source"]["origin"]["synthetic"] is True
     assert stats["test"] == {"total": 60, "yes": 30, "no": 20, "maybe": 10}

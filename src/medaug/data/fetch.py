@@ -20,12 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from medaug.data.prepare import ORIGIN
-from medaug.errors import MedaugError
+from medaug.errors import MedaugError, one_line
 from medaug.params import TaskParams
-
-
-def _one_line(e: Exception) -> str:
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def splits(task: TaskParams) -> list[str]:
@@ -48,7 +44,7 @@ def fetch(task: TaskParams, out: Path, revision: str | None = None) -> dict[str,
     try:
         snapshot = Path(snapshot_download(task.hub_id, repo_type="dataset", revision=wanted))
     except Exception as e:
-        raise MedaugError(f"medaug data fetch: cannot download the dataset {ref} ({_one_line(e)}); check the task "
+        raise MedaugError(f"medaug data fetch: cannot download the dataset {ref} ({one_line(e)}); check the task "
                           f"file's hub_id and hub_revision, the network, or HF_TOKEN for a gated dataset") from None
     commit = snapshot.name  # the hub cache names a snapshot by its commit
     out = Path(out)
@@ -62,7 +58,7 @@ def fetch(task: TaskParams, out: Path, revision: str | None = None) -> dict[str,
         except Exception as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise MedaugError(f"medaug data fetch: {ref} (config {task.hub_config}) has no readable split "
-                              f"'{split}' ({_one_line(e)}); the task file's split names the splits it reads") from None
+                              f"'{split}' ({one_line(e)}); the task file's split names the splits it reads") from None
         ds.to_parquet(str(tmp / f"{split}.parquet"))
         rows[split] = len(ds)
     origin = {"hub_id": task.hub_id, "config": task.hub_config, "revision": commit, "requested": wanted,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medaug.data.schema import Record, validate
-from medaug.errors import MedaugError
+from medaug.errors import MedaugError, one_line
 
 LETTERS = "ABCD"
 
@@ -142,25 +142,26 @@ def from_progressive_rows(rows: Any, name: str, split: str) -> list[Record]:
     return records
 
 
-def _one_line(e: Exception) -> str:
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+def read_hub_file(path: Path) -> Any:
+    """The rows of a .parquet or .jsonl file in a hub schema (datasets' parquet/json builders)."""
+    import datasets  # heavy import, only for these sources
+
+    builder = "parquet" if path.suffix == ".parquet" else "json"
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as e:  # arrow/json errors: keep the message on one line
+        raise MedaugError(f"{path}: cannot read as {builder} in the hub schema ({one_line(e)})") from None
 
 
 def load_file(folder: Path, split: str) -> tuple[Path, Any]:
-    import datasets  # heavy import, only for these sources
-
+    """(the file, its rows) of `split` in the source folder `folder`: <split>.jsonl or <split>.parquet."""
     found = [folder / f"{split}{ext}" for ext in (".jsonl", ".parquet") if (folder / f"{split}{ext}").exists()]
     if not found:
         raise MedaugError(f"{folder / f'{split}.jsonl'}: file not found (the data.source folder {folder} needs "
                           f"{split}.jsonl or {split}.parquet for split '{split}')")
     if len(found) > 1:
         raise MedaugError(f"{folder}: both {split}.jsonl and {split}.parquet exist; keep one")
-    path = found[0]
-    builder = "parquet" if path.suffix == ".parquet" else "json"
-    try:
-        return path, datasets.load_dataset(builder, data_files=str(path), split="train")
-    except Exception as e:  # arrow/json errors: keep the message on one line
-        raise MedaugError(f"{path}: cannot read as {builder} in the hub schema ({_one_line(e)})") from None
+    return found[0], read_hub_file(found[0])
 
 
 def load_splits(loader: Any, source: str, root: Path, splits: list[str]) -> dict[str, list[Record]]:

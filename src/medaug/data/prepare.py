@@ -3,7 +3,6 @@ what the source was (its path, a digest of its bytes, and where it came from).""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from typing import Any
 
 from medaug.data.jsonl import write_json, write_jsonl
 from medaug.data.schema import Record, write_records
+from medaug.digest import sha256_files
 from medaug.params import Params
 
 
@@ -33,19 +33,14 @@ revision, ...}; the bundled samples say {"synthetic": true, ...}."""
 
 
 def provenance(source: str, root: Path) -> dict[str, Any]:
-    """{path, sha256, origin} of the data.source `source`: the sha256 runs over every file's relative path and bytes
-    (a folder's in sorted order), so two reports name the same bytes exactly when they are; `origin` is its ORIGIN
-    file ({} without one: a file of the user's)."""
+    """{path, sha256, origin} of the data.source `source`: the sha256 of its file, or of every file of its folder
+    (digest.sha256_files: names and bytes), so two reports name the same bytes exactly when they are; `origin` is
+    its ORIGIN file ({} without one: a file of the user's)."""
     path = Path(source) if Path(source).is_absolute() else Path(root) / source
-    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.relative_to(path).as_posix().encode() + b"\0" if path.is_dir() else b"")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    origin = (path if path.is_dir() else path.parent) / ORIGIN
-    return {"path": source, "sha256": digest.hexdigest(),
+    folder = path if path.is_dir() else path.parent
+    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+    origin = folder / ORIGIN
+    return {"path": source, "sha256": sha256_files(folder, files),
             "origin": json.loads(origin.read_text()) if origin.is_file() else {}}
 
 

@@ -78,17 +78,11 @@ def from_hub_rows(rows: Any, name: str, choices: Sequence[str] = LABELS) -> list
 
 
 def _load_hub_file(path: Path, choices: Sequence[str]) -> list[Record]:
-    import datasets  # heavy import, only for this source
+    from medaug.data.mcq import read_hub_file
 
     if not path.exists():
         raise MedaugError(f"{path}: file not found (params.yaml data.source)")
-    builder = "parquet" if path.suffix == ".parquet" else "json"
-    try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
-    except Exception as e:  # arrow/json errors: keep the message on one line
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise MedaugError(f"{path}: cannot read as {builder} in the hub schema ({type(e).__name__}: {msg})") from None
-    return from_hub_rows(ds, str(path), choices)
+    return from_hub_rows(read_hub_file(path), str(path), choices)
 
 
 def load_source(p: DataParams, root: Path, task: TaskParams | None = None) -> list[Record]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from medaug.data.jsonl import temp_dir_beside
+from medaug.digest import sha256_files
 from medaug.errors import MedaugError
 from medaug.models import gemma, tiny
 
@@ -101,8 +102,6 @@ def weights_digest(ref: str) -> str:
     or modification time changes; `hub:<commit>` of a hub id's snapshot in the local hub cache (the commit names
     its bytes), or `hub:<id>@unresolved` when none is cached. The local teacher keys its answers by it, so a model
     retrained or replaced in the same folder is asked again (llm/local_backend.py)."""
-    import hashlib
-
     path = resolve(ref)
     if not Path(path).is_dir():  # a hub id
         try:
@@ -120,14 +119,7 @@ def weights_digest(ref: str) -> str:
             return kept["digest"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        h.update(b"\0")
-    digest = "sha256:" + h.hexdigest()
+    digest = "sha256:" + sha256_files(folder, files)
     try:
         tmp = folder / f".{DIGEST}.{os.getpid()}"
         tmp.write_text(json.dumps({"digest": digest, "files": stat}))
