@@ -5,11 +5,15 @@ import sys
 from pathlib import Path
 
 from medaug import headline
+from medaug.cpu import cap_kernels
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
-from medaug.evaluate import evaluate
 from medaug.params import load_params
 from medaug.paths import METRICS, Candidate, EvaluateIO
+
+cap_kernels()  # before torch loads: it fixes its kernels' instruction set then (params cpu.isa, medaug.cpu)
+
+from medaug.evaluate import evaluate  # noqa: E402 (after the caps)
 
 
 def main(model: str, variant: str, seed: str | None = None) -> None:

@@ -4,10 +4,14 @@ of the dapt-* candidates."""
 import sys
 from pathlib import Path
 
+from medaug.cpu import cap_kernels
 from medaug.errors import guarded
 from medaug.params import load_params
 from medaug.paths import PretrainIO
-from medaug.train import pretrain
+
+cap_kernels()  # before torch loads: it fixes its kernels' instruction set then (params cpu.isa, medaug.cpu)
+
+from medaug.train import pretrain  # noqa: E402 (after the caps)
 
 
 def main(model: str) -> None:

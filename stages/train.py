@@ -5,10 +5,14 @@ torchrun/accelerate too."""
 import sys
 from pathlib import Path
 
-from medaug import train
+from medaug.cpu import cap_kernels
 from medaug.errors import guarded
 from medaug.params import load_params
 from medaug.paths import Candidate, TrainIO
+
+cap_kernels()  # before torch loads: it fixes its kernels' instruction set then (params cpu.isa, medaug.cpu)
+
+from medaug import train  # noqa: E402 (after the caps)
 
 
 def main(model: str, variant: str, seed: str) -> None:

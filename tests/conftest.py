@@ -19,6 +19,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Every DVC stage a test runs records the params it reads and fails on one its dvc.yaml entry does not declare
 # (medaug.declared, issue 31); each project's stages write what they read to this folder of the project.
 os.environ.setdefault("MEDAUG_CHECK_PARAMS", ".dvc/tmp/params-read")
+# The CPU kernels' caps of the default `cpu.isa: avx2` (medaug.cpu), for this process and every one it starts: a
+# stage forked from a worker's fork server (support.forkserver) gets the torch the server loaded, and that one must
+# be capped as the stage's own `cap_kernels` would cap a fresh interpreter; the in-process tests compute as the
+# stages do.
+for _k, _v in __import__("medaug.cpu", fromlist=["caps"]).caps("avx2").items():
+    os.environ.setdefault(_k, _v)
 
 from support.dag import run_root  # noqa: E402
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 LOGGER = "medaug"
 LEVEL_ENV = "MEDAUG_LOG_LEVEL"
@@ -61,10 +63,20 @@ if not logging.getLogger(LOGGER).handlers:
     setup_logging(logging.INFO)
 
 
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A MedaugError inside becomes one line on stderr and exit status 1 (a stage script's contract)."""
+    try:
+        yield
+    except MedaugError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 def guarded(fn, *args, **kwargs):
     """Run a stage entry point with the CLI's logging ($MEDAUG_LOG_LEVEL); a MedaugError becomes one line on
     stderr and exit status 1."""
-    try:
+    with user_errors():
         setup_logging()
         result = fn(*args, **kwargs)
         from medaug import params
@@ -74,6 +86,3 @@ def guarded(fn, *args, **kwargs):
 
             declared.check()
         return result
-    except MedaugError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)

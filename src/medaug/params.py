@@ -698,6 +698,16 @@ class RegisterParams(_Traced):
 
 
 @dataclass
+class CpuParams(_Traced):
+    """The CPU kernels of the training and scoring stages (train, train-dapt, pretrain, evaluate, evaluate-dapt,
+    zero-shot): medaug.cpu."""
+    isa: Literal["avx2", "native"] = "avx2"
+    """avx2: cap torch's, oneDNN's and MKL's kernels at AVX2, so AVX-512 and AVX2-only x86 CPUs give the same
+    bytes (adapters, curves, scores); native: each CPU's fastest kernels (the environment decides). Non-x86 CPUs
+    and GPUs are not affected."""
+
+
+@dataclass
 class Params(_Traced):
     data: DataParams = field(default_factory=DataParams)
     models: dict[str, str] = field(default_factory=lambda: {"gemma270m": "gemma-3-270m"})
@@ -714,6 +724,7 @@ class Params(_Traced):
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     register: RegisterParams = field(default_factory=RegisterParams)
+    cpu: CpuParams = field(default_factory=CpuParams)
 
     def check(self, key: str) -> None:
         # which strategies serve the task, and their names: augment.strategies.check (generate, check-params)
@@ -930,5 +941,5 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if tracing():
         global _reads, _loaded
         p = _loaded = _keyed(p, "")
-        _reads = set()
+        _reads = set() if _reads is None else _reads  # a stage that loads twice (cpu.cap_kernels, then its run)
     return p

@@ -240,14 +240,16 @@ def test_every_stage_reads_exactly_the_params_it_declares(project):
 
 
 def test_a_param_a_stage_reads_marks_it_stale(project):
-    """Issue 31: evaluate.ci_method (every CI) and task.shuffle_options (prepare reorders the options) are
-    declared by the stages that read them."""
+    """Issue 31: evaluate.ci_method (every CI), task.shuffle_options (prepare reorders the options) and cpu.isa
+    (the kernels of training and scoring) are declared by the stages that read them."""
     repo, env = project["repo"], project["env"]
     text = (repo / "params.yaml").read_text()
     try:
         for old, new, stages in (("ci_method: bca", "ci_method: percentile",
                                   {"evaluate@tiny-original-0", "zero-shot@tiny", "register"}),
-                                 ("shuffle_options: false", "shuffle_options: true", {"prepare"})):
+                                 ("shuffle_options: false", "shuffle_options: true", {"prepare"}),
+                                 ("isa: avx2", "isa: native", {"train@tiny-original-0", "evaluate@tiny-original-0",
+                                                               "zero-shot@tiny"})):
             assert text.count(old) == 1, old
             (repo / "params.yaml").write_text(text.replace(old, new))
             stale = set(json.loads(sh(["dvc", "status", "--json"], repo, env).stdout))
