@@ -69,6 +69,7 @@ bench: setup
 	$(BIN)/python bench/scorer.py
 	$(BIN)/python bench/local_teacher.py
 	$(BIN)/python bench/lmeval_anchor.py
+	$(BIN)/python bench/cpu_isa.py
 	$(BIN)/python bench/run.py
 
 lint: setup
