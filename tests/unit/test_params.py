@@ -253,3 +253,23 @@ def test_under_the_read_check_a_stage_records_each_key_it_reads(tmp_path, monkey
     assert not declared.covered("task.choices", keys, set(), "src/medaug/tasks/pubmedqa.yaml")
     assert not declared.covered("task.shuffle_options", keys, deps, "src/medaug/tasks/pubmedqa.yaml")
     assert not declared.covered("variants", keys, deps, "src/medaug/tasks/pubmedqa.yaml")
+
+
+def test_dvc_exp_run_set_param_changes_one_line_of_the_shipped_params_yaml(tmp_path):
+    """Issue 32: `dvc exp run -S train.learning_rate=...` rewrites params.yaml through DVC's ruamel round trip
+    (`dvc.utils.hydra.apply_overrides`, what its queue's `_update_params` calls), which writes every list it holds
+    in block style; params.yaml is written in that style, so an experiment's diff is the one line it sets."""
+    import difflib
+    import shutil
+
+    from dvc.utils.hydra import apply_overrides
+
+    from support.paths import ROOT
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    before = (tmp_path / "params.yaml").read_text()
+    apply_overrides(str(tmp_path / "params.yaml"), ["train.learning_rate=0.0001", "generate.strategies=[rewrite]"])
+    changed = [line for line in difflib.unified_diff(before.splitlines(), (tmp_path / "params.yaml").read_text()
+                                                     .splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ["-  - new", "-  learning_rate: 0.0002", "+  learning_rate: 0.0001"], changed
