@@ -266,22 +266,29 @@ def deps(write: bool) -> None:
 
 @cli.command()
 @click.option("--model", "model_uri", required=True, help="An MLflow model URI, e.g. models:/medaug-pubmedqa@champion")
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
-              help="JSONL with `question` and `contexts` (list) or `context` (str), and `options` ({letter: text}) "
-                   "for a multiple-choice model; `id` optional.")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSONL (- for stdin) with `question` and `contexts` (list) or `context` (str), and `options` "
+                   "({letter: text}) for a multiple-choice model; `id` optional.")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="Write JSONL here instead of stdout.")
 def predict(model_uri: str, input_path: str, output_path: str | None) -> None:
     """Answer each input line with a registered model, in its task's format (a label, or an option letter)."""
     from medaug.data.jsonl import write_jsonl
+    from medaug.errors import one_line
     from medaug.tracking import setup_mlflow
     from medaug.tracking.pyfunc import read_predict_input
+    from medaug.tracking.registry import check_model_uri
 
     rows = read_predict_input(input_path)  # every line checked before a model loads
     setup_mlflow(Path.cwd())
+    check_model_uri(model_uri)
     import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
 
-    model = mlflow.pyfunc.load_model(model_uri)
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except MlflowException as e:
+        raise MedaugError(f"{model_uri}: cannot be loaded ({one_line(e)})") from None
     preds = model.predict(rows)
     out = [{"id": r["id"], "prediction": y} for r, y in zip(rows, preds)]
     if output_path:
@@ -465,19 +472,24 @@ def cache_export(path: Path, output_path: Path | None, model: str | None) -> Non
 
 
 @cache.command(name="import")
-@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @_pass_cache_path
 def cache_import(path: Path, source: Path) -> None:
-    """Merge SOURCE (a `cache export` JSONL or another cache .sqlite) into the cache, creating it if needed.
-    Keys already cached keep their answer; all or nothing: the first bad entry stops it, naming its line."""
+    """Merge SOURCE (a `cache export` JSONL, - for stdin, or another cache .sqlite) into the cache, creating it if
+    needed. Keys already cached keep their answer; all or nothing: the first bad entry stops it, naming its line."""
+    from medaug.data.jsonl import STDIN
     from medaug.llm.cache import read_entries
 
-    for _ in read_entries(source):  # check every entry before the cache is opened (or created)
-        pass
+    # every entry checked before the cache is opened (or created); stdin can be read only once, so it is kept
+    piped = list(read_entries(source)) if str(source) == STDIN else None
+    if piped is None:
+        for _ in read_entries(source):
+            pass
     with contextlib.closing(_open_cache(path, create=True)) as rc:
-        added, seen = rc.merge(read_entries(source))
+        added, seen = rc.merge(read_entries(source) if piped is None else iter(piped))
         rc.checkpoint()
-    click.echo(f"added {added:,} of {seen:,} entries from {source} ({seen - added:,} already cached)")
+    click.echo(f"added {added:,} of {seen:,} entries from {'stdin' if piped is not None else source} "
+               f"({seen - added:,} already cached)")
 
 
 @cache.command(name="delete")

@@ -63,6 +63,9 @@ def test_data_errors_exit_1_with_one_error_line(tmp_path):
     assert r.returncode == 1 and r.stdout == ""
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]  # (mlflow may warn on import)
     assert errors == r.stderr.splitlines()[-1:] and "in.jsonl:2: malformed JSON" in errors[0]
+    r = subprocess.run([str(MEDAUG), "predict", "--model", "models:/none@champion", "--input", "-"], cwd=tmp_path,
+                       input=bad.read_text(), capture_output=True, text=True, timeout=120)  # - is stdin
+    assert r.returncode == 1 and r.stderr.splitlines()[-1].startswith("error: <stdin>:2: malformed JSON ("), r.stderr
 
     (tmp_path / "params.yaml").write_text("train:\n  learning_rate: .nan\n")
     r = medaug("check-params", cwd=tmp_path)
@@ -82,6 +85,10 @@ def test_quiet_hides_status_lines_and_verbose_shows_debug(tmp_path, one_entry_ca
     r = medaug("-v", *export, cwd=tmp_path)
     assert r.returncode == 0
     assert r.stderr.splitlines() == [f"cache: {one_entry_cache.resolve()}", f"exported 1 entries to {out}"]
+
+    r = subprocess.run([str(MEDAUG), "cache", "--path", tmp_path / "piped.sqlite", "import", "-"], cwd=tmp_path,
+                       input=out.read_text(), capture_output=True, text=True, timeout=120)  # - is stdin
+    assert (r.returncode, r.stdout) == (0, "added 1 of 1 entries from stdin (0 already cached)\n"), r.stderr
 
 
 def test_stage_scripts_log_at_medaug_log_level(tmp_path, monkeypatch):

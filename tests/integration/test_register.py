@@ -116,3 +116,29 @@ def test_served_champion_answers_as_the_evaluate_stage(register_steps, register_
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_medaug_predict_reads_stdin_and_names_what_the_registry_holds(register_steps, register_evaluated):
+    """Issue 32: `medaug predict --input -` answers the rows piped in as the evaluate stage does; a mistyped alias,
+    a missing version or model name is one error line naming the aliases, versions or models there are (MLflow's
+    own error is a 50-line traceback)."""
+    root = register_steps["root"]
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", MLFLOW_DISABLE_TELEMETRY="true")
+    rows = "".join(json.dumps({"question": r.question, "contexts": r.contexts}) + "\n" for r in TEST)
+
+    def predict(uri: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(Path(sys.executable).parent / "medaug"), "predict", "--model", uri, "--input", "-"],
+                              cwd=root, env=env, input=rows, capture_output=True, text=True, timeout=300)
+
+    r = predict(f"models:/{NAME}@champion")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [json.loads(line)["prediction"] for line in r.stdout.splitlines()] == register_evaluated
+    held = "(aliases: @challenger (v4), @champion (v5); versions: 1, 2, 3, 4, 5)"
+    for uri, want in ((f"models:/{NAME}@champoin", f"{NAME} has no alias 'champoin' {held}"),
+                      (f"models:/{NAME}/9", f"{NAME} has no version '9' {held}"),
+                      ("models:/medaug-pubmeqa@champion", f"no registered model 'medaug-pubmeqa' in ")):
+        r = predict(uri)
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+        assert r.returncode == 1 and r.stdout == "" and errors == r.stderr.splitlines()[-1:], r.stderr[-3000:]
+        assert errors[0].startswith(f"error: {uri}: {want}"), errors
+    assert errors[0].endswith(f"(registered: {NAME})")

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,18 @@ def decode_utf8(data: bytes, where: str, first_line: int = 1) -> str:
                           f"re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
 
 
+STDIN = "-"
+"""The file name that reads standard input (named `<stdin>` in errors), where a command reads JSONL."""
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; a bad line raises naming file and line."""
-    path = Path(path)
-    if not path.exists():
+    """Yield (line number, object) for each non-blank line of `path` (`-`: standard input); a bad line raises
+    naming file and line."""
+    stdin = str(path) == STDIN
+    path = Path("<stdin>" if stdin else path)
+    if not stdin and not path.exists():
         raise MedaugError(f"{path}: file not found")
-    with open(path, "rb") as f:
+    with contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             line = decode_utf8(raw, str(path), lineno)
             if not line.strip():

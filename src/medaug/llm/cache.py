@@ -423,9 +423,13 @@ def _model_clause(model: str) -> tuple[str, tuple[str, ...]]:
 
 
 def read_entries(path: str | Path) -> Iterator[CacheEntry]:
-    """Entries of a `medaug cache export` JSONL file or of another cache file (told apart by the sqlite
-    header, not the name). Another cache is opened read-only: importing a teammate's file never changes it
+    """Entries of a `medaug cache export` JSONL file (`-`: standard input) or of another cache file (told apart by
+    the sqlite header, not the name). Another cache is opened read-only: importing a teammate's file never changes it
     (sqlite may still leave empty -wal/-shm files beside it, which it needs to read a WAL-mode file)."""
+    from medaug.data.jsonl import STDIN
+
+    if str(path) == STDIN:  # an export piped in
+        return _read_jsonl(path)
     path = Path(path)
     if not path.is_file():
         raise MedaugError(f"{path}: file not found")
@@ -455,15 +459,17 @@ def _read_sqlite(path: Path) -> Iterator[CacheEntry]:
         db.close()
 
 
-def _read_jsonl(path: Path) -> Iterator[CacheEntry]:
-    from medaug.data.jsonl import iter_jsonl
+def _read_jsonl(path: Path | str) -> Iterator[CacheEntry]:
+    from medaug.data.jsonl import STDIN, iter_jsonl
 
-    modified = _last_modified(path)
+    stdin = str(path) == STDIN
+    modified = time.time() if stdin else _last_modified(Path(path))
+    where = "<stdin>" if stdin else path
     for lineno, obj in iter_jsonl(path):
         created = obj.get("created")
         entry = CacheEntry(obj.get("key"), str(obj.get("backend") or ""), str(obj.get("model") or ""),
                            float(created) if isinstance(created, (int, float)) else modified, obj.get("value"))
-        yield _checked(entry, f"{path}:{lineno}")
+        yield _checked(entry, f"{where}:{lineno}")
 
 
 def _checked(e: CacheEntry, where: str) -> CacheEntry:

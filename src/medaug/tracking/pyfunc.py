@@ -187,17 +187,17 @@ def rows_to_records(model_input: Any) -> list[Record]:
 
 
 def read_predict_input(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a `medaug predict --input` JSONL file as {id, question, contexts, ...} (id: the row's index when the
+    """The rows of a `medaug predict --input` JSONL file (`-`: standard input) as {id, question, contexts, ...} (id: the row's index when the
     line has none), each checked as the served model checks its input, before any model loads. A line that is not
     UTF-8 or not a JSON object fails in iter_jsonl, naming file and line."""
-    from medaug.data.jsonl import iter_jsonl
+    from medaug.data.jsonl import STDIN, iter_jsonl
 
-    rows = []
+    rows, name = [], "<stdin>" if str(path) == STDIN else path
     for lineno, obj in iter_jsonl(path):
-        record = to_record(obj, f"{path}:{lineno}", str(len(rows)))
+        record = to_record(obj, f"{name}:{lineno}", str(len(rows)))
         rows.append({"id": record.id, **model_input(record)})
     if not rows:
-        raise MedaugError(f"{path}: no input rows; write one JSON object per line, e.g. {EXAMPLE}")
+        raise MedaugError(f"{name}: no input rows; write one JSON object per line, e.g. {EXAMPLE}")
     return rows
 
 
