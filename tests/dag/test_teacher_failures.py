@@ -57,3 +57,31 @@ def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and
     assert m["generated"] + sum(m["rejects"].values()) == 20 and m["teacher"]["cache_hits"] >= 10
     assert all(srv.attempts[p] == 1 for p in responder.answered), "an answered request was sent again"
     assert m["teacher"]["sent"] == 20 - len(answered_before) and len(seen_before) <= 10 + 4
+
+
+def test_a_generate_stage_stopped_by_a_missing_key_leaves_the_committed_reports(tmp_path):
+    """Issue 32: `dvc repro` deletes a stage's outputs before it runs; the generate stage stopped by a precondition
+    (an openai teacher without OPENAI_API_KEY) fails with the one line and leaves its committed reports and metrics
+    (cache: false, in git only, so `dvc checkout` could not bring them back) as they were: `git status` is clean."""
+    repo = copy_project(tmp_path / "repo")
+    text = (repo / "params.yaml").read_text()
+    text = text.replace("  backend: local ", "  backend: openai ").replace("  model: gemma-3-270m\n",
+                                                                          "  model: fake-teacher\n")
+    (repo / "params.yaml").write_text(text.replace("  per_strategy: 12 ", "  per_strategy: 2 "))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               OPENAI_API_KEY="sk-test", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    sh(["git", "init", "-q"], repo, env)
+    with OpenAIServer() as srv:
+        env["OPENAI_BASE_URL"] = srv.base_url
+        sh(["dvc", "repro", "generate"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "generated"], repo, env)
+    committed = {p: (repo / p).read_bytes() for p in ("reports/generate.json", "metrics/generate.json")}
+    del env["OPENAI_API_KEY"]
+    (repo / ".cache/teacher.sqlite").unlink()  # answers to ask again (cached ones would need no key)
+    r = sh(["dvc", "repro", "--force", "--single-item", "generate"], repo, env, check=False)
+    assert r.returncode != 0
+    assert "error: teacher.backend is 'openai' but the environment variable OPENAI_API_KEY is not set" in r.stderr
+    assert sh(["git", "status", "--porcelain"], repo, env).stdout == ""
+    assert {p: (repo / p).read_bytes() for p in committed} == committed
