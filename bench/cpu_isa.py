@@ -61,7 +61,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in caps("avx2")}  # the params decide, not this shell
     env.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
                PATH=f"{venv}{os.pathsep}{os.environ['PATH']}")
-    runs = []
+    runs, measured = [], commit()  # what the clone holds, before this checkout moves on
     with tempfile.TemporaryDirectory(prefix="medaug-isa-") as tmp:
         repo = Path(tmp) / "repo"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
@@ -86,7 +86,7 @@ def main() -> None:
             for isa in ("native", "avx2")}
     differ = [name for name in OUTPUTS if {r[name] for r in runs if r["isa"] == "native"}
               != {r[name] for r in runs if r["isa"] == "avx2"}]
-    report = (f"\n## `cpu.isa`: avx2 caps vs native kernels, {dt.date.today()} (commit {commit()}, {machine()})\n\n"
+    report = (f"\n## `cpu.isa`: avx2 caps vs native kernels, {dt.date.today()} (commit {measured}, {machine()})\n\n"
               f"`dvc repro -f -s {TRAIN} {ZERO_SHOT}` in a fresh clone, the settings taking turns; the roofline is "
               f"the float32 matmul GFLOP/s of a fresh process under the same setting (640 x 2048).\n\n"
               f"| cpu.isa | matmul GFLOP/s | train s | zero-shot s | "
