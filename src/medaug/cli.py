@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from medaug import dvc_cmd
-from medaug.errors import LEVEL_ENV, MedaugError, setup_logging
+from medaug.errors import LEVEL_ENV, QUIET_ENV, MedaugError, setup_logging
 
 if TYPE_CHECKING:
     from medaug.llm.cache import RequestCache
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 def _repro(stage: str, force: bool) -> None:
     """Stages run through `dvc repro --single-item`, so their outputs are hashed and dvc.lock is updated."""
-    cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
+    quiet = not logging.getLogger("medaug").isEnabledFor(logging.INFO)  # medaug -q: DVC quiet too
+    cmd = ["dvc", "repro", *(["-q"] if quiet else []), "--single-item", stage] + (["--force"] if force else [])
     log.info("$ " + " ".join(cmd))
     sys.exit(subprocess.call(cmd))
 
@@ -59,7 +60,8 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
               help="Show the version of medaug and of torch, transformers, peft, dvc, mlflow, and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show debug messages.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors (no status lines).")
+@click.option("-q", "--quiet", is_flag=True, help="Only medaug's warnings and errors (no status lines, progress bars, "
+              "library warnings or DVC output).")
 def cli(verbose: bool, quiet: bool) -> None:
     """medaug: teacher-LLM augmentation of a medical QA task (PubMedQA by default) and LoRA fine-tuning of small
     models (DVC + MLflow)."""
@@ -67,6 +69,8 @@ def cli(verbose: bool, quiet: bool) -> None:
         raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
     if verbose or quiet:
         os.environ[LEVEL_ENV] = "DEBUG" if verbose else "WARNING"  # the stages `dvc repro` runs log the same
+    if quiet:
+        os.environ.update(QUIET_ENV)  # no bars or library warnings, here or in the stages
     setup_logging()  # $MEDAUG_LOG_LEVEL, else INFO
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -39,6 +39,26 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+KNOWN_WARNINGS = (
+    # peft 0.21 asks transformers 5 for the attribute's old name, each time a model is wrapped
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+    # MLflow cannot tell which of its local source classes a dataset file is; it picks the right one
+    (UserWarning, r"The specified dataset source can be interpreted in multiple ways"),
+)
+"""Library warnings that every training or scoring stage printed and no user can act on: filtered here, once, for
+the CLI and every stage script (`setup_logging`); `-v` shows them again."""
+
+QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+             "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
+"""What `medaug -q` sets for itself and the stages it runs: no progress bar (tqdm's, the hub's, datasets'), no
+library warning, transformers' own log at errors only (medaug's warnings and errors still show)."""
+
+
+def progress_bars() -> bool:
+    """Progress bars show at the default level and below, not under `-q` (the "medaug" logger above INFO)."""
+    return logging.getLogger(LOGGER).isEnabledFor(logging.INFO)
+
+
 def setup_logging(level: int | str | None = None) -> logging.Logger:
     """Status lines of every medaug module go to stderr as bare messages (they read as the prints they were);
     `level` (a number or a name) defaults to $MEDAUG_LOG_LEVEL, else INFO. Idempotent: one handler, whatever
@@ -55,6 +75,11 @@ def setup_logging(level: int | str | None = None) -> logging.Logger:
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
     log.setLevel(level)
+    import warnings
+
+    for category, message in KNOWN_WARNINGS:
+        warnings.filterwarnings("default" if level <= logging.DEBUG else "ignore", message=message,
+                                category=category)
     return log
 
 

@@ -366,3 +366,18 @@ def test_training_curves_and_dapt_lineage(project):
     assert client.search_runs([exp.experiment_id], "tags.`medaug.stage` = 'pretrain@tiny'")
 
 
+
+
+def test_quiet_stages_print_nothing_and_training_logs_no_dict_per_step(project):
+    """Issue 32: `medaug -q` runs a training and a scoring stage (forced) and nothing reaches stdout or stderr: no
+    progress bar, library warning or DVC line. At the default level the training shows its bar and the dev scores
+    when they are computed, not the loss dict of every step. Last in the module: each forced run adds an MLflow
+    run, which the tests above count."""
+    repo, env = project["repo"], project["env"]
+    for args in (["train", "tiny", "original"], ["evaluate", "tiny", "original"]):
+        r = sh(["medaug", "-q", *args, "--force"], repo, env)
+        assert (r.stdout, r.stderr) == ("", ""), (args, r.stdout, r.stderr)
+    r = sh(["medaug", "train", "tiny", "original", "--force"], repo, env)
+    out = r.stdout + r.stderr
+    assert "Running stage 'train@tiny-original-0'" in out and "'eval_loss'" in out, out
+    assert "{'loss'" not in out and "FutureWarning" not in out and "UserWarning" not in out, out

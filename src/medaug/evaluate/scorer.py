@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from medaug.data.schema import Record
+from medaug.errors import progress_bars
 from medaug.evaluate.task import answer_logprobs, answer_text, collate, encode
 from medaug.params import TaskParams
 
@@ -33,7 +34,8 @@ class Scorer:
         prompts = [encode(self.tokenizer, r, self.task) for r in records]
         order = sorted(range(len(records)), key=lambda i: len(prompts[i]["input_ids"]))
         out: list[dict[str, Any]] = [{}] * len(records)
-        with torch.inference_mode(), tqdm(total=len(records), desc="scoring", unit="q", disable=not progress) as bar:
+        with torch.inference_mode(), tqdm(total=len(records), desc="scoring", unit="q",
+                                           disable=not (progress and progress_bars())) as bar:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 scores = self._single_token([prompts[i] for i in batch]) if self.single_token else \

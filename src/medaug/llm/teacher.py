@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from medaug.errors import MedaugError
+from medaug.errors import MedaugError, progress_bars
 from medaug.llm.cache import RequestCache
 from medaug.llm.limits import Meter, estimate_tokens, max_prompt_tokens
 from medaug.params import TeacherParams
@@ -182,7 +182,7 @@ class Teacher:
         self._prepare()
         failed = 0
         bar = tqdm(total=len(reqs), initial=len(reqs) - len(todo), desc=desc or f"teacher {self.name}",
-                   unit="req", file=sys.stderr, dynamic_ncols=True)
+                   unit="req", file=sys.stderr, dynamic_ncols=True, disable=not progress_bars())
         bar.set_postfix(cached=len(reqs) - len(todo), failed=0, usd=f"{u.cost_usd:.4f}", refresh=False)
 
         def report(j: int, c: Completion) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from medaug.data.jsonl import temp_dir_beside
 from medaug.data.schema import Record
@@ -219,6 +220,9 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
     cls = CompletionTrainer if task is not None else Trainer
     trainer = cls(model=model, args=args, train_dataset=examples, eval_dataset=dev or None, data_collator=collator,
                   processing_class=tokenizer, **kwargs)
+    if trainer.pop_callback(ProgressCallback) is not None:  # the bar with its ETA stays; per-step dicts go
+        trainer.add_callback(_DevProgress)
+    trainer.pop_callback(PrinterCallback)  # with no bar (transformers' log at warnings or errors: `medaug -q`)
     resume = last_checkpoint(ckpt)
     if resume and trainer.is_world_process_zero():
         log.info(f"medaug: resuming from {resume}")
@@ -237,6 +241,15 @@ def fit(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: li
     if trainer.is_world_process_zero():
         log.info(f"medaug: {result.global_step} steps in {runtime_s:.0f} s")
     return trainer, summary, runtime_s
+
+
+class _DevProgress(ProgressCallback):
+    """The Trainer's progress bar, writing a log line only when the dev split is scored: with `logging_steps=1`
+    (every step's loss feeds plots/train and MLflow) the stock bar wrote a loss dict under it at every step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "eval_loss" in logs:
+            super().on_log(args, state, control, logs=logs, **kwargs)
 
 
 def curves(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
