@@ -100,9 +100,19 @@ def test_every_stage_that_trains_or_scores_logs_a_run_with_its_data_and_one_grou
             assert (inputs["model"].name, inputs["model"].digest) == (f"models/{cand}", md5[f"models/{cand}"])
     train = {i.tags[0].value: i.dataset for i in runs["train@tiny-augmented-0"].inputs.dataset_inputs}
     assert train["train"].digest == md5["data/train/augmented.jsonl"] and train["dev"].digest == md5["data/prepared"]
-    # one `dvc repro`, one group: every run of it carries the same medaug.group (commit + params.yaml)
+    # one `dvc repro`, one group: every run of it carries the same medaug.group (commit + params.yaml), and is
+    # nested in the one pipeline run of that group, which spans them
     groups = {r.data.tags.get("medaug.group") for r in runs.values()}
     assert len(groups) == 1 and None not in groups, groups
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs.values()}
+    assert len(parents) == 1 and None not in parents, parents
+    pipeline = client.get_run(parents.pop())
+    assert pipeline.data.tags["medaug.pipeline"] == "true" and pipeline.data.tags["medaug.group"] == groups.pop()
+    assert pipeline.info.start_time <= min(r.info.start_time for r in runs.values())
+    assert pipeline.info.end_time >= max(r.info.start_time for r in runs.values())
+    # a stage's run spans its work: the training's run is at least as long as the training
+    run = runs["train@tiny-augmented-0"]
+    assert (run.info.end_time - run.info.start_time) / 1000 >= run.data.metrics["train_runtime_s"], run.info
 
 
 def test_second_repro_is_up_to_date(project):

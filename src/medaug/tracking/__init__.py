@@ -112,25 +112,64 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str, Any],
-              curves: list[dict[str, Any]] = (), inputs: dict[str, str] | None = None) -> str:
-    """One MLflow run for a stage (e.g. generate: its params, and its requests, tokens and cost; train: also
-    every point of its curves, rows {step, name: value, ...}, at its step); returns the run id. Only numeric
-    metrics are logged; params are the stage's params.yaml sections, which hold no secret (keys live in the
-    environment). `root`: the workspace the stage runs in (its git commit is the run's; MLflow's store is the
-    project's, see setup_mlflow). `inputs`: {context: a path it read, relative to `root`, e.g. "test":
-    "data/prepared/test.jsonl"}, logged as MLflow dataset inputs named by the path, with the DVC md5 (dvc.lock) of
-    the output holding it as the digest: the run says exactly which data it saw, and DVC can fetch that version."""
+PIPELINE_TAG = "medaug.pipeline"
+"""Set ("true") on the run of one `dvc repro` or experiment: its `medaug.group`'s parent of every stage run."""
+
+
+def process_started() -> float:
+    """When this process started (seconds since the epoch): a stage's run spans the stage, imports included."""
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def stage_run(root: Path, stage: str, started: float | None = None, run_name: str | None = None) -> str:
+    """Create the MLflow run of `stage` (run name and tag `medaug.stage`, run_tags), started when the stage's process
+    did (`started`: seconds since the epoch, for a caller that is no stage process), nested under the run of its
+    group's pipeline, which the group's first stage creates and every stage's end extends: `mlflow ui` shows one
+    `dvc repro` or experiment as one run with its stages inside. Returns the run id; `mlflow.start_run(run_id=...)`
+    logs into it and ends it."""
     setup_mlflow(root)
+    import mlflow
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    client = mlflow.MlflowClient()
+    start_ms = int((process_started() if started is None else started) * 1000)
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    tags = run_tags(Path(root))
+    found = client.search_runs([experiment], f"tags.`medaug.group` = '{tags['medaug.group']}' and "
+                                             f"tags.`{PIPELINE_TAG}` = 'true'", max_results=1)
+    if found:
+        parent = found[0].info.run_id
+    else:
+        parent = client.create_run(experiment, start_time=start_ms, run_name=f"pipeline {tags['medaug.group']}",
+                                   tags={**tags, PIPELINE_TAG: "true"}).info.run_id
+    client.set_terminated(parent, end_time=None)  # ends now: it spans its stages so far
+    return client.create_run(experiment, start_time=start_ms, run_name=run_name or stage,
+                             tags={**tags, "medaug.stage": stage, MLFLOW_PARENT_RUN_ID: parent}).info.run_id
+
+
+def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str, Any],
+              curves: list[dict[str, Any]] = (), inputs: dict[str, str] | None = None,
+              started: float | None = None) -> str:
+    """One MLflow run for a stage (e.g. generate: its params, and its requests, tokens and cost; train: also
+    every point of its curves, rows {step, name: value, ...}, at its step), from the stage's start to now, nested
+    in its pipeline's run (`stage_run`); returns the run id. Only numeric metrics are logged; params are the
+    stage's params.yaml sections, which hold no secret (keys live in the environment). `root`: the workspace the
+    stage runs in (its git commit is the run's; MLflow's store is the project's, see setup_mlflow). `inputs`:
+    {context: a path it read, relative to `root`, e.g. "test": "data/prepared/test.jsonl"}, logged as MLflow
+    dataset inputs named by the path, with the DVC md5 (dvc.lock) of the output holding it as the digest: the run
+    says exactly which data it saw, and DVC can fetch that version."""
     import time
 
+    run_id = stage_run(root, stage, started)
     import mlflow
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     points = [Metric(k, float(v), now, int(row["step"])) for row in curves for k, v in row.items()
               if k != "step" and _number(v)]
-    with mlflow.start_run(run_name=stage, tags={"medaug.stage": stage, **run_tags(Path(root))}) as run:
+    with mlflow.start_run(run_id=run_id) as run:
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
         mlflow.log_metrics({k: float(v) for k, v in flatten(metrics).items() if _number(v)})
         if inputs:

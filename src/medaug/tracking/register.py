@@ -37,7 +37,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.compare import read_predictions
 from medaug.params import Params, untraced
 from medaug.paths import Candidate, RegisterIO, candidate
-from medaug.tracking import dvc_hashes, flatten, run_tags, setup_mlflow
+from medaug.tracking import dvc_hashes, flatten, run_tags, setup_mlflow, stage_run
 
 MEDAUG_SRC = Path(__file__).resolve().parents[1]
 SERVED_MODEL = str(Path(__file__).with_name("served_model.py"))
@@ -250,7 +250,7 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
     if made.get("funnel"):
         tags["filter_funnel"] = truncate(funnel_line(made["funnel"]))
 
-    with mlflow.start_run(run_name=f"register-{best}") as run, tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_id=stage_run(root, "register", run_name=f"register-{best}")) as run, tempfile.TemporaryDirectory() as tmp:
         with untraced():  # MLflow's copy of the params that trained the candidate
             model_params = {"candidate": best, "base_model": tags["base_model"],
                             **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
@@ -281,15 +281,20 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
         task_file = Path(tmp) / "task.json"
         task_file.write_text(json.dumps({"task": dataclasses.asdict(p.task), "batch_size": p.evaluate.batch_size}))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=SERVED_MODEL, artifacts={"model": str(model_dir), "task": str(task_file)},
+            name=best, python_model=SERVED_MODEL, artifacts={"model": str(model_dir), "task": str(task_file)},
             code_paths=[str(MEDAUG_SRC)], pip_requirements=pip_requirements(tags["base_model"]),
             input_example=[model_input(records[0])], registered_model_name=p.register.model_name,
             params={k: str(v) for k, v in model_params.items()},
             metadata={"candidate": best, "task": p.task.name, "base_model": tags["base_model"]})
         winner = metrics[model_name, variant, seed]
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        test_set = MetaDataset(resolve_dataset_source(Path(io.test).resolve().as_uri()), name=str(io.test),
+                               digest=digest[:36])
         mlflow.log_metrics({k: float(v) for k, v in flatten({k: winner[k] for k in ("accuracy", "macro_f1", "ci95")
                                                              if k in winner}).items() if isinstance(v, float)},
-                           model_id=info.model_id)  # the Logged Models page: the winner's test scores
+                           model_id=info.model_id, dataset=test_set)  # the Logged Models page: test scores, on what
         run_id = run.info.run_id
 
     version = str(info.registered_model_version)
