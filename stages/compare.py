@@ -7,10 +7,11 @@ from medaug.params import load_params
 from medaug.paths import CompareIO
 
 
-def main() -> None:
+def main() -> str:
     p, io = load_params(), CompareIO.at()
-    compare.run(p, io)
+    table = compare.run(p, io)
     compare.write_plots(p, io)
+    return f"compare: wrote {io.out} ({len(table)} recipes) and the plots under plots/"
 
 
 if __name__ == "__main__":

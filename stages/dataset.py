@@ -10,9 +10,11 @@ from medaug.params import load_params
 from medaug.paths import METRICS, DatasetIO
 
 
-def main(variant: str) -> None:
-    report = variants.run(load_params(), variant, DatasetIO.at(variant))
+def main(variant: str) -> str:
+    io = DatasetIO.at(variant)
+    report = variants.run(load_params(), variant, io)
     write_json(METRICS / "dataset" / f"{variant}.json", headline.dataset(report))
+    return f"dataset@{variant}: wrote {io.out} ({report['items']} items)"
 
 
 if __name__ == "__main__":

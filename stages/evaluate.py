@@ -16,10 +16,12 @@ cap_kernels()  # before torch loads: it fixes its kernels' instruction set then 
 from medaug.evaluate import evaluate  # noqa: E402 (after the caps)
 
 
-def main(model: str, variant: str, seed: str | None = None) -> None:
+def main(model: str, variant: str, seed: str | None = None) -> str:
     c = Candidate(model, variant, None if seed is None else int(seed))
-    report = evaluate.run(load_params(), c, EvaluateIO.at(c), mlflow_root=Path.cwd())
+    io = EvaluateIO.at(c)
+    report = evaluate.run(load_params(), c, io, mlflow_root=Path.cwd())
     write_json(METRICS / "eval" / f"{c.name}.json", headline.scores(report))
+    return f"{c.stage('evaluate')}: wrote {io.out}/ and {METRICS / 'eval' / f'{c.name}.json'}: {headline.line(report)}"
 
 
 if __name__ == "__main__":

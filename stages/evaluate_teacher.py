@@ -10,9 +10,10 @@ from medaug.params import load_params
 from medaug.paths import METRICS, TeacherIO
 
 
-def main() -> None:
+def main() -> str:
     report = teacher_baseline.run(load_params(), Path.cwd(), TeacherIO.at(), mlflow_root=Path.cwd())
     write_json(METRICS / "teacher.json", headline.scores(report))
+    return f"evaluate-teacher: wrote {METRICS / 'teacher.json'}: {headline.line(report)}"
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ from medaug.params import load_params
 from medaug.paths import METRICS, FilterIO
 
 
-def main() -> None:
+def main() -> str:
     p = load_params()
     report = filtering.run(p, FilterIO.at(), root=Path.cwd())
     write_json(METRICS / "funnel.json", headline.funnel(report))
+    return (f"filter: wrote {FilterIO.at().kept.parent}/ (kept {report['kept']} of {report['in']}) and "
+            f"{METRICS / 'funnel.json'}")
 
 
 if __name__ == "__main__":

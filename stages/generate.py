@@ -10,13 +10,15 @@ from medaug.params import load_params, untraced
 from medaug.paths import METRICS, GenerateIO
 
 
-def main() -> None:
+def main() -> str:
     p = load_params()
     report = augment.run(p, Path.cwd(), GenerateIO.at())
     write_json(METRICS / "generate.json", headline.generate(report))
     with untraced():  # MLflow's copy of the params: no output of the stage
         logged = {"teacher": asdict(p.teacher), "generate": asdict(p.generate)}
     tracking.log_stage(Path.cwd(), "generate", logged, report)
+    return (f"generate: wrote {GenerateIO.at().generated.parent}/ ({report['generated']} records) and "
+            f"{METRICS / 'generate.json'}")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from medaug.params import load_params
 from medaug.paths import PREPARE_REPORT, PREPARED
 
 
-def main() -> None:
+def main() -> str:
     p = load_params()
-    prepare.run(p, Path.cwd(), PREPARED, PREPARE_REPORT)
+    counts = prepare.run(p, Path.cwd(), PREPARED, PREPARE_REPORT)
+    splits = ", ".join(f"{split} {counts[split]['total']}" for split in ("train", "dev", "test"))
+    return f"prepare: wrote {PREPARED}/ ({splits}) and {PREPARE_REPORT}"
 
 
 if __name__ == "__main__":

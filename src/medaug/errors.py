@@ -100,10 +100,12 @@ def user_errors() -> Iterator[None]:
 
 def guarded(fn, *args, **kwargs):
     """Run a stage entry point with the CLI's logging ($MEDAUG_LOG_LEVEL); a MedaugError becomes one line on
-    stderr and exit status 1."""
+    stderr and exit status 1. A string it returns is the stage's last line: what it wrote and its headline."""
     with user_errors():
-        setup_logging()
+        log = setup_logging()
         result = fn(*args, **kwargs)
+        if isinstance(result, str):
+            log.info(result)
         from medaug import params
 
         if params.reads() is not None:  # under the read check (MEDAUG_CHECK_PARAMS)

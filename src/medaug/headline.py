@@ -39,6 +39,13 @@ def scores(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def line(report: dict[str, Any]) -> str:
+    """`scores` as the last line of a scoring stage: accuracy and macro-F1, with their 95% intervals."""
+    ci = report.get("ci95") or {}
+    return ", ".join(f"{name} {report[k]:.3f}" + (f" [{ci[k]['low']:.3f}, {ci[k]['high']:.3f}]" if k in ci else "")
+                     for k, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))) + f" (n {report['n']})"
+
+
 def funnel(report: dict[str, Any]) -> dict[str, Any]:
     """The filter stage's headline: items in and kept, and the judge/consistency requests when it asked any."""
     out = {"in": report["in"], "kept": report["kept"]}

@@ -23,6 +23,10 @@ def test_repro_builds_every_stage_and_registers_a_champion(project):
         "compare",
         *per_variant("dataset@{v}", "train@tiny-{v}-0", "evaluate@tiny-{v}-0"),
         *per_variant("train-dapt@tiny-{v}-0", "evaluate-dapt@tiny-{v}-0", variants=DAPT)}
+    # issue 32: each stage ends with a line naming what it wrote (registry and register name the registry)
+    said = project["first_log"].splitlines()
+    for stage in stages_run(project["first"]) - {"registry", "register"}:
+        assert any(line.startswith(f"{stage}: wrote ") for line in said), (stage, project["first_log"][-3000:])
     test = [json.loads(x) for x in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
     for name in ("tiny-original-0", "tiny-augmented-0", "tiny-zero-shot", "tiny-dapt-augmented-0", "teacher"):
         rel = "teacher.json" if name == "teacher" else f"eval/{name}.json"
@@ -391,3 +395,5 @@ def test_quiet_stages_print_nothing_and_training_logs_no_dict_per_step(project):
     out = r.stdout + r.stderr
     assert "Running stage 'train@tiny-original-0'" in out and "'eval_loss'" in out, out
     assert "{'loss'" not in out and "FutureWarning" not in out and "UserWarning" not in out, out
+    assert any(line.startswith("train@tiny-original-0: wrote models/tiny-original-0/ and reports/train/") and
+               "dev accuracy" in line for line in r.stderr.splitlines()), r.stderr

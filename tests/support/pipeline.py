@@ -31,7 +31,7 @@ def per_variant(*patterns, variants=VARIANTS):
 def build_pipeline(repo: Path) -> dict:
     """`dvc repro` of the project in a fresh git repo at `repo` (outputs left uncommitted, as after a user's first
     run): {"env": the user's environment, less the teacher's URL, "first": the run's stdout, "requests": how many
-    requests the teacher saw}."""
+    requests the teacher saw, "first_log": its stderr, where the stages log}."""
     copy_project(repo)
     params = tiny(YAML(typ="safe", pure=True).load((repo / "params.yaml").read_text()), VARIANTS)
     params["variants"] = RECIPES
@@ -42,4 +42,4 @@ def build_pipeline(repo: Path) -> dict:
     env = git_repo(repo, repo.parent, SENTINEL_KEY)
     with OpenAIServer(pubmedqa_responder) as server:
         first = sh(["dvc", "repro"], repo, {**env, "OPENAI_BASE_URL": server.base_url})
-        return {"env": env, "first": first.stdout, "requests": len(server.requests)}
+        return {"env": env, "first": first.stdout, "first_log": first.stderr, "requests": len(server.requests)}
