@@ -15,21 +15,28 @@ from support.process import sh
 from support.project import copy_project
 
 
+def openai_project(repo: Path, per_strategy: int) -> tuple[Path, dict[str, str]]:
+    """A copy of the project in a fresh git repo (nothing committed), its teacher an OpenAI-compatible endpoint
+    (OPENAI_BASE_URL is the test's to set), and the environment to run DVC in."""
+    copy_project(repo)
+    text = (repo / "params.yaml").read_text()
+    text = text.replace("  backend: local ", "  backend: openai ").replace("  model: gemma-3-270m\n",
+                                                                          "  model: fake-teacher\n")
+    (repo / "params.yaml").write_text(text.replace("  per_strategy: 12 ", f"  per_strategy: {per_strategy} "))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               OPENAI_API_KEY="sk-test", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    sh(["git", "init", "-q"], repo, env)
+    return repo, env
+
+
 # --- acceptance: SIGKILL of the whole `dvc repro` process group --------------------------------------------------
 
 
 def test_killing_the_dvc_repro_process_group_mid_generation_needs_no_cleanup_and_resends_no_answer(tmp_path):
     """`dvc repro generate` in a fresh git repo; SIGKILL its whole process group (dvc and the stage) once half the
     answers are cached; a plain rerun of `dvc repro` completes and sends no request that had been answered."""
-    repo = copy_project(tmp_path / "repo")
-    text = (repo / "params.yaml").read_text()
-    text = text.replace("  backend: local ", "  backend: openai ").replace("  model: gemma-3-270m\n",
-                                                                          "  model: fake-teacher\n")
-    (repo / "params.yaml").write_text(text.replace("  per_strategy: 12 ", "  per_strategy: 10 "))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               OPENAI_API_KEY="sk-test", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    sh(["git", "init", "-q"], repo, env)
+    repo, env = openai_project(tmp_path / "repo", per_strategy=10)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "init"], repo, env)
     responder = AnswersThenHangs(10)  # the rest hangs until the pipeline is dead
@@ -63,15 +70,7 @@ def test_a_generate_stage_stopped_by_a_missing_key_leaves_the_committed_reports(
     """Issue 32: `dvc repro` deletes a stage's outputs before it runs; the generate stage stopped by a precondition
     (an openai teacher without OPENAI_API_KEY) fails with the one line and leaves its committed reports and metrics
     (cache: false, in git only, so `dvc checkout` could not bring them back) as they were: `git status` is clean."""
-    repo = copy_project(tmp_path / "repo")
-    text = (repo / "params.yaml").read_text()
-    text = text.replace("  backend: local ", "  backend: openai ").replace("  model: gemma-3-270m\n",
-                                                                          "  model: fake-teacher\n")
-    (repo / "params.yaml").write_text(text.replace("  per_strategy: 12 ", "  per_strategy: 2 "))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               OPENAI_API_KEY="sk-test", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    sh(["git", "init", "-q"], repo, env)
+    repo, env = openai_project(tmp_path / "repo", per_strategy=2)
     with OpenAIServer() as srv:
         env["OPENAI_BASE_URL"] = srv.base_url
         sh(["dvc", "repro", "generate"], repo, env)
