@@ -24,11 +24,19 @@ PIP_TO_UV := import shlex, sys; flags = {}; \
   print(" ".join(f"--{k} {shlex.quote(x)}" for k in ("index-url", "extra-index-url", "find-links", "constraint") \
                  for x in dict.fromkeys(flags.get(k, []))))
 
+# The torch build. Empty (the default): what pip resolves on this machine: from PyPI alone, the CUDA 13 build on
+# Linux x86_64 (torch and ~20 nvidia-* wheels, several GB); where the machine's pip config offers a local wheel
+# (a CPU one, say), that one. TORCH=cpu: PyTorch's CPU wheels (no CUDA download); TORCH=cu128, cu126, ...: that
+# CUDA build; TORCH=auto: the build for the installed NVIDIA driver. It is uv's --torch-backend (PyTorch's own
+# wheel indexes, which must then be reachable); choose it on a fresh venv: `make clean setup TORCH=cpu`.
+TORCH ?=
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --index-strategy unsafe-best-match \
-		$$($(BIN)/python -m pip config list | $(BIN)/python -c '$(PIP_TO_UV)') -e '.[test]'
+		$$($(BIN)/python -m pip config list | $(BIN)/python -c '$(PIP_TO_UV)') $(if $(TORCH),--torch-backend $(TORCH)) \
+		-e '.[test]'
 	touch $@
 
 # The `dvc plots show` page template (.dvc/config plots.html_template) with the Vega scripts inlined, so the page
