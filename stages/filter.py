@@ -12,10 +12,10 @@ from medaug.paths import METRICS, FilterIO
 
 
 def main() -> str:
-    p = load_params()
-    report = filtering.run(p, FilterIO.at(), root=Path.cwd())
+    p, io = load_params(), FilterIO.at()
+    report = filtering.run(p, io, root=Path.cwd())
     write_json(METRICS / "funnel.json", headline.funnel(report))
-    return (f"filter: wrote {FilterIO.at().kept.parent}/ (kept {report['kept']} of {report['in']}) and "
+    return (f"filter: wrote {io.kept.parent}/ (kept {report['kept']} of {report['in']}) and "
             f"{METRICS / 'funnel.json'}")
 
 

@@ -11,13 +11,13 @@ from medaug.paths import METRICS, GenerateIO
 
 
 def main() -> str:
-    p = load_params()
-    report = augment.run(p, Path.cwd(), GenerateIO.at())
+    p, io = load_params(), GenerateIO.at()
+    report = augment.run(p, Path.cwd(), io)
     write_json(METRICS / "generate.json", headline.generate(report))
     with untraced():  # MLflow's copy of the params: no output of the stage
         logged = {"teacher": asdict(p.teacher), "generate": asdict(p.generate)}
     tracking.log_stage(Path.cwd(), "generate", logged, report)
-    return (f"generate: wrote {GenerateIO.at().generated.parent}/ ({report['generated']} records) and "
+    return (f"generate: wrote {io.generated.parent}/ ({report['generated']} records) and "
             f"{METRICS / 'generate.json'}")
 
 

@@ -1,7 +1,6 @@
 """DVC stage `pretrain@<model>`: continued pretraining on pretrain.corpus (less what leaks the test split); the base
 of the dapt-* candidates."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,12 +14,10 @@ cap_kernels()  # before torch loads: it fixes its kernels' instruction set then 
 from medaug.train import pretrain  # noqa: E402 (after the caps)
 
 
-def main(model: str) -> str | None:
+def main(model: str) -> str:
     p = load_params()
     io = PretrainIO.at(model, Path(p.pretrain.corpus))
     m = pretrain.run(p, model, io, mlflow_root=Path.cwd())
-    if int(os.environ.get("RANK", "0")):  # under torchrun / accelerate: process 0 says it
-        return None
     return f"pretrain@{model}: wrote {io.out}/ and {io.report} ({m['steps']} steps)"
 
 

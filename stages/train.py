@@ -2,7 +2,6 @@
 fine-tune one student on one variant's training set with one seed, scoring the dev split as it goes. Runs under
 torchrun/accelerate too."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,11 +15,10 @@ cap_kernels()  # before torch loads: it fixes its kernels' instruction set then 
 from medaug import train  # noqa: E402 (after the caps)
 
 
-def main(model: str, variant: str, seed: str) -> str | None:
-    c, io = Candidate(model, variant, int(seed)), TrainIO.at(Candidate(model, variant, int(seed)))
+def main(model: str, variant: str, seed: str) -> str:
+    c = Candidate(model, variant, int(seed))
+    io = TrainIO.at(c)
     m = train.run(load_params(), c, io, mlflow_root=Path.cwd())
-    if int(os.environ.get("RANK", "0")):  # under torchrun / accelerate: process 0 says it
-        return None
     dev = f", dev accuracy {m['dev_accuracy']:.3f} at step {m['best_step']}" if m.get("dev_accuracy") is not None \
         else ""
     return f"{c.stage('train')}: wrote {io.out}/ and {io.report} ({m['steps']} steps{dev})"

@@ -100,11 +100,12 @@ def user_errors() -> Iterator[None]:
 
 def guarded(fn, *args, **kwargs):
     """Run a stage entry point with the CLI's logging ($MEDAUG_LOG_LEVEL); a MedaugError becomes one line on
-    stderr and exit status 1. A string it returns is the stage's last line: what it wrote and its headline."""
+    stderr and exit status 1. A string it returns is the stage's last line: what it wrote and its headline (said
+    by process 0 alone under torchrun / accelerate launch)."""
     with user_errors():
         log = setup_logging()
         result = fn(*args, **kwargs)
-        if isinstance(result, str):
+        if isinstance(result, str) and not int(os.environ.get("RANK", "0")):
             log.info(result)
         from medaug import params
 

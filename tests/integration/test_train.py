@@ -107,6 +107,8 @@ def test_two_processes_under_torchrun_train_the_adapter_of_one_process(tmp_path,
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), max((a[k] - b[k]).abs().max() for k in a)
     assert m2["train_loss"] == pytest.approx(m1["train_loss"], abs=1e-5)
+    said = [line for line in proc.stderr.splitlines() if line.startswith("train@tiny-original-0: wrote ")]
+    assert len(said) == 1, proc.stderr[-3000:]  # the stage's last line, from process 0 alone
 
 
 ACCELERATE = [str(Path(sys.executable).parent / "accelerate"), "launch"]
