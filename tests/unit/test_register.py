@@ -49,7 +49,7 @@ def test_first_registration_is_champion_with_lineage(register_steps):
     assert not any(k.startswith("vs_champion.") for k in run.data.metrics)
     # MLflow 3's logged model: named after the candidate, its test scores tied to the test data they come from
     logged = client.get_logged_model(v1.source.removeprefix("models:/"))  # the version's source is its model
-    assert logged.name == "tiny-original-0"
+    assert logged.name == "tiny-original-0" and logged.tags["mlflow.note.content"] == v1.description
     assert {(m.key, m.dataset_name, m.dataset_digest) for m in logged.metrics} >= {
         ("accuracy", "data/prepared/test.jsonl", reg["test_digest"][:36])}
     assert run.data.tags["medaug.stage"] == "register" and run.data.tags.get("mlflow.parentRunId")

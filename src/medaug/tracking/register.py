@@ -200,6 +200,7 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
     card: its own teachers and items, none for a recipe without generated items. The result to io.out."""
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
     from medaug.evaluate.stats import mcnemar, paired_delta_ci, seed_bootstrap
     from medaug.export import bundle, card, read_meta
@@ -300,8 +301,9 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
     version = str(info.registered_model_version)
     for k, v in tags.items():
         client.set_model_version_tag(p.register.model_name, version, k, v)
-    client.update_model_version(p.register.model_name, version,
-                                description=description(best, p.register.metric, value, digest, tags, datacard))
+    about = description(best, p.register.metric, value, digest, tags, datacard)
+    client.update_model_version(p.register.model_name, version, description=about)
+    client.set_logged_model_tags(info.model_id, {MLFLOW_RUN_NOTE: about})  # the Logged Models page's description
     client.set_registered_model_alias(p.register.model_name, alias, version)
     result = {"model_name": p.register.model_name, "version": int(version), "alias": alias, "candidate": best,
               "metric": p.register.metric, "value": value, "policy": p.register.policy, "alpha": p.register.alpha,
