@@ -6,7 +6,7 @@ AVX-512 path sums in another order than the AVX2 one: without the caps the same 
 scores that differ in the last digits from one CPU kind to the next. The caps are environment variables read when
 those libraries load, so a stage script calls `cap_kernels()` before anything imports torch; a launcher's workers
 (torchrun, accelerate) each run the stage script and set them again. What they cost and what they reach:
-bench/RESULTS.md ("The same bytes on every x86 CPU kind")."""
+bench/RESULTS.md ("`cpu.isa`: avx2 caps vs native kernels"), bench/cpu_isa.py."""
 
 from __future__ import annotations
 
@@ -34,11 +34,6 @@ def caps(isa: str, machine: str | None = None) -> dict[str, str]:
     return dict(AVX2) if isa == "avx2" and machine in ("x86_64", "amd64") else {}
 
 
-def missing(want: dict[str, str], environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
-    """The caps of `want` that `environ` does not carry yet."""
-    return {k: v for k, v in want.items() if environ.get(k) != v}
-
-
 def cap_kernels(params_path: str = "params.yaml") -> dict[str, str]:
     """Set the caps `cpu.isa` asks for in this process's environment (and its children's), before torch loads;
     returns them. The first call of a training or scoring stage script: a process that loaded torch without the
@@ -47,7 +42,8 @@ def cap_kernels(params_path: str = "params.yaml") -> dict[str, str]:
 
     with user_errors():
         isa = load_params(params_path).cpu.isa
-        todo = missing(caps(isa))
+        want = caps(isa)
+        todo = {k: v for k, v in want.items() if os.environ.get(k) != v}
         loaded = [m for m in LOADERS if m in sys.modules]
         if todo and loaded:
             raise MedaugError(
@@ -55,4 +51,4 @@ def cap_kernels(params_path: str = "params.yaml") -> dict[str, str]:
                 f"({' '.join(f'{k}={v}' for k, v in todo.items())}): call medaug.cpu.cap_kernels() before "
                 f"importing {loaded[0]}, or start the process with them in its environment")
         os.environ.update(todo)
-        return caps(isa)
+        return want

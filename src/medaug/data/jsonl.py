@@ -84,11 +84,16 @@ STDIN = "-"
 """The file name that reads standard input (named `<stdin>` in errors), where a command reads JSONL."""
 
 
+def shown(path: str | Path) -> str:
+    """How an error names `path`: `<stdin>` for STDIN."""
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line of `path` (`-`: standard input); a bad line raises
     naming file and line."""
     stdin = str(path) == STDIN
-    path = Path("<stdin>" if stdin else path)
+    path = Path(shown(path))
     if not stdin and not path.exists():
         raise MedaugError(f"{path}: file not found")
     with contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb") as f:

@@ -460,11 +460,10 @@ def _read_sqlite(path: Path) -> Iterator[CacheEntry]:
 
 
 def _read_jsonl(path: Path | str) -> Iterator[CacheEntry]:
-    from medaug.data.jsonl import STDIN, iter_jsonl
+    from medaug.data.jsonl import STDIN, iter_jsonl, shown
 
-    stdin = str(path) == STDIN
-    modified = time.time() if stdin else _last_modified(Path(path))
-    where = "<stdin>" if stdin else path
+    modified = time.time() if str(path) == STDIN else _last_modified(Path(path))
+    where = shown(path)
     for lineno, obj in iter_jsonl(path):
         created = obj.get("created")
         entry = CacheEntry(obj.get("key"), str(obj.get("backend") or ""), str(obj.get("model") or ""),

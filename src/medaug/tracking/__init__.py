@@ -123,9 +123,9 @@ def process_started() -> float:
     return psutil.Process().create_time()
 
 
-def stage_run(root: Path, stage: str, started: float | None = None, run_name: str | None = None) -> str:
+def stage_run(root: Path, stage: str, run_name: str | None = None) -> str:
     """Create the MLflow run of `stage` (run name and tag `medaug.stage`, run_tags), started when the stage's process
-    did (`started`: seconds since the epoch, for a caller that is no stage process), nested under the run of its
+    did, nested under the run of its
     group's pipeline, which the group's first stage creates and every stage's end extends: `mlflow ui` shows one
     `dvc repro` or experiment as one run with its stages inside. Returns the run id; `mlflow.start_run(run_id=...)`
     logs into it and ends it."""
@@ -134,7 +134,7 @@ def stage_run(root: Path, stage: str, started: float | None = None, run_name: st
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     client = mlflow.MlflowClient()
-    start_ms = int((process_started() if started is None else started) * 1000)
+    start_ms = int(process_started() * 1000)
     experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
     tags = run_tags(Path(root))
     found = client.search_runs([experiment], f"tags.`medaug.group` = '{tags['medaug.group']}' and "
@@ -150,8 +150,7 @@ def stage_run(root: Path, stage: str, started: float | None = None, run_name: st
 
 
 def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str, Any],
-              curves: list[dict[str, Any]] = (), inputs: dict[str, str] | None = None,
-              started: float | None = None) -> str:
+              curves: list[dict[str, Any]] = (), inputs: dict[str, str] | None = None) -> str:
     """One MLflow run for a stage (e.g. generate: its params, and its requests, tokens and cost; train: also
     every point of its curves, rows {step, name: value, ...}, at its step), from the stage's start to now, nested
     in its pipeline's run (`stage_run`); returns the run id. Only numeric metrics are logged; params are the
@@ -162,7 +161,7 @@ def log_stage(root: Path, stage: str, params: dict[str, Any], metrics: dict[str,
     says exactly which data it saw, and DVC can fetch that version."""
     import time
 
-    run_id = stage_run(root, stage, started)
+    run_id = stage_run(root, stage)
     import mlflow
     from mlflow.entities import Metric
 

@@ -190,9 +190,9 @@ def read_predict_input(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a `medaug predict --input` JSONL file (`-`: standard input) as {id, question, contexts, ...} (id: the row's index when the
     line has none), each checked as the served model checks its input, before any model loads. A line that is not
     UTF-8 or not a JSON object fails in iter_jsonl, naming file and line."""
-    from medaug.data.jsonl import STDIN, iter_jsonl
+    from medaug.data.jsonl import iter_jsonl, shown
 
-    rows, name = [], "<stdin>" if str(path) == STDIN else path
+    rows, name = [], shown(path)
     for lineno, obj in iter_jsonl(path):
         record = to_record(obj, f"{name}:{lineno}", str(len(rows)))
         rows.append({"id": record.id, **model_input(record)})

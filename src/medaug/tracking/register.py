@@ -251,7 +251,8 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
     if made.get("funnel"):
         tags["filter_funnel"] = truncate(funnel_line(made["funnel"]))
 
-    with mlflow.start_run(run_id=stage_run(root, "register", run_name=f"register-{best}")) as run, tempfile.TemporaryDirectory() as tmp:
+    run_id = stage_run(root, "register", run_name=f"register-{best}")
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
         with untraced():  # MLflow's copy of the params that trained the candidate
             model_params = {"candidate": best, "base_model": tags["base_model"],
                             **{f"train.{k}": v for k, v in dataclasses.asdict(p.train).items() if k != "lora"},
@@ -296,7 +297,6 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
         mlflow.log_metrics({k: float(v) for k, v in flatten({k: winner[k] for k in ("accuracy", "macro_f1", "ci95")
                                                              if k in winner}).items() if isinstance(v, float)},
                            model_id=info.model_id, dataset=test_set)  # the Logged Models page: test scores, on what
-        run_id = run.info.run_id
 
     version = str(info.registered_model_version)
     for k, v in tags.items():
