@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test test-fast chromium bench lint clean
+.PHONY: setup repro test test-fast docs chromium bench lint clean
 
 setup: $(STAMP) $(PLOTS_PAGE)
 
@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --index-strategy unsafe-best-match \
 		$$($(BIN)/python -m pip config list | $(BIN)/python -c '$(PIP_TO_UV)') $(if $(TORCH),--torch-backend $(TORCH)) \
-		-e '.[test]'
+		-e '.[test,docs]'
 	touch $@
 
 # The `dvc plots show` page template (.dvc/config plots.html_template) with the Vega scripts inlined, so the page
@@ -63,6 +63,11 @@ test: setup chromium
 test-fast: setup
 	$(BIN)/python -m pytest -q $(XDIST) tests/unit
 
+# The documentation site (mkdocs.yml) into site/, every link checked (--strict); tests/integration/test_docs.py
+# builds it in CI. `.venv/bin/mkdocs serve` previews it while you write.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # tests/integration/test_plots.py draws the plots page in a real headless Chromium: installed here when missing
 # and we are root.
 chromium:
@@ -84,4 +89,4 @@ lint: setup
 	$(BIN)/python -m compileall -q src stages tests
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) site
