@@ -174,7 +174,7 @@ class SplitParams(_Traced):
 
 
 TASK_FILE_KEYS = ("name", "description", "loader", "hub_id", "hub_config", "hub_revision", "split", "answer", "choices",
-                  "template")
+                  "template", "examples")
 """TaskParams fields that come from the task file (`task.file`), never from params.yaml."""
 
 
@@ -215,6 +215,11 @@ class TaskParams(_Traced):
     template: str = "Abstract: {context}\nQuestion: {question}\nAnswer:"
     """The prompt: {question}, and {context} and (answer: options) {options} as "A. ..." lines; {history}, a
     progressive question's earlier steps with their answers ("Earlier question: ...\nIts answer: ...\n" each)."""
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    """Hand-written questions in the registered model's input format (`question`, `contexts` or `context`,
+    `options`, `history`): every candidate answers them as the served model would, in its evaluate report
+    (`examples`); the first is the registered model's input example. The docs' serving example is the PubMedQA
+    task's, and tests/unit/test_docs.py checks the answer the docs show against the champion's report."""
 
     def check(self, key: str) -> None:
         fields = ["{question}"] + (["{options}"] if self.answer == "options" else [])

@@ -1,6 +1,7 @@
 """The docs show what the shipped baseline gives (issue 32): every score of a committed candidate that the README
 or a docs page prints is the one in metrics/, and the README stays a first page (under 150 lines)."""
 
+import ast
 import json
 import re
 
@@ -72,3 +73,27 @@ def test_no_page_links_outside_the_site(page):
     for target in re.findall(r"\]\(([^)#]+)", page.read_text()):
         if not target.startswith(("http://", "https://")):
             assert (page.parent / target).resolve().is_relative_to(ROOT / "docs"), (page.name, target)
+
+
+def champion_examples() -> dict[str, str]:
+    """The committed champion's answers to the task's examples (reports/register.json names the candidate)."""
+    register = json.loads((ROOT / "reports" / "register.json").read_text())
+    report = json.loads((ROOT / "reports" / "eval" / f"{register['candidate']}.json").read_text())
+    return {json.dumps(e["input"], sort_keys=True): e["prediction"] for e in report["examples"]}
+
+
+def test_the_served_models_answers_shown_are_the_committed_champions():
+    """docs/shipping.md asks the champion the task's example over REST and in Python: the rows it sends are
+    examples every candidate's evaluate report answers (as the served model scores them), and the answers shown
+    are the champion's."""
+    answers = champion_examples()
+    text = (ROOT / "docs" / "shipping.md").read_text()
+    rest = re.findall(r"-d '(\{\"inputs\".*?)'\n# -> (\{.*?\})\n", text, re.S)
+    python = re.findall(r"model\.predict\((\[\{.*?\}\])\)\n# -> (\[.*?\])\n", text, re.S)
+    assert rest and python
+    for payload, shown_out in rest:
+        rows = json.loads(payload)["inputs"]
+        assert json.loads(shown_out) == {"predictions": [answers[json.dumps(r, sort_keys=True)] for r in rows]}
+    for payload, shown_out in python:
+        rows = json.loads(payload)
+        assert ast.literal_eval(shown_out) == [answers[json.dumps(r, sort_keys=True)] for r in rows]

@@ -238,3 +238,30 @@ def test_compare_zero_shot_gives_the_paired_delta_interval_only_with_resamples()
                   "delta_accuracy": 0.5, "delta_ci95": paired_delta_ci(golds, golds, worse, 300, 4, method="percentile")}
     assert 0 <= vs["delta_ci95"]["low"] < 0.5 < vs["delta_ci95"]["high"] <= 1
     assert "delta_ci95" not in compare_zero_shot(recs, golds, worse)  # evaluate.bootstrap 0: no interval
+
+
+def test_the_task_examples_are_answered_as_the_test_record_they_copy(tmp_path):
+    """A task file's `examples` (the served model's input format) get the candidate's answers in its report: an
+    example asking exactly what a test record asks gets that record's prediction; one the served model would
+    refuse stops the stage naming the task file."""
+    from dataclasses import replace
+
+    from medaug.tracking.pyfunc import model_input
+
+    test = tmp_path / "test.jsonl"
+    write_records(test, records(5))
+    p = parse_params({"models": {"tiny": "tiny-gpt2"}, "train": {"models": ["tiny"]}, "evaluate": {"bootstrap": 0}})
+    asked = [model_input(r) for r in records(5)[::-1]]  # in another order than the test split, and batched apart
+    p.task = replace(p.task, examples=asked)
+    io = EvaluateIO(test, tmp_path / "eval", tmp_path / "m.json", tmp_path / "c.json", tmp_path / "pc.json")
+    report = run(p, Candidate("tiny", "zero-shot"), io)
+    preds = json.loads((tmp_path / "eval" / "predictions.json").read_text())
+    assert [e["input"] for e in report["examples"]] == asked
+    assert [e["prediction"] for e in report["examples"]] == [preds[f"q{i}"] for i in range(4, -1, -1)]
+    assert len(set(preds.values())) > 1  # the check above can tell the records apart
+    assert json.loads((tmp_path / "m.json").read_text())["examples"] == report["examples"]
+
+    p.task = replace(p.task, file="my-task.yaml", examples=[{**asked[0], "options": {"A": "x", "B": "y"}}])
+    with pytest.raises(MedaugError, match=r"^my-task.yaml: examples: row 0: this model answers yes/no/maybe; "
+                                          r"it takes no `options`"):
+        run(p, Candidate("tiny", "zero-shot"), io)

@@ -38,7 +38,8 @@ def mcq(path: str = MEDQA, **task) -> TaskParams:
 
 def test_the_shipped_pubmedqa_task_file_is_the_default_task():
     shipped = parse_params({"task": {"file": "src/medaug/tasks/pubmedqa.yaml"}}, ROOT).task
-    assert {**vars(shipped), "description": ""} == vars(TaskParams())
+    assert {**vars(shipped), "description": "", "examples": []} == vars(TaskParams())  # the two the file adds
+    assert shipped.examples  # the docs' serving example (docs/shipping.md)
     assert load_params(ROOT / "params.yaml").task.template == TaskParams().template
 
 

@@ -16,9 +16,10 @@ from medaug.evaluate.scorer import Scorer
 from medaug.evaluate.stats import mcnemar, paired_delta_ci
 from medaug.models import TRAINED
 from medaug.models.load import device, load_model_and_tokenizer
-from medaug.params import Params, untraced
+from medaug.params import Params, TaskParams, untraced
 from medaug.paths import ZERO_SHOT, Candidate, EvaluateIO
 from medaug.tracking import log_stage
+from medaug.tracking.pyfunc import InvalidInput, task_records
 
 
 def load_candidate(p: Params, model: str, adapter_dir: Path | None
@@ -67,6 +68,16 @@ def compare_zero_shot(records: list[Record], preds: list[str], zero_shot: list[s
     return out
 
 
+def answer_examples(task: TaskParams, scorer: Scorer) -> list[dict[str, Any]]:
+    """The task file's `examples`, each with the answer the candidate gives it: [{input, prediction}], exactly as
+    the registered model answers that input (the same checks, records and scorer)."""
+    try:
+        records = task_records(task.examples, task)
+    except InvalidInput as e:
+        raise MedaugError(f"{task.file or 'the task file'}: examples: {e}") from None
+    return [{"input": row, "prediction": r["prediction"]} for row, r in zip(task.examples, scorer.predict(records))]
+
+
 def run(p: Params, c: Candidate, io: EvaluateIO, mlflow_root: Path | None = None) -> dict[str, Any]:
     """Score candidate `c` (variant `zero-shot`: the untrained base) on `io.test` with its adapter `io.adapter`;
     write its outputs (see write_results). A trained candidate with `io.zero_shot`
@@ -83,10 +94,13 @@ def run(p: Params, c: Candidate, io: EvaluateIO, mlflow_root: Path | None = None
     compare = variant != ZERO_SHOT and io.zero_shot is not None
     zero_shot = read_zero_shot(io.zero_shot, records, model) if compare else None  # fail before scoring
     lm, tokenizer = load_candidate(p, model, None if variant == ZERO_SHOT else io.adapter)
-    rows = Scorer(lm, tokenizer, p.task, p.evaluate.batch_size).predict(records)
+    scorer = Scorer(lm, tokenizer, p.task, p.evaluate.batch_size)
+    rows = scorer.predict(records)
     preds = [row["prediction"] for row in rows]
     extra: dict[str, Any] = {"model": model, "variant": variant, **({} if seed is None else {"seed": seed}),
                              "base": p.model_ref(model)}
+    if p.task.examples:
+        extra["examples"] = answer_examples(p.task, scorer)
     if zero_shot is not None:
         extra["vs_zero_shot"] = compare_zero_shot(records, preds, zero_shot, p.evaluate.bootstrap, p.evaluate.seed,
                                                   p.evaluate.ci_method)

@@ -30,6 +30,7 @@ from medaug.errors import MedaugError
 
 if TYPE_CHECKING:
     from medaug.data.schema import Record
+    from medaug.params import TaskParams
 
 REQUIRED = ("torch", "transformers", "peft", "mlflow", "pydantic", "pandas", "numpy", "scipy", "filelock", "ruamel.yaml",
             "tqdm", "safetensors", "tokenizers", "huggingface_hub", "psutil")
@@ -186,6 +187,19 @@ def rows_to_records(model_input: Any) -> list[Record]:
     return [to_record(row, f"row {i}", str(i)) for i, row in enumerate(rows)]
 
 
+def task_records(model_input: Any, task: TaskParams) -> list[Record]:
+    """rows_to_records, and each row in the form `task` answers: options with its letters, or none for a labels
+    task (InvalidInput naming the row otherwise). What the served model and the evaluate stage's examples take."""
+    records = rows_to_records(model_input)
+    for i, r in enumerate(records):
+        if task.answer == "options" and sorted(r.options or ()) != sorted(task.choices):
+            raise InvalidInput(f"row {i}: this model answers multiple choice: give `options` with the "
+                               f"letters {', '.join(task.choices)}, e.g. {{\"A\": \"...\", ...}}")
+        if task.answer == "labels" and r.options:
+            raise InvalidInput(f"row {i}: this model answers {'/'.join(task.choices)}; it takes no `options`")
+    return records
+
+
 def read_predict_input(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a `medaug predict --input` JSONL file (`-`: standard input) as {id, question, contexts, ...} (id: the row's index when the
     line has none), each checked as the served model checks its input, before any model loads. A line that is not
@@ -221,14 +235,7 @@ class MedaugQA(mlflow.pyfunc.PythonModel):
         from mlflow.exceptions import MlflowException
 
         try:
-            records = rows_to_records(model_input)
-            task = self.scorer.task
-            for i, r in enumerate(records):
-                if task.answer == "options" and sorted(r.options or ()) != sorted(task.choices):
-                    raise InvalidInput(f"row {i}: this model answers multiple choice: give `options` with the "
-                                       f"letters {', '.join(task.choices)}, e.g. {{\"A\": \"...\", ...}}")
-                if task.answer == "labels" and r.options:
-                    raise InvalidInput(f"row {i}: this model answers {'/'.join(task.choices)}; it takes no `options`")
+            records = task_records(model_input, self.scorer.task)
         except InvalidInput as e:  # INVALID_PARAMETER_VALUE: `mlflow models serve` answers 400 with this message
             raise MlflowException.invalid_parameter_value(str(e)) from None
         return [r["prediction"] for r in self.scorer.predict(records)]

@@ -285,7 +285,7 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
         info = mlflow.pyfunc.log_model(
             name=best, python_model=SERVED_MODEL, artifacts={"model": str(model_dir), "task": str(task_file)},
             code_paths=[str(MEDAUG_SRC)], pip_requirements=pip_requirements(tags["base_model"]),
-            input_example=[model_input(records[0])], registered_model_name=p.register.model_name,
+            input_example=[(p.task.examples or [model_input(records[0])])[0]], registered_model_name=p.register.model_name,
             params={k: str(v) for k, v in model_params.items()},
             metadata={"candidate": best, "task": p.task.name, "base_model": tags["base_model"]})
         winner = metrics[model_name, variant, seed]
