@@ -289,9 +289,17 @@ class TeacherParams(_Traced):
     tpm: int = 0
     """openai backend: at most this many tokens per minute, counted as the provider does before the reply:
     estimated prompt tokens + max_new_tokens (0 = no limit)."""
+    endpoint: Literal["auto", "chat", "completions"] = "auto"
+    """openai backend: `chat` (/v1/chat/completions: instruction-tuned models, every hosted API), `completions`
+    (/v1/completions: a base model behind vLLM, TGI, llama.cpp or `transformers serve`, prompted exactly as the
+    local backend prompts it: the plain prompt, a JSON reply prefilled with its opening, the reply cut where its
+    item ends), or `auto`: chat, until the endpoint answers an error naming the chat template (a model without one,
+    as a converted base model is), then completions for the rest of the stage, at no attempt. Part of the request
+    key (as set, `auto` included)."""
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
     """openai backend, for replies that must be JSON: `json_schema` (structured outputs), `json_object`, or
-    `none` (the prompt's instructions only). An endpoint that rejects it falls back to `none` by itself."""
+    `none` (the prompt's instructions only). An endpoint that refuses it (any HTTP error naming response_format
+    or json_schema) is asked one step lower by itself, for the rest of the stage; no attempt is spent on that."""
     repair_attempts: int = 1
     """A JSON reply that fails to parse or validate is sent back once with the reason (0 = never)."""
     prices: dict[str, Price] = field(default_factory=dict)

@@ -120,8 +120,49 @@ def test_an_endpoint_without_structured_outputs_gets_plain_instructions(generate
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         m = run_in(generate_project, params(teacher={"max_concurrency": 1}))
     assert m["generated"] == 8
-    assert "response_format" in srv.requests[0] and "response_format" not in srv.requests[1]
-    assert sum("response_format" in b for b in srv.requests) == 1  # learnt once, for the whole run
+    formats = [(b.get("response_format") or {}).get("type") for b in srv.requests]
+    assert formats[:3] == ["json_schema", "json_object", None]  # one step down at a time
+    assert formats[3:] == [None] * (len(formats) - 3)  # learnt once, for the whole run
+
+
+@pytest.mark.parametrize("endpoint, chat_template", [("auto", False), ("auto", "crash"), ("completions", False)])
+def test_a_base_model_without_a_chat_template_is_asked_as_the_local_backend_asks(generate_project, monkeypatch,
+                                                                                 endpoint, chat_template):
+    """A served base model without a chat template answers chat requests with an error naming the template (vLLM)
+    or a bare 500 (`transformers serve`): with `teacher.endpoint: auto` the first request learns it at no attempt
+    (a bare 500 by one probe of /v1/completions), and every request goes to /v1/completions with the local
+    backend's prompt (the JSON reply's opening prefilled, cut at its end); the items are those a chat endpoint
+    gives for the same answers."""
+    with OpenAIServer(pubmedqa_responder) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        run_in(generate_project, params(teacher={"endpoint": "chat"}))
+    chat_items = (generate_project / "data/generated/generated.jsonl").read_text()
+    with OpenAIServer(pubmedqa_responder, chat_template=chat_template) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        m = run_in(generate_project, params(teacher={"endpoint": endpoint, "max_concurrency": 1, "max_attempts": 1}))
+    assert (m["generated"], m["teacher"]["failed"], m["teacher"]["cache_hits"]) == (8, 0, 0)  # the key has the endpoint
+    chats = [b for b in srv.requests if "messages" in b]
+    completions = [b for b in srv.requests if "prompt" in b]
+    assert len(chats) == (1 if endpoint == "auto" else 0) and len(completions) == 8
+    assert all(b["prompt"].endswith(' {"question": "') and b["stop"] == ["\n\n"] and "response_format" not in b
+               for b in completions)
+    strip = [{k: v for k, v in json.loads(line).items() if k != "teacher"} for line in chat_items.splitlines()]
+    got = (generate_project / "data/generated/generated.jsonl").read_text().splitlines()
+    assert [{k: v for k, v in json.loads(line).items() if k != "teacher"} for line in got] == strip
+
+
+def test_a_chat_model_whose_server_crashes_once_is_probed_once_and_stays_on_chat(generate_project, monkeypatch):
+    """A bare 500 from a chat model's server (a crash, not a missing template): the one completions probe is
+    refused (404, as OpenAI answers for a chat model), the endpoint stays chat for the rest of the stage, and the
+    crashed request is retried on chat as any 5xx is."""
+    for fault, probes in (("500", 0), ("crash", 1)):  # a JSON 500 is an API's own answer: no probe
+        with OpenAIServer(pubmedqa_responder, completions=False,
+                          fault_for=lambda prompt, attempt: fault if attempt == 1 and "trial" in prompt else None) as srv:
+            monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+            m = run_in(generate_project, params(teacher={"endpoint": "auto", "max_concurrency": 1}))
+        assert (m["generated"], m["teacher"]["failed"], m["teacher"]["cache_hits"]) == (8, 0, 0)
+        assert sum("prompt" in b for b in srv.requests) == probes, fault
+        (generate_project / ".cache/teacher.sqlite").unlink()
 
 
 def test_accepted_teacher_failures_are_rejects_with_their_reason(generate_project, monkeypatch):

@@ -162,6 +162,33 @@ def test_response_format_fallback_is_per_request_and_not_an_attempt(generate_pro
     assert len(plain) == 8  # every item answered once without it, whichever 400 came back first
 
 
+@pytest.mark.parametrize("status", [500, 422])
+def test_a_server_refusing_json_schema_with_any_status_gets_json_object_at_no_attempt(generate_project, monkeypatch,
+                                                                                       caplog, status):
+    """A server that takes json_object but answers json_schema with a 500 or 422 naming response_format (pydantic's
+    "Input should be 'text' or 'json_object'"): with one attempt per request, generate keeps exactly what it keeps
+    against a compliant server, and only the first request of the run is asked with json_schema."""
+    p = params(teacher={"max_concurrency": 1, "max_attempts": 1}, per_strategy=4)
+    srv = serve(monkeypatch)
+    try:
+        compliant = run_in(generate_project, p)
+        kept = (generate_project / "data/generated/generated.jsonl").read_text()
+    finally:
+        srv.__exit__(None, None, None)
+    (generate_project / ".cache/teacher.sqlite").unlink()
+    srv = serve(monkeypatch, refuse_response_format={"json_schema": status})
+    try:
+        with caplog.at_level(logging.WARNING, logger="medaug.llm.openai_backend"):
+            m = run_in(generate_project, p)
+    finally:
+        srv.__exit__(None, None, None)
+    assert (generate_project / "data/generated/generated.jsonl").read_text() == kept
+    assert m["generated"] == compliant["generated"] and m["teacher"]["failed"] == 0
+    formats = [b["response_format"]["type"] for b in srv.requests if "response_format" in b]
+    assert formats == ["json_schema"] + ["json_object"] * (len(srv.requests) - 1)  # every later one: json_object
+    assert f"refused response_format json_schema (HTTP {status}); asking with json_object from now on" in caplog.text
+
+
 # --- 5. a local fault in one request never cancels the others ----------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""A real OpenAI-compatible HTTP server for tests: POST /v1/chat/completions and GET /v1/models on 127.0.0.1.
+"""A real OpenAI-compatible HTTP server for tests: POST /v1/chat/completions, /v1/completions and GET /v1/models on
+127.0.0.1.
 
     with OpenAIServer(pubmedqa_responder) as srv:
         os.environ["OPENAI_BASE_URL"] = srv.base_url    # http://127.0.0.1:PORT/v1
@@ -7,8 +8,8 @@ Faults can be injected at a given rate (429 with and without Retry-After, 500, a
 timeout, a dropped connection, a malformed JSON body); which attempt faults is decided by an RNG seeded with
 (seed, prompt, attempt number), so a run is reproducible whatever the thread scheduling. `fault_for(prompt,
 attempt) -> fault | None` picks faults by hand instead, from FAULTS and SCRIPTED: 400/401/403/404 and a 404
-`model_not_found`, a 200 with null content, with no usage or a usage of the wrong shape, and a reply whose raw
-bytes hold a lone surrogate. Every request is recorded: `srv.requests` (parsed bodies) and `srv.attempts` (prompt
+`model_not_found`, a 200 with null content, with no usage or a usage of the wrong shape, a reply whose raw
+bytes hold a lone surrogate, and a bare-text 500 (`crash`). Every request is recorded: `srv.requests` (parsed bodies) and `srv.attempts` (prompt
 text -> number of requests seen).
 
 As a script, `python tests/support/openai_server.py --port-file F [--latency-s S]` serves pubmedqa_responder
@@ -26,6 +27,7 @@ import random
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -33,7 +35,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = ("429_retry_after", "429", "500", "slow", "drop", "malformed")
-SCRIPTED = ("400", "401", "403", "404", "model_not_found", "null_content", "no_usage", "bad_usage", "raw_surrogate")
+SCRIPTED = ("400", "401", "403", "404", "model_not_found", "null_content", "no_usage", "bad_usage", "raw_surrogate",
+            "crash")
 LABELS = ("yes", "no", "maybe")
 
 
@@ -191,11 +194,21 @@ class OpenAIServer:
     def __init__(self, responder: Callable[[str], str] = pubmedqa_responder, *, fault_rate: float = 0.0,
                  faults: tuple[str, ...] = FAULTS, seed: int = 0, retry_after_s: float = 0.1,
                  slow_s: float = 2.0, model: str = "fake-teacher", port: int = 0,
-                 refuse_response_format: bool = False,
+                 refuse_response_format: bool | dict[str, int] = False, chat_template: bool | str = True,
+                 completions: bool = True,
                  fault_for: Callable[[str, int], str | None] | None = None,
                  count_tokens: Callable[[str], int] = lambda text: len(text.split())):
         assert 0.0 <= fault_rate <= 1.0 and set(faults) <= set(FAULTS)
-        self.refuse_response_format = refuse_response_format  # answer 400 as an endpoint without structured outputs
+        # True: every response_format answered 400, as an endpoint without structured outputs; {type: status}: those
+        # types refused with that status and a pydantic-style body naming response_format (servers that take
+        # json_object but not json_schema answer 422 or 500)
+        self.refused_formats = ({"json_schema": 400, "json_object": 400} if refuse_response_format is True else
+                                dict(refuse_response_format or {}))
+        # False: a base model without a chat template: chat requests get a 500 whose JSON body names the template
+        # (as vLLM's 400 does); "crash": a bare "Internal Server Error" 500, as `transformers serve` answers;
+        # /v1/completions continues the prompt (see do_POST). completions=False: no /v1/completions (404, as
+        # OpenAI answers it for a chat model)
+        self.chat_template, self.completions = chat_template, completions
         self.fault_for = fault_for
         self.count_tokens = count_tokens  # the usage it reports: words by default
         self.billed: list[tuple[int, int]] = []  # (prompt, completion) tokens of every 200 with a usage
@@ -217,6 +230,11 @@ class OpenAIServer:
 
     def __enter__(self) -> OpenAIServer:
         self._thread.start()
+        backend = sys.modules.get("medaug.llm.openai_backend")
+        if backend is not None:  # a new server on a port an earlier one had: the backend has learnt nothing of it
+            for learnt in (backend._formats, backend._completions, backend._chat_only):
+                for key in [k for k in learnt if k[0] == self.base_url]:
+                    learnt.remove(key) if isinstance(learnt, set) else learnt.pop(key)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -241,7 +259,8 @@ class OpenAIServer:
 
             def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                headers = dict(headers or {})
+                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
                 self.send_header("Content-Length", str(len(body)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -259,15 +278,38 @@ class OpenAIServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                if self.path.rstrip("/") != "/v1/chat/completions":
+                path = self.path.rstrip("/")
+                if path not in ("/v1/chat/completions", "/v1/completions"):
                     return self._send(404, b'{"error": {"message": "not found"}}')
-                prompt = "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
-                if srv.refuse_response_format and "response_format" in body:
+                completion = path == "/v1/completions"
+                if (completion and not srv.completions) or (not completion and srv.chat_template is not True):
                     with srv._lock:
                         srv.requests.append(body)
-                    return self._send(400, json.dumps({"error": {
-                        "message": "Unsupported parameter: 'response_format'", "type": "invalid_request_error",
-                        "param": "response_format"}}).encode())
+                    if completion:
+                        return self._send(404, json.dumps({"error": {"message": "This is a chat model and not "
+                                                                     "supported in the v1/completions endpoint"}}).encode())
+                    if srv.chat_template == "crash":
+                        return self._send(500, b"Internal Server Error", {"Content-Type": "text/plain"})
+                    return self._send(500, json.dumps({"error": {  # transformers' own words
+                        "message": "Cannot use chat template functions because tokenizer.chat_template is not set "
+                                   "and no template argument was passed!", "type": "server_error"}}).encode())
+                # a completion: the responder answers the prompt less the reply's prefilled opening, and the server
+                # continues from that opening, then runs on into a next item as a base model does (the client cuts)
+                prefilled = re.search(r' ?(\{(?:"\w+": ")?)$', body.get("prompt", "")) if completion else None
+                prompt = body["prompt"][:prefilled.start()] if prefilled else body.get("prompt", "") if completion \
+                    else "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
+                refused = srv.refused_formats.get((body.get("response_format") or {}).get("type"))
+                if refused:
+                    with srv._lock:
+                        srv.requests.append(body)
+                    if refused == 400:  # OpenAI's own wording
+                        return self._send(400, json.dumps({"error": {
+                            "message": "Unsupported parameter: 'response_format'", "type": "invalid_request_error",
+                            "param": "response_format"}}).encode())
+                    return self._send(refused, json.dumps({"detail": [{  # a pydantic request model's refusal
+                        "type": "literal_error", "loc": ["body", "response_format", "type"],
+                        "msg": "Input should be 'text' or 'json_object'", "input": body["response_format"]["type"]}]
+                    }).encode())
                 with srv._lock:
                     srv.requests.append(body)
                     srv.attempts[prompt] += 1
@@ -282,6 +324,8 @@ class OpenAIServer:
                     return self._send(429, err)
                 if fault == "500":
                     return self._send(500, err)
+                if fault == "crash":  # an exception the server did not handle: starlette's bare 500
+                    return self._send(500, b"Internal Server Error", {"Content-Type": "text/plain"})
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -300,6 +344,9 @@ class OpenAIServer:
                 with srv._lock:
                     srv.billed.append((usage["prompt_tokens"], usage["completion_tokens"]))
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                if completion:
+                    opening = prefilled.group(1) if prefilled else ""
+                    text = (text[len(opening):] if text.startswith(opening) else text) + "\n\nQuestion: and more"
                 if fault == "raw_surrogate":
                     text = text[:-2] + "\ud83d" + text[-2:]  # raw bytes ED A0 BD below: not UTF-8
                 resp = {"id": f"chatcmpl-{len(srv.requests)}", "object": "chat.completion",
@@ -307,9 +354,12 @@ class OpenAIServer:
                         "choices": [{"index": 0, "message": {"role": "assistant",
                                                              "content": None if fault == "null_content" else text},
                                      "finish_reason": "stop", "logprobs": None}],
+                        **({"object": "text_completion"} if completion else {}),
                         "usage": {"no_usage": None, "bad_usage": [usage]}.get(fault, usage)}
                 if fault == "no_usage":
                     del resp["usage"]
+                if completion:
+                    resp["choices"][0] = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
                 try:
                     self._send(200, json.dumps(resp, ensure_ascii=False).encode("utf-8", "surrogatepass"))
                 except OSError:

@@ -59,7 +59,7 @@ def test_retry_after_header_forms():
     ("Question: Is it safe?\nAnswer: no\nAnswer:", "Question: Is it safe?\nAnswer: no"),
 ])
 def test_cut_reply_ends_a_reply_where_its_item_ends(text, cut):
-    from medaug.llm.local_backend import cut_reply
+    from medaug.llm.base_prompt import cut_reply
     assert cut_reply(text, "Question:") == cut
 
 
@@ -151,7 +151,7 @@ def test_conform_checks_required_keys_types_and_enums():
 
 
 def test_local_json_requests_are_prefilled_and_cut_at_the_end_of_the_object():
-    from medaug.llm.local_backend import cut, cut_json, prefill
+    from medaug.llm.base_prompt import cut, cut_json, prefill
     from medaug.llm.structured import string_schema
     from medaug.llm.teacher import Request
     assert prefill(Request.user("x", schema=string_schema("question"))) == '{"question": "'
@@ -166,7 +166,7 @@ def test_local_json_requests_are_prefilled_and_cut_at_the_end_of_the_object():
     assert cut('Is it?": "yes"\nReply: {"question": "Is', "Reply:", pre) == '{"question": "Is it?": "yes"'
 
     # a base model cannot follow a repair instruction: a repair conversation is a new sample of the prompt
-    from medaug.llm.local_backend import prompt_text
+    from medaug.llm.base_prompt import prompt_text
     repair = Request([{"role": "user", "content": "Abstract: x\nReply: "}, {"role": "assistant", "content": "bad"},
                       {"role": "user", "content": "That reply could not be used"}])
     assert prompt_text(repair) == "Abstract: x\nReply:"

@@ -5,9 +5,12 @@ never logged; a base URL with credentials in it (http://user:pass@host) is refus
 and send them instead of the key. `max_concurrency` requests in flight, under optional RPM/TPM limits; retries on
 408/429/5xx, timeouts, connection errors and malformed responses with exponential backoff + jitter, honouring
 Retry-After; at most `max_attempts` attempts in all. 401, 403 and 404 (a refused key, a model the endpoint does
-not serve) stop the run: nothing more is sent. A reply that must be JSON is asked for with `response_format`; a
-request whose own body carried it and was refused for it is sent again at once without it (the prompt states the
-format anyway), and that fallback is not an attempt.
+not serve) stop the run: nothing more is sent. A reply that must be JSON is asked for with `response_format`
+(`teacher.response_format`: json_schema, else json_object, else none: the prompt states the format anyway). An
+endpoint that refuses it answers with some 4xx or 5xx whose body names `response_format` or `json_schema` (OpenAI
+and vLLM a 400, pydantic servers a 422, others a 500): the request is sent again at once one step down
+(json_schema -> json_object -> none), the step is not an attempt, and the endpoint (base URL and model) keeps
+that format for the rest of the process.
 
 Spend: each attempt reserves its worst case right before it is sent, and settles at the tokens of its reply's
 `usage` (any 200, even one with a malformed body or null content, is billed; without usage, the estimate). An
@@ -18,6 +21,7 @@ the provider may bill it. HTTP errors cost nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import functools
 import json
@@ -33,6 +37,7 @@ import httpx2
 import openai
 
 from medaug.errors import MedaugError
+from medaug.llm.base_prompt import cut, prefill, prompt_text
 from medaug.llm.limits import BudgetExceeded, Pacer, estimate_tokens
 from medaug.llm.teacher import Completion, Report, Request, Teacher
 
@@ -97,18 +102,95 @@ def ssl_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
+FORMATS = ("json_schema", "json_object", "none")
+"""teacher.response_format, from the most to the least an endpoint must support."""
+_formats: dict[tuple[str, str], str] = {}
+_completions: set[tuple[str, str]] = set()
+"""The endpoints (base URL, model) that refused a chat request for want of a chat template in this process
+(teacher.endpoint auto): asked through /v1/completions from then on."""
+_chat_only: set[tuple[str, str]] = set()
+"""The endpoints whose /v1/completions failed the one probe after a chat 5xx: never probed again."""
+"""The response_format each endpoint (base URL, model) was stepped down to in this process, so that after one
+refusal the rest of the stage (every teacher object on that endpoint) starts there."""
+
+
+def lacks_chat_template(e: openai.APIStatusError) -> bool:
+    """An HTTP error saying the served model has no chat template (vLLM and llama.cpp say so, naming it)."""
+    text = (str(e.message or "") + str(e.body or "")).lower()
+    return "chat template" in text or "chat_template" in text
+
+
+def crashed(e: openai.APIStatusError) -> bool:
+    """A 5xx whose body is not JSON: an exception the server did not handle (`transformers serve` answers a chat
+    request for a model without a chat template so: "Internal Server Error"), not an API's overload answer."""
+    return e.status_code >= 500 and not isinstance(e.body, (dict, list))
+
+
 def refuses_response_format(e: openai.APIStatusError) -> bool:
-    return e.status_code in (400, 422) and "response_format" in str(e.message or "") + str(e.body or "")
+    """Any HTTP error whose body names the structured-output parameter: servers refuse it with 400, 422 or 500."""
+    text = str(e.message or "") + str(e.body or "")
+    return "response_format" in text or "json_schema" in text
 
 
 class OpenAITeacher(Teacher):
     backend = "openai"
-    structured = True  # falls to False once the endpoint refuses response_format
+
+    @property
+    def endpoint(self) -> tuple[str, str]:
+        return redact(base_url() or "https://api.openai.com/v1"), self.tp.model
+
+    @property
+    def response_format(self) -> str:
+        """What this endpoint is asked with now: teacher.response_format, or where a refusal stepped it down to."""
+        return _formats.get(self.endpoint, self.tp.response_format)
+
+    async def _probe(self, client: openai.AsyncOpenAI, r: Request,
+                     reserved: float) -> tuple[Completion | None, float | None]:
+        """After a bare 5xx from chat (teacher.endpoint auto): `r` once through /v1/completions, in the same slot and
+        on the same budget reservation (the request is the same size). (Its answer, what it cost) when the server
+        answers there, and the endpoint stays on completions; else (None, the cost of a 200 without a usable reply,
+        or None for no 200), and the endpoint is never probed again: the chat error takes its usual course."""
+        body = self._body(r, probe=True)
+        try:
+            resp = await client.post("/completions", body=body, cast_to=httpx2.Response)
+        except openai.APIError:
+            _chat_only.add(self.endpoint)
+            return None, None
+        text, n_in, n_out, paid = self._read(resp.content, r, body, reserved)
+        if text is None:
+            _chat_only.add(self.endpoint)
+            return None, paid
+        self._to_completions("its chat requests fail with a bare HTTP 5xx and its /v1/completions answers")
+        return Completion(text, "", False, n_in, n_out, cost_usd=paid), paid
+
+    def _to_completions(self, why: str) -> None:
+        if self.endpoint not in _completions:
+            _completions.add(self.endpoint)
+            log.warning(f"teacher {self.name}: {self.endpoint[0]}: {why}; asking through /v1/completions as a base "
+                        f"model from now on (teacher.endpoint: completions starts there)")
+
+    def _step_down(self, refused: str, e: openai.APIStatusError) -> None:
+        """The endpoint refused `refused`: ask one format lower from now on (once, however many requests in
+        flight were refused with it)."""
+        if self.response_format != refused:
+            return  # another request in flight stepped it down already
+        lower = FORMATS[FORMATS.index(refused) + 1]
+        _formats[self.endpoint] = lower
+        log.warning(f"teacher {self.name}: {self.endpoint[0]} refused response_format {refused} (HTTP "
+                    f"{e.status_code}); asking with {lower} from now on (set teacher.response_format: {lower} to "
+                    f"start there)")
+
+    @property
+    def completions(self) -> bool:
+        """Ask through /v1/completions (a base model), not /v1/chat/completions."""
+        return self.tp.endpoint == "completions" or (self.tp.endpoint == "auto" and self.endpoint in _completions)
 
     def key_parts(self, r: Request) -> dict:
         parts = super().key_parts(r)
         if r.schema is not None:
             parts["response_format"] = self.tp.response_format
+        if self.tp.endpoint != "chat":  # chat: the keys of the answers cached before the setting existed
+            parts["endpoint"] = self.tp.endpoint
         return parts
 
     def _prepare(self) -> None:
@@ -140,12 +222,17 @@ class OpenAITeacher(Teacher):
         async with client:
             await asyncio.gather(*(one(j) for j in range(len(reqs))))
 
-    def _body(self, r: Request) -> dict:
+    def _body(self, r: Request, probe: bool = False) -> dict:
         tp = self.tp
-        body = dict(model=tp.model, messages=r.messages, temperature=tp.temperature, top_p=tp.top_p,
-                    max_tokens=tp.max_new_tokens, seed=tp.seed + r.sample_index)
-        if r.schema is not None and self.structured and tp.response_format != "none":
-            body["response_format"] = {"type": "json_object"} if tp.response_format == "json_object" else \
+        sampling = dict(model=tp.model, temperature=tp.temperature, top_p=tp.top_p, max_tokens=tp.max_new_tokens,
+                        seed=tp.seed + r.sample_index)
+        if self.completions or probe:  # the local backend's prompt: plain text, a JSON reply's opening prefilled
+            pre = prefill(r)
+            return dict(prompt=prompt_text(r) + (" " + pre if pre else ""), stop=["\n\n"], **sampling)
+        body = dict(messages=r.messages, **sampling)
+        fmt = self.response_format
+        if r.schema is not None and fmt != "none":
+            body["response_format"] = {"type": "json_object"} if fmt == "json_object" else \
                 {"type": "json_schema", "json_schema": {"name": "reply", "schema": r.schema, "strict": True}}
         return body
 
@@ -164,7 +251,7 @@ class OpenAITeacher(Teacher):
                     f"teacher.model in params.yaml or OPENAI_BASE_URL")
         return None
 
-    def _read(self, content: bytes, r: Request, reserved: float) -> tuple[str | None, int, int, float]:
+    def _read(self, content: bytes, r: Request, body: dict, reserved: float) -> tuple[str | None, int, int, float]:
         """(text or None, prompt tokens, completion tokens, cost) of a 200 reply: billed from its usage even when
         the body is malformed or has no content, estimated when there is no usable usage."""
         try:
@@ -173,11 +260,16 @@ class OpenAITeacher(Teacher):
             data = None
         text = None
         try:
-            text = data["choices"][0]["message"]["content"]  # type: ignore[index]
+            choice = data["choices"][0]  # type: ignore[index]
+            text = choice["text"] if "prompt" in body else choice["message"]["content"]
         except (TypeError, KeyError, IndexError):
             pass
         if not isinstance(text, str):
             text = None
+        elif "prompt" in body:  # cut where the item ends, as the local backend does
+            pre = prefill(r)
+            done = cut(text, prompt_text(r).rsplit("\n", 1)[-1], pre)
+            text = done if done is not None else (pre + text).strip()  # None: stop, EOS or max_tokens came first
         tokens = usage_tokens(data.get("usage") if isinstance(data, dict) else None)
         if tokens is None:
             tokens = estimate_tokens(r.text), estimate_tokens(text) if text is not None else self.tp.max_new_tokens
@@ -209,16 +301,28 @@ class OpenAITeacher(Teacher):
                 try:
                     # the raw endpoint (a documented openai-python path): parsing into typed models costs more
                     # CPU than the request itself at high concurrency
-                    resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
-                    text, n_in, n_out, paid = self._read(resp.content, r, reserved)
+                    path = "/completions" if "prompt" in body else "/chat/completions"
+                    resp = await client.post(path, body=body, cast_to=httpx2.Response)
+                    text, n_in, n_out, paid = self._read(resp.content, r, body, reserved)
                     reserved, cost = 0.0, cost + paid  # settled at its usage
                     if text is not None:
                         return Completion(text, "", False, n_in, n_out, cost_usd=cost)
                     error = "malformed_response"  # bad JSON body or a reply without choices/content
                 except openai.APIStatusError as e:
                     error = f"http_{e.status_code}"
+                    if "messages" in body and self.tp.endpoint == "auto" and self.endpoint not in _chat_only:
+                        if lacks_chat_template(e):
+                            self._to_completions(f"it has no chat template for the model (HTTP {e.status_code})")
+                            attempt -= 1  # and this request again at once
+                            continue
+                        if crashed(e):
+                            probed, paid = await self._probe(client, r, reserved)
+                            if paid is not None:  # a 200: the reservation is settled at its usage
+                                reserved, cost = 0.0, cost + paid
+                            if probed is not None:
+                                return dataclasses.replace(probed, cost_usd=cost)
                     if "response_format" in body and refuses_response_format(e):
-                        self.structured = False  # this request again at once, with the prompt's instructions only
+                        self._step_down(body["response_format"]["type"], e)  # and this request again at once
                         attempt -= 1
                         continue
                     if (fatal := self._fatal(e.status_code, e)) is not None:
