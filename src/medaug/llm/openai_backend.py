@@ -151,11 +151,17 @@ class OpenAITeacher(Teacher):
         answers there, and the endpoint stays on completions; else (None, the cost of a 200 without a usable reply,
         or None for no 200), and the endpoint is never probed again: the chat error takes its usual course."""
         body = self._body(r, probe=True)
-        try:
-            resp = await client.post("/completions", body=body, cast_to=httpx2.Response)
-        except openai.APIError:
-            _chat_only.add(self.endpoint)
-            return None, None
+        for _ in range(2):
+            try:
+                resp = await client.post("/completions", body=body, cast_to=httpx2.Response)
+                break
+            except openai.APIConnectionError:  # the crashed server closed the kept-alive connection: a new one
+                continue
+            except openai.APIStatusError:
+                _chat_only.add(self.endpoint)
+                return None, None
+        else:
+            return None, None  # the connection lost twice: nothing learnt, the chat error takes its course
         text, n_in, n_out, paid = self._read(resp.content, r, body, reserved)
         if text is None:
             _chat_only.add(self.endpoint)
