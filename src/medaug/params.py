@@ -512,6 +512,10 @@ class FilterParams(_Traced):
     decontaminate: DecontaminateParams = field(default_factory=DecontaminateParams)
     judge: JudgeParams = field(default_factory=JudgeParams)
     balance: BalanceParams = field(default_factory=BalanceParams)
+    teacher: dict[str, Any] = field(default_factory=dict)
+    """The judge and consistency steps: `teacher` keys that differ for them, e.g. {backend: openai, model: gpt-4o},
+    so that a model other than the generator judges its items (KAILIN's self-evaluation, any judge study); empty:
+    the generation teacher judges. The funnel (`teacher.model`) and the data cards name it."""
 
     def check(self, key: str) -> None:
         if "decontaminate" not in self.steps:
@@ -815,6 +819,12 @@ class Params(_Traced):
         """The strategy's teacher whose model is `model` ("" = its first, the only one unless it lists several)."""
         tps = self.teachers_for(strategy)
         return next((tp for tp in tps if tp.model == model), tps[0]) if model else tps[0]
+
+    def filter_teacher(self) -> TeacherParams:
+        """The teacher of the judge and consistency steps: `teacher`, with the keys of `filter.teacher`."""
+        if not self.filter.teacher:
+            return self.teacher
+        return _build(TeacherParams, {**dataclasses.asdict(self.teacher), **self.filter.teacher}, "filter.teacher")
 
     def baseline_teacher(self) -> TeacherParams:
         """The teacher of the evaluate-teacher baseline: `teacher`, with the keys of `evaluate.teacher`."""

@@ -16,6 +16,7 @@ from medaug.filtering.llm_checks import consistency, judge
 from medaug.params import Params, parse_params
 from medaug.paths import FilterIO
 from support.openai_server import OpenAIServer
+from support.paths import ROOT
 
 MARK = re.compile(r"\[judge=(\w+) answer=(\w+)\]")
 RUBRIC = {"answerable": 5, "supported": 4, "sound": 3, "well_formed": 2}  # distinct, to check the mapping
@@ -92,6 +93,32 @@ def judged_questions(srv: OpenAIServer) -> list[str]:
 
 
 # --- the steps in the funnel -----------------------------------------------------------------------------------
+
+
+def test_filter_teacher_gives_the_judge_its_own_model_and_the_funnel_and_card_name_it(tmp_path, prepared, llm_steps,
+                                                                                      monkeypatch):
+    """filter.teacher: the judge and the consistency check ask their own model (not the generator's), and the
+    funnel and the data card say which."""
+    t = prepared["train"]
+    records = [item(t[0], "s5", "5"), item(t[2], "s3", "3")]
+    p = params(3)
+    p.filter.teacher = {"model": "judge-model", "temperature": 0}
+    with OpenAIServer(responder) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        gen_path = tmp_path / "generated.jsonl"
+        write_records(gen_path, records)
+        out = tmp_path / "filtered"
+        descriptors = tmp_path / p.generate.mesh.descriptors  # the data card's MeSH branches
+        descriptors.parent.mkdir(parents=True)
+        descriptors.write_bytes((ROOT / p.generate.mesh.descriptors).read_bytes())
+        funnel = filtering.run(p, FilterIO(prepared["dir"], gen_path, out / "kept.jsonl", out / "rejects.jsonl",
+                                           tmp_path / "funnel.json", datacard=out / "datacard.md"), root=tmp_path)
+    assert len(srv.requests) == 4  # judge and consistency, for both items
+    assert {(b["model"], b["temperature"]) for b in srv.requests} == {("judge-model", 0)}
+    assert funnel["teacher"]["model"] == "openai:judge-model" and funnel["teacher"]["requests"] == 4
+    assert "- Judge and consistency checks asked `openai:judge-model`" in (out / "datacard.md").read_text()
+    assert p.teacher.model == "fake-teacher" and p.filter_teacher().max_attempts == p.teacher.max_attempts
+
 
 
 def test_judge_and_consistency_keep_what_the_thresholds_say_and_a_rerun_is_free(tmp_path, prepared, llm_steps,

@@ -104,6 +104,8 @@ def render(p: Params, train: list[Record], generated: list[Record], kept: list[R
     strategies = p.variants[recipe].strategies if recipe else p.generate.strategies
     lines = [f"# Data card: recipe `{recipe}`" if recipe else "# Data card: augmented training set", ""]
     lines += [_teacher_line(m, tp, ss) for m, (tp, ss) in teachers(p, generated).items()] or ["- Teacher: none"]
+    if (funnel.get("teacher") or {}).get("model"):
+        lines += [f"- Judge and consistency checks asked `{funnel['teacher']['model']}` (filter.teacher, else teacher)"]
     lines += [f"- Strategies: {', '.join(strategies)}; filter steps: {' -> '.join(p.filter.steps)}",
               f"- Original train split: {len(train)} records; generated and kept: {len(kept)}; "
               f"{'training' if recipe else 'augmented'} set: {len(train) + len(kept)}", "",

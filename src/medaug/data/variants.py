@@ -105,6 +105,8 @@ def provenance(p: Params, name: str, recipe: VariantParams, train: list[Record],
     gen_rejects = [x for _, x in iter_jsonl(io.generate_rejects)] if Path(io.generate_rejects).exists() else None
     funnel = datacard.recipe_funnel(mine, p.filter.steps, generated, gen_rejects,
                                     [x for _, x in iter_jsonl(io.filter_rejects)], len(added))
+    if judge := (read_json(io.funnel_report).get("teacher") or {}).get("model"):
+        funnel["teacher"] = {"model": judge}  # who judged the recipe's items (its share of the cost: item_costs)
     teachers = sorted(f"{tp.backend}:{tp.model}" for tp, _ in datacard.teachers(p, added).values() if tp)
     return datacard.render(p, train, generated, added, funnel, recipe=name), {"teachers": teachers,
                                                                               "funnel": funnel}

@@ -128,7 +128,8 @@ def run(p: Params, io: FilterIO, root: Path | None = None) -> dict[str, Any]:
     if len(by_teacher) > 1:  # several teachers: the funnel of each (one teacher: the totals above)
         funnel["by_teacher"] = by_teacher
     if ctx.teacher_used:
-        funnel["teacher"] = ctx.teacher.usage.as_dict()  # what the judge/consistency steps asked, and cost
+        # who the judge/consistency steps asked (filter.teacher, else teacher), what they asked, and the cost
+        funnel["teacher"] = {"model": f"{ctx.teacher.tp.backend}:{ctx.teacher.tp.model}", **ctx.teacher.usage.as_dict()}
     assert funnel["in"] == funnel["kept"] + sum(dropped.values()), funnel
     write_records(io.kept, alive)
     write_jsonl(io.rejects, rejects)

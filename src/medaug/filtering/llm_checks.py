@@ -73,7 +73,7 @@ def ask(name: str, records: list[Record], ctx: Context, check: Check) -> list[Js
     replies = complete_json(teacher, [build_prompt(name, r) for r in records], [SCHEMAS[name]] * len(records),
                             [check] * len(records), desc=f"filter {name} ({teacher.name})")
     step = teacher.usage - before  # this step's requests, repairs included
-    raise_for_failures(f"filter {name}", step, ctx.p.teacher.max_failed_share)
+    raise_for_failures(f"filter {name}", step, ctx.teacher.tp.max_failed_share)
     return replies
 
 

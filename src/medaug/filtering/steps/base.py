@@ -36,7 +36,7 @@ class Context:
     def teacher(self):
         if self._teacher is None:
             from medaug.llm.teacher import make_teacher
-            self._teacher = make_teacher(self.p.teacher, self.root)
+            self._teacher = make_teacher(self.p.filter_teacher(), self.root)
         return self._teacher
 
 
