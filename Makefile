@@ -83,6 +83,7 @@ bench: setup
 	$(BIN)/python bench/local_teacher.py
 	$(BIN)/python bench/lmeval_anchor.py
 	$(BIN)/python bench/cpu_isa.py
+	$(BIN)/python bench/real_server.py
 	$(BIN)/python bench/run.py
 
 lint: setup

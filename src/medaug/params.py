@@ -246,13 +246,15 @@ class Price(_Traced):
     """USD per 1M prompt tokens."""
     output: float = 0.0
     """USD per 1M completion tokens."""
+    batch: float = 0.5
+    """The share of these prices a request pays in a provider batch (teacher.batch; OpenAI's Batch API: half)."""
 
     def cost(self, input_tokens: float, output_tokens: float) -> float:
         return (input_tokens * self.input + output_tokens * self.output) / 1e6
 
     def check(self, key: str) -> None:
-        if self.input < 0 or self.output < 0:
-            raise MedaugError(f"params.yaml: {key} prices must be >= 0")
+        if self.input < 0 or self.output < 0 or not 0 <= self.batch <= 1:
+            raise MedaugError(f"params.yaml: {key} prices must be >= 0, and its batch share in [0, 1]")
 
 
 @dataclass
@@ -302,6 +304,14 @@ class TeacherParams(_Traced):
     or json_schema) is asked one step lower by itself, for the rest of the stage; no attempt is spent on that."""
     repair_attempts: int = 1
     """A JSON reply that fails to parse or validate is sent back once with the reason (0 = never)."""
+    batch: bool = False
+    """openai backend: send a stage's requests as one provider batch (/v1/files + /v1/batches, OpenAI's Batch API
+    and the compatible ones: answers within 24 h at `prices.<model>.batch` of the price) instead of one by one.
+    The batch id and the request keys it covers are kept in the teacher cache before anything is awaited, so a
+    killed stage polls the same batch again instead of paying twice; repairs go out as a second batch. Per stage
+    or teacher through evaluate.teacher, filter.teacher or generate.teachers."""
+    batch_poll_s: float = 30.0
+    """openai backend, batch mode: seconds between two looks at a batch's status."""
     prices: dict[str, Price] = field(default_factory=dict)
     """USD per 1M tokens, by teacher.model, e.g. {gpt-4o-mini: {input: 0.15, output: 0.6}}; a model not listed
     costs 0 (a local model, your own vLLM)."""
@@ -329,10 +339,17 @@ class TeacherParams(_Traced):
             raise MedaugError(f"params.yaml: {key}.top_p must be in (0, 1] (got {self.top_p})")
         if not 0 <= self.max_failed_share <= 1:
             raise MedaugError(f"params.yaml: {key}.max_failed_share must be in [0, 1] (got {self.max_failed_share})")
+        if self.batch and self.backend != "openai":
+            raise MedaugError(f"params.yaml: {key}.batch is for the openai backend (a provider's Batch API); "
+                              f"{key}.backend is {self.backend!r}")
+        if self.batch_poll_s <= 0:
+            raise MedaugError(f"params.yaml: {key}.batch_poll_s must be > 0 (got {self.batch_poll_s})")
 
     @property
     def price(self) -> Price:
-        return self.prices.get(self.model, Price())
+        """What a request costs per 1M tokens: teacher.prices for the model, at its batch share in batch mode."""
+        price = self.prices.get(self.model, Price())
+        return Price(price.input * price.batch, price.output * price.batch) if self.batch else price
 
 
 @dataclass

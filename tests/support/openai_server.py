@@ -26,12 +26,14 @@ import os
 import random
 import re
 import signal
+import email.policy
 import socket
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = ("429_retry_after", "429", "500", "slow", "drop", "malformed")
@@ -195,7 +197,7 @@ class OpenAIServer:
                  faults: tuple[str, ...] = FAULTS, seed: int = 0, retry_after_s: float = 0.1,
                  slow_s: float = 2.0, model: str = "fake-teacher", port: int = 0,
                  refuse_response_format: bool | dict[str, int] = False, chat_template: bool | str = True,
-                 completions: bool = True,
+                 completions: bool = True, batch_hold: bool = False, batch_expire: bool = False,
                  fault_for: Callable[[str, int], str | None] | None = None,
                  count_tokens: Callable[[str], int] = lambda text: len(text.split())):
         assert 0.0 <= fault_rate <= 1.0 and set(faults) <= set(FAULTS)
@@ -215,6 +217,16 @@ class OpenAIServer:
         self.responder, self.fault_rate, self.faults, self.seed = responder, fault_rate, tuple(faults), seed
         self.retry_after_s, self.slow_s, self.model = retry_after_s, slow_s, model
         self.requests: list[dict] = []
+        # the Files and Batches endpoints (OpenAI's wire format): uploaded files, batches, every batch line answered.
+        # A batch runs at its first look after creation, or, with batch_hold, once release_batches() is called;
+        # batch_expire: it expires half done (the rest in its error file as batch_expired)
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_lines: list[dict] = []
+        self.batch_expire = batch_expire
+        self._batch_release = threading.Event()
+        if not batch_hold:
+            self._batch_release.set()
         self.attempts: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
         self.fault_log: list[tuple[str, int, str]] = []  # (prompt, attempt number, fault)
@@ -240,6 +252,59 @@ class OpenAIServer:
     def __exit__(self, *exc) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def release_batches(self) -> None:
+        self._batch_release.set()
+
+    def _file(self, content: bytes, purpose: str, filename: str) -> dict:
+        fid = f"file-{len(self.files) + 1:04d}"
+        self.files[fid] = content
+        return {"id": fid, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                "filename": filename, "purpose": purpose, "status": "processed"}
+
+    def _run_batch(self, batch: dict) -> None:
+        """Answer every line of the batch's input file as the HTTP endpoint would (responder, faults by prompt),
+        writing OpenAI's output and error files."""
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]].decode().splitlines() if x.strip()]
+        run = lines[:len(lines) // 2] if self.batch_expire else lines
+        out, err = [], []
+        for n, line in enumerate(run):
+            body = line["body"]
+            self.batch_lines.append(line)
+            completion = line["url"] == "/v1/completions"
+            prompt = body["prompt"] if completion else \
+                "\n".join(m.get("content", "") for m in body["messages"] if m.get("role") == "user")
+            self.attempts[prompt] += 1
+            fault = self._fault(prompt, self.attempts[prompt])
+            rid = f"batch_req_{batch['id']}_{n}"
+            if fault in ("500", "429", "400"):
+                err.append({"id": rid, "custom_id": line["custom_id"], "response": {
+                    "status_code": int(fault), "request_id": rid, "body": {"error": {
+                        "message": f"injected fault {fault}", "type": "server_error"}}}, "error": None})
+                continue
+            text = self.responder(prompt)
+            usage = {"prompt_tokens": self.count_tokens(prompt), "completion_tokens": self.count_tokens(text)}
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None} if completion else \
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
+                 "logprobs": None}
+            out.append({"id": rid, "custom_id": line["custom_id"], "response": {
+                "status_code": 200, "request_id": rid, "body": {
+                    "id": f"chatcmpl-{rid}", "object": "text_completion" if completion else "chat.completion",
+                    "created": int(time.time()), "model": body.get("model", self.model), "choices": [choice],
+                    "usage": usage}}, "error": None})
+        for line in lines[len(run):]:
+            err.append({"id": f"batch_req_{batch['id']}_x", "custom_id": line["custom_id"], "response": None,
+                        "error": {"code": "batch_expired", "message": "This request could not be executed before "
+                                                                      "the completion window expired."}})
+        now = int(time.time())
+        batch.update(status="expired" if self.batch_expire else "completed", in_progress_at=now,
+                     request_counts={"total": len(lines), "completed": len(out), "failed": len(err)},
+                     **{"expired_at" if self.batch_expire else "completed_at": now})
+        for key, rows in (("output_file_id", out), ("error_file_id", err)):
+            if rows:
+                content = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[key] = self._file(content, "batch_output", f"{batch['id']}_{key}.jsonl")["id"]
 
     def _fault(self, prompt: str, attempt: int) -> str | None:
         if self.fault_for is not None:
@@ -268,6 +333,20 @@ class OpenAIServer:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                path = self.path.rstrip("/")
+                if path.startswith("/v1/batches/"):
+                    with srv._lock:
+                        batch = srv.batches.get(path.rsplit("/", 1)[1])
+                        if batch is None:
+                            return self._send(404, b'{"error": {"message": "No batch found"}}')
+                        if batch["status"] == "in_progress" and srv._batch_release.is_set():
+                            srv._run_batch(batch)
+                        return self._send(200, json.dumps(batch).encode())
+                if path.startswith("/v1/files/") and path.endswith("/content"):
+                    content = srv.files.get(path.split("/")[3])
+                    if content is None:
+                        return self._send(404, b'{"error": {"message": "No such file"}}')
+                    return self._send(200, content, {"Content-Type": "application/octet-stream"})
                 if self.path.rstrip("/") == "/v1/_stats":
                     with srv._lock:
                         return self._send(200, json.dumps({"requests": len(srv.requests)}).encode())
@@ -277,7 +356,32 @@ class OpenAIServer:
                 self._send(200, json.dumps({"object": "list", "data": data}).encode())
 
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.rstrip("/") == "/v1/files":  # multipart: purpose, file
+                    form = BytesParser(policy=email.policy.HTTP).parsebytes(
+                        b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw)
+                    parts = {part.get_param("name", header="content-disposition"): part for part in form.iter_parts()}
+                    with srv._lock:
+                        obj = srv._file(parts["file"].get_payload(decode=True),
+                                        parts["purpose"].get_payload(decode=True).decode(), parts["file"].get_filename())
+                    return self._send(200, json.dumps(obj).encode())
+                body = json.loads(raw or b"{}")
+                if self.path.rstrip("/") == "/v1/batches":
+                    with srv._lock:
+                        if body.get("input_file_id") not in srv.files:
+                            return self._send(400, b'{"error": {"message": "input_file_id not found"}}')
+                        bid = f"batch_{len(srv.batches) + 1:04d}"
+                        now = int(time.time())
+                        srv.batches[bid] = batch = {
+                            "id": bid, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                            "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
+                            "status": "in_progress", "output_file_id": None, "error_file_id": None,
+                            "created_at": now, "in_progress_at": now, "expires_at": now + 86400, "finalizing_at": None,
+                            "completed_at": None, "failed_at": None, "expired_at": None, "cancelling_at": None,
+                            "cancelled_at": None, "request_counts": {
+                                "total": srv.files[body["input_file_id"]].count(b"\n"), "completed": 0, "failed": 0},
+                            "metadata": body.get("metadata")}
+                    return self._send(200, json.dumps(batch).encode())
                 path = self.path.rstrip("/")
                 if path not in ("/v1/chat/completions", "/v1/completions"):
                     return self._send(404, b'{"error": {"message": "not found"}}')

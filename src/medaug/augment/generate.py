@@ -71,7 +71,8 @@ def dry_run(p: Params, root: Path, prepared_dir: Path) -> dict[str, Any]:
               f"to {tp.backend}:{tp.model}\n"
               f"  tokens: ~{est['input_tokens_est']:,} prompt (4 chars/token) + at most {est['output_tokens_max']:,} "
               f"reply\n  cost: at most ${est['cost_usd_max']:.4f} (a prompt's tokens bounded by its UTF-8 bytes; "
-              f"prices: teacher.prices; budget for the stage: "
+              f"prices: teacher.prices{', at their batch share (teacher.batch)' if tp.batch else ''}; "
+              f"budget for the stage: "
               f"{'$%g' % p.teacher.budget_usd if p.teacher.budget_usd else 'none'}), plus up to {repairs} repair "
               f"requests for replies that fail validation")
         total = {k: total.get(k, 0) + v for k, v in est.items()}

@@ -250,6 +250,9 @@ class RequestCache:
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process kill in WAL mode
         columns = ", ".join(f"{name} {decl}" for name, decl in _META_COLUMNS.items())
         self._db.execute(f"CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, value TEXT NOT NULL, {columns})")
+        # provider batches submitted and not yet collected (teacher.batch): which request keys each covers
+        self._db.execute("CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, "
+                         "model TEXT NOT NULL, keys TEXT NOT NULL, created REAL NOT NULL)")
         self._migrate(modified)
         self._writer = _writer(self.path, lock_wait_s)
 
@@ -327,6 +330,26 @@ class RequestCache:
             before = self._db.total_changes
             self._db.executemany("DELETE FROM requests WHERE key = ?", ((k,) for k in keys))
             return self._db.total_changes - before
+
+    def add_batch(self, batch_id: str, endpoint: str, model: str, keys: list[str]) -> None:
+        """Record a submitted provider batch and the request keys it answers, committed before anything is awaited:
+        a stage killed while it waits finds the batch here and polls it instead of paying for the requests again."""
+        with self._lock, self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?)",
+                             (batch_id, endpoint, model, json.dumps(keys), time.time()))
+
+    def open_batches(self, endpoint: str, model: str) -> list[tuple[str, list[str]]]:
+        """The batches submitted to this endpoint and model and not yet collected, oldest first: [(id, keys)]."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, keys FROM batches WHERE endpoint = ? AND model = ? ORDER BY created",
+                                    (endpoint, model)).fetchall()
+        return [(bid, json.loads(keys)) for bid, keys in rows]
+
+    def close_batch(self, batch_id: str) -> None:
+        """The batch's results are collected (its answers are queued for the writer): forget it."""
+        self.flush()  # its answers are committed first: a kill in between re-polls it, never loses them
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
 
     def __len__(self) -> int:
         self.flush()

@@ -16,6 +16,9 @@ Spend: each attempt reserves its worst case right before it is sent, and settles
 `usage` (any 200, even one with a malformed body or null content, is billed; without usage, the estimate). An
 attempt the client gave up on (a timeout, a connection lost after the request went out) counts at its worst case:
 the provider may bill it. HTTP errors cost nothing.
+
+Batch mode (teacher.batch): the requests go out as one provider batch (/v1/files, /v1/batches) and are collected
+when it ends; see `_complete_batch`.
 """
 
 from __future__ import annotations
@@ -29,14 +32,17 @@ import logging
 import os
 import random
 import ssl
+import sys
 import time
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import openai
+from tqdm import tqdm
 
-from medaug.errors import MedaugError
+from medaug.errors import MedaugError, progress_bars
 from medaug.llm.base_prompt import cut, prefill, prompt_text
 from medaug.llm.limits import BudgetExceeded, Pacer, estimate_tokens
 from medaug.llm.teacher import Completion, Report, Request, Teacher
@@ -206,7 +212,112 @@ class OpenAITeacher(Teacher):
                               "(export your key; for a local server any non-empty string works)")
 
     def _complete(self, reqs: list[Request], shas: list[str], report: Report) -> None:
-        asyncio.run(self._run(reqs, report))
+        if self.tp.batch:
+            self._complete_batch(reqs, shas, report)
+        else:
+            asyncio.run(self._run(reqs, report))
+
+    def _complete_batch(self, reqs: list[Request], shas: list[str], report: Report) -> None:
+        """teacher.batch: the requests through the provider's Batch API. Batches this cache already submitted for
+        some of these keys (a killed earlier run) are polled again; the rest go out as one new batch, recorded in
+        the cache before anything is awaited. Each request holds its worst case of the budget from submission
+        until its result, which settles at its usage at batch prices; a request the batch did not answer (an error
+        line, an expired batch, a key missing from both files) is a failure `batch_<code>`, re-sent in a new batch
+        by the next run."""
+        client = openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"], base_url=base_url(), timeout=self.tp.timeout_s,
+                               max_retries=self.tp.max_attempts - 1,
+                               http_client=openai.DefaultHttpxClient(verify=ssl_context()))
+        index = {sha: j for j, sha in enumerate(shas)}
+        where, model = self.endpoint
+        reserved: dict[int, float] = {}
+
+        def hold(js: list[int]) -> list[int]:
+            """Reserve each request's worst case; those the budget refuses are reported and left out."""
+            held = []
+            for j in js:
+                try:
+                    reserved[j] = self.reserve(reqs[j])
+                    held.append(j)
+                except BudgetExceeded:
+                    report(j, Completion(None, "", False, error="budget"))
+            return held
+
+        jobs: list[tuple[str, list[int]]] = []
+        for batch_id, keys in self.cache.open_batches(where, model):
+            mine = hold([index[k] for k in keys if k in index and all(index[k] not in js for _, js in jobs)])
+            if mine:
+                log.info(f"teacher {self.name}: polling batch {batch_id} again ({len(mine)} requests, submitted by an "
+                         f"earlier run)")
+                jobs.append((batch_id, mine))
+        claimed = {j for _, js in jobs for j in js}
+        new = hold([j for j in range(len(reqs)) if j not in claimed])
+        with client:
+            if new:
+                jobs.append((self._submit(client, [reqs[j] for j in new], [shas[j] for j in new]), new))
+            for batch_id, js in jobs:
+                for j, c in self._collect(client, batch_id, {shas[j]: j for j in js}, reqs, reserved):
+                    report(j, c)
+                self.cache.close_batch(batch_id)
+
+    def _batch_url(self) -> str:
+        return "/v1/completions" if self.tp.endpoint == "completions" else "/v1/chat/completions"
+
+    def _submit(self, client: openai.OpenAI, reqs: list[Request], shas: list[str]) -> str:
+        """Upload the batch input file (one line per request, custom_id = its cache key) and create the batch;
+        the batch and its keys are in the cache when this returns."""
+        url = self._batch_url()
+        lines = [json.dumps({"custom_id": sha, "method": "POST", "url": url,
+                             "body": self._body(r, probe=url == "/v1/completions")}) for r, sha in zip(reqs, shas)]
+        upload = client.files.create(file=("medaug-batch.jsonl", ("\n".join(lines) + "\n").encode()),
+                                     purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint=url, completion_window="24h",
+                                      metadata={"medaug": "teacher"})
+        self.cache.add_batch(batch.id, *self.endpoint, list(shas))
+        log.info(f"teacher {self.name}: submitted batch {batch.id} ({len(reqs)} requests)")
+        return batch.id
+
+    def _collect(self, client: openai.OpenAI, batch_id: str, keys: dict[str, int], reqs: list[Request],
+                 reserved: dict[int, float]) -> Iterator[tuple[int, Completion]]:
+        """Poll the batch until it ends (its own counts on a progress bar), then yield (request index, Completion)
+        for every key it covers: its answer, or the failure its output or error file names."""
+        bar = tqdm(total=len(keys), desc=f"batch {batch_id}", unit="req", file=sys.stderr, dynamic_ncols=True,
+                   disable=not progress_bars())
+        try:
+            while True:
+                batch = client.batches.retrieve(batch_id)
+                counts = batch.request_counts
+                if counts is not None:
+                    bar.n = counts.completed + counts.failed
+                    bar.set_postfix(status=batch.status, failed=counts.failed, refresh=True)
+                if batch.status in ("completed", "failed", "expired", "cancelled"):
+                    break
+                time.sleep(self.tp.batch_poll_s)
+        finally:
+            bar.close()
+        lines = []
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                lines += [json.loads(x) for x in client.files.content(file_id).text.splitlines() if x.strip()]
+        seen = set()
+        for line in lines:
+            j = keys.get(line.get("custom_id"))
+            if j is None or j in seen:
+                continue
+            seen.add(j)
+            response = line.get("response") or {}
+            if response.get("status_code") == 200:
+                body = {"prompt": ""} if self._batch_url() == "/v1/completions" else {"messages": []}
+                text, n_in, n_out, paid = self._read(json.dumps(response.get("body")).encode(), reqs[j], body,
+                                                     reserved.pop(j))
+                yield j, Completion(text, "", False, n_in, n_out, cost_usd=paid,
+                                    error=None if text is not None else "malformed_response")
+            else:
+                code = (line.get("error") or {}).get("code") or response.get("status_code") or "error"
+                self.meter.settle(reserved.pop(j), 0.0)  # an error line is not billed
+                yield j, Completion(None, "", False, error=f"batch_{code}")
+        for j in set(keys.values()) - seen:  # in neither file: an expired or failed batch never ran it
+            self.meter.settle(reserved.pop(j), 0.0)
+            yield j, Completion(None, "", False, error=f"batch_{batch.status}")
 
     async def _run(self, reqs: list[Request], report: Report) -> None:
         client = openai.AsyncOpenAI(api_key=os.environ["OPENAI_API_KEY"], base_url=base_url(),
