@@ -9,7 +9,11 @@ tokens, wall times; then `evaluate-teacher` (3-shot) through the server on the 6
 were scored and how many requests failed. Appends a section to bench/RESULTS.md (--no-write: stdout only).
 Targets: identical records and rejects; every test question scored with no failed request.
 
-    .venv/bin/python bench/real_server.py      # about 7 minutes on 2 cores (the server answers one request at a time)
+Then throughput: the generate stage's 24 first requests (the committed params, temperature 0.7), answered by the
+local backend and by `transformers serve --continuous-batching` through /v1/completions with all 24 in flight, in
+the same run: generated tokens per second of each (the server's own usage), with the matmul roofline measured here.
+
+    .venv/bin/python bench/real_server.py [--part parity|throughput]   # about 10 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -32,14 +36,15 @@ from roofline import commit, machine
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_server(model: str, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).absolute().parent / "transformers"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(log.parent / "hf")}
     proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-                             "--dtype", "float32", model], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+                             "--dtype", "float32", *extra, model], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            env=env)
     for _ in range(600):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
@@ -52,6 +57,15 @@ def start_server(model: str, log: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"transformers serve did not come up:\n{log.read_text()[-3000:]}")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:  # uvicorn waits for requests still running
+        proc.kill()
+        proc.wait()
+
+
 def outputs(root: Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
     """(records less their `teacher` field, each reject's reason and raw replies)."""
     lines = lambda name: (root / "data/generated" / name).read_text().splitlines()  # noqa: E731
@@ -59,21 +73,65 @@ def outputs(root: Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
             [(r["reason"], r["replies"]) for r in map(json.loads, lines("rejects.jsonl"))])
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--no-write", action="store_true", help="print only, do not append to bench/RESULTS.md")
-    args = ap.parse_args()
+def throughput(work: Path) -> tuple[list[str], bool]:
+    """The generate stage's first requests through the local backend and through `transformers serve
+    --continuous-batching` (all in flight): generated tokens/s of each, measured in this run."""
+    from medaug.augment.generate import plan_split
+    from medaug.llm.teacher import Request, make_teacher
+    from medaug.models import resolve
+    from medaug.params import load_params
+    from roofline import matmul_gflops
 
+    p = load_params(ROOT / "params.yaml")
+    jobs = plan_split(p, ROOT, work / "prepared")
+    reqs = [Request.user(j.prompt(), j.sample, j.schema) for j in jobs]
+    model = resolve(p.teacher.model)
+    # the KV cache sized for a CPU: with its GPU-sized defaults the server took 13.8 GB and answered none of the
+    # 24 requests within 60 s here
+    proc, url = start_server(model, work / "serve-cb.log", "--continuous-batching", "--cb-num-blocks", "256",
+                             "--cb-block-size", "32", "--cb-max-batch-tokens", "2048")
+    os.environ.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="unused")
+    rows, rates, walls = [], {}, []
+    try:
+        sides = {"local backend (teacher.batch_size 32)": p.teacher,
+                 f"transformers serve --continuous-batching, {len(reqs)} in flight": type(p.teacher)(
+                     **{**vars(p.teacher), "backend": "openai", "model": model, "endpoint": "completions",
+                        "max_concurrency": len(reqs), "max_attempts": 1, "timeout_s": 900})}
+        for name, tp in sides.items():
+            tp.cache = str(work / f"cache-{len(rows)}.sqlite")
+            teacher = make_teacher(tp, work)
+            t0 = time.perf_counter()
+            out = teacher.complete(reqs)
+            secs = time.perf_counter() - t0
+            tokens = sum(c.output_tokens for c in out if c.text is not None)
+            failed = sum(c.text is None for c in out)
+            rates[name] = tokens / secs
+            walls.append(secs)
+            rows.append(f"| {name} | {len(reqs)} | {failed} | {tokens:,} | {secs:.1f} | {tokens / secs:.1f} |")
+    finally:
+        stop(proc)
+    local, served = rates.values()
+    gemma = (640, 2048)  # Gemma-3-270M hidden size and MLP width: the roofline's matmul shape
+    lines = ["", f"Throughput (temperature {p.teacher.temperature}, the generate stage's first requests, fp32; the "
+             f"fp32 matmul roofline at Gemma-3-270M's MLP shape measured here: "
+             f"{matmul_gflops(*gemma):.0f} GFLOP/s):", "",
+             "| side | requests | failed | generated tokens | wall s | tokens/s |", "|---|---|---|---|---|---|",
+             *rows, "", f"- The local backend generates {local / served:.1f}x the tokens/s of transformers serve with "
+             f"continuous batching on the same requests, and answers them in {walls[1] / walls[0]:.1f}x less time: "
+             f"a JSON reply leaves its batch the step its object is complete, while the server's stop strings "
+             f"cannot say that, so it runs each to max_new_tokens (the client then cuts it the same way).", ""]
+    return lines, True
+
+
+def parity(work: Path, base) -> tuple[list[str], bool]:
+    """Generate through the local backend and through `transformers serve` (endpoint auto), temperature 0; then
+    evaluate-teacher through the server."""
     from medaug.augment.generate import run as generate
-    from medaug.data import prepare
     from medaug.evaluate import teacher_baseline
     from medaug.models import resolve
-    from medaug.params import load_params, parse_params
+    from medaug.params import parse_params
     from medaug.paths import GenerateIO, TeacherIO
 
-    work = Path(tempfile.mkdtemp(prefix="bench-real-server-"))
-    base = load_params(ROOT / "params.yaml")
-    prepare.run(base, ROOT, work / "prepared", work / "prepared" / "prepare.json")
     model = resolve("gemma-3-270m")
     proc, url = start_server(model, work / "serve.log")
     os.environ.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="unused")
@@ -100,15 +158,12 @@ def main() -> int:
                                                      root / "plots/pc.json", root / "data/prepared/train.jsonl"))
         ev_s = time.perf_counter() - t0
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)
     same_records, same_rejects = (got["local"][i] == got["served"][i] for i in (0, 1))
     n_test = sum(1 for _ in (work / "prepared/test.jsonl").open())
     ok = same_records and same_rejects and ev["n"] == n_test and ev["usage"]["failed"] == 0
-    lines = [f"## Real server: `transformers serve` (Gemma-3-270M, no chat template) vs the local backend "
-             f"({dt.date.today()}, {commit()})", "",
-             f"Machine: {machine()}. transformers serve --device cpu --dtype float32, temperature 0, the default "
-             f"run's generate requests ({gen['per_strategy']} per strategy: {', '.join(gen['strategies'])}).", "",
+    lines = [f"transformers serve --device cpu --dtype float32, temperature 0, the default run's generate requests "
+             f"({gen['per_strategy']} per strategy: {', '.join(gen['strategies'])}).", "",
              "| side | wall s | requests | failed | tokens in+out | kept | rejects |", "|---|---|---|---|---|---|---|"]
     for name, secs, m in rows:
         t = m["teacher"]
@@ -117,8 +172,30 @@ def main() -> int:
     lines += ["", f"- Same records: {same_records}; same rejects, raw replies included: {same_rejects}.",
               f"- evaluate-teacher through the server (3-shot, endpoint auto): {ev['n']} of {n_test} test questions "
               f"scored, {ev['usage']['failed']} failed requests, accuracy {ev['accuracy']:.3f}, {ev_s:.1f} s.",
-              f"- {'PASS' if ok else 'FAIL'}: identical items, and every question scored with no failed request.",
-              ""]
+              f"- {'PASS' if ok else 'FAIL'}: identical items, and every question scored with no failed request.", ""]
+    return lines, ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--no-write", action="store_true", help="print only, do not append to bench/RESULTS.md")
+    ap.add_argument("--part", choices=["all", "parity", "throughput"], default="all")
+    args = ap.parse_args()
+
+    from medaug.data import prepare
+    from medaug.params import load_params
+
+    work = Path(tempfile.mkdtemp(prefix="bench-real-server-"))
+    base = load_params(ROOT / "params.yaml")
+    prepare.run(base, ROOT, work / "prepared", work / "prepared" / "prepare.json")
+    lines = [f"## Real server: `transformers serve` (Gemma-3-270M, no chat template) vs the local backend "
+             f"({dt.date.today()}, {commit()})", "", f"Machine: {machine()}.", ""]
+    ok = True
+    for part, run in (("parity", parity), ("throughput", throughput)):
+        if args.part in ("all", part):
+            more, passed = run(work, base) if part == "parity" else run(work)
+            lines += more
+            ok = ok and passed
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

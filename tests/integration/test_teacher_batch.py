@@ -75,6 +75,7 @@ def test_a_stage_killed_while_it_polls_polls_the_same_batch_again(generate_proje
     before the stage waited, so the rerun submits nothing and collects that batch."""
     (generate_project / "params.yaml").write_text(
         "teacher:\n  backend: openai\n  model: fake-teacher\n  batch: true\n  batch_poll_s: 0.05\n"
+        "  prices:\n    fake-teacher: {input: 1000000, output: 1000000}\n"
         "generate:\n  per_strategy: 4\n  seed: 0\n")
     cache = generate_project / ".cache/teacher.sqlite"
     with OpenAIServer(pubmedqa_responder, batch_hold=True) as srv:
@@ -95,9 +96,11 @@ def test_a_stage_killed_while_it_polls_polls_the_same_batch_again(generate_proje
             proc.kill()
         srv.release_batches()
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        m = run_in(generate_project, params(teacher={"batch": True, "batch_poll_s": 0.02}))
+        m = run_in(generate_project, batch_params())
     assert len(srv.batches) == 1 and len(srv.batch_lines) == 8  # nothing paid twice
     assert m["generated"] == 8 and m["teacher"]["failed"] == 0
+    u = m["teacher"]  # the batch price of the tokens: $1 a token at the batch share, 0.5
+    assert u["cost_usd"] == pytest.approx((u["input_tokens"] + u["output_tokens"]) * 0.5) and u["cost_usd"] > 0
     assert not RequestCache(cache).open_batches(srv.base_url, "fake-teacher")
 
 
