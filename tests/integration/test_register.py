@@ -136,7 +136,7 @@ def test_medaug_predict_reads_stdin_and_names_what_the_registry_holds(register_s
     held = "(aliases: @challenger (v4), @champion (v5); versions: 1, 2, 3, 4, 5)"
     for uri, want in ((f"models:/{NAME}@champoin", f"{NAME} has no alias 'champoin' {held}"),
                       (f"models:/{NAME}/9", f"{NAME} has no version '9' {held}"),
-                      ("models:/medaug-pubmeqa@champion", f"no registered model 'medaug-pubmeqa' in ")):
+                      ("models:/medaug-pubmeqa@champion", "no registered model 'medaug-pubmeqa' in ")):
         r = predict(uri)
         errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
         assert r.returncode == 1 and r.stdout == "" and errors == r.stderr.splitlines()[-1:], r.stderr[-3000:]
