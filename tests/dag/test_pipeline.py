@@ -330,7 +330,7 @@ def test_bad_params_key_fails_in_one_line_and_writes_nothing(project, tmp_path):
         assert r.returncode == 1
         assert r.stderr.strip().splitlines() == [
             "error: params.yaml: unknown key 'filter.n_gram' (known keys here: steps, min_question_chars, "
-            "max_question_chars, dedup, decontaminate, judge, balance)"]
+            "max_question_chars, dedup, decontaminate, judge, balance, teacher)"]
         assert sorted(p for p in (repo / "data").rglob("*")) == before
     finally:
         (repo / "params.yaml").write_text(params)

@@ -19,8 +19,9 @@ def test_cli_check_params_exits_nonzero_with_one_line(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     r = subprocess.run([sys.executable, "-m", "medaug.cli", "check-params", str(bad)], capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr.strip() == ("error: params.yaml: unknown key 'filter.ngram' (known keys here: "
-                                "steps, min_question_chars, max_question_chars, dedup, decontaminate, judge, balance)")
+    assert r.stderr.strip() == ("error: params.yaml: unknown key 'filter.ngram' (known keys here: steps, "
+                                "min_question_chars, max_question_chars, dedup, decontaminate, judge, balance, "
+                                "teacher)")
 
 
 def test_cli_check_params_refuses_a_yaml_nan(tmp_path):
