@@ -111,3 +111,13 @@ def test_the_dry_run_prices_a_batch_at_its_share(generate_project, capsys):
     batched = dry_run(batch_params(), generate_project, generate_project / "data/prepared")
     assert batched["cost_usd_max"] == pytest.approx(single["cost_usd_max"] / 2) and batched["cost_usd_max"] > 0
     assert "at their batch share (teacher.batch)" in capsys.readouterr().out
+
+
+def test_an_endpoint_without_the_batch_api_fails_in_one_line_with_the_fix(generate_project, monkeypatch):
+    with OpenAIServer(pubmedqa_responder, batches=False) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        with pytest.raises(MedaugError) as e:
+            run_in(generate_project, batch_params())
+    assert str(e.value).startswith(f"teacher fake-teacher: the Batch API at {srv.base_url} answered HTTP 404 (")
+    assert str(e.value).endswith("it may not offer the Batch API: set teacher.batch: false")
+    assert "\n" not in str(e.value) and not srv.requests  # nothing was asked one by one behind the user's back

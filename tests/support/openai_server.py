@@ -198,6 +198,7 @@ class OpenAIServer:
                  slow_s: float = 2.0, model: str = "fake-teacher", port: int = 0,
                  refuse_response_format: bool | dict[str, int] = False, chat_template: bool | str = True,
                  completions: bool = True, batch_hold: bool = False, batch_expire: bool = False,
+                 batches: bool = True,
                  fault_for: Callable[[str, int], str | None] | None = None,
                  count_tokens: Callable[[str], int] = lambda text: len(text.split())):
         assert 0.0 <= fault_rate <= 1.0 and set(faults) <= set(FAULTS)
@@ -223,7 +224,7 @@ class OpenAIServer:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.batch_lines: list[dict] = []
-        self.batch_expire = batch_expire
+        self.batch_expire, self.batch_api = batch_expire, batches  # batches=False: /v1/files and /v1/batches 404
         self._batch_release = threading.Event()
         if not batch_hold:
             self._batch_release.set()
@@ -357,6 +358,8 @@ class OpenAIServer:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if not srv.batch_api and self.path.rstrip("/") in ("/v1/files", "/v1/batches"):
+                    return self._send(404, b'{"error": {"message": "Not Found", "type": "invalid_request_error"}}')
                 if self.path.rstrip("/") == "/v1/files":  # multipart: purpose, file
                     form = BytesParser(policy=email.policy.HTTP).parsebytes(
                         b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw)

@@ -251,13 +251,25 @@ class OpenAITeacher(Teacher):
                 jobs.append((batch_id, mine))
         claimed = {j for _, js in jobs for j in js}
         new = hold([j for j in range(len(reqs)) if j not in claimed])
-        with client:
-            if new:
-                jobs.append((self._submit(client, [reqs[j] for j in new], [shas[j] for j in new]), new))
-            for batch_id, js in jobs:
-                for j, c in self._collect(client, batch_id, {shas[j]: j for j in js}, reqs, reserved):
-                    report(j, c)
-                self.cache.close_batch(batch_id)
+        try:
+            with client:
+                if new:
+                    jobs.append((self._submit(client, [reqs[j] for j in new], [shas[j] for j in new]), new))
+                for batch_id, js in jobs:
+                    for j, c in self._collect(client, batch_id, {shas[j]: j for j in js}, reqs, reserved):
+                        report(j, c)
+                    self.cache.close_batch(batch_id)
+        except (openai.APIStatusError, openai.APIConnectionError) as e:  # the Batch API itself: one line, the fix
+            kept = (f"; the batches already submitted are kept in {self.tp.cache}, and a rerun polls them instead of "
+                    f"paying again") if self.cache.open_batches(where, model) else ""
+            if isinstance(e, openai.APIConnectionError):
+                raise MedaugError(f"teacher {self.name}: the Batch API at {where} could not be reached ({e}); rerun "
+                                  f"when it can{kept}") from None
+            fix = (self._fatal(e.status_code, e) or "") if e.status_code in (401, 403) else \
+                "it may not offer the Batch API: set teacher.batch: false" if e.status_code in (404, 405) else \
+                "rerun to try again"
+            raise MedaugError(f"teacher {self.name}: the Batch API at {where} answered HTTP {e.status_code} "
+                              f"({str(e.message)[:200]}); {fix}{kept}") from None
 
     def _batch_url(self) -> str:
         return "/v1/completions" if self.tp.endpoint == "completions" else "/v1/chat/completions"
