@@ -170,3 +170,22 @@ def test_local_json_requests_are_prefilled_and_cut_at_the_end_of_the_object():
     repair = Request([{"role": "user", "content": "Abstract: x\nReply: "}, {"role": "assistant", "content": "bad"},
                       {"role": "user", "content": "That reply could not be used"}])
     assert prompt_text(repair) == "Abstract: x\nReply:"
+
+
+def test_the_request_key_records_the_endpoint_and_chat_keeps_the_older_keys(tmp_path):
+    """teacher.endpoint is part of an openai request's key (a base model's completion is another answer than a
+    chat reply), except `chat`, whose keys stay those cached before the setting existed; the key never holds the
+    batch setting (a batch answers the same request)."""
+    from medaug.llm.teacher import Request
+
+    r = Request.user("Is it?", 0, {"type": "object", "properties": {"answer": {"type": "string"}}})
+    keys = {}
+    for endpoint in ("chat", "auto", "completions"):
+        for batch in (False, True):
+            t = make_teacher(TeacherParams(backend="openai", model="m", endpoint=endpoint, batch=batch,
+                                           cache=str(tmp_path / "c.sqlite")), tmp_path)
+            keys[endpoint, batch] = t.request_sha(r)
+            parts = t.key_parts(r)
+            assert ("endpoint" in parts) == (endpoint != "chat") and "batch" not in parts
+    assert len({keys[e, False] for e in ("chat", "auto", "completions")}) == 3
+    assert all(keys[e, False] == keys[e, True] for e in ("chat", "auto", "completions"))
