@@ -111,13 +111,13 @@ def ssl_context() -> ssl.SSLContext:
 FORMATS = ("json_schema", "json_object", "none")
 """teacher.response_format, from the most to the least an endpoint must support."""
 _formats: dict[tuple[str, str], str] = {}
+"""The response_format each endpoint (base URL, model) was stepped down to in this process, so that after one
+refusal the rest of the stage (every teacher object on that endpoint) starts there."""
 _completions: set[tuple[str, str]] = set()
 """The endpoints (base URL, model) that refused a chat request for want of a chat template in this process
 (teacher.endpoint auto): asked through /v1/completions from then on."""
 _chat_only: set[tuple[str, str]] = set()
 """The endpoints whose /v1/completions failed the one probe after a chat 5xx: never probed again."""
-"""The response_format each endpoint (base URL, model) was stepped down to in this process, so that after one
-refusal the rest of the stage (every teacher object on that endpoint) starts there."""
 
 
 def lacks_chat_template(e: openai.APIStatusError) -> bool:
@@ -156,7 +156,7 @@ class OpenAITeacher(Teacher):
         on the same budget reservation (the request is the same size). (Its answer, what it cost) when the server
         answers there, and the endpoint stays on completions; else (None, the cost of a 200 without a usable reply,
         or None for no 200), and the endpoint is never probed again: the chat error takes its usual course."""
-        body = self._body(r, probe=True)
+        body = self._body(r, completion=True)
         for _ in range(2):
             try:
                 resp = await client.post("/completions", body=body, cast_to=httpx2.Response)
@@ -168,7 +168,7 @@ class OpenAITeacher(Teacher):
                 return None, None
         else:
             return None, None  # the connection lost twice: nothing learnt, the chat error takes its course
-        text, n_in, n_out, paid = self._read(resp.content, r, body, reserved)
+        text, n_in, n_out, paid = self._read(resp.content, r, reserved, completion=True)
         if text is None:
             _chat_only.add(self.endpoint)
             return None, paid
@@ -279,7 +279,8 @@ class OpenAITeacher(Teacher):
         the batch and its keys are in the cache when this returns."""
         url = self._batch_url()
         lines = [json.dumps({"custom_id": sha, "method": "POST", "url": url,
-                             "body": self._body(r, probe=url == "/v1/completions")}) for r, sha in zip(reqs, shas)]
+                             "body": self._body(r, completion=url == "/v1/completions")})
+                 for r, sha in zip(reqs, shas)]
         upload = client.files.create(file=("medaug-batch.jsonl", ("\n".join(lines) + "\n").encode()),
                                      purpose="batch")
         batch = client.batches.create(input_file_id=upload.id, endpoint=url, completion_window="24h",
@@ -318,9 +319,8 @@ class OpenAITeacher(Teacher):
             seen.add(j)
             response = line.get("response") or {}
             if response.get("status_code") == 200:
-                body = {"prompt": ""} if self._batch_url() == "/v1/completions" else {"messages": []}
-                text, n_in, n_out, paid = self._read(json.dumps(response.get("body")).encode(), reqs[j], body,
-                                                     reserved.pop(j))
+                text, n_in, n_out, paid = self._read(json.dumps(response.get("body")).encode(), reqs[j],
+                                                     reserved.pop(j), self._batch_url() == "/v1/completions")
                 yield j, Completion(text, "", False, n_in, n_out, cost_usd=paid,
                                     error=None if text is not None else "malformed_response")
             else:
@@ -351,11 +351,12 @@ class OpenAITeacher(Teacher):
         async with client:
             await asyncio.gather(*(one(j) for j in range(len(reqs))))
 
-    def _body(self, r: Request, probe: bool = False) -> dict:
+    def _body(self, r: Request, completion: bool = False) -> dict:
+        """The request body: a chat request, or (`completion`, or the endpoint is on completions) a completion."""
         tp = self.tp
         sampling = dict(model=tp.model, temperature=tp.temperature, top_p=tp.top_p, max_tokens=tp.max_new_tokens,
                         seed=tp.seed + r.sample_index)
-        if self.completions or probe:  # the local backend's prompt: plain text, a JSON reply's opening prefilled
+        if self.completions or completion:  # the local backend's prompt: plain text, a JSON reply's opening prefilled
             pre = prefill(r)
             return dict(prompt=prompt_text(r) + (" " + pre if pre else ""), stop=["\n\n"], **sampling)
         body = dict(messages=r.messages, **sampling)
@@ -380,7 +381,8 @@ class OpenAITeacher(Teacher):
                     f"teacher.model in params.yaml or OPENAI_BASE_URL")
         return None
 
-    def _read(self, content: bytes, r: Request, body: dict, reserved: float) -> tuple[str | None, int, int, float]:
+    def _read(self, content: bytes, r: Request, reserved: float,
+              completion: bool = False) -> tuple[str | None, int, int, float]:
         """(text or None, prompt tokens, completion tokens, cost) of a 200 reply: billed from its usage even when
         the body is malformed or has no content, estimated when there is no usable usage."""
         try:
@@ -390,12 +392,12 @@ class OpenAITeacher(Teacher):
         text = None
         try:
             choice = data["choices"][0]  # type: ignore[index]
-            text = choice["text"] if "prompt" in body else choice["message"]["content"]
+            text = choice["text"] if completion else choice["message"]["content"]
         except (TypeError, KeyError, IndexError):
             pass
         if not isinstance(text, str):
             text = None
-        elif "prompt" in body:  # cut where the item ends, as the local backend does
+        elif completion:  # cut where the item ends, as the local backend does
             pre = prefill(r)
             done = cut(text, prompt_text(r).rsplit("\n", 1)[-1], pre)
             text = done if done is not None else (pre + text).strip()  # None: stop, EOS or max_tokens came first
@@ -432,7 +434,7 @@ class OpenAITeacher(Teacher):
                     # CPU than the request itself at high concurrency
                     path = "/completions" if "prompt" in body else "/chat/completions"
                     resp = await client.post(path, body=body, cast_to=httpx2.Response)
-                    text, n_in, n_out, paid = self._read(resp.content, r, body, reserved)
+                    text, n_in, n_out, paid = self._read(resp.content, r, reserved, completion="prompt" in body)
                     reserved, cost = 0.0, cost + paid  # settled at its usage
                     if text is not None:
                         return Completion(text, "", False, n_in, n_out, cost_usd=cost)
