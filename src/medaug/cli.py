@@ -437,6 +437,7 @@ def cache_stats(path: Path, as_json: bool) -> None:
     with contextlib.closing(_open_cache(path)) as rc:
         complete = rc.checkpoint()
         s = rc.stats()
+        batches = rc.batches()
     if not complete:
         log.warning(f"warning: {path} is being read by another process; the .sqlite file may lack the newest "
                     "entries until it finishes")
@@ -444,7 +445,8 @@ def cache_stats(path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"path": str(path), "size_bytes": path.stat().st_size, "entries": s.entries,
                                "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
-                               "oldest": _when(s.oldest), "newest": _when(s.newest), "models": models}))
+                               "oldest": _when(s.oldest), "newest": _when(s.newest), "models": models,
+                               "open_batches": [{**b, "created": _when(b["created"])} for b in batches]}))
         return
     click.echo(f"{path}: {s.entries:,} entries, {path.stat().st_size / 1e6:.1f} MB")
     click.echo(f"tokens: {s.input_tokens:,} input, {s.output_tokens:,} output")
@@ -452,6 +454,9 @@ def cache_stats(path: Path, as_json: bool) -> None:
     for m in models:
         name = f"{m['backend'] or '?'}/{m['model'] or '?'}"
         click.echo(f"  {name:40} {m['entries']:>9,} entries {m['input_tokens']:>13,} in {m['output_tokens']:>13,} out")
+    for b in batches:  # teacher.batch: submitted, not yet collected (the stage was stopped while it waited)
+        click.echo(f"open batch {b['id']}: {b['requests']:,} requests to {b['model']} at {b['endpoint']}, submitted "
+                   f"{_when(b['created'])}; the stage's next run polls it")
 
 
 @cache.command(name="export")

@@ -112,6 +112,23 @@ def test_stats_counts_entries_and_tokens_per_model(filled, run):
     assert code == 0 and "5 entries" in text and "openai/gpt-x" in text and "2001-09-09" in text
 
 
+def test_stats_lists_the_open_batches_until_they_are_collected(filled, run):
+    """teacher.batch: a batch submitted and not yet collected (its stage stopped while it waited) shows in
+    `cache stats` with its request count, and goes once closed."""
+    rc = RequestCache(filled)
+    rc.add_batch("batch_42", "http://127.0.0.1:9/v1", "gpt-x", ["k1", "k2", "k3"])
+    code, out, _ = run("cache", "--path", filled, "stats", "--json")
+    (b,) = json.loads(out)["open_batches"]
+    assert (b["id"], b["endpoint"], b["model"], b["requests"]) == ("batch_42", "http://127.0.0.1:9/v1", "gpt-x", 3)
+    assert rc.open_batches("http://127.0.0.1:9/v1", "gpt-x") == [("batch_42", ["k1", "k2", "k3"])]
+    assert rc.open_batches("http://127.0.0.1:9/v1", "other") == []
+    code, text, _ = run("cache", "--path", filled, "stats")
+    assert "open batch batch_42: 3 requests to gpt-x at http://127.0.0.1:9/v1" in text
+    rc.close_batch("batch_42")
+    code, out, _ = run("cache", "--path", filled, "stats", "--json")
+    assert json.loads(out)["open_batches"] == []
+
+
 def test_stats_checkpoints_the_wal_into_the_single_file(tmp_path, run):
     path = tmp_path / "c.sqlite"
     writer = RequestCache(path)  # stays open, as a running teacher would, so its answers sit in the -wal

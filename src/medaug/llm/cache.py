@@ -345,6 +345,13 @@ class RequestCache:
                                     (endpoint, model)).fetchall()
         return [(bid, json.loads(keys)) for bid, keys in rows]
 
+    def batches(self) -> list[dict[str, Any]]:
+        """Every open batch: {id, endpoint, model, requests, created} (`medaug cache stats`)."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, endpoint, model, keys, created FROM batches ORDER BY created").fetchall()
+        return [{"id": bid, "endpoint": endpoint, "model": model, "requests": len(json.loads(keys)), "created": created}
+                for bid, endpoint, model, keys, created in rows]
+
     def close_batch(self, batch_id: str) -> None:
         """The batch's results are collected (its answers are queued for the writer): forget it."""
         self.flush()  # its answers are committed first: a kill in between re-polls it, never loses them
