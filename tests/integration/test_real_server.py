@@ -5,13 +5,7 @@ few-shot baseline run through it; at temperature 0 the completions path gives th
 Faults are the project's own server's job (test_teacher_failures.py)."""
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,38 +16,9 @@ from medaug.paths import TeacherIO
 from support.dag import run_root
 from support.generate import make_train, run_in
 from support.records import train_records
+from support.transformers_server import TransformersServer
 
 TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(model: Path, log: Path):
-    """`transformers serve` on the model folder, up (GET /health) within 180 s; yields its base URL."""
-    exe = Path(sys.executable).absolute().parent / "transformers"
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(log.parent / "hf"), "NO_COLOR": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-                                 "--dtype", "float32", str(model)], stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"transformers serve did not come up:\n{log.read_text()[-3000:]}")
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +33,7 @@ def tiny_base(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_server(tiny_base, tmp_path_factory):
     """(base URL, model) of `transformers serve` serving the tiny base model."""
-    for url in serve(tiny_base, tmp_path_factory.mktemp("serve-base") / "serve.log"):
+    with TransformersServer(tiny_base, tmp_path_factory.mktemp("serve-base") / "serve.log") as url:
         yield url, tiny_base
 
 
@@ -78,7 +43,7 @@ def chat_server(tiny_base, tmp_path_factory):
     model = folder / "tiny-llama-chat"
     shutil.copytree(tiny_base, model)
     (model / "chat_template.jinja").write_text(TEMPLATE)
-    for url in serve(model, folder / "serve.log"):
+    with TransformersServer(model, folder / "serve.log") as url:
         yield url, model
 
 
