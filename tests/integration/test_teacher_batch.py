@@ -121,3 +121,37 @@ def test_an_endpoint_without_the_batch_api_fails_in_one_line_with_the_fix(genera
     assert str(e.value).startswith(f"teacher fake-teacher: the Batch API at {srv.base_url} answered HTTP 404 (")
     assert str(e.value).endswith("it may not offer the Batch API: set teacher.batch: false")
     assert "\n" not in str(e.value) and not srv.requests  # nothing was asked one by one behind the user's back
+
+
+def test_a_resumed_batch_answers_each_request_once_when_the_budget_refuses_some(tmp_path, monkeypatch):
+    """An open batch from an earlier run covers requests the budget now refuses: each is reported once, as a
+    budget refusal, never re-held for a new batch; the ones held are collected from that batch."""
+    import openai
+
+    from medaug.llm.teacher import Request, make_teacher
+    from medaug.params import Price, TeacherParams
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with OpenAIServer(lambda p: "ans " + p[-2:]) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        tp = TeacherParams(backend="openai", model="fake-teacher", cache="c.sqlite", batch=True, batch_poll_s=0.02)
+        tp.prices = {"fake-teacher": Price(1e6, 1e6)}
+        reqs = [Request.user(f"prompt {i:02d}") for i in range(4)]
+        t = make_teacher(tp, tmp_path)
+        tp.budget_usd = 2.5 * t.worst_case(reqs[0])  # two of the four fit
+        t = make_teacher(tp, tmp_path)
+        shas = [t.request_sha(r) for r in reqs]
+        lines = "".join(json.dumps({"custom_id": s, "method": "POST", "url": "/v1/chat/completions",
+                                    "body": {"model": "fake-teacher", "messages": r.messages}}) + "\n"
+                        for s, r in zip(shas, reqs))
+        client = openai.OpenAI(base_url=srv.base_url, api_key="sk-test")
+        upload = client.files.create(file=("in.jsonl", lines.encode()), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        t.cache.add_batch(batch.id, srv.base_url, "fake-teacher", shas)  # as a killed run left it
+        with pytest.raises(MedaugError, match="teacher.budget_usd"):
+            t.complete(reqs)
+    assert len(srv.batches) == 1  # polled, not resubmitted
+    u = t.usage
+    assert u.requests == 4 and u.failed == 2 and dict(u.errors) == {"budget": 2}
+    assert len(RequestCache(tmp_path / "c.sqlite")) == 2

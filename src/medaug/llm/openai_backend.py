@@ -243,13 +243,15 @@ class OpenAITeacher(Teacher):
             return held
 
         jobs: list[tuple[str, list[int]]] = []
+        claimed: set[int] = set()  # requests an open batch already covers (one batch per request)
         for batch_id, keys in self.cache.open_batches(where, model):
-            mine = hold([index[k] for k in keys if k in index and all(index[k] not in js for _, js in jobs)])
+            covered = [j for j in dict.fromkeys(index[k] for k in keys if k in index) if j not in claimed]
+            claimed.update(covered)  # held or refused by the budget, a request is answered once
+            mine = hold(covered)
             if mine:
                 log.info(f"teacher {self.name}: polling batch {batch_id} again ({len(mine)} requests, submitted by an "
                          f"earlier run)")
                 jobs.append((batch_id, mine))
-        claimed = {j for _, js in jobs for j in js}
         new = hold([j for j in range(len(reqs)) if j not in claimed])
         try:
             with client:
