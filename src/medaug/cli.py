@@ -269,6 +269,31 @@ def deps(write: bool) -> None:
 
 
 @cli.command()
+@click.option("--write", is_flag=True, help="Rewrite dvc.yaml's round stages from params.yaml.")
+def rounds(write: bool) -> None:
+    """Fail when dvc.yaml's round stages (probe-r<k>, teach-r<k>, train-r<k>, evaluate-r<k>) differ from what
+    params train.rounds and each recipe's `rounds` ask for (--write: rewrite them; every other stage stays).
+    Run it after changing either, then `dvc repro`."""
+    from medaug.dag import check_rounds, write_rounds
+
+    root = Path.cwd()
+    if not (root / "dvc.yaml").is_file():
+        raise MedaugError(f"{root / 'dvc.yaml'}: not found; run `medaug rounds` in the project root")
+    if write:
+        names = write_rounds(root)
+        click.echo(f"dvc.yaml: wrote {len(names)} round stages ({', '.join(names)})" if names
+                   else "dvc.yaml: no round stages (params train.rounds is empty)")
+    problems = check_rounds(root)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise MedaugError(f"dvc.yaml's round stages differ from params.yaml ({len(problems)} stages): run "
+                          f"`medaug rounds --write`")
+    if not write:
+        click.echo("dvc.yaml: round stages match params.yaml")
+
+
+@cli.command()
 @click.option("--model", "model_uri", required=True, help="An MLflow model URI, e.g. models:/medaug-pubmedqa@champion")
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="JSONL (- for stdin) with `question` and `contexts` (list) or `context` (str), and `options` "

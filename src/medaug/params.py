@@ -21,7 +21,7 @@ from ruamel.yaml.error import YAMLError
 
 from medaug.data.jsonl import decode_utf8
 from medaug.errors import MedaugError
-from medaug.paths import ZERO_SHOT, Candidate
+from medaug.paths import BASELINE, ROUND, ZERO_SHOT, Candidate
 
 
 # ---------------------------------------------------------------- what a stage reads (issue 31)
@@ -580,6 +580,19 @@ class VariantParams(_Traced):
     """Weight of a second training target (Distilling step-by-step): the item's explanation (`long_answer`:
     PubMedQA's, or the teacher's for generated items) after train.rationale_template. The answer loss stays as it
     is; 0 = off. Scoring is unchanged."""
+    rounds: int = 0
+    """Error-driven rounds (LLM2LLM, docs/rounds.md): 0 = an ordinary recipe. With N >= 1, list the recipe in
+    train.rounds (not train.variants): round 0 is the `original` candidate of the same model and seed, and each
+    round k = 1..N scores round k-1's student on the train split (`probe-r<k>`), asks the teacher for new items
+    from the parents `pick` chooses with this recipe's `strategies`, filters them with filter.steps and trains
+    on everything so far (`teach-r<k>`, `train-r<k>`; candidate <model>-<recipe>-r<k>-<seed>). Parents are
+    original items only. `medaug rounds --write` writes the round stages into dvc.yaml."""
+    per_round: int = 24
+    """Rounds: at most this many parents a round (each asked once per strategy)."""
+    pick: Literal["errors", "margin", "random"] = "errors"
+    """Rounds: the parents. `errors`: the train items the student got wrong (most confidently wrong first);
+    `margin`: the lowest log-prob margin of the gold answer over the best other one (the wrong ones, then the
+    unsure right ones); `random`: a seeded sample whatever the student answered, the equal-budget control."""
 
     def check(self, key: str) -> None:
         if not 0 <= self.rationale < 100:
@@ -588,6 +601,16 @@ class VariantParams(_Traced):
             raise MedaugError(f"params.yaml: {key}.fraction must be in (0, 1] (got {self.fraction})")
         if self.max_items < 0:
             raise MedaugError(f"params.yaml: {key}.max_items must be >= 0 (0 = no cap; got {self.max_items})")
+        if self.rounds < 0 or self.per_round < 1:
+            raise MedaugError(f"params.yaml: {key}: rounds must be >= 0 and per_round >= 1 (got rounds "
+                              f"{self.rounds}, per_round {self.per_round})")
+        if self.rounds and not self.strategies:
+            raise MedaugError(f"params.yaml: {key} has rounds but no strategies: a round asks the teacher with "
+                              f"them, e.g. `strategies: [rewrite, new]`")
+        if self.rounds and (self.teachers or self.min_judge_score is not None or self.fraction != 1
+                            or self.max_items or self.rationale):
+            raise MedaugError(f"params.yaml: {key} has rounds: its items are each round's own, so teachers, "
+                              f"min_judge_score, fraction, max_items and rationale do not apply: remove them")
         if not self.strategies and (self.teachers or self.min_judge_score is not None or self.fraction != 1
                                     or self.max_items):
             raise MedaugError(f"params.yaml: {key} selects generated items (teachers, min_judge_score, fraction "
@@ -601,6 +624,10 @@ class TrainParams(_Traced):
     variants: list[str] = field(default_factory=lambda: ["original", "augmented"])
     """Keys of the top-level `variants` (recipes): one training set data/train/<variant>.jsonl each. Models
     listed in `pretrain.models` also get `dapt-<variant>`."""
+    rounds: list[str] = field(default_factory=list)
+    """Recipes with `rounds` >= 1 (keys of `variants`) to run round by round, from the `original` candidate of
+    each model and seed (which train.variants must list): candidates <model>-<recipe>-r<k>-<seed>. dvc.yaml's
+    round stages follow this list and the recipes' `rounds`: `medaug rounds --write` after changing either."""
     launcher: str = "python"
     """The command dvc.yaml runs the train and pretrain stage scripts with: `python` (one process), or
     `torchrun --nproc_per_node 4` / `accelerate launch --multi_gpu --num_processes 4` (DDP; on CPU too, over gloo),
@@ -786,6 +813,26 @@ class Params(_Traced):
                                   f"adds {', '.join(self.variants[name].strategies)} items) would be the train split "
                                   f"again: list a strategy or drop {name!r}")
             # a recipe naming strategies that generate does not run selects nothing: dataset@<name> says so
+            if self.variants[name].rounds:
+                raise MedaugError(f"params.yaml: train.variants[{i}] = {name!r} has rounds: list it in train.rounds "
+                                  f"instead (its round 0 is the `original` candidate)")
+        for name in self.variants:
+            if ROUND.search(name):
+                raise MedaugError(f"params.yaml: variants.{name}: a recipe name may not end in -r<number> (round "
+                                  f"candidates are named <model>-<recipe>-r<k>-<seed>)")
+        for i, name in enumerate(self.train.rounds):
+            recipe = self.variants.get(name)
+            if recipe is None or not recipe.rounds:
+                raise MedaugError(f"params.yaml: train.rounds[{i}] = {name!r} is no recipe of `variants` with "
+                                  f"rounds >= 1 (add e.g. `{name}: {{strategies: [rewrite, new], rounds: 2, "
+                                  f"per_round: 24, pick: errors}}`)")
+            if BASELINE not in self.train.variants:
+                raise MedaugError(f"params.yaml: train.rounds lists {name!r}, whose round 0 is the {BASELINE!r} "
+                                  f"candidate: add {BASELINE!r} to train.variants")
+            if "/" in name or not name.strip():
+                raise MedaugError(f"params.yaml: train.rounds[{i}] = {name!r}: not a name stages can use")
+        if len(set(self.train.rounds)) != len(self.train.rounds):
+            raise MedaugError(f"params.yaml: train.rounds lists a recipe twice ({self.train.rounds})")
         for name, ref in self.models.items():
             if not name.strip():
                 raise MedaugError(f"params.yaml: models has an empty short name (for {ref!r}); stage names are "
@@ -811,10 +858,12 @@ class Params(_Traced):
                                   f"(add it there: its dapt candidates are tested against its zero-shot baseline)")
 
     def candidates(self) -> list[Candidate]:
-        """(model, variant, seed) of every trained candidate: train.models x train.variants x train.seeds, then
-        dapt-<variant> for the models in pretrain.models (DVC's train and train-dapt matrices)."""
+        """(model, variant, seed) of every trained candidate: train.models x train.variants x train.seeds, the
+        rounds of train.rounds (variant <recipe>-r<k>), then dapt-<variant> for the models in pretrain.models (DVC's train and train-dapt matrices)."""
         return ([Candidate(m, v, s) for m in self.train.models for v in self.train.variants
                  for s in self.train.seeds]
+                + [Candidate.of_round(m, r, k, s) for m in self.train.models for r in self.train.rounds
+                   for k in range(1, self.variants[r].rounds + 1) for s in self.train.seeds]
                 + [Candidate.dapt(m, v, s) for m in self.pretrain.models for v in self.pretrain.variants
                    for s in self.train.seeds])
 
@@ -968,6 +1017,12 @@ def parse_params(raw: dict[str, Any] | None, root: str | Path = ".") -> Params:
     if "task" in raw:
         raw["task"] = _task_section(raw["task"], Path(root))
     return _build(Params, raw)
+
+
+def rekeyed(p: Params) -> Params:
+    """A copy of loaded params made with dataclasses.replace, its reads recorded like the original's (while
+    tracing; else `p` as it is)."""
+    return _keyed(p, "") if tracing() else p
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -3,6 +3,7 @@ frozen value per stage naming its inputs and outputs (`FilterIO.at(root)`), and 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +31,13 @@ DEV_PLOTS = Path("plots/dev")  # plots/dev/<candidate>.json: {step, dev_accuracy
 CANDIDATES_PLOT = Path("plots/candidates.json")  # per candidate and metric: value, 95% CI; the baselines
 CURVES = Path("plots/curves")  # train.json, dev.json: every candidate's curves in one file each, overlaid
 PRETRAINED = Path("models/pretrain")  # models/pretrain/<model>: continued pretraining, base of dapt-<variant>
+PROBES = Path("data/probe")  # data/probe/<candidate>.jsonl: a student's scores on the train split (rounds)
+ROUNDS = Path("data/rounds")  # data/rounds/<candidate>/: a round's parents, items, funnel and training set
+ROUND_REPORTS = REPORTS / "rounds"  # reports/rounds/<candidate>.json: parents, funnel, cost, items so far
+ROUNDS_PLOT = Path("plots/rounds.json")  # a row per round candidate: accuracy against round and cumulative cost
+
+BASELINE = "original"
+"""The recipe every other is compared with (compare's Δ), and round 0 of every recipe with rounds."""
 
 
 ZERO_SHOT = "zero-shot"
@@ -47,6 +55,11 @@ DAPT = "dapt-"
 `augmented` recipe on models/pretrain/<model>. Nothing else spells it: use `Candidate`."""
 
 
+ROUND = re.compile(r"-r(\d+)$")
+"""The end of a round candidate's variant: `targeted-r2` is round 2 of recipe `targeted` (params.py refuses a
+recipe named like that)."""
+
+
 class Candidate(NamedTuple):
     """A trained candidate: a model (a key of params `models`), a variant (a recipe, a key of `variants`, or
     `dapt-<recipe>`: that recipe from the model's continued pretraining) and a seed. A tuple, so `for model,
@@ -60,10 +73,29 @@ class Candidate(NamedTuple):
         """The candidate of `recipe` trained from `model`'s continued pretraining."""
         return cls(model, DAPT + recipe, seed)
 
+    @classmethod
+    def of_round(cls, model: str, recipe: str, k: int, seed: int | None) -> Candidate:
+        """Round `k` of `recipe`'s chain for `model` and `seed`; round 0 is the `original` candidate."""
+        return cls(model, BASELINE if k == 0 else f"{recipe}-r{k}", seed)
+
     @staticmethod
     def recipe_of(variant: str) -> str:
-        """The recipe (training set) of a variant: `augmented` for both `augmented` and `dapt-augmented`."""
-        return variant.removeprefix(DAPT)
+        """The recipe of a variant: `augmented` for `augmented` and `dapt-augmented`, `targeted` for
+        `targeted-r2`."""
+        return ROUND.sub("", variant.removeprefix(DAPT))
+
+    @property
+    def round(self) -> int | None:
+        """Its round (>= 1) when it is a round candidate, else None."""
+        m = ROUND.search(self.variant)
+        return int(m.group(1)) if m else None
+
+    @property
+    def previous(self) -> Candidate:
+        """A round candidate's student of the round before (round 0: the `original` candidate)."""
+        if self.round is None:
+            raise ValueError(f"{self.name} is no round candidate")
+        return Candidate.of_round(self.model, self.recipe, self.round - 1, self.seed)
 
     @staticmethod
     def is_dapt(variant: str) -> bool:
@@ -83,9 +115,12 @@ class Candidate(NamedTuple):
 
     def stage(self, kind: str) -> str:
         """Its DVC stage of `kind` (train, evaluate): `train@<model>-<recipe>-<seed>`, or for a dapt candidate its
-        own matrix's `train-dapt@<model>-<recipe>-<seed>`; the untrained base is scored by `zero-shot@<model>`."""
+        own matrix's `train-dapt@<model>-<recipe>-<seed>`, for a round one its round's `train-r<k>@<model>-<recipe>-
+        <seed>` (also probe, teach); the untrained base is scored by `zero-shot@<model>`."""
         if self.variant == ZERO_SHOT:
             return f"{ZERO_SHOT}@{self.model}"
+        if self.round is not None:
+            return f"{kind}-r{self.round}@{self.model}-{self.recipe}-{self.seed}"
         matrix = f"{kind}-dapt" if self.from_pretraining else kind
         return f"{matrix}@{self.model}-{self.recipe}-{self.seed}"
 
@@ -149,6 +184,36 @@ class DatasetIO:
 
 
 @dataclass(frozen=True)
+class ProbeIO:
+    """probe-r<k>: a student scored on the train split, the scores its next round picks parents from."""
+    train: Path
+    adapter: Path  # the student
+    out: Path  # data/probe/<student>.jsonl: {id, gold, prediction, logprobs, margin} per train item
+    report: Path  # reports/probe/<student>.json: error rate, margins
+
+    @classmethod
+    def at(cls, student: Candidate, root: Path = Path()) -> ProbeIO:
+        return cls(root / PREPARED / "train.jsonl", root / MODELS / student.name,
+                   root / PROBES / f"{student.name}.jsonl", root / REPORTS / "probe" / f"{student.name}.json")
+
+
+@dataclass(frozen=True)
+class TeachIO:
+    """teach-r<k>: a round's parents, the teacher's items from them, the filter, and the round's training set."""
+    prepared: Path  # train/dev/test.jsonl: the filter's decontamination and the parents
+    probe: Path  # the previous student's scores (ProbeIO.out)
+    before: Path  # the previous round's training set (round 1: data/train/original.jsonl)
+    out: Path  # data/rounds/<candidate>/: parents, generated, rejects, kept, train.jsonl
+    report: Path  # reports/rounds/<candidate>.json
+
+    @classmethod
+    def at(cls, c: Candidate, root: Path = Path()) -> TeachIO:
+        before = TrainIO.at(c.previous, root).train
+        return cls(root / PREPARED, root / PROBES / f"{c.previous.name}.jsonl", before, root / ROUNDS / c.name,
+                   root / ROUND_REPORTS / f"{c.name}.json")
+
+
+@dataclass(frozen=True)
 class PretrainIO:
     corpus: Path
     prepared: Path  # its test split is what the corpus must not leak
@@ -172,7 +237,8 @@ class TrainIO:
 
     @classmethod
     def at(cls, c: Candidate, root: Path = Path()) -> TrainIO:
-        return cls(root / TRAIN_SETS / f"{c.recipe}.jsonl", root / MODELS / c.name,
+        data = root / ROUNDS / c.name / "train.jsonl" if c.round else root / TRAIN_SETS / f"{c.recipe}.jsonl"
+        return cls(data, root / MODELS / c.name,
                    root / REPORTS / "train" / f"{c.name}.json", root / PREPARED / "dev.jsonl",
                    (root / TRAIN_PLOTS / f"{c.name}.json", root / DEV_PLOTS / f"{c.name}.json"))
 
@@ -227,13 +293,16 @@ class CompareIO:
     dev_curves: Path | None = None
     candidates_plot: Path | None = None
     curves: Path | None = None  # plots/curves/: every candidate's curves in one file each
+    rounds: Path | None = None  # reports/rounds/<candidate>.json: a round's items and cost so far
+    rounds_plot: Path | None = None  # plots/rounds.json: accuracy against round and teacher cost
 
     @classmethod
     def at(cls, root: Path = Path()) -> CompareIO:
         return cls(root / PREPARED / "test.jsonl", root / EVAL, root / REPORTS / "dataset",
                    root / REPORTS / "variants.json", root / VARIANTS_PLOT, root / METRICS / "eval",
                    root / METRICS / "teacher.json", root / REPORTS / "teacher.json", root / TRAIN_PLOTS,
-                   root / DEV_PLOTS, root / CANDIDATES_PLOT, root / CURVES)
+                   root / DEV_PLOTS, root / CANDIDATES_PLOT, root / CURVES, root / ROUND_REPORTS,
+                   root / ROUNDS_PLOT)
 
 
 @dataclass(frozen=True)

@@ -97,12 +97,32 @@ def render(root: Path, rev: str = "HEAD") -> str:
         lines.append(f"\nΔ columns unavailable: {why.rstrip('.')}.")
     variants = root / REPORTS / "variants.json"
     if variants.exists():
-        lines += ["", *recipes_table(read_json(variants))]
+        table = read_json(variants)
+        lines += ["", *recipes_table(table)]
+        if rounds := rounds_table(table):
+            lines += ["", *rounds]
     return "\n".join(lines) + "\n"
 
 
 def _sd(x: dict[str, Any], seeds: int) -> str:
     return f"{x['mean']:.3f}" + (f" ± {x['sd']:.3f}" if seeds > 1 else "")
+
+
+def rounds_table(table: dict[str, Any]) -> list[str]:
+    """The rounds view of reports/variants.json: each round of a targeted recipe against its random control."""
+    rows = [r for r in table.get("recipes", []) if r.get("vs_control")]
+    if not rows:
+        return []
+    lines = ["### Targeted rounds against their equal-budget random control (same test: bootstrap over test items "
+             "and seeds)", "", "| round | accuracy | control | its accuracy | Δ [95% CI] | p |",
+             "|---|---|---|---|---|---|"]
+    by = {(r["model"], r["variant"]): r for r in table["recipes"]}
+    for r in rows:
+        vs, control = r["vs_control"], by.get((r["model"], r["vs_control"]["variant"]))
+        lines.append(f"| {r['model']}-{r['variant']} | {r['accuracy']['mean']:.3f} | {r['model']}-{vs['variant']} | "
+                     f"{control['accuracy']['mean']:.3f} | {vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}] | "
+                     f"{_p(vs['p_value'])} |" if control else "")
+    return lines
 
 
 def recipes_table(table: dict[str, Any]) -> list[str]:
@@ -118,7 +138,7 @@ def recipes_table(table: dict[str, Any]) -> list[str]:
         ci = acc.get("ci95") or {}
         delta = f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]" if vs else DASH
         usd = vs.get("usd_per_point") if vs else None
-        lines.append(f"| {r['model']}-{r['variant']} | {r['items']} ({r['generated']}) | {_sd(acc, seeds)}"
+        lines.append(f"| {r['model']}-{r['variant']} | {r['items']:g} ({r['generated']:g}) | {_sd(acc, seeds)}"
                      + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
                      + f" | {_sd(r['macro_f1'], seeds)} | {delta} | {_p(vs['p_value']) if vs else DASH} "
                      f"| {r['teacher_cost_usd']:.4f} | {DASH if usd is None else f'{usd:.4f}'} |")

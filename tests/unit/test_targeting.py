@@ -2,7 +2,7 @@
 
 import pytest
 
-from medaug.augment.targeting import margin, pick
+from medaug.targeting import margin, pick
 from medaug.errors import MedaugError
 
 

@@ -105,9 +105,22 @@ def run(p: Params, root: Path, io: GenerateIO) -> dict[str, Any]:
     """The generate stage: every strategy's jobs planned on `io.prepared`'s train split, asked of their teachers
     (their cache under `root`); the usable items to `io.generated`, the rest with their reason to `io.rejects`, the
     report to `io.report`."""
-    jobs, replies, names, usage, stats = [], [], [], {}, {}
+    stats: dict[str, Any] = {}
+    generated, rejects, metrics = answer(p, root, plan_split(p, root, io.prepared, stats), stats, "generate")
+    write_records(io.generated, generated)
+    write_jsonl(io.rejects, rejects)
+    write_json(io.report, metrics)
+    return metrics
+
+
+def answer(p: Params, root: Path, planned: list[Job], stats: dict[str, Any], stage: str
+           ) -> tuple[list[Record], list[dict[str, Any]], dict[str, Any]]:
+    """(records, rejects with their reason, the report) of `planned` asked of their teachers (their cache under
+    `root`), under one budget; `stage` names the stage in the failure it raises when more requests failed than
+    teacher.max_failed_share allows (after every reply is cached)."""
+    jobs, replies, names, usage = [], [], [], {}
     meter = Meter(p.teacher.budget_usd)  # one budget for the stage, whichever teachers it asks
-    for tp, group in by_teacher(p, plan_split(p, root, io.prepared, stats)):
+    for tp, group in by_teacher(p, planned):
         teacher = make_teacher(tp, Path(root), meter)
         jobs += group
         replies += ask(teacher, group)
@@ -151,12 +164,9 @@ def run(p: Params, root: Path, io: GenerateIO) -> dict[str, Any]:
                **stats}
     if len(usage) > 1:
         metrics["by_teacher"] = {name: x.as_dict() for name, x in usage.items()}
-    raise_for_failures("generate", u, p.teacher.max_failed_share)
-    write_records(io.generated, generated)
-    write_jsonl(io.rejects, rejects)
-    write_json(io.report, metrics)
-    log.info(f"generate: {len(generated)} records from {len(jobs)} items ({len(rejects)} rejected: "
+    raise_for_failures(stage, u, p.teacher.max_failed_share)
+    log.info(f"{stage}: {len(generated)} records from {len(jobs)} items ({len(rejects)} rejected: "
              f"{', '.join(f'{k} {v}' for k, v in sorted(reasons.items())) or 'none'}); teacher: {u.requests} requests, "
              f"{u.cache_hits} cached, {u.failed} failed, {u.input_tokens:,}+{u.output_tokens:,} tokens, "
              f"${u.cost_usd:.4f}")
-    return metrics
+    return generated, rejects, metrics

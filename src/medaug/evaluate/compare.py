@@ -8,7 +8,10 @@ as Dr.LLaMA's ablation table would be:
   macro-F1 (mean), each with its standard deviation over seeds and its per-seed values;
 - against `original` of the same model: Δ accuracy of the means, its interval and two-sided p from the same
   two-level bootstrap (evaluate.stats.seed_bootstrap: with one seed each, the paired bootstrap over test items),
-  and USD per accuracy point gained (teacher cost / (100 Δ), only when Δ > 0 and the set cost something).
+  and USD per accuracy point gained (teacher cost / (100 Δ), only when Δ > 0 and the set cost something);
+- a round of a targeted recipe (issue 34, augment/rounds.py) also against the same round of its equal-budget
+  random control (`control_of`): `vs_control`, the same test. A round's items and cost are the mean over seeds of
+  its chains' (`training_set`), and plots/rounds.json draws accuracy against round and cost (`rounds_plot`).
 
 Writes reports/variants.json (the table) and plots/variants.json (a row per recipe, drawn by the top-level
 plots definitions: accuracy per recipe, and accuracy against generated items for size and fraction series).
@@ -33,9 +36,7 @@ from medaug.errors import MedaugError
 from medaug.evaluate.metrics import compute_metrics
 from medaug.evaluate.stats import seed_bootstrap, seed_bootstrap_ci
 from medaug.params import Params
-from medaug.paths import ZERO_SHOT, Candidate, CompareIO, candidate
-
-BASELINE = "original"
+from medaug.paths import BASELINE, ZERO_SHOT, Candidate, CompareIO, candidate
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +63,87 @@ def recipes(p: Params) -> list[tuple[str, str]]:
     return list(dict.fromkeys((m, v) for m, v, _ in p.candidates()))
 
 
-def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path) -> list[dict[str, Any]]:
+def training_set(p: Params, model: str, variant: str, dataset_dir: Path, rounds_dir: Path | None) -> dict[str, Any]:
+    """{items, generated, teacher_cost_usd} of a recipe's training set: its dataset report, or for a round
+    (<recipe>-r<k>) the mean over seeds of each chain's round report, its generated items and cost cumulative
+    over rounds 1..k (each seed's chain is its own: a student of its own, parents of its own)."""
+    k = Candidate(model, variant).round
+    if k is None:
+        data = Candidate.recipe_of(variant)
+        path = Path(dataset_dir) / f"{data}.json"
+        if not path.exists():
+            raise MedaugError(f"{path}: not found; run `dvc repro dataset@{data}`")
+        return read_json(path)
+    reports = []
+    for s in p.train.seeds:
+        path = Path(rounds_dir or "") / f"{candidate(model, variant, s)}.json"
+        if not path.exists():
+            stage = Candidate(model, variant, s).stage("teach")
+            raise MedaugError(f"{path}: not found; run `dvc repro` (its stage {stage}; a stage dvc.yaml lacks: run "
+                              f"`medaug rounds --write` first)")
+        reports.append(read_json(path))
+    return {"items": statistics.fmean(r["items"] for r in reports),
+            "generated": statistics.fmean(r["generated_total"] for r in reports),
+            "teacher_cost_usd": round(statistics.fmean(r["cost_usd_total"] for r in reports), 6),
+            "round": k, "recipe": Candidate.recipe_of(variant)}
+
+
+def control_of(p: Params, variant: str) -> str | None:
+    """The equal-budget control of round variant <recipe>-r<k> whose recipe targets (pick errors or margin):
+    round k of the first recipe in train.rounds that picks at random with the same strategies and per_round and
+    has k rounds or more; None when there is none (or `variant` is no targeted round)."""
+    k = Candidate("", variant).round
+    recipe = p.variants.get(Candidate.recipe_of(variant))
+    if k is None or recipe is None or recipe.pick == "random":
+        return None
+    for name in p.train.rounds:
+        other = p.variants[name]
+        if other.pick == "random" and other.strategies == recipe.strategies and \
+                other.per_round == recipe.per_round and other.rounds >= k:
+            return f"{name}-r{k}"
+    return None
+
+
+def rounds_plot(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of plots/rounds.json: per model and recipe with rounds, its accuracy (mean over seeds, CI) at each
+    round against the round and the teacher cost so far; round 0 is the `original` recipe's row."""
+    by = {(r["model"], r["variant"]): r for r in rows}
+    out = []
+    for r in rows:
+        if "round" not in r or r["round"] != 1:
+            continue
+        chain = [by[r["model"], BASELINE]] + [by[r["model"], f"{r['recipe']}-r{k}"] for k in range(1, 1000)
+                                               if (r["model"], f"{r['recipe']}-r{k}") in by]
+        for k, row in enumerate(chain):
+            out.append({"recipe": f"{r['model']}-{r['recipe']}", "candidate": f"{r['model']}-{r['recipe']}",
+                        "round": k, "accuracy": row["accuracy"]["mean"],
+                        "accuracy_low": row["accuracy"]["ci95"]["low"],
+                        "accuracy_high": row["accuracy"]["ci95"]["high"],
+                        "teacher_cost_usd": row["teacher_cost_usd"] if k else 0.0,
+                        "generated": row["generated"]})
+    return out
+
+
+def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path,
+          rounds_dir: Path | None = None) -> list[dict[str, Any]]:
     golds = [r.final_decision for r in records]
     n, seed = p.evaluate.bootstrap or 1000, p.evaluate.seed
     runs = {(m, v): [read_predictions(Path(eval_dir) / candidate(m, v, s) / "predictions.jsonl", records)
                      for s in p.train.seeds] for m, v in recipes(p)}
     rows = []
     for (model, variant), preds in runs.items():
-        data = Candidate.recipe_of(variant)
-        ds_path = Path(dataset_dir) / f"{data}.json"
-        if not ds_path.exists():
-            raise MedaugError(f"{ds_path}: not found; run `dvc repro dataset@{data}`")
-        ds = read_json(ds_path)
+        ds = training_set(p, model, variant, dataset_dir, rounds_dir)
         scores = [compute_metrics(golds, ps, p.task.choices) for ps in preds]
         row: dict[str, Any] = {
             "model": model, "variant": variant, "seeds": list(p.train.seeds), "items": ds["items"],
             "generated": ds["generated"], "teacher_cost_usd": ds.get("teacher_cost_usd", 0.0),
+            **{key: ds[key] for key in ("recipe", "round") if key in ds},
             "accuracy": {**_spread([s["accuracy"] for s in scores]),
                          "ci95": seed_bootstrap_ci(golds, preds, n, seed)},
             "macro_f1": _spread([s["macro_f1"] for s in scores])}
+        control = control_of(p, variant)
+        if control is not None and (model, control) in runs:
+            row["vs_control"] = {"variant": control, **seed_bootstrap(golds, preds, runs[model, control], n, seed)}
         base = runs.get((model, BASELINE))
         if base is not None and variant != BASELINE:
             vs = seed_bootstrap(golds, preds, base, n, seed)
@@ -94,13 +157,15 @@ def table(p: Params, records: list[Record], eval_dir: Path, dataset_dir: Path) -
 def run(p: Params, io: CompareIO) -> list[dict[str, Any]]:
     """The table of recipes (see `table`) to io.out and its chart's rows to io.recipes_plot."""
     records = read_records(io.test, p.task.choices)
-    rows = table(p, records, io.eval, io.datasets)
+    rows = table(p, records, io.eval, io.datasets, io.rounds)
     write_json(io.out, {"n_test": len(records), "seeds": list(p.train.seeds), "baseline": BASELINE,
                           "bootstrap": p.evaluate.bootstrap or 1000, "recipes": rows})
     write_json(io.recipes_plot, [{"recipe": f"{r['model']}-{r['variant']}", "accuracy": r["accuracy"]["mean"],
                             "accuracy_low": r["accuracy"]["ci95"]["low"],
                             "accuracy_high": r["accuracy"]["ci95"]["high"], "macro_f1": r["macro_f1"]["mean"],
                             "generated": r["generated"], "teacher_cost_usd": r["teacher_cost_usd"]} for r in rows])
+    if io.rounds_plot is not None:
+        write_json(io.rounds_plot, rounds_plot(rows))
     for r in rows:
         vs = r.get("vs_original")
         log.info(f"compare: {r['model']}-{r['variant']}: accuracy {r['accuracy']['mean']:.3f} "

@@ -67,7 +67,29 @@ def run(p: Params, io: FilterIO, root: Path | None = None) -> dict[str, Any]:
     train, dev, test = (read_records(Path(io.prepared) / f"{name}.jsonl") for name in ("train", "dev", "test"))
     ctx = Context(p, Path(root or "."), train, dev, test)
     generated = read_generated(Path(io.generated), ctx.parents, p.task.choices)
+    gen_rejects = read_generate_rejects(Path(io.generate_rejects)) if io.generate_rejects is not None else None
+    alive, rejects, funnel = apply(p, ctx, generated, gen_rejects)
+    write_records(io.kept, alive)
+    write_jsonl(io.rejects, rejects)
+    write_json(io.funnel, funnel)
+    if io.plot is not None:
+        write_json(io.plot, [{"step": name, "items": step["out"]} for name, step in
+                               [("in", {"out": funnel["in"]}), *funnel["steps"].items()]])
+    if io.datacard is not None:
+        with atomic_path(io.datacard) as tmp:
+            mc = "_options" if p.task.answer == "options" else ""
+            prompts = {f"filter {k}": PROMPT_SHAS[k + mc] for k in SCHEMAS if k in p.filter.steps}
+            descriptors = p.generate.mesh.descriptors and load_descriptors(ctx.root / p.generate.mesh.descriptors)
+            tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts, descriptors or None),
+                           encoding="utf-8")
+    return funnel
 
+
+def apply(p: Params, ctx: Context, generated: list[Record], gen_rejects: list[dict[str, Any]] | None
+          ) -> tuple[list[Record], list[dict[str, Any]], dict[str, Any]]:
+    """(kept records, rejects with their step and reason, the funnel) of `filter.steps` over `generated`, in
+    `ctx` (its train records are what dedup compares with). `gen_rejects`: generate's, counted as step
+    `generate`."""
     steps: dict[str, dict[str, Any]] = {}
     # per strategy and per teacher model: in, kept, and how many each step dropped
     by_source: dict[str, dict[str, Any]] = {}
@@ -84,8 +106,7 @@ def run(p: Params, io: FilterIO, root: Path | None = None) -> dict[str, Any]:
     for rec in generated:
         for row in rows(rec.source, rec.teacher_model):
             row["in"] += 1
-    if io.generate_rejects is not None:
-        gen_rejects = read_generate_rejects(Path(io.generate_rejects))
+    if gen_rejects is not None:
         for rej in gen_rejects:
             for row in rows(rej["strategy"], str(rej.get("teacher", ""))):
                 row["in"] += 1
@@ -131,17 +152,4 @@ def run(p: Params, io: FilterIO, root: Path | None = None) -> dict[str, Any]:
         # who the judge/consistency steps asked (filter.teacher, else teacher), what they asked, and the cost
         funnel["teacher"] = {"model": f"{ctx.teacher.tp.backend}:{ctx.teacher.tp.model}", **ctx.teacher.usage.as_dict()}
     assert funnel["in"] == funnel["kept"] + sum(dropped.values()), funnel
-    write_records(io.kept, alive)
-    write_jsonl(io.rejects, rejects)
-    write_json(io.funnel, funnel)
-    if io.plot is not None:
-        write_json(io.plot, [{"step": name, "items": step["out"]} for name, step in
-                               [("in", {"out": funnel["in"]}), *steps.items()]])
-    if io.datacard is not None:
-        with atomic_path(io.datacard) as tmp:
-            mc = "_options" if p.task.answer == "options" else ""
-            prompts = {f"filter {k}": PROMPT_SHAS[k + mc] for k in SCHEMAS if k in p.filter.steps}
-            descriptors = p.generate.mesh.descriptors and load_descriptors(ctx.root / p.generate.mesh.descriptors)
-            tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts, descriptors or None),
-                           encoding="utf-8")
-    return funnel
+    return alive, rejects, funnel

@@ -35,7 +35,7 @@ from medaug.train.loop import CompletionTrainer, checkpoint_dir, completion_loss
 __all__ = ["CompletionTrainer", "completion_loss", "run", "base_of", "encode_rationale"]
 
 
-OTHER_CANDIDATES = ("models", "variants", "seeds", "launcher")
+OTHER_CANDIDATES = ("models", "variants", "rounds", "seeds", "launcher")
 """train params that choose which candidates exist or how they are launched, not what one of them is: no train
 stage depends on them, so its output (medaug.json, the model card) must not record them."""
 

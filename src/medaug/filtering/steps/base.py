@@ -22,6 +22,7 @@ class Context:
     train: list[Record]
     dev: list[Record]
     test: list[Record]
+    earlier: list[Record] = field(default_factory=list)  # rounds: generated items already in the training set
     parents: dict[str, Record] = field(init=False)
     _teacher: object = field(default=None, init=False, repr=False)
 

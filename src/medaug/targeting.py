@@ -11,7 +11,7 @@ from generated parents drift), which `pick` checks against the ids it is given.
 - `random`: a seeded sample of the items, whatever the student answered: the equal-budget control that tells
   "targeting helps" from "more items help".
 
-Each takes at most `n`. Not yet wired into the DAG: the round stages of issue 34 will call it.
+Each takes at most `n`. The round stages call it (augment/rounds.py); the probe stage uses `margin`.
 """
 
 from __future__ import annotations
