@@ -83,7 +83,7 @@ def test_training_reduces_loss_and_writes_an_adapter(tmp_path):
         {"base": "tiny-llama", "model": "tiny", "variant": "original", "seed": 0, "method": "lora", "n_train": 24}
     assert meta["precision"] == ("bf16" if torch.cuda.is_available() else "fp32")  # train.precision auto, resolved
     assert meta["train"] == {k: v for k, v in dataclasses.asdict(p.train).items()
-                             if k not in ("models", "variants", "seeds", "launcher")}  # no dep of a train stage
+                             if k not in ("models", "variants", "rounds", "seeds", "launcher")}  # no dep of a train stage
     assert (out / "adapter_config.json").exists() and (out / "tokenizer.json").exists()
     assert [x.name for x in out.parent.iterdir()] == ["tiny-original"]  # no temp dir left behind
     merged, tok = load_candidate(p, "tiny", out)

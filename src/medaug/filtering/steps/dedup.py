@@ -15,8 +15,8 @@ def dedup(records: list[Record], ctx: Context) -> dict[str, str]:
     with a train question (or an item of an earlier round, `ctx.earlier`), or with an already kept generated item
     of the same label and teacher (two teachers asked about the same item are compared, not pooled: the later
     one's items must not go for being like the earlier one's, or its row of the table would be biased); with
-    `embedding`, also MiniLM cosine >= `embedding_threshold`, which catches paraphrases. The same question with another label
-    is kept: across abstracts the answer differs, and a negated rewrite ("does X not reduce Y?") is a
+    `embedding`, also MiniLM cosine >= `embedding_threshold`, which catches paraphrases. The same question with
+    another label is kept: across abstracts the answer differs, and a negated rewrite ("does X not reduce Y?") is a
     useful contrast, yet MiniLM puts it at cosine ~0.99 from the original. Multiple choice: an item is its stem
     and its options (`Record.item_text`, option texts sorted, so reordered options are the same item), and the
     answer letter does not group items (reordering moves it)."""
