@@ -1,6 +1,5 @@
-"""DVC stages `probe-r<k>@<model>-<seed>` (round 1: the `original` student, shared by every recipe) and
-`probe-r<k>@<model>-<recipe>-<seed>` (round k > 1: round k-1 of the recipe): score the student of the round before
-on the train split, the scores round k picks its parents from (evaluate/probe.py)."""
+"""DVC stages `probe-r<k>@<model>-<recipe>-<seed>`: score round k's student before (round k-1's; round 0 is the
+`original` candidate) on the train split, the scores round k picks its parents from (evaluate/probe.py)."""
 
 import sys
 
@@ -14,12 +13,12 @@ cap_kernels()  # before torch loads: it fixes its kernels' instruction set then 
 from medaug.evaluate import probe  # noqa: E402 (after the caps)
 
 
-def main(model: str, variant: str, seed: str) -> str:
-    student = Candidate(model, variant, int(seed))  # the student of the round before: original or <recipe>-r<k-1>
-    io = ProbeIO.at(student)
-    report = probe.probe(load_params(), student, io)
-    return (f"probe: wrote {io.out} ({student.name} wrong on {report['errors']} of {report['n']} train items)")
+def main(model: str, recipe: str, k: str, seed: str) -> str:
+    c = Candidate.of_round(model, recipe, int(k), int(seed))
+    io = ProbeIO.at(c)
+    report = probe.probe(load_params(), c, io)
+    return f"{c.stage('probe')}: wrote {io.out} ({report['student']} wrong on {report['errors']} of {report['n']})"
 
 
 if __name__ == "__main__":
-    guarded(main, *sys.argv[1:4])
+    guarded(main, *sys.argv[1:5])

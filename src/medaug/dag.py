@@ -1,13 +1,15 @@
 """dvc.yaml's round stages (issue 34), written from params.yaml: `medaug rounds --write` writes them, `medaug rounds`
-(and tests/unit/test_dag.py) fails when dvc.yaml differs.
+(and tests/unit/test_rounds.py) fails when dvc.yaml differs.
 
-DVC's templating has no arithmetic, so one matrix cannot say "round k reads round k-1's student". Each round k
-of the recipes in train.rounds is its own stages instead, a matrix over train.models, the recipes with at least k
-rounds and train.seeds (models and seeds stay `${...}`, so changing them needs no rewrite; changing train.rounds or
-a recipe's `rounds` does, and the round stages refuse to run for rounds params no longer ask for):
+DVC's templating has no arithmetic, so one matrix cannot say "round k reads round k-1's student". Each round
+k = 1..K is its own stages instead, each a matrix over train.models, `${train.rounds}` (the recipes with rounds)
+and train.seeds. K is the `rounds` of the recipes in train.rounds (they share it; params.py checks), or with none
+listed the most any recipe of `variants` has: the shipped dvc.yaml has the stages of the shipped `targeted` and
+`targeted-random` recipes (2 rounds), which with train.rounds empty stand for no stage at all. So turning rounds
+on, or changing models, seeds, per_round or pick, is a params change (`dvc exp run -S` too); only another number
+of rounds needs `medaug rounds --write`, and a round stage params do not ask for refuses to run, saying so.
 
-- `probe-r<k>`: scores the student of round k-1 on the train split (round 1: the `original` candidate, once for
-  every recipe, so its matrix has no recipe);
+- `probe-r<k>` scores the student before (round k-1's; round 0: the `original` candidate) on the train split;
 - `teach-r<k>`: the round's parents, the teacher's items, the filter, the round's training set;
 - `train-r<k>` and `evaluate-r<k>`: dvc.yaml's own `train` and `evaluate` stages with the candidate
   <model>-<recipe>-r<k>-<seed> and its training set: every dep, param and out they declare, so they never drift.
@@ -42,41 +44,32 @@ def _student(k: int) -> str:
     return f"${{item.model}}-{BASELINE}-${{item.seed}}" if k == 1 else _cand(k - 1)
 
 
-DESC = "written by `medaug rounds --write` from params train.rounds: edit params.yaml and rerun it, not this"
+MATRIX = {"model": "${train.models}", "recipe": "${train.rounds}", "seed": "${train.seeds}"}
+DESC = "round {k}, written by `medaug rounds --write` from params (variants.<recipe>.rounds): edit those, not this"
 
 
-def _matrix(recipes: list[str] | None) -> dict[str, Any]:
-    m: dict[str, Any] = {"model": "${train.models}"}
-    if recipes is not None:
-        m["recipe"] = list(recipes)  # a list of its own: a shared one would be a YAML anchor
-    m["seed"] = "${train.seeds}"
-    return m
-
-
-def _probe(root: Path, k: int, recipes: list[str]) -> dict[str, Any]:
-    student = _student(k)
-    variant = BASELINE if k == 1 else "${item.recipe}-r" + str(k - 1)
+def _probe(root: Path, k: int) -> dict[str, Any]:
     return {
-        "desc": DESC,
-        "matrix": _matrix(None if k == 1 else recipes),
-        "cmd": f"python stages/probe.py ${{item.model}} {variant} ${{item.seed}}",
+        "desc": DESC.format(k=k),
+        "matrix": dict(MATRIX),
+        "cmd": f"python stages/probe.py ${{item.model}} ${{item.recipe}} {k} ${{item.seed}}",
         "deps": ["stages/probe.py", *expected_deps(root, "stages/probe.py"), "${task.file}",
-                 f"{PREPARED}/train.jsonl", f"models/{student}"],
+                 f"{PREPARED}/train.jsonl", f"models/{_student(k)}"],
         "params": ["models", "task", "evaluate.batch_size", "cpu.isa"],
-        "outs": [f"{PROBES}/{student}.jsonl", {f"reports/probe/{student}.json": {"cache": False}}],
+        "outs": [f"{PROBES}/{_cand(k)}.jsonl", {f"reports/probe/{_cand(k)}.json": {"cache": False}}],
     }
 
 
-def _teach(root: Path, k: int, recipes: list[str]) -> dict[str, Any]:
+def _teach(root: Path, k: int) -> dict[str, Any]:
     cand = _cand(k)
     before = [f"{TRAIN_SETS}/{BASELINE}.jsonl"] if k == 1 else \
         [f"{ROUNDS}/{_cand(k - 1)}/train.jsonl", f"{ROUND_REPORTS}/{_cand(k - 1)}.json"]
     return {
-        "desc": DESC,
-        "matrix": _matrix(recipes),
+        "desc": DESC.format(k=k),
+        "matrix": dict(MATRIX),
         "cmd": f"python stages/teach.py ${{item.model}} ${{item.recipe}} {k} ${{item.seed}}",
         "deps": ["stages/teach.py", *expected_deps(root, "stages/teach.py"), "${task.file}", str(PREPARED),
-                 f"{PROBES}/{_student(k)}.jsonl", *before, "${generate.mesh.descriptors}"],
+                 f"{PROBES}/{cand}.jsonl", *before, "${generate.mesh.descriptors}"],
         "params": ["teacher", "generate", "filter", "task", "variants.${item.recipe}"],
         "outs": [f"{ROUNDS}/{cand}",
                  {f"{ROUND_REPORTS}/{cand}.json": {"cache": False, "persist": True}}],
@@ -98,8 +91,7 @@ def _from(stage: dict[str, Any], k: int) -> dict[str, Any]:
             return [swap(v) for v in value]
         return value
 
-    return {"desc": DESC, **swap(_plain(stage)),
-            "matrix": {"model": "${train.models}", "recipe": None, "seed": "${train.seeds}"}}
+    return {"desc": DESC.format(k=k), **swap(_plain(stage)), "matrix": dict(MATRIX)}
 
 
 def _plain(value: Any) -> Any:
@@ -111,18 +103,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def depth(p: Params) -> int:
+    """K, the last round dvc.yaml has stages for (see the module docstring)."""
+    listed = [p.variants[r].rounds for r in p.train.rounds]
+    return max(listed or [v.rounds for v in p.variants.values()] or [0])
+
+
 def round_stages(root: Path, p: Params, stages: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The round stages params `p` asks for, in order, given dvc.yaml's `stages` (its train and evaluate)."""
-    most = max((p.variants[r].rounds for r in p.train.rounds), default=0)
     out: dict[str, dict[str, Any]] = {}
-    for k in range(1, most + 1):
-        recipes = [r for r in p.train.rounds if p.variants[r].rounds >= k]
-        out[f"probe-r{k}"] = _probe(root, k, recipes)
-        out[f"teach-r{k}"] = _teach(root, k, recipes)
-        for kind in ("train", "evaluate"):
-            stage = _from(stages[kind], k)
-            stage["matrix"]["recipe"] = list(recipes)
-            out[f"{kind}-r{k}"] = stage
+    for k in range(1, depth(p) + 1):
+        out[f"probe-r{k}"] = _probe(root, k)
+        out[f"teach-r{k}"] = _teach(root, k)
+        out[f"train-r{k}"] = _from(stages["train"], k)
+        out[f"evaluate-r{k}"] = _from(stages["evaluate"], k)
     return out
 
 
@@ -138,9 +132,9 @@ def check_rounds(root: Path, p: Params | None = None) -> list[str]:
     _, doc = _load(root)
     have = {k: _plain(v) for k, v in doc["stages"].items() if ROUND_STAGE.match(str(k))}
     want = round_stages(root, p, doc["stages"])
-    problems = [f"dvc.yaml: stage {name} is missing (params train.rounds asks for it): {FIX}"
+    problems = [f"dvc.yaml: stage {name} is missing (the recipes' rounds ask for it): {FIX}"
                 for name in want if name not in have]
-    problems += [f"dvc.yaml: stage {name} is not one params train.rounds asks for: {FIX}"
+    problems += [f"dvc.yaml: stage {name} is beyond the recipes' rounds: {FIX}"
                  for name in have if name not in want]
     problems += [f"dvc.yaml: stage {name} differs from what params.yaml and the train/evaluate stages make of it: "
                  f"{FIX}" for name in want if name in have and have[name] != want[name]]

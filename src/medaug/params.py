@@ -625,9 +625,11 @@ class TrainParams(_Traced):
     """Keys of the top-level `variants` (recipes): one training set data/train/<variant>.jsonl each. Models
     listed in `pretrain.models` also get `dapt-<variant>`."""
     rounds: list[str] = field(default_factory=list)
-    """Recipes with `rounds` >= 1 (keys of `variants`) to run round by round, from the `original` candidate of
-    each model and seed (which train.variants must list): candidates <model>-<recipe>-r<k>-<seed>. dvc.yaml's
-    round stages follow this list and the recipes' `rounds`: `medaug rounds --write` after changing either."""
+    """Recipes with `rounds` >= 1 (keys of `variants`, all with the same `rounds`) to run round by round, from the
+    `original` candidate of each model and seed (which train.variants must list): candidates
+    <model>-<recipe>-r<k>-<seed>. dvc.yaml's round stages take this list as their matrix, so setting it (also with
+    `dvc exp run -S`) is all it takes when the recipes' `rounds` is what dvc.yaml has stages for (the shipped
+    recipes' 2); another number of rounds: `medaug rounds --write` first."""
     launcher: str = "python"
     """The command dvc.yaml runs the train and pretrain stage scripts with: `python` (one process), or
     `torchrun --nproc_per_node 4` / `accelerate launch --multi_gpu --num_processes 4` (DDP; on CPU too, over gloo),
@@ -833,6 +835,10 @@ class Params(_Traced):
                 raise MedaugError(f"params.yaml: train.rounds[{i}] = {name!r}: not a name stages can use")
         if len(set(self.train.rounds)) != len(self.train.rounds):
             raise MedaugError(f"params.yaml: train.rounds lists a recipe twice ({self.train.rounds})")
+        depths = {name: self.variants[name].rounds for name in self.train.rounds}
+        if len(set(depths.values())) > 1:
+            raise MedaugError(f"params.yaml: the recipes in train.rounds have different rounds ({depths}); they run "
+                              f"in the same round stages (and a control compares round by round): give them the same")
         for name, ref in self.models.items():
             if not name.strip():
                 raise MedaugError(f"params.yaml: models has an empty short name (for {ref!r}); stage names are "

@@ -31,7 +31,7 @@ DEV_PLOTS = Path("plots/dev")  # plots/dev/<candidate>.json: {step, dev_accuracy
 CANDIDATES_PLOT = Path("plots/candidates.json")  # per candidate and metric: value, 95% CI; the baselines
 CURVES = Path("plots/curves")  # train.json, dev.json: every candidate's curves in one file each, overlaid
 PRETRAINED = Path("models/pretrain")  # models/pretrain/<model>: continued pretraining, base of dapt-<variant>
-PROBES = Path("data/probe")  # data/probe/<candidate>.jsonl: a student's scores on the train split (rounds)
+PROBES = Path("data/probe")  # data/probe/<round candidate>.jsonl: its student before, scored on the train split
 ROUNDS = Path("data/rounds")  # data/rounds/<candidate>/: a round's parents, items, funnel and training set
 ROUND_REPORTS = REPORTS / "rounds"  # reports/rounds/<candidate>.json: parents, funnel, cost, items so far
 ROUNDS_PLOT = Path("plots/rounds.json")  # a row per round candidate: accuracy against round and cumulative cost
@@ -185,16 +185,16 @@ class DatasetIO:
 
 @dataclass(frozen=True)
 class ProbeIO:
-    """probe-r<k>: a student scored on the train split, the scores its next round picks parents from."""
+    """probe-r<k>: round k's student before (round k-1's) scored on the train split, what round k picks from."""
     train: Path
     adapter: Path  # the student
-    out: Path  # data/probe/<student>.jsonl: {id, gold, prediction, logprobs, margin} per train item
-    report: Path  # reports/probe/<student>.json: error rate, margins
+    out: Path  # data/probe/<round candidate>.jsonl: {id, gold, prediction, logprobs, margin} per train item
+    report: Path  # reports/probe/<round candidate>.json: error rate, margins
 
     @classmethod
-    def at(cls, student: Candidate, root: Path = Path()) -> ProbeIO:
-        return cls(root / PREPARED / "train.jsonl", root / MODELS / student.name,
-                   root / PROBES / f"{student.name}.jsonl", root / REPORTS / "probe" / f"{student.name}.json")
+    def at(cls, c: Candidate, root: Path = Path()) -> ProbeIO:
+        return cls(root / PREPARED / "train.jsonl", root / MODELS / c.previous.name,
+                   root / PROBES / f"{c.name}.jsonl", root / REPORTS / "probe" / f"{c.name}.json")
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ class TeachIO:
     @classmethod
     def at(cls, c: Candidate, root: Path = Path()) -> TeachIO:
         before = TrainIO.at(c.previous, root).train
-        return cls(root / PREPARED, root / PROBES / f"{c.previous.name}.jsonl", before, root / ROUNDS / c.name,
+        return cls(root / PREPARED, ProbeIO.at(c, root).out, before, root / ROUNDS / c.name,
                    root / ROUND_REPORTS / f"{c.name}.json")
 
 

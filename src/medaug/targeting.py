@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from medaug.errors import MedaugError
+
+if TYPE_CHECKING:
+    from medaug.params import Params
+    from medaug.paths import Candidate
 
 Rule = Literal["errors", "margin", "random"]
 RULES: tuple[str, ...] = ("errors", "margin", "random")
@@ -54,3 +58,17 @@ def pick(rule: Rule, rows: Sequence[Mapping[str, Any]], n: int, seed: int, origi
     if rule == "errors":
         ranked = [r for r in ranked if r["prediction"] != r["gold"]]
     return [r["id"] for r in ranked[:n]]
+
+
+def check_round(p: Params, c: Candidate) -> None:
+    """Fail, naming the fix, when params do not ask for round candidate `c`: dvc.yaml's round stages go from round
+    1 to the `rounds` of the recipes in train.rounds (`medaug rounds --write` writes them), so a recipe with fewer
+    rounds than that, or none, would run rounds nobody asked for."""
+    recipe = p.variants.get(c.recipe)
+    if c.recipe not in p.train.rounds or recipe is None or not c.round:
+        raise MedaugError(f"dvc.yaml runs {c.name}, but params.yaml train.rounds ({p.train.rounds}) does not list "
+                          f"{c.recipe!r}")
+    if c.round > recipe.rounds:
+        raise MedaugError(f"dvc.yaml runs round {c.round} of {c.recipe!r}, whose variants.{c.recipe}.rounds is "
+                          f"{recipe.rounds}: dvc.yaml's round stages are for recipes of {c.round}+ rounds; give the "
+                          f"recipes in train.rounds the same rounds and run `medaug rounds --write`")

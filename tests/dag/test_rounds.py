@@ -1,8 +1,9 @@
 """The student in the loop (issue 34): a recipe with `rounds: 2` in a fresh git repo, tiny-llama as the student and
-the HTTP test server as the teacher. Its round stages come from `medaug rounds --write` (medaug/dag.py), chain from
-the `original` candidate, pick as parents exactly the train items the student before got wrong (never a generated
-one), rerun nothing the second time, and rerun from round 1 (not round 0) when `per_round` changes. The pick rules
-on hand-made scores: tests/unit/test_targeting.py; the dvc.yaml writer: tests/unit/test_dag.py."""
+the HTTP test server as the teacher. Listing the recipe in train.rounds is all it takes: the shipped dvc.yaml has the
+round stages of 2-round recipes (medaug/dag.py). They chain from the `original` candidate, pick as parents exactly
+the train items the student before got wrong (never a generated one), rerun nothing the second time, and rerun from
+round 1 (not round 0) when `per_round` changes. The pick rules on hand-made scores: tests/unit/test_targeting.py;
+the dvc.yaml writer: tests/unit/test_rounds.py."""
 
 import json
 import sys
@@ -30,8 +31,8 @@ def rounds_project(tmp_path_factory):
         params["teacher"]["prices"] = {"fake-teacher": {"input": 100.0, "output": 200.0}}  # USD per 1M tokens
         params["register"]["model_name"] = "medaug-rounds"
 
-    def setup(repo) -> None:
-        sh([str(Path(sys.executable).parent / "medaug"), "rounds", "--write"], repo, None)
+    def setup(repo) -> None:  # a params change only: dvc.yaml's round stages already fit 2-round recipes
+        sh([str(Path(sys.executable).parent / "medaug"), "rounds"], repo, None)
 
     yield from task_dag(tmp_path_factory, "rounds", edit, pubmedqa_responder, setup, variants=("original",))
 
@@ -49,12 +50,13 @@ def expected_parents(probe: list[dict]) -> list[str]:
 def test_rounds_chain_from_original_and_pick_the_errors_of_the_student_before(rounds_project):
     repo = rounds_project["repo"]
     ran = stages_run(rounds_project["first"].stdout)
-    assert {"train@tiny-original-0", "probe-r1@tiny-0", "teach-r1@tiny-targeted-0", "train-r1@tiny-targeted-0",
+    assert {"train@tiny-original-0", "probe-r1@tiny-targeted-0", "teach-r1@tiny-targeted-0", "train-r1@tiny-targeted-0",
             "evaluate-r1@tiny-targeted-0", "probe-r2@tiny-targeted-0", "teach-r2@tiny-targeted-0",
             "train-r2@tiny-targeted-0", "evaluate-r2@tiny-targeted-0", "compare", "register"} <= ran
     # the chain as DVC sees it: each round reads the student and the training set of the round before
     dag = sh(["dvc", "dag", "--dot", "evaluate-r2@tiny-targeted-0"], repo, rounds_project["env"]).stdout
-    for before, after in (("train@tiny-original-0", "probe-r1@tiny-0"), ("probe-r1@tiny-0", "teach-r1@tiny-targeted-0"),
+    for before, after in (("train@tiny-original-0", "probe-r1@tiny-targeted-0"),
+                          ("probe-r1@tiny-targeted-0", "teach-r1@tiny-targeted-0"),
                           ("dataset@original", "teach-r1@tiny-targeted-0"),
                           ("teach-r1@tiny-targeted-0", "train-r1@tiny-targeted-0"),
                           ("train-r1@tiny-targeted-0", "probe-r2@tiny-targeted-0"),
@@ -66,7 +68,8 @@ def test_rounds_chain_from_original_and_pick_the_errors_of_the_student_before(ro
 
     train_ids = {r.id for r in read_records(repo / "data/prepared/train.jsonl")}
     for k, student in ((1, "tiny-original-0"), (2, "tiny-targeted-r1-0")):
-        probe = jsonl(repo / f"data/probe/{student}.jsonl")
+        probe = jsonl(repo / f"data/probe/tiny-targeted-r{k}-0.jsonl")
+        assert json.loads((repo / f"reports/probe/tiny-targeted-r{k}-0.json").read_text())["student"] == student
         assert sorted(r["id"] for r in probe) == sorted(train_ids)  # the train split, nothing else
         parents = [r["id"] for r in jsonl(repo / f"data/rounds/tiny-targeted-r{k}-0/parents.jsonl")]
         assert parents == expected_parents(probe) and parents  # the student's errors, capped at per_round
@@ -110,10 +113,11 @@ def test_a_second_repro_runs_nothing_and_per_round_reruns_from_round_one(rounds_
     sh(["medaug", "rounds"], repo, env)  # per_round changes no stage: dvc.yaml still matches
     ran = stages_run(sh(["dvc", "repro"], repo, env).stdout)
     assert "teach-r1@tiny-targeted-0" in ran
-    assert not ran & {"train@tiny-original-0", "probe-r1@tiny-0", "evaluate@tiny-original-0", "generate",
+    assert not ran & {"train@tiny-original-0", "probe-r1@tiny-targeted-0", "evaluate@tiny-original-0", "generate",
                       "filter", "dataset@original"}, ran
     parents = jsonl(repo / "data/rounds/tiny-targeted-r1-0/parents.jsonl")
-    assert len(parents) == min(PER_ROUND - 1, len(expected_parents(jsonl(repo / "data/probe/tiny-original-0.jsonl"))))
+    wrong = expected_parents(jsonl(repo / "data/probe/tiny-targeted-r1-0.jsonl"))
+    assert len(parents) == min(PER_ROUND - 1, len(wrong))
 
 
 def test_rounds_params_without_their_stages_fail_in_one_line(rounds_project):
@@ -122,6 +126,7 @@ def test_rounds_params_without_their_stages_fail_in_one_line(rounds_project):
     params["variants"]["targeted"]["rounds"] = 1  # dvc.yaml still runs round 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     r = sh(["medaug", "rounds"], repo, env, check=False)
-    assert r.returncode != 0 and "stage probe-r2 is not one params train.rounds asks for" in r.stderr
-    r = sh(["dvc", "repro", "-s", "-f", "teach-r2@tiny-targeted-0"], repo, env, check=False)
-    assert r.returncode != 0 and "run `medaug rounds --write`" in r.stdout + r.stderr
+    assert r.returncode != 0 and "stage probe-r2 is beyond the recipes' rounds: run `medaug rounds --write`" in r.stderr
+    for stage in ("probe-r2@tiny-targeted-0", "teach-r2@tiny-targeted-0"):
+        r = sh(["dvc", "repro", "-s", "-f", stage], repo, env, check=False)
+        assert r.returncode != 0 and "run `medaug rounds --write`" in r.stdout + r.stderr, stage

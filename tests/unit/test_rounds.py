@@ -11,11 +11,12 @@ from medaug.dag import check_rounds, write_rounds
 from medaug.errors import MedaugError
 from medaug.evaluate.compare import control_of
 from medaug.params import load_params, parse_params
-from medaug.paths import Candidate, TeachIO, TrainIO
+from medaug.paths import Candidate, ProbeIO, TeachIO, TrainIO
+from medaug.targeting import check_round
 from support.paths import ROOT
 
 ROUNDS = {"targeted": {"strategies": ["rewrite", "new"], "rounds": 2, "per_round": 5, "pick": "errors"},
-          "control": {"strategies": ["rewrite", "new"], "rounds": 3, "per_round": 5, "pick": "random"}}
+          "control": {"strategies": ["rewrite", "new"], "rounds": 2, "per_round": 5, "pick": "random"}}
 
 
 def params(**train) -> object:
@@ -30,7 +31,9 @@ def test_a_round_candidate_names_its_stages_training_set_and_student_before():
     assert c.previous.previous == Candidate("gemma270m", "original", 1)  # round 0
     assert str(TrainIO.at(c).train) == "data/rounds/gemma270m-targeted-r2-1/train.jsonl"
     io = TeachIO.at(Candidate.of_round("m", "targeted", 1, 0))
-    assert (str(io.probe), str(io.before)) == ("data/probe/m-original-0.jsonl", "data/train/original.jsonl")
+    assert (str(io.probe), str(io.before)) == ("data/probe/m-targeted-r1-0.jsonl", "data/train/original.jsonl")
+    probe = ProbeIO.at(Candidate.of_round("m", "targeted", 1, 0))
+    assert (str(probe.adapter), str(probe.out)) == ("models/m-original-0", "data/probe/m-targeted-r1-0.jsonl")
     assert Candidate("m", "augmented", 0).round is None and Candidate.recipe_of("dapt-augmented") == "augmented"
 
 
@@ -38,8 +41,7 @@ def test_round_candidates_follow_the_train_candidates():
     p = params(rounds=["targeted", "control"], seeds=[0, 1])
     names = [c.name for c in p.candidates()]
     assert names[:2] == ["gemma270m-original-0", "gemma270m-original-1"]
-    assert names[2:] == [f"gemma270m-{r}-r{k}-{s}" for r, n in (("targeted", 2), ("control", 3))
-                         for k in range(1, n + 1) for s in (0, 1)]
+    assert names[2:] == [f"gemma270m-{r}-r{k}-{s}" for r in ("targeted", "control") for k in (1, 2) for s in (0, 1)]
 
 
 @pytest.mark.parametrize("raw, says", [
@@ -80,45 +82,65 @@ def project(tmp_path):
     return tmp_path
 
 
-def set_rounds(root, recipes: list[str]) -> None:
+def set_params(root, **changes) -> None:
     yaml = YAML()
     doc = yaml.load((root / "params.yaml").read_text())
-    doc["train"]["rounds"] = recipes
+    for key, value in changes.items():
+        section, name, *rest = key.split("__")
+        node = doc[section][name]
+        if rest:
+            node[rest[0]] = value
+        else:
+            doc[section][name] = value
     with open(root / "params.yaml", "w") as f:
         yaml.dump(doc, f)
 
 
-def test_the_shipped_dvc_yaml_has_the_round_stages_its_params_ask_for():
-    assert check_rounds(ROOT) == []
+def test_the_shipped_dvc_yaml_has_the_round_stages_of_its_recipes(project):
+    assert check_rounds(ROOT) == []  # train.rounds: [] -> the matrices are empty: no round stage runs
+    set_params(project, train__rounds=["targeted", "targeted-random"])
+    assert check_rounds(project) == []  # a params change: the stages fit 2-round recipes (tests/dag run them)
 
 
-def test_rounds_write_adds_each_round_as_stages_and_removes_them_again(project):
-    before = (project / "dvc.yaml").read_text()
-    set_rounds(project, ["targeted", "targeted-random"])
-    assert check_rounds(project)  # params ask, dvc.yaml lacks
+def test_rounds_write_writes_each_round_as_stages_for_another_depth(project):
+    shipped = (project / "dvc.yaml").read_text()
+    set_params(project, variants__targeted__rounds=3, train__rounds=["targeted"])
+    assert check_rounds(project) == ["dvc.yaml: stage " + f"{kind}-r3 is missing (the recipes' rounds ask for it): "
+                                     "run `medaug rounds --write`" for kind in ("probe", "teach", "train", "evaluate")]
     names = write_rounds(project)
-    assert names == [f"{kind}-r{k}" for k in (1, 2) for kind in ("probe", "teach", "train", "evaluate")]
+    assert names == [f"{kind}-r{k}" for k in (1, 2, 3) for kind in ("probe", "teach", "train", "evaluate")]
     assert check_rounds(project) == []
     written = (project / "dvc.yaml").read_text()
     assert write_rounds(project) == names and (project / "dvc.yaml").read_text() == written  # idempotent
     stages = YAML(typ="safe").load(written)["stages"]
-    assert list(stages).index("evaluate-r2") + 1 == list(stages).index("compare")
+    assert list(stages).index("evaluate-r3") + 1 == list(stages).index("compare")
     train, r2 = stages["train"], stages["train-r2"]
     assert r2["cmd"] == "${train.launcher} stages/train.py ${item.model} ${item.recipe}-r2 ${item.seed}"
     # train-r<k> declares what train does, for the round's candidate and training set
     assert [d for d in r2["deps"] if "item" not in d] == [d for d in train["deps"] if "item" not in d]
     assert "data/rounds/${item.model}-${item.recipe}-r2-${item.seed}/train.jsonl" in r2["deps"]
     assert r2["params"] == [x.replace("${item.variant}", "${item.recipe}") for x in train["params"]]
-    assert stages["probe-r1"]["matrix"] == {"model": "${train.models}", "seed": "${train.seeds}"}  # shared
-    assert stages["teach-r2"]["matrix"]["recipe"] == ["targeted", "targeted-random"]
+    assert all(stages[f"{kind}-r{k}"]["matrix"] == {"model": "${train.models}", "recipe": "${train.rounds}",
+                                                     "seed": "${train.seeds}"}
+               for kind in ("probe", "teach", "train", "evaluate") for k in (1, 2, 3))
+    assert "models/${item.model}-original-${item.seed}" in stages["probe-r1"]["deps"]
+    assert "models/${item.model}-${item.recipe}-r2-${item.seed}" in stages["probe-r3"]["deps"]
     assert "data/rounds/${item.model}-${item.recipe}-r1-${item.seed}/train.jsonl" in stages["teach-r2"]["deps"]
-    shutil.copy(ROOT / "params.yaml", project / "params.yaml")  # train.rounds: [] again
-    assert write_rounds(project) == [] and (project / "dvc.yaml").read_text() == before
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")  # the shipped recipes' 2 rounds again
+    assert write_rounds(project)[-1] == "evaluate-r2" and (project / "dvc.yaml").read_text() == shipped
 
 
-def test_params_that_ask_for_no_such_round_stop_the_stage(project):
-    from medaug.augment.rounds import check_round
-
+def test_params_that_ask_for_no_such_round_stop_the_stage():
     p = load_params(ROOT / "params.yaml")  # train.rounds: []
-    with pytest.raises(MedaugError, match=r"run `medaug rounds --write`"):
+    with pytest.raises(MedaugError, match=r"does not list 'targeted'"):
         check_round(p, Candidate.of_round("gemma270m", "targeted", 1, 0))
+    p = params(rounds=["targeted"])
+    check_round(p, Candidate.of_round("gemma270m", "targeted", 2, 0))
+    with pytest.raises(MedaugError, match=r"run `medaug rounds --write`"):
+        check_round(p, Candidate.of_round("gemma270m", "targeted", 3, 0))
+
+
+def test_recipes_run_together_need_the_same_rounds():
+    with pytest.raises(MedaugError, match="different rounds"):
+        parse_params({"variants": {"original": {}, **ROUNDS, "deep": {**ROUNDS["targeted"], "rounds": 3}},
+                      "train": {"variants": ["original"], "rounds": ["targeted", "deep"]}})

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medaug.augment import generate
-from medaug.targeting import pick
+from medaug.targeting import check_round, pick
 from medaug.data.jsonl import iter_jsonl, read_json, write_json, write_jsonl
 from medaug.data.leakage import Contamination
 from medaug.data.schema import read_records, write_records
@@ -37,15 +37,6 @@ from medaug.params import Params, rekeyed, untraced
 from medaug.paths import ROUND_REPORTS, Candidate, TeachIO
 
 log = logging.getLogger(__name__)
-FIX = "run `medaug rounds --write` (dvc.yaml's round stages follow params train.rounds and each recipe's rounds)"
-
-
-def check_round(p: Params, c: Candidate) -> None:
-    """Fail when params no longer ask for round candidate `c` (dvc.yaml's round stages are stale)."""
-    recipe = p.variants.get(c.recipe)
-    if c.recipe not in p.train.rounds or recipe is None or not c.round or c.round > recipe.rounds:
-        raise MedaugError(f"dvc.yaml runs {c.name}, but params.yaml asks for no such round (train.rounds: "
-                          f"{p.train.rounds or 'none'}): {FIX}")
 
 
 # --- teach-r<k> ------------------------------------------------------------------------------------------------

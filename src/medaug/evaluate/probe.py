@@ -8,21 +8,24 @@ import logging
 import statistics
 from typing import Any
 
-from medaug.targeting import margin
+from medaug.targeting import check_round, margin
 from medaug.data.jsonl import write_json, write_jsonl
 from medaug.data.schema import read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.evaluate import load_candidate
 from medaug.evaluate.scorer import Scorer
-from medaug.params import Params
+from medaug.params import Params, untraced
 from medaug.paths import Candidate, ProbeIO
 
 log = logging.getLogger(__name__)
 
 
-def probe(p: Params, student: Candidate, io: ProbeIO) -> dict[str, Any]:
-    """Score `student` on the train split: io.out gets {id, gold, prediction, logprobs, margin} per item, io.report
-    its error rate and margins."""
+def probe(p: Params, c: Candidate, io: ProbeIO) -> dict[str, Any]:
+    """Score round candidate `c`'s student before (round k-1's, round 0: `original`) on the train split: io.out
+    gets {id, gold, prediction, logprobs, margin} per item, io.report its error rate and margins."""
+    with untraced():  # validation: dvc.yaml runs only the rounds params ask for
+        check_round(p, c)
+    student = c.previous
     records = read_records(io.train, p.task.choices)
     if not records:
         raise MedaugError(f"{io.train}: no train records to probe")
