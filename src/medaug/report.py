@@ -101,11 +101,39 @@ def render(root: Path, rev: str = "HEAD") -> str:
         lines += ["", *recipes_table(table)]
         if rounds := rounds_table(table):
             lines += ["", *rounds]
+    if detail := rounds_detail(root):
+        lines += ["", *detail]
     return "\n".join(lines) + "\n"
 
 
 def _sd(x: dict[str, Any], seeds: int) -> str:
     return f"{x['mean']:.3f}" + (f" ± {x['sd']:.3f}" if seeds > 1 else "")
+
+
+def rounds_detail(root: Path) -> list[str]:
+    """Per round candidate (reports/rounds/*.json): the student before and its error rate on the train split, the
+    parents picked (how many it got wrong, their mean margin), items asked and kept, what the filter dropped, the
+    round's cost and the chain's, then the dev accuracy of the round's student (reports/train) and its test accuracy
+    with its CI (metrics/eval)."""
+    files = sorted((root / REPORTS / "rounds").glob("*.json"))
+    if not files:
+        return []
+    lines = ["### Rounds, one row per chain and round (reports/rounds/)", "",
+             "| candidate | student before: wrong on train | parents (wrong, mean margin) | asked | kept | dropped "
+             "| USD round (chain) | dev accuracy | test accuracy [95% CI] |", "|---|---|---|---|---|---|---|---|---|"]
+    for path in files:
+        r = read_json(path)
+        name = r["candidate"]
+        train = root / REPORTS / "train" / f"{name}.json"
+        dev = read_json(train).get("dev_accuracy") if train.exists() else None
+        test = root / METRICS / "eval" / f"{name}.json"
+        dropped = ", ".join(f"{k} {v}" for k, v in r["dropped"].items()) or "none"
+        lines.append(f"| {name} | {r['student']}: {r['student_on_train']['error_rate']:.3f} | {r['parents']['n']} "
+                     f"({r['parents']['wrong']}, {r['parents']['mean_margin']:+.2f}) | {r['asked']} | {r['kept']} | "
+                     f"{dropped} | {r['cost_usd']:.4f} ({r['cost_usd_total']:.4f}) | "
+                     f"{DASH if dev is None else f'{dev:.3f}'} | "
+                     f"{_ci(read_json(test), 'accuracy') if test.exists() else DASH} |")
+    return lines
 
 
 def rounds_table(table: dict[str, Any]) -> list[str]:

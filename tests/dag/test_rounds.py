@@ -102,6 +102,11 @@ def test_rounds_chain_from_original_and_pick_the_errors_of_the_student_before(ro
     assert [(r["recipe"], r["round"]) for r in chart] == [("tiny-targeted", 0), ("tiny-targeted", 1),
                                                             ("tiny-targeted", 2)]
     assert chart[2]["accuracy"] == rows["targeted-r2"]["accuracy"]["mean"]
+    # `medaug report`: a row per round with why it did what it did, and its dev and test accuracy
+    out = sh(["medaug", "report"], repo, rounds_project["env"]).stdout
+    row = next(line for line in out.splitlines() if line.startswith("| tiny-targeted-r2-0 | tiny-targeted-r1-0: "))
+    test = json.loads((repo / "metrics/eval/tiny-targeted-r2-0.json").read_text())["accuracy"]
+    assert f"| {len(kept2)} |" in row and f"| {test:.3f} [" in row
 
 
 def test_a_second_repro_runs_nothing_and_per_round_reruns_from_round_one(rounds_project):

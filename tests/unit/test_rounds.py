@@ -10,6 +10,7 @@ from ruamel.yaml import YAML
 from medaug.dag import check_rounds, write_rounds
 from medaug.errors import MedaugError
 from medaug.evaluate.compare import control_of
+from medaug.report import rounds_table
 from medaug.params import load_params, parse_params
 from medaug.paths import Candidate, ProbeIO, TeachIO, TrainIO
 from medaug.targeting import check_round
@@ -144,3 +145,13 @@ def test_recipes_run_together_need_the_same_rounds():
     with pytest.raises(MedaugError, match="different rounds"):
         parse_params({"variants": {"original": {}, **ROUNDS, "deep": {**ROUNDS["targeted"], "rounds": 3}},
                       "train": {"variants": ["original"], "rounds": ["targeted", "deep"]}})
+
+
+def test_the_report_sets_each_targeted_round_against_its_control():
+    def row(variant, acc, vs=None):
+        return {"model": "m", "variant": variant, "accuracy": {"mean": acc}, **({"vs_control": vs} if vs else {})}
+
+    vs = {"variant": "control-r1", "delta": 0.05, "low": -0.01, "high": 0.11, "p_value": 0.12}
+    table = {"recipes": [row("original", 0.6), row("targeted-r1", 0.65, vs), row("control-r1", 0.6)]}
+    assert rounds_table(table)[-1] == "| m-targeted-r1 | 0.650 | m-control-r1 | 0.600 | +0.050 [-0.010, +0.110] | 0.120 |"
+    assert rounds_table({"recipes": [row("original", 0.6)]}) == []
