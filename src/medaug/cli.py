@@ -242,6 +242,14 @@ def check_lock(prune: bool) -> None:
     click.echo("dvc.lock: up to date with the code and params")
 
 
+def _project(command: str) -> Path:
+    """The working directory, which must hold dvc.yaml (`medaug <command>` runs in the project root)."""
+    root = Path.cwd()
+    if not (root / "dvc.yaml").is_file():
+        raise MedaugError(f"{root / 'dvc.yaml'}: not found; run `medaug {command}` in the project root")
+    return root
+
+
 @cli.command()
 @click.option("--write", is_flag=True, help="Rewrite the src/ entries of every stage's deps from the import graph.")
 def deps(write: bool) -> None:
@@ -249,9 +257,7 @@ def deps(write: bool) -> None:
     them; comments and every other entry stay)."""
     from medaug.deps import check_deps, write_deps
 
-    root = Path.cwd()
-    if not (root / "dvc.yaml").is_file():
-        raise MedaugError(f"{root / 'dvc.yaml'}: not found; run `medaug deps` in the project root")
+    root = _project("deps")
     if write:
         changed = write_deps(root)
         click.echo(f"dvc.yaml: wrote the code deps of {len(changed)} stages ({', '.join(changed)})" if changed
@@ -271,18 +277,17 @@ def deps(write: bool) -> None:
 @cli.command()
 @click.option("--write", is_flag=True, help="Rewrite dvc.yaml's round stages from params.yaml.")
 def rounds(write: bool) -> None:
-    """Fail when dvc.yaml's round stages (probe-r<k>, teach-r<k>, train-r<k>, evaluate-r<k>) differ from what
-    params train.rounds and each recipe's `rounds` ask for (--write: rewrite them; every other stage stays).
-    Run it after changing either, then `dvc repro`."""
+    """Fail when dvc.yaml's round stages (probe-r<k>, teach-r<k>, train-r<k>, evaluate-r<k> for k up to the
+    recipes' `rounds`) differ from what params.yaml and the train/evaluate stages make of them (--write: rewrite
+    them; every other stage stays). Needed after changing the number of rounds only: the recipes themselves
+    (train.rounds), models, seeds, per_round and pick are params the stages read."""
     from medaug.dag import check_rounds, write_rounds
 
-    root = Path.cwd()
-    if not (root / "dvc.yaml").is_file():
-        raise MedaugError(f"{root / 'dvc.yaml'}: not found; run `medaug rounds` in the project root")
+    root = _project("rounds")
     if write:
         names = write_rounds(root)
         click.echo(f"dvc.yaml: wrote {len(names)} round stages ({', '.join(names)})" if names
-                   else "dvc.yaml: no round stages (params train.rounds is empty)")
+                   else "dvc.yaml: no round stages (no recipe in params.yaml has rounds)")
     problems = check_rounds(root)
     for problem in problems:
         click.echo(problem, err=True)
