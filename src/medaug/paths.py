@@ -33,7 +33,8 @@ CURVES = Path("plots/curves")  # train.json, dev.json: every candidate's curves 
 PRETRAINED = Path("models/pretrain")  # models/pretrain/<model>: continued pretraining, base of dapt-<variant>
 PROBES = Path("data/probe")  # data/probe/<round candidate>.jsonl: its student before, scored on the train split
 ROUNDS = Path("data/rounds")  # data/rounds/<candidate>/: a round's parents, items, funnel and training set
-ROUND_REPORTS = REPORTS / "rounds"  # reports/rounds/<candidate>.json: parents, funnel, cost, items so far
+ROUND_REPORTS = REPORTS / "dataset"  # reports/dataset/<round candidate>.json: its training set (parents, funnel,
+# cost, items so far), beside the recipes' own: compare reads both from there
 ROUNDS_PLOT = Path("plots/rounds.json")  # a row per round candidate: accuracy against round and cumulative cost
 
 BASELINE = "original"
@@ -204,7 +205,7 @@ class TeachIO:
     probe: Path  # the previous student's scores (ProbeIO.out)
     before: Path  # the previous round's training set (round 1: data/train/original.jsonl)
     out: Path  # data/rounds/<candidate>/: parents, generated, rejects, kept, train.jsonl
-    report: Path  # reports/rounds/<candidate>.json
+    report: Path  # reports/dataset/<candidate>.json
 
     @classmethod
     def at(cls, c: Candidate, root: Path = Path()) -> TeachIO:
@@ -293,7 +294,7 @@ class CompareIO:
     dev_curves: Path | None = None
     candidates_plot: Path | None = None
     curves: Path | None = None  # plots/curves/: every candidate's curves in one file each
-    rounds: Path | None = None  # reports/rounds/<candidate>.json: a round's items and cost so far
+    rounds: Path | None = None  # reports/dataset/<round candidate>.json: a round's items and cost so far
     rounds_plot: Path | None = None  # plots/rounds.json: accuracy against round and teacher cost
 
     @classmethod

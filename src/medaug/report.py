@@ -111,18 +111,18 @@ def _sd(x: dict[str, Any], seeds: int) -> str:
 
 
 def rounds_detail(root: Path) -> list[str]:
-    """Per round candidate (reports/rounds/*.json): the student before and its error rate on the train split, the
+    """Per round candidate (reports/dataset/<round candidate>.json): the student before and its error rate on the train split, the
     parents picked (how many it got wrong, their mean margin), items asked and kept, what the filter dropped, the
     round's cost and the chain's, then the dev accuracy of the round's student (reports/train) and its test accuracy
     with its CI (metrics/eval)."""
-    files = sorted((root / REPORTS / "rounds").glob("*.json"))
-    if not files:
+    rounds = [r for r in (read_json(f) for f in sorted((root / REPORTS / "dataset").glob("*.json")))
+              if isinstance(r, dict) and "round" in r and "candidate" in r]
+    if not rounds:
         return []
-    lines = ["### Rounds, one row per chain and round (reports/rounds/)", "",
+    lines = ["### Rounds, one row per chain and round (reports/dataset/<candidate>.json)", "",
              "| candidate | student before: wrong on train | parents (wrong, mean margin) | asked | kept | dropped "
              "| USD round (chain) | dev accuracy | test accuracy [95% CI] |", "|---|---|---|---|---|---|---|---|---|"]
-    for path in files:
-        r = read_json(path)
+    for r in rounds:
         name = r["candidate"]
         train = root / REPORTS / "train" / f"{name}.json"
         dev = read_json(train).get("dev_accuracy") if train.exists() else None

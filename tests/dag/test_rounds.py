@@ -74,7 +74,7 @@ def test_rounds_chain_from_original_and_pick_the_errors_of_the_student_before(ro
         parents = [r["id"] for r in jsonl(repo / f"data/rounds/tiny-targeted-r{k}-0/parents.jsonl")]
         assert parents == expected_parents(probe) and parents  # the student's errors, capped at per_round
         assert set(parents) <= train_ids  # never a generated item
-        report = json.loads((repo / f"reports/rounds/tiny-targeted-r{k}-0.json").read_text())
+        report = json.loads((repo / f"reports/dataset/tiny-targeted-r{k}-0.json").read_text())
         assert report["student"] == student and report["parents"]["n"] == len(parents) == report["parents"]["wrong"]
         assert report["asked"] == 2 * len(parents)  # one request per parent and strategy
         generated = read_records(repo / f"data/rounds/tiny-targeted-r{k}-0/generated.jsonl")
@@ -94,7 +94,7 @@ def test_rounds_chain_from_original_and_pick_the_errors_of_the_student_before(ro
     assert set(rows) == {"original", "targeted-r1", "targeted-r2"}
     assert rows["targeted-r2"]["generated"] == len(kept1) + len(kept2) and rows["targeted-r2"]["round"] == 2
     # what each round cost, and the chain so far: what compare charges the round's row
-    cost = [json.loads((repo / f"reports/rounds/tiny-targeted-r{k}-0.json").read_text()) for k in (1, 2)]
+    cost = [json.loads((repo / f"reports/dataset/tiny-targeted-r{k}-0.json").read_text()) for k in (1, 2)]
     assert 0 < cost[0]["cost_usd"] == cost[0]["cost_usd_total"] and cost[1]["cost_usd"] > 0
     assert cost[1]["cost_usd_total"] == pytest.approx(cost[0]["cost_usd_total"] + cost[1]["cost_usd"])
     assert rows["targeted-r2"]["teacher_cost_usd"] == pytest.approx(cost[1]["cost_usd_total"])

@@ -106,21 +106,20 @@ def control_of(p: Params, variant: str) -> str | None:
 
 def rounds_plot(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of plots/rounds.json: per model and recipe with rounds, its accuracy (mean over seeds, CI) at each
-    round against the round and the teacher cost so far; round 0 is the `original` recipe's row."""
+    round against the round and the teacher cost so far; round 0 is the `original` recipe's row. A model without
+    rounds has its round 0 alone (recipe <model>-original): the chart has a point to start from."""
     by = {(r["model"], r["variant"]): r for r in rows}
+    chains = {(r["model"], r["recipe"]): None for r in rows if r.get("round") == 1}
+    chains.update({(m, BASELINE): None for m, v in by if v == BASELINE and not any(c[0] == m for c in chains)})
     out = []
-    for r in rows:
-        if "round" not in r or r["round"] != 1:
-            continue
-        chain = [by[r["model"], BASELINE]] + [by[r["model"], f"{r['recipe']}-r{k}"] for k in range(1, 1000)
-                                               if (r["model"], f"{r['recipe']}-r{k}") in by]
+    for model, recipe in chains:
+        chain = [by[model, BASELINE]] + [by[model, f"{recipe}-r{k}"] for k in range(1, len(rows) + 1)
+                                         if (model, f"{recipe}-r{k}") in by]
         for k, row in enumerate(chain):
-            out.append({"recipe": f"{r['model']}-{r['recipe']}", "candidate": f"{r['model']}-{r['recipe']}",
-                        "round": k, "accuracy": row["accuracy"]["mean"],
-                        "accuracy_low": row["accuracy"]["ci95"]["low"],
+            out.append({"recipe": f"{model}-{recipe}", "candidate": f"{model}-{recipe}", "round": k,
+                        "accuracy": row["accuracy"]["mean"], "accuracy_low": row["accuracy"]["ci95"]["low"],
                         "accuracy_high": row["accuracy"]["ci95"]["high"],
-                        "teacher_cost_usd": row["teacher_cost_usd"] if k else 0.0,
-                        "generated": row["generated"]})
+                        "teacher_cost_usd": row["teacher_cost_usd"] if k else 0.0, "generated": row["generated"]})
     return out
 
 
