@@ -521,8 +521,9 @@ class BalanceParams(_Traced):
 class FilterParams(_Traced):
     steps: list[str] = field(default_factory=lambda: ["validate", "dedup", "decontaminate", "balance"])
     """The filters to apply, in this order: names from filtering/steps/ (one module each; checked there, by the
-    filter stage and `medaug check-params`): validate, dedup, decontaminate, judge, consistency, balance. `decontaminate` cannot be left out: a generated item derived from
-    or overlapping the test set would make every score meaningless."""
+    filter stage and `medaug check-params`): validate, dedup, decontaminate, judge, consistency, fidelity (does a
+    rewrite ask what its parent asked?), balance. `decontaminate` cannot be left out: a generated item derived
+    from or overlapping the test set would make every score meaningless."""
     min_question_chars: int = 12
     max_question_chars: int = 500
     dedup: DedupParams = field(default_factory=DedupParams)
@@ -530,7 +531,7 @@ class FilterParams(_Traced):
     judge: JudgeParams = field(default_factory=JudgeParams)
     balance: BalanceParams = field(default_factory=BalanceParams)
     teacher: dict[str, Any] = field(default_factory=dict)
-    """The judge and consistency steps: `teacher` keys that differ for them, e.g. {backend: openai, model: gpt-4o},
+    """The judge, consistency and fidelity steps: `teacher` keys that differ for them, e.g. {backend: openai, model: gpt-4o},
     so that a model other than the generator judges its items (KAILIN's self-evaluation, any judge study); empty:
     the generation teacher judges. The funnel (`teacher.model`) and the data cards name it."""
 
@@ -893,7 +894,7 @@ class Params(_Traced):
         return next((tp for tp in tps if tp.model == model), tps[0]) if model else tps[0]
 
     def filter_teacher(self) -> TeacherParams:
-        """The teacher of the judge and consistency steps: `teacher`, with the keys of `filter.teacher`."""
+        """The teacher of the judge, consistency and fidelity steps: `teacher`, with the keys of `filter.teacher`."""
         if not self.filter.teacher:
             return self.teacher
         return _build(TeacherParams, {**dataclasses.asdict(self.teacher), **self.filter.teacher}, "filter.teacher")

@@ -37,3 +37,20 @@ def test_prompt_files_fill_the_item_show_valid_examples_and_end_where_a_base_mod
 def test_schemas_are_strict_mode_compatible(name):
     schema = SCHEMAS[name]
     assert schema["additionalProperties"] is False and set(schema["required"]) == set(schema["properties"])
+
+
+def test_the_fidelity_prompt_sets_the_rewrite_beside_its_parent_blind_to_the_label():
+    parent = Record(id="p", question="Does aspirin lower stroke risk?", contexts=["We studied 100 patients."],
+                    final_decision="no")
+    rewrite = Record(id="g", question="Is stroke risk lowered by aspirin?", contexts=parent.contexts,
+                     final_decision="no", source="rewrite", parent_id="p")
+    assert PROMPT_SHAS["fidelity"] == hashlib.sha256((PROMPTS / "fidelity.txt").read_bytes()).hexdigest()
+    task = build_prompt("fidelity", rewrite, parent).rsplit("### Task", 1)[1]
+    assert task == ("\nAbstract: We studied 100 patients.\nQuestion A: Does aspirin lower stroke risk?\n"
+                    "Question B: Is stroke risk lowered by aspirin?\nReply:")  # no label: the verdict is blind
+    examples = re.findall(r"^Reply: (.*)$", TEMPLATES["fidelity"], re.MULTILINE)
+    assert sorted(examples) == ['{"same": "no"}', '{"same": "no"}', '{"same": "yes"}']
+    for example in examples:
+        assert isinstance(validate_reply(example, SCHEMAS["fidelity"], lambda f: f), dict), example
+    schema = SCHEMAS["fidelity"]
+    assert schema["additionalProperties"] is False and schema["required"] == ["same"]

@@ -78,7 +78,7 @@ def run(p: Params, io: FilterIO, root: Path | None = None) -> dict[str, Any]:
     if io.datacard is not None:
         with atomic_path(io.datacard) as tmp:
             mc = "_options" if p.task.answer == "options" else ""
-            prompts = {f"filter {k}": PROMPT_SHAS[k + mc] for k in SCHEMAS if k in p.filter.steps}
+            prompts = {f"filter {k}": PROMPT_SHAS.get(k + mc, PROMPT_SHAS[k]) for k in SCHEMAS if k in p.filter.steps}
             descriptors = p.generate.mesh.descriptors and load_descriptors(ctx.root / p.generate.mesh.descriptors)
             tmp.write_text(datacard.render(p, train, generated, alive, funnel, prompts, descriptors or None),
                            encoding="utf-8")

@@ -4,6 +4,11 @@
 by the context, medically sound, well formed, and an overall 1-5 score); items under `filter.judge.min_score` go.
 `consistency`: the teacher answers the question from its context without seeing the label (prompts/consistency.txt);
 items where it disagrees with the generated label go.
+`fidelity`: for each rewrite, the teacher sees its parent's question beside it (and the abstract, never the label)
+and says whether the two ask the same thing, so that the same answer is right for both (prompts/fidelity.txt); a
+rewrite that changes the meaning (a negation, exposure and outcome swapped) keeps its parent's label, which is then
+wrong, so it goes. The step also notes the MiniLM cosine of the two questions (`scores["fidelity_cosine"]`), which
+is reported, never used to drop: a negated question sits at a cosine near the original's.
 Multiple choice: prompts/<name>_options.txt show the options; the judge also checks the marked letter is the one
 correct option, and consistency answers with a letter, blind to the marked one.
 
@@ -36,19 +41,21 @@ _RATINGS = [str(i) for i in range(1, 6)]
 # "answer" has no enum on purpose: the local backend prefills `{"answer": "` only for a free string first key, and
 # gemma-3-270m left at `{` wrote `{answer: "yes"}` for 8 of 12 items; `_answer` holds it to the task's choices.
 SCHEMAS = {"judge": string_schema(*CRITERIA, "score", enums={k: _RATINGS for k in (*CRITERIA, "score")}),
-           "consistency": string_schema("answer")}
+           "consistency": string_schema("answer"), "fidelity": string_schema("same")}
 TEMPLATES = {name: (Path(__file__).parent / "prompts" / f"{name}.txt").read_text(encoding="utf-8")
-             for name in (*SCHEMAS, *(f"{k}_options" for k in SCHEMAS))}
+             for name in (*SCHEMAS, "judge_options", "consistency_options")}  # fidelity compares stems: one file
 PROMPT_SHAS = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in TEMPLATES.items()}
 """sha256 of each prompt file, for the data card (the request cache keys hold the filled prompts themselves)."""
 
 
-def build_prompt(name: str, rec: Record) -> str:
+def build_prompt(name: str, rec: Record, parent: Record | None = None) -> str:
     """The prompt file (its _options version for a multiple-choice item) with the item filled in
-    (`structured.fill`). The consistency prompt has no {answer}: the teacher answers blind."""
-    return fill(TEMPLATES[f"{name}_options" if rec.options else name],
+    (`structured.fill`). The consistency prompt has no {answer}: the teacher answers blind. The fidelity prompt
+    (one file: it compares question stems) sets the rewrite beside its `parent`'s question, no answer shown."""
+    options = f"{name}_options"
+    return fill(TEMPLATES[options if rec.options and options in TEMPLATES else name],
                 {"context": rec.context, "question": rec.question, "answer": rec.final_decision,
-                 "options": render_options(rec.options)})
+                 "options": render_options(rec.options), "parent": parent.question if parent else ""})
 
 
 def _ratings(fields: dict[str, str]) -> dict[str, int]:
@@ -70,7 +77,9 @@ def ask(name: str, records: list[Record], ctx: Context, check: Check) -> list[Js
     `teacher.max_failed_share` accepts them: a failure says nothing about the item."""
     teacher = ctx.teacher
     before = dataclasses.replace(teacher.usage, errors=Counter(teacher.usage.errors))
-    replies = complete_json(teacher, [build_prompt(name, r) for r in records], [SCHEMAS[name]] * len(records),
+    parents = [ctx.parents.get(r.parent_id or "") for r in records]
+    replies = complete_json(teacher, [build_prompt(name, r, q) for r, q in zip(records, parents)],
+                            [SCHEMAS[name]] * len(records),
                             [check] * len(records), desc=f"filter {name} ({teacher.name})")
     step = teacher.usage - before  # this step's requests, repairs included
     raise_for_failures(f"filter {name}", step, ctx.teacher.tp.max_failed_share)
@@ -119,4 +128,32 @@ def consistency(records: list[Record], ctx: Context) -> dict[str, str]:
         _note(rec, consistency=reply.value["answer"])
         if reply.value["answer"] != rec.final_decision:
             drops[rec.id] = "inconsistent"
+    return drops
+
+
+def _same(fields: dict[str, str]) -> dict[str, str] | str:
+    same = fields["same"].strip(" .!()\"'").lower()
+    return {"same": same} if same in ("yes", "no") else "bad_value_same"
+
+
+def fidelity(records: list[Record], ctx: Context) -> dict[str, str]:
+    """Drop rewrites the teacher, comparing them with their parent's question, says ask something else."""
+    rewrites = [r for r in records if r.source == "rewrite" and ctx.parents.get(r.parent_id or "")]
+    if not rewrites:
+        return {}
+    from medaug.filtering.embed import embed
+
+    parents = [ctx.parents[r.parent_id] for r in rewrites]
+    cosines = (embed([r.question for r in rewrites]) * embed([q.question for q in parents])).sum(1)
+    drops = {}
+    for rec, cosine, reply in zip(rewrites, cosines, ask("fidelity", rewrites, ctx, _same)):
+        _note(rec, fidelity_cosine=round(float(cosine), 4))
+        if reply.value is None:
+            _note(rec, fidelity_error=_failure(reply))
+            if reply.reason != "teacher_error":
+                drops[rec.id] = "fidelity_unscored"
+            continue
+        _note(rec, fidelity=reply.value["same"])
+        if reply.value["same"] != "yes":
+            drops[rec.id] = "unfaithful_rewrite"
     return drops

@@ -9,7 +9,7 @@ filter stage runs it before any step, and `medaug check-params` runs it too.
 from __future__ import annotations
 
 from medaug.errors import MedaugError
-from medaug.filtering.steps import balance, consistency, decontaminate, dedup, judge, validate  # noqa: F401  the steps
+from medaug.filtering.steps import balance, consistency, decontaminate, dedup, fidelity, judge, validate  # noqa: F401
 from medaug.filtering.steps.base import Context, Step
 from medaug.params import Params, untraced
 
