@@ -35,7 +35,7 @@ TIERS = ("unit", "integration", "dag")
 # each, the rest seconds). Module paths relative to tests/; anything not listed follows, integration before unit.
 FIRST = ["dag/test_pipeline.py", "dag/test_exam_task.py", "dag/test_progressive_task.py", "dag/test_label_task.py",
          "dag/test_exp_run.py", "dag/test_queue.py", "dag/test_temp_experiment.py", "dag/test_sharing.py",
-         "dag/test_teacher_failures.py",
+         "dag/test_teacher_failures.py", "dag/test_rounds.py",
          "integration/test_train.py", "integration/test_register.py", "integration/test_models.py"]
 
 

@@ -156,11 +156,15 @@ def test_metrics_diff_and_confusion_plots(project):
     # every plot is drawn once, by its top-level definition (no default line plot of the same file beside it)
     recipes_plots = {"Accuracy by recipe (mean over train.seeds)",
                      "Accuracy against generated items (size and fraction series)"}
+    rounds_plots = {"Accuracy by round (round 0 is original, mean over train.seeds)",
+                    "Accuracy against teacher cost so far (rounds, USD, mean over train.seeds)"}
     assert set(plots) == {"plots/funnel.json", "plots/candidates.json", "plots/curves/train.json",
-                          "plots/curves/dev.json", *recipes_plots,
+                          "plots/curves/dev.json", *recipes_plots, *rounds_plots,
                           *(f"plots/{kind}/{n}.json" for kind in ("confusion", "per_class")
                             for n in (*candidates, "tiny-zero-shot", "teacher"))}
     assert spec("plots/confusion/tiny-original-0.json")["title"]["text"].startswith("Confusion matrix")
+    for title in rounds_plots:  # no rounds here: each model's round 0 (original), a point to start from
+        assert [(r["recipe"], r["round"]) for r in spec(title)["data"]["values"]] == [("tiny-original", 0)]
     bars = spec("Accuracy by recipe (mean over train.seeds)")
     assert {r["recipe"] for r in bars["data"]["values"]} == per_variant("tiny-{v}") | per_variant(
         "tiny-dapt-{v}", variants=DAPT)

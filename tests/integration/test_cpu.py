@@ -66,7 +66,7 @@ def test_every_capped_stage_sets_the_caps_before_anything_loads_torch():
     reaches an import that needs torch."""
     scripts = sorted({re.search(r"stages/\w+\.py", s["cmd"]).group(0)
                       for s in read_yaml(ROOT / "dvc.yaml")["stages"].values() if "cpu.isa" in s.get("params", [])})
-    assert scripts == ["stages/evaluate.py", "stages/pretrain.py", "stages/train.py"]
+    assert scripts == ["stages/evaluate.py", "stages/pretrain.py", "stages/probe.py", "stages/train.py"]
     probe = f"""
 import importlib.abc, runpy, sys
 sys.path.insert(0, {str(ROOT / "src")!r})

@@ -87,8 +87,8 @@ def run_stages(repo: Path, params: dict, *scripts: list[str], teacher=pubmedqa_r
 
 
 def test_a_filter_step_added_as_one_module_and_one_line_runs_in_the_filter_stage(tmp_path):
-    repo, params = extended(tmp_path, "filtering/steps", "balance, consistency, decontaminate, dedup, judge, validate",
-                            "no_new", NO_NEW)
+    repo, params = extended(tmp_path, "filtering/steps",
+                            "balance, consistency, decontaminate, dedup, fidelity, judge, validate", "no_new", NO_NEW)
     params["generate"]["per_strategy"] = 6
     params["filter"]["steps"] = ["validate", "decontaminate", "no_new"]  # the test teacher's rewrites are near-copies
     run_stages(repo, params, ["prepare.py"], ["generate.py"], ["filter.py"], ["dataset.py", "augmented"])

@@ -34,7 +34,7 @@ def test_shipped_params_parse_and_match_defaults():
      "grounded, mesh, new, progressive, rewrite)"),
     ({"generate": {"strategies": ["new", "textbook"]}}, "generate.strategies[1] = 'textbook' is no strategy"),
     ({"filter": {"steps": ["validate", "decontaminate", "dedupe"]}}, "filter.steps[2] = 'dedupe' is no filter step "
-     "(known: balance, consistency, decontaminate, dedup, judge, validate)"),
+     "(known: balance, consistency, decontaminate, dedup, fidelity, judge, validate)"),
     ({"pretrain": {"models": ["gemma270m"], "variants": ["half"]}}, "pretrain.variants[0] = 'half' is not in "
      "train.variants (original, augmented)"),
     ({"variants": {"x": {"strategies": ["new"], "fraction": 0}}}, "variants.x.fraction must be in (0, 1] (got 0.0)"),
@@ -158,7 +158,11 @@ def test_the_documented_paper_scale_overrides_apply_to_params_yaml(tmp_path):
                                                                                ("openai", "gpt-4o")]
     assert {name: p.variants[name].teachers for name in p.train.variants} == {
         "original": [], "mini": ["gpt-4o-mini"], "full": ["gpt-4o"]}
-    assert len(p.candidates()) == 9 and p.train.seeds == [0, 1, 2] and p.generate.per_strategy == 0
+    assert len(p.candidates()) == 9 + 12 and p.train.seeds == [0, 1, 2] and p.generate.per_strategy == 0
+    # the targeted rounds and their control: 2 recipes x 2 rounds x 3 seeds, 60 parents a round
+    assert p.train.rounds == ["targeted", "targeted-random"]
+    assert [(p.variants[r].rounds, p.variants[r].per_round, p.variants[r].pick) for r in p.train.rounds] == [
+        (2, 60, "errors"), (2, 60, "random")]
     assert p.teacher.price.input > 0 and p.baseline_teacher().model == "gpt-4o"
 
 

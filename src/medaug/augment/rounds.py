@@ -13,8 +13,8 @@ candidate; round k = 1..N is three DVC stages and a candidate (dvc.yaml's round 
   round's training set: round k-1's plus what it kept;
 - `train-r<k>` and `evaluate-r<k>` train and score candidate <model>-<recipe>-r<k>-<seed> like any other.
 
-The probe of a student is shared: `probe-r1@<model>-<seed>` scores the `original` candidate once for every recipe
-(evaluate/probe.py).
+Every stage is a matrix over train.models, train.rounds and train.seeds (medaug/dag.py), so round 1 of each recipe
+probes the same `original` student again: one scoring of the train split per recipe, the price of a fixed matrix.
 """
 
 from __future__ import annotations
