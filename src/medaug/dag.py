@@ -72,7 +72,8 @@ def _teach(root: Path, k: int) -> dict[str, Any]:
                  f"{PROBES}/{cand}.jsonl", *before, "${generate.mesh.descriptors}"],
         "params": ["teacher", "generate", "filter", "task", "variants.${item.recipe}"],
         "outs": [f"{ROUNDS}/{cand}",
-                 {f"{ROUND_REPORTS}/{cand}.json": {"cache": False, "persist": True}}],
+                 {f"{ROUND_REPORTS}/{cand}.json": {"cache": False, "persist": True}},
+                 {f"{ROUND_REPORTS}/{cand}.md": {"cache": False, "persist": True}}],
         "metrics": [{f"metrics/rounds/{cand}.json": {"cache": False, "persist": True}}],
     }
 

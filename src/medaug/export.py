@@ -67,14 +67,15 @@ def bundle(model_dir: Path, out_dir: Path) -> dict[str, Any]:
 def card(p: Params, name: str, meta: dict[str, Any], adapter: bool, root: Path) -> str:
     """The README.md of candidate `name` as shipped (an export, the registered model): medaug.json's `meta`, plus
     from the project's outputs at `root` the dev scores (reports/train), the test scores and CIs (metrics/eval) and,
-    when the recipe has generated items, its data card (reports/dataset/<recipe>.md, of its own items). Missing files
+    when the recipe has generated items, its data card (reports/dataset/<recipe>.md, of its own items; a round
+    candidate's: reports/dataset/<candidate>.md). Missing files
     are left out."""
     def json_or_none(path: Path) -> dict[str, Any] | None:
         return read_json(path) if path.exists() else None
 
-    variant = Candidate.recipe_of(str(meta.get("variant", "")))
-    generated = bool(variant in p.variants and p.variants[variant].strategies)
-    datacard = root / DATASETS / f"{variant}.md"
+    c = Candidate(str(meta.get("model", "")), str(meta.get("variant", "")), meta.get("seed"))
+    generated = bool(c.recipe in p.variants and p.variants[c.recipe].strategies)
+    datacard = root / DATASETS / f"{name if c.round else c.recipe}.md"  # a round candidate: its own card
     return model_card(name=name, meta=meta, task=p.task, source=prepared_source(root), adapter=adapter,
                       train_metrics=json_or_none(root / REPORTS / "train" / f"{name}.json"),
                       test_metrics=json_or_none(root / METRICS / "eval" / f"{name}.json"),

@@ -92,6 +92,12 @@ class Candidate(NamedTuple):
         return int(m.group(1)) if m else None
 
     @property
+    def training_set(self) -> str:
+        """The name its training set goes by in reports/dataset (<name>.json, its data card <name>.md): the
+        recipe's, or a round candidate's own (each chain builds its own set)."""
+        return self.name if self.round else self.recipe
+
+    @property
     def previous(self) -> Candidate:
         """A round candidate's student of the round before (round 0: the `original` candidate)."""
         if self.round is None:
@@ -206,12 +212,13 @@ class TeachIO:
     before: Path  # the previous round's training set (round 1: data/train/original.jsonl)
     out: Path  # data/rounds/<candidate>/: parents, generated, rejects, kept, train.jsonl
     report: Path  # reports/dataset/<candidate>.json
+    card: Path | None = None  # reports/dataset/<candidate>.md: the round's data card
 
     @classmethod
     def at(cls, c: Candidate, root: Path = Path()) -> TeachIO:
         before = TrainIO.at(c.previous, root).train
         return cls(root / PREPARED, ProbeIO.at(c, root).out, before, root / ROUNDS / c.name,
-                   root / ROUND_REPORTS / f"{c.name}.json")
+                   root / ROUND_REPORTS / f"{c.name}.json", root / ROUND_REPORTS / f"{c.name}.md")
 
 
 @dataclass(frozen=True)

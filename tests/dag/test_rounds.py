@@ -80,6 +80,8 @@ def test_rounds_chain_from_original_and_pick_the_errors_of_the_student_before(ro
         generated = read_records(repo / f"data/rounds/tiny-targeted-r{k}-0/generated.jsonl")
         assert {r.parent_id for r in generated} <= set(parents)
         assert report["funnel"]["in"] == report["asked"] and report["kept"] == report["funnel"]["kept"]
+        card = (repo / f"reports/dataset/tiny-targeted-r{k}-0.md").read_text()  # what register embeds if it wins
+        assert card.startswith(f"# Data card: `tiny-targeted-r{k}-0`, round {k} of recipe `targeted`")
     # each round trains on the one before and what it kept; round 2's items are new to round 1's set
     r0 = read_records(repo / "data/train/original.jsonl")
     r1 = read_records(repo / "data/rounds/tiny-targeted-r1-0/train.jsonl")

@@ -155,3 +155,19 @@ def test_the_report_sets_each_targeted_round_against_its_control():
     table = {"recipes": [row("original", 0.6), row("targeted-r1", 0.65, vs), row("control-r1", 0.6)]}
     assert rounds_table(table)[-1] == "| m-targeted-r1 | 0.650 | m-control-r1 | 0.600 | +0.050 [-0.010, +0.110] | 0.120 |"
     assert rounds_table({"recipes": [row("original", 0.6)]}) == []
+
+
+def test_a_round_champion_ships_its_own_data_card(tmp_path):
+    """export.card (the shipped README, as register's description): a round candidate's card is its teach stage's
+    reports/dataset/<candidate>.md, not the recipe's (a recipe with rounds builds no set of its own)."""
+    from medaug.export import card
+
+    datasets = tmp_path / "reports/dataset"
+    datasets.mkdir(parents=True)
+    (datasets / "m-targeted-r2-0.md").write_text("# Data card: `m-targeted-r2-0`, round 2 of recipe `targeted`\n")
+    (datasets / "targeted.md").write_text("# not this one\n")
+    meta = {"base": "tiny-llama", "model": "m", "variant": "targeted-r2", "seed": 0, "method": "lora"}
+    text = card(params(rounds=["targeted"]), "m-targeted-r2-0", meta, True, tmp_path)
+    assert "round 2 of recipe `targeted`" in text and "not this one" not in text
+    assert Candidate("m", "targeted-r2", 0).training_set == "m-targeted-r2-0"
+    assert Candidate("m", "augmented", 0).training_set == "augmented"

@@ -27,7 +27,8 @@ from typing import Any
 
 from medaug.augment import generate
 from medaug.targeting import check_round, pick
-from medaug.data.jsonl import iter_jsonl, read_json, write_json, write_jsonl
+from medaug.data import datacard
+from medaug.data.jsonl import atomic_path, iter_jsonl, read_json, write_json, write_jsonl
 from medaug.data.leakage import Contamination
 from medaug.data.schema import read_records, write_records
 from medaug.errors import MedaugError
@@ -113,6 +114,13 @@ def teach(p: Params, c: Candidate, io: TeachIO, root: Path) -> dict[str, Any]:
     write_records(out / "kept.jsonl", kept)
     write_records(out / "train.jsonl", before + kept)
     write_json(io.report, report)
+    if io.card is not None:  # what register embeds when this round's student is the champion
+        card = datacard.render(p, train, generated, kept, funnel, recipe=c.recipe).split("\n", 1)[1]
+        with atomic_path(io.card) as tmp:
+            tmp.write_text(f"# Data card: `{c.name}`, round {k} of recipe `{c.recipe}`\n\nIts training set: the "
+                           f"`{c.previous.name}` set ({len(before)} items, {len(earlier)} of them from earlier rounds:"
+                           f" their cards beside this one) and the {len(kept)} items below.\n{card}",
+                           encoding="utf-8")
     log.info(f"{c.stage('teach')}: {len(picked)} parents ({report['parents']['wrong']} wrong), "
              f"{asked['requested']} asked, {len(kept)} kept; training set {report['items']} items")
     return report

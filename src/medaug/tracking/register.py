@@ -36,7 +36,7 @@ from medaug.data.schema import Record, read_records
 from medaug.errors import MedaugError
 from medaug.evaluate.compare import read_predictions
 from medaug.params import Params, untraced
-from medaug.paths import Candidate, RegisterIO, candidate
+from medaug.paths import Candidate, RegisterIO, TrainIO, candidate
 from medaug.tracking import dvc_hashes, flatten, run_tags, setup_mlflow, stage_run
 
 MEDAUG_SRC = Path(__file__).resolve().parents[1]
@@ -86,7 +86,9 @@ def lineage(root: Path, model: str, variant: str, seed: int) -> dict[str, str]:
     data and adapter of the candidate, all of the workspace `root` DVC runs the stage in."""
     tags = run_tags(root)
     md5 = dvc_hashes(root)
-    wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": f"data/train/{Candidate.recipe_of(variant)}.jsonl",
+    c = Candidate(model, variant, seed)
+    data = TrainIO.at(c).train.parent if c.round else TrainIO.at(c).train  # a round's set: its teach stage's folder
+    wanted = {"dvc_data_prepared": "data/prepared", "dvc_data_train": data.as_posix(),
               "dvc_model_adapter": f"models/{candidate(model, variant, seed)}"}
     tags.update({tag: md5[path] for tag, path in wanted.items() if path in md5})
     return tags
@@ -196,7 +198,7 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
     """Register the best candidate of `io.scores` (metrics/eval/<candidate>.json) in the project's registry (the
     MLflow store under `root`), compared on `io.test` with the champion by their predictions (io.eval/<candidate>/
     predictions.jsonl). The winner's recipe (io.datasets: reports/dataset/<recipe>.json and .md, the dataset
-    stage's) gives the version its `teacher_model` and `filter_funnel` tags and its description, the recipe's data
+    stage's; a round candidate's own, its teach stage's) gives the version its `teacher_model` and `filter_funnel` tags and its description, the recipe's data
     card: its own teachers and items, none for a recipe without generated items. The result to io.out."""
     import mlflow
     from mlflow import MlflowClient
@@ -242,8 +244,7 @@ def run(p: Params, root: Path, io: RegisterIO) -> dict:
             "params_digest": params_digest(p),
             # trained in (train.precision as it ran); scored in float32 on the GPU when there is one, as evaluate
             "train_precision": read_meta(io.models / best).get("precision", "unknown"), "score_precision": "fp32"}
-    recipe = Candidate.recipe_of(variant)
-    recipe_report = Path(io.datasets or "", f"{recipe}.json")
+    recipe_report = Path(io.datasets or "", f"{Candidate(model_name, variant, seed).training_set}.json")
     made = read_json(recipe_report) if io.datasets is not None and recipe_report.exists() else {}
     datacard = recipe_report.with_suffix(".md") if made.get("funnel") else None  # a recipe that generates
     if made.get("teachers"):
