@@ -348,6 +348,28 @@ def export(candidate: str, out_dir: Path, merge: bool, dtype: str) -> None:
     export_candidate(load_params(), candidate, out_dir, merge=merge, dtype=dtype)
 
 
+@cli.command()
+@click.option("--rev", default=None, help="Show only the items whose fate or text changed since this git "
+              "revision (its outputs read through DVC: the local cache or the remote).")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the page [default: reports/view.html; with --rev, reports/view-<rev>.html].")
+def view(rev: str | None, output_path: Path | None) -> None:
+    """One HTML page to read what the teacher wrote: every item asked for, kept or dropped with its step and
+    reason, the parent question beside the generated one, filter and sort by any column; draws with no network."""
+    import re
+
+    from medaug.data.jsonl import atomic_path
+    from medaug.view import render
+
+    text, n = render(Path.cwd(), rev)
+    out = output_path or Path("reports") / ("view.html" if rev is None else
+                                            f"view-{re.sub(r'[^A-Za-z0-9._-]+', '_', rev)}.html")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    log.info(f"wrote {out} ({n} items{f' changed since {rev}' if rev else ''}); open it in a browser")
+
+
 @cli.group(name="data")
 def data_group() -> None:
     """The task's source data."""

@@ -178,23 +178,26 @@ def _no_network() -> list[str]:
     return []
 
 
-def _run(page: Path, *args: str, window: tuple[int, int]) -> str:
-    """Chromium, headless and offline, on `page`, until its scripts are done (virtual time); returns stdout."""
+def _run(page: Path, *args: str, window: tuple[int, int], fragment: str = "") -> str:
+    """Chromium, headless and offline, on `page` (at `#fragment`, when given), until its scripts are done (virtual
+    time); returns stdout."""
     with tempfile.TemporaryDirectory(prefix="medaug-chromium-") as profile:
         cmd = [*_no_network(), chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                "--no-first-run", "--disable-extensions", "--disable-background-networking",
                "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
                f"--user-data-dir={profile}", f"--window-size={window[0]},{window[1]}",
-               "--virtual-time-budget=20000", *args, Path(page).resolve().as_uri()]
+               "--virtual-time-budget=20000", *args,
+               Path(page).resolve().as_uri() + (f"#{fragment}" if fragment else "")]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise MedaugError(f"chromium on {page} exited {done.returncode}: {done.stderr.strip()[-500:]}")
     return done.stdout
 
 
-def dom(page: Path, window: tuple[int, int] = (1400, 1000)) -> str:
-    """The page's DOM after its scripts ran, in headless Chromium with no network."""
-    return _run(page, "--dump-dom", window=window)
+def dom(page: Path, window: tuple[int, int] = (1400, 1000), fragment: str = "") -> str:
+    """The page's DOM after its scripts ran, in headless Chromium with no network (at `#fragment`: what the page's
+    address holds, e.g. the `medaug view` filters)."""
+    return _run(page, "--dump-dom", window=window, fragment=fragment)
 
 
 def rendered(html: str) -> list[str]:

@@ -23,11 +23,9 @@ from ruamel.yaml import YAML
 
 from medaug import plots
 from medaug.errors import MedaugError
+from support.browser import needs_chromium
 from support.paths import ROOT
 
-needs_chromium = pytest.mark.skipif(
-    not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")),
-    reason="chromium not installed: `make test` installs it as root (apt-get install -y chromium)")
 
 
 def dvc_plots() -> list:

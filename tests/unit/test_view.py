@@ -1,0 +1,79 @@
+"""`medaug view`'s rows and its --rev diff on hand-made project files (medaug.view); the page in headless Chromium
+on a built pipeline: tests/dag/test_view.py."""
+
+import json
+
+import pytest
+
+from medaug.errors import MedaugError
+from medaug.view import changes, items, render, workspace
+
+
+def write(root, path, rows):
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    (root / path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def item(i, question, answer="yes", source="rewrite", parent="p1", **extra):
+    return {"id": i, "question": question, "contexts": ["c"], "final_decision": answer, "source": source,
+            "parent_id": parent, "teacher": {"model": "t"}, **extra}
+
+
+QUESTION = "Is it </script><script>alert(1)</script> clear?"  # a teacher's text is data, never markup
+
+
+@pytest.fixture
+def project(tmp_path):
+    write(tmp_path, "data/prepared/train.jsonl", [item("p1", "Is the parent question clear?", source="original"),
+                                                  item("p2", "Does the other parent hold?", "no", "original")])
+    write(tmp_path, "data/generated/rejects.jsonl",
+          [{"id": "g1", "parent_id": "p2", "strategy": "new", "teacher": "t", "reason": "missing_answer"}])
+    write(tmp_path, "data/generated/generated.jsonl", [item("a", QUESTION), item("b", "Does it hold?", "no")])
+    write(tmp_path, "data/filtered/kept.jsonl", [item("a", QUESTION)])
+    write(tmp_path, "data/filtered/rejects.jsonl",
+          [item("b", "Does it hold?", "no", reject_step="dedup", reject_reason="duplicate_of_train")])
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/funnel.json").write_text(json.dumps({"in": 3, "kept": 1, "steps": {}}))
+    (tmp_path / "reports/generate.json").write_text(json.dumps(
+        {"by_strategy": {"rewrite": {"requested": 2}, "new": {"requested": 1}},
+         "cost_usd_by_source": {"rewrite": {"t": 0.5}, "new": {"t": 0.2}}}))
+    return tmp_path
+
+
+def test_a_row_per_item_asked_for_with_its_fate_parent_and_cost(project):
+    rows = {r["id"]: r for r in items(workspace(project))}
+    assert set(rows) == {"g1", "a", "b"}
+    assert (rows["g1"]["fate"], rows["g1"]["step"], rows["g1"]["reason"]) == ("dropped", "generate", "missing_answer")
+    assert (rows["b"]["step"], rows["b"]["reason"]) == ("dedup", "duplicate_of_train")
+    assert rows["a"]["fate"] == "kept" and rows["a"]["parent"] == "Is the parent question clear?"
+    assert rows["g1"]["parent"] == "Does the other parent hold?" and rows["g1"]["strategy"] == "new"
+    assert rows["a"]["usd"] == 0.25 and rows["g1"]["usd"] == 0.2  # the strategy's cost over its requests
+    page, n = render(project)
+    assert n == 3 and "Is the parent question clear?" in page
+    assert page.count("</script>") == 4 and "<\\/script><script>alert(1)<\\/script>" in page  # 3 JSON blocks, 1 script
+
+
+def test_rows_that_disagree_with_the_funnel_fail_with_the_fix(project):
+    (project / "reports/funnel.json").write_text(json.dumps({"in": 4, "kept": 1, "steps": {}}))
+    with pytest.raises(MedaugError, match="in = 4, but data/ holds 3 items"):
+        render(project)
+    (project / "data/filtered/kept.jsonl").unlink()
+    with pytest.raises(MedaugError, match=r"data/filtered/kept.jsonl: not found; run `dvc repro filter`"):
+        items(workspace(project))
+
+
+def test_changes_are_the_items_added_removed_or_with_another_fate_or_text():
+    def row(i, fate="kept", step="", reason="", q="q", a="yes"):
+        return {"id": i, "fate": fate, "step": step, "reason": reason, "strategy": "new", "answer": a,
+                "question": q}
+
+    before = [row("same"), row("gone"), row("flip"), row("moved", "dropped", "dedup", "dup"), row("text")]
+    after = [row("same"), row("new"), row("flip", "dropped", "validate", "too_long"),
+             row("moved", "dropped", "judge", "low_score"), row("text", q="q2", a="no")]
+    got = {c["id"]: c for c in changes(before, after)}
+    assert set(got) == {"gone", "new", "flip", "moved", "text"}
+    assert (got["gone"]["change"], got["gone"]["before"], got["gone"]["after"]) == ("removed", "kept", "")
+    assert (got["new"]["change"], got["new"]["before"]) == ("added", "")
+    assert (got["flip"]["before"], got["flip"]["after"]) == ("kept", "dropped at validate: too_long")
+    assert got["moved"]["change"] == "fate" and got["moved"]["before"] == "dropped at dedup: dup"
+    assert got["text"]["change"] == "text" and got["text"]["answer"] == "yes → no"
