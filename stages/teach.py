@@ -5,6 +5,7 @@ training set data/rounds/<model>-<recipe>-r<k>-<seed>/train.jsonl."""
 import sys
 from pathlib import Path
 
+from medaug import headline
 from medaug.augment import rounds
 from medaug.data.jsonl import write_json
 from medaug.errors import guarded
@@ -16,9 +17,7 @@ def main(model: str, recipe: str, k: str, seed: str) -> str:
     c = Candidate.of_round(model, recipe, int(k), int(seed))
     io = TeachIO.at(c)
     r = rounds.teach(load_params(), c, io, Path.cwd())
-    write_json(METRICS / "rounds" / f"{c.name}.json",
-               {k: r[k] for k in ("asked", "kept", "items", "cost_usd_total")}
-               | {"parents": r["parents"]["n"], "student_error_rate": r["student_on_train"]["error_rate"]})
+    write_json(METRICS / "rounds" / f"{c.name}.json", headline.teach(r))
     return (f"{c.stage('teach')}: wrote {io.out}/ ({r['parents']['n']} parents, {r['asked']} asked, {r['kept']} "
             f"kept; {r['items']} training items)")
 

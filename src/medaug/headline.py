@@ -8,7 +8,8 @@ metrics/ (`dvc metrics diff`, `dvc exp show`):
   their 95% CI (unless evaluate.bootstrap is 0), n, and for a trained candidate the McNemar p against its
   zero-shot base;
 - the filter funnel (metrics/funnel.json): items in, items kept; each variant's training set
-  (metrics/dataset/<variant>.json): its items;
+  (metrics/dataset/<variant>.json): its items; a round of a recipe with rounds (metrics/rounds/<candidate>.json):
+  its parents, the student's error rate on train, items asked and kept, its training set, the chain's cost;
 - what the teacher was asked (generate, filter, the teacher baseline): requests, failures, and what the answers
   cost, `data_cost_usd`: paid in this run or earlier (cache hits), so a rerun on a warm cache reads the same.
 
@@ -62,3 +63,10 @@ def dataset(report: dict[str, Any]) -> dict[str, Any]:
 def generate(report: dict[str, Any]) -> dict[str, Any]:
     """The generate stage's headline: what it asked the teacher."""
     return {"teacher": teacher_usage(report.get("teacher"))}
+
+
+def teach(report: dict[str, Any]) -> dict[str, Any]:
+    """A round's headline (augment/rounds.py `teach`): what it asked and kept, from how many parents, what the
+    student before it got wrong on train, and the teacher cost of the chain so far."""
+    return {**{key: report[key] for key in ("asked", "kept", "items", "cost_usd_total")},
+            "parents": report["parents"]["n"], "student_error_rate": report["student_on_train"]["error_rate"]}

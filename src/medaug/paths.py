@@ -25,6 +25,7 @@ DATASETS = REPORTS / "dataset"  # <recipe>.json (counts, cost, teachers, funnel)
 CONFUSION = Path("plots/confusion")
 PER_CLASS = Path("plots/per_class")  # plots/per_class/<candidate>.json: {class, precision, recall, f1} rows
 FUNNEL_PLOT = Path("plots/funnel.json")
+VIEW = REPORTS / "view.html"  # medaug view: every item the teacher was asked for, kept or dropped and why
 VARIANTS_PLOT = Path("plots/variants.json")  # a row per recipe: accuracy (mean over seeds, CI), generated items, cost
 TRAIN_PLOTS = Path("plots/train")  # plots/train/<candidate>.json: {step, loss, learning_rate} rows
 DEV_PLOTS = Path("plots/dev")  # plots/dev/<candidate>.json: {step, dev_accuracy, dev_macro_f1, dev_loss} rows

@@ -9,6 +9,9 @@ by any column (click its header); the state lives in the address (`view.html#rea
 so a link shows what its sender saw. Above the table: the funnel per step and per strategy, and the answers' shares
 against the train split's, as plain HTML bars. No script or font is fetched: it draws with no network.
 
+The `view` stage (stages/view.py) writes it as reports/view.html on every `dvc repro` that changes the data, and
+logs the rows to its MLflow run as a table (`mlflow.log_table`: the run's artifacts show it, searchable).
+
 `--rev REV` compares the workspace with a git revision: the rows are the items whose fate or text changed (added,
 removed, kept <-> dropped, another step or reason, another question or answer), with the fate before and after.
 The revision's files are read through DVC (`dvc.api.open`: the revision's dvc.lock, from the local DVC cache or
@@ -274,9 +277,8 @@ def page(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...], choic
 """
 
 
-def render(root: Path, rev: str | None = None) -> tuple[str, int]:
-    """(the page, its number of rows) of the project at `root`; with `rev`, the items changed since that git
-    revision."""
+def build(root: Path, rev: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(the page, its rows) of the project at `root`; with `rev`, the items changed since that git revision."""
     read = workspace(root)
     rows = items(read)
     if rev is None:
@@ -286,7 +288,28 @@ def render(root: Path, rev: str | None = None) -> tuple[str, int]:
                               f"items (outputs of another run?); run `dvc repro filter` or `dvc checkout`")
         kept = sum(r["fate"] == "kept" for r in rows)
         return page("What the teacher wrote", rows, COLUMNS, CHOICE, charts(rows, read),
-                    f"{len(rows)} items asked for, {kept} kept."), len(rows)
+                    f"{len(rows)} items asked for, {kept} kept."), rows
     diff = changes(items(at_revision(root, rev)), rows)
     return page(f"What changed since {rev}", diff, CHANGE_COLUMNS, ("change", "before", "after", "strategy"),
-                note=f"{len(diff)} items whose fate or text changed between {rev} and the workspace."), len(diff)
+                note=f"{len(diff)} items whose fate or text changed between {rev} and the workspace."), diff
+
+
+def render(root: Path, rev: str | None = None) -> tuple[str, int]:
+    """(the page, its number of rows): see `build`."""
+    text, rows = build(root, rev)
+    return text, len(rows)
+
+
+def log_table(root: Path, rows: list[dict[str, Any]], page_path: Path) -> str:
+    """The `view` stage's MLflow run (nested in its pipeline's, medaug.tracking.stage_run): the rows as a table
+    (items.json, which the MLflow UI shows as one), the page as an artifact, and the counts; the run id."""
+    import mlflow
+
+    from medaug.tracking import stage_run
+
+    run_id = stage_run(root, "view")
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_table({c: [r[c] for r in rows] for c in COLUMNS}, artifact_file="items.json")
+        mlflow.log_artifact(str(page_path))
+        mlflow.log_metrics({"items": len(rows), "kept": sum(r["fate"] == "kept" for r in rows)})
+    return run_id

@@ -4,6 +4,7 @@ registry in a fresh process. The tests of this module run in order on one clone:
 registration, a recipe change) and later ones count on that."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,8 +20,8 @@ from support.project import champion_vs_evaluate
 def test_repro_builds_every_stage_and_registers_a_champion(project):
     repo = project["repo"]
     assert stages_run(project["first"]) == {
-        "prepare", "generate", "filter", "zero-shot@tiny", "pretrain@tiny", "evaluate-teacher", "registry", "register",
-        "compare",
+        "prepare", "generate", "filter", "view", "zero-shot@tiny", "pretrain@tiny", "evaluate-teacher", "registry",
+        "register", "compare",
         *per_variant("dataset@{v}", "train@tiny-{v}-0", "evaluate@tiny-{v}-0"),
         *per_variant("train-dapt@tiny-{v}-0", "evaluate-dapt@tiny-{v}-0", variants=DAPT)}
     # issue 32: each stage ends with a line naming what it wrote (registry and register name the registry)
@@ -117,6 +118,13 @@ def test_every_stage_that_trains_or_scores_logs_a_run_with_its_data_and_one_grou
     # a stage's run spans its work: the training's run is at least as long as the training
     run = runs["train@tiny-augmented-0"]
     assert (run.info.end_time - run.info.start_time) / 1000 >= run.data.metrics["train_runtime_s"], run.info
+    # the view stage's run holds a row per generated item as an MLflow table (issue 35), and the page
+    funnel = json.loads((repo / "reports/funnel.json").read_text())
+    table = json.loads(Path(client.download_artifacts(runs["view"].info.run_id, "items.json")).read_text())
+    assert len(table["data"]) == runs["view"].data.metrics["items"] == funnel["in"]
+    assert table["columns"][:4] == ["id", "fate", "step", "reason"]
+    assert sum(row[1] == "kept" for row in table["data"]) == funnel["kept"]
+    assert {a.path for a in client.list_artifacts(runs["view"].info.run_id)} == {"items.json", "view.html"}
 
 
 def test_second_repro_is_up_to_date(project):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,37 +96,39 @@ def _failure(reply: JsonReply) -> str:
     return f"teacher_error:{reply.error}" if reply.reason == "teacher_error" else str(reply.reason)
 
 
+def _verdicts(name: str, records: list[Record], ctx: Context, check: Check, drops: dict[str, str],
+              unusable: str) -> Iterator[tuple[Record, dict[str, Any]]]:
+    """Each record with the teacher's usable reply to check `name`. A record without one is noted
+    (`<name>_error`) and, unless its request failed (a failure the policy accepted: the item stays, unscored),
+    goes into `drops` as `unusable`. No records: the teacher is not asked."""
+    if not records:
+        return
+    for rec, reply in zip(records, ask(name, records, ctx, check)):
+        if reply.value is None:
+            _note(rec, **{f"{name}_error": _failure(reply)})
+            if reply.reason != "teacher_error":
+                drops[rec.id] = unusable
+            continue
+        yield rec, reply.value
+
+
 def judge(records: list[Record], ctx: Context) -> dict[str, str]:
     """Drop items the teacher scores under `filter.judge.min_score` on the rubric."""
-    if not records:
-        return {}
-    min_score = ctx.p.filter.judge.min_score
-    drops = {}
-    for rec, reply in zip(records, ask("judge", records, ctx, _ratings)):
-        if reply.value is None:
-            _note(rec, judge_error=_failure(reply))
-            if reply.reason != "teacher_error":  # a failed request (accepted) keeps the item unscored
-                drops[rec.id] = "judge_unscored"
-            continue
-        _note(rec, judge=reply.value["score"], judge_rubric={k: reply.value[k] for k in CRITERIA})
-        if reply.value["score"] < min_score:
+    min_score, drops = ctx.p.filter.judge.min_score, {}
+    for rec, value in _verdicts("judge", records, ctx, _ratings, drops, "judge_unscored"):
+        _note(rec, judge=value["score"], judge_rubric={k: value[k] for k in CRITERIA})
+        if value["score"] < min_score:
             drops[rec.id] = "judge_low_score"
     return drops
 
 
 def consistency(records: list[Record], ctx: Context) -> dict[str, str]:
     """Drop items whose label the teacher, answering from the context alone, does not reproduce."""
-    if not records:
-        return {}
-    drops = {}
-    for rec, reply in zip(records, ask("consistency", records, ctx, _answer(ctx.p.task.choices))):
-        if reply.value is None:
-            _note(rec, consistency_error=_failure(reply))
-            if reply.reason != "teacher_error":
-                drops[rec.id] = "consistency_unanswered"
-            continue
-        _note(rec, consistency=reply.value["answer"])
-        if reply.value["answer"] != rec.final_decision:
+    drops: dict[str, str] = {}
+    for rec, value in _verdicts("consistency", records, ctx, _answer(ctx.p.task.choices), drops,
+                                "consistency_unanswered"):
+        _note(rec, consistency=value["answer"])
+        if value["answer"] != rec.final_decision:
             drops[rec.id] = "inconsistent"
     return drops
 
@@ -145,15 +147,11 @@ def fidelity(records: list[Record], ctx: Context) -> dict[str, str]:
 
     parents = [ctx.parents[r.parent_id] for r in rewrites]
     cosines = (embed([r.question for r in rewrites]) * embed([q.question for q in parents])).sum(1)
-    drops = {}
-    for rec, cosine, reply in zip(rewrites, cosines, ask("fidelity", rewrites, ctx, _same)):
+    for rec, cosine in zip(rewrites, cosines):  # reported whatever the teacher says: it is not what decides
         _note(rec, fidelity_cosine=round(float(cosine), 4))
-        if reply.value is None:
-            _note(rec, fidelity_error=_failure(reply))
-            if reply.reason != "teacher_error":
-                drops[rec.id] = "fidelity_unscored"
-            continue
-        _note(rec, fidelity=reply.value["same"])
-        if reply.value["same"] != "yes":
+    drops: dict[str, str] = {}
+    for rec, value in _verdicts("fidelity", rewrites, ctx, _same, drops, "fidelity_unscored"):
+        _note(rec, fidelity=value["same"])
+        if value["same"] != "yes":
             drops[rec.id] = "unfaithful_rewrite"
     return drops
