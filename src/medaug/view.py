@@ -176,7 +176,7 @@ STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 16px 24px; color: #222; }
 h1 { font-size: 20px; } h3 { font-size: 14px; margin: 4px 0; }
 .charts { display: flex; flex-wrap: wrap; gap: 24px; margin-bottom: 16px; }
-.chart { min-width: 320px; } .bar { display: flex; align-items: center; gap: 6px; margin: 2px 0; }
+.chart { min-width: 320px; } .profile td, .profile th { font-size: 12px; } .profile { margin-bottom: 16px; } .bar { display: flex; align-items: center; gap: 6px; margin: 2px 0; }
 .label { width: 150px; text-align: right; font-size: 12px; } .value { font-size: 12px; }
 .track { width: 200px; height: 12px; background: #eee; display: inline-block; }
 .fill { height: 12px; background: #4c78a8; display: block; }
@@ -277,8 +277,42 @@ def page(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...], choic
 """
 
 
-def build(root: Path, rev: str | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """(the page, its rows) of the project at `root`; with `rev`, the items changed since that git revision."""
+def data_profile(read: Reader) -> dict[str, Any]:
+    """medaug.data.profile of the project's train split and generated items (kept: the filter's)."""
+    from medaug.data.profile import profile
+
+    io = FilterIO.at(Path())
+    return profile(_jsonl(read, io.prepared / "train.jsonl"), _jsonl(read, io.generated),
+                   {str(r["id"]) for r in _jsonl(read, io.kept)})
+
+
+def _num(v: Any) -> str:
+    return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def profile_table(prof: dict[str, Any]) -> str:
+    """The profile as an HTML table: the train split, then each strategy and teacher, generated and kept."""
+    head = ("questions", "n", "distinct-1", "distinct-2", "train's distinct-2 at that n", "spread", "novelty",
+            "words (mean, p90)", "answers", "rewrite ↔ parent cosine")
+    rows = [("train split", prof["train"])] + [(f"{g['strategy']} · {g['teacher']} · {g['stage']}", g)
+                                               for g in prof["groups"]]
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
+            name, g["n"], _num(g["distinct_1"]), _num(g["distinct_2"]), _num(g.get("distinct_2_train")),
+            _num(g["spread"]), _num(g["novelty"]),
+            f"{g['words']['mean']:.1f}, {g['words']['p90']}",
+            " · ".join(f"{a} {v:.0%}" for a, v in g["answers"].items()), _num(g.get("fidelity_cosine")))) + "</tr>"
+        for name, g in rows)
+    return ('<section class="profile"><h3>Profile (novelty: 1 - cosine to the nearest train question; spread: mean '
+            'pairwise cosine distance; MiniLM)</h3><table><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr></thead><tbody>{body}</tbody></table>"
+            "</section>")
+
+
+def build(root: Path, rev: str | None = None, with_profile: bool = True
+          ) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
+    """(the page, its rows, the data profile) of the project at `root`; with `rev`, the items changed since that
+    git revision (and no profile)."""
     read = workspace(root)
     rows = items(read)
     if rev is None:
@@ -287,16 +321,18 @@ def build(root: Path, rev: str | None = None) -> tuple[str, list[dict[str, Any]]
             raise MedaugError(f"{FilterIO.at(Path()).funnel}: in = {funnel.get('in')}, but data/ holds {len(rows)} "
                               f"items (outputs of another run?); run `dvc repro filter` or `dvc checkout`")
         kept = sum(r["fate"] == "kept" for r in rows)
-        return page("What the teacher wrote", rows, COLUMNS, CHOICE, charts(rows, read),
-                    f"{len(rows)} items asked for, {kept} kept."), rows
+        prof = data_profile(read) if with_profile else None
+        return page("What the teacher wrote", rows, COLUMNS, CHOICE,
+                    charts(rows, read) + (profile_table(prof) if prof else ""),
+                    f"{len(rows)} items asked for, {kept} kept."), rows, prof
     diff = changes(items(at_revision(root, rev)), rows)
     return page(f"What changed since {rev}", diff, CHANGE_COLUMNS, ("change", "before", "after", "strategy"),
-                note=f"{len(diff)} items whose fate or text changed between {rev} and the workspace."), diff
+                note=f"{len(diff)} items whose fate or text changed between {rev} and the workspace."), diff, None
 
 
 def render(root: Path, rev: str | None = None) -> tuple[str, int]:
     """(the page, its number of rows): see `build`."""
-    text, rows = build(root, rev)
+    text, rows, _ = build(root, rev)
     return text, len(rows)
 
 

@@ -40,6 +40,12 @@ def test_the_page_lists_every_item_asked_for_and_filters_by_reason(project, tmp_
         ids, cells = shown(page, f"reason={reason}")
         assert sorted(ids) == sorted(i for i, f in fates(repo).items() if f.endswith(f": {reason}")), reason
         assert {c["reason"] for c in cells} == {reason}
+    # the stage's page (reports/view.html) and profile: per strategy and teacher, generated and kept
+    profile = json.loads((repo / "reports/profile.json").read_text())
+    assert profile["train"]["n"] == len(jsonl(repo / "data/prepared/train.jsonl"))
+    kept_by = {(g["strategy"], g["teacher"]): g["n"] for g in profile["groups"] if g["stage"] == "kept"}
+    assert sum(kept_by.values()) == funnel["kept"]
+    assert sorted(shown(repo / "reports/view.html")[0]) == sorted(fates(repo))
     kept = json.loads((repo / "data/filtered/kept.jsonl").read_text().splitlines()[0])
     ids, cells = shown(page, f"question={kept['question'][5:40]}&fate=kept")  # a text filter with a choice
     assert kept["id"] in ids and {c["fate"] for c in cells} == {"kept"}

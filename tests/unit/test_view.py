@@ -3,10 +3,11 @@ on a built pipeline: tests/dag/test_view.py."""
 
 import json
 
+import numpy as np
 import pytest
 
 from medaug.errors import MedaugError
-from medaug.view import changes, items, render, workspace
+from medaug.view import build, changes, items, workspace
 
 
 def write(root, path, rows):
@@ -48,15 +49,15 @@ def test_a_row_per_item_asked_for_with_its_fate_parent_and_cost(project):
     assert rows["a"]["fate"] == "kept" and rows["a"]["parent"] == "Is the parent question clear?"
     assert rows["g1"]["parent"] == "Does the other parent hold?" and rows["g1"]["strategy"] == "new"
     assert rows["a"]["usd"] == 0.25 and rows["g1"]["usd"] == 0.2  # the strategy's cost over its requests
-    page, n = render(project)
-    assert n == 3 and "Is the parent question clear?" in page
+    page, rows, _ = build(project, with_profile=False)  # the profile (MiniLM): the last test, the DAG tier
+    assert len(rows) == 3 and "Is the parent question clear?" in page
     assert page.count("</script>") == 4 and "<\\/script><script>alert(1)<\\/script>" in page  # 3 JSON blocks, 1 script
 
 
 def test_rows_that_disagree_with_the_funnel_fail_with_the_fix(project):
     (project / "reports/funnel.json").write_text(json.dumps({"in": 4, "kept": 1, "steps": {}}))
     with pytest.raises(MedaugError, match="in = 4, but data/ holds 3 items"):
-        render(project)
+        build(project, with_profile=False)
     (project / "data/filtered/kept.jsonl").unlink()
     with pytest.raises(MedaugError, match=r"data/filtered/kept.jsonl: not found; run `dvc repro filter`"):
         items(workspace(project))
@@ -77,3 +78,39 @@ def test_changes_are_the_items_added_removed_or_with_another_fate_or_text():
     assert (got["flip"]["before"], got["flip"]["after"]) == ("kept", "dropped at validate: too_long")
     assert got["moved"]["change"] == "fate" and got["moved"]["before"] == "dropped at dedup: dup"
     assert got["text"]["change"] == "text" and got["text"]["answer"] == "yes → no"
+
+
+def test_the_profile_measures_diversity_novelty_lengths_answers_and_rewrite_cosine():
+    from medaug.data.profile import distinct, profile
+
+    assert distinct(["a b a b"], 1) == 0.5 and distinct(["a b a b"], 2) == round(2 / 3, 4)
+    axes = {"t1": [1, 0, 0], "t2": [0, 1, 0], "copy": [1, 0, 0], "far": [0, 0, 1], "p1": [1, 0, 0]}
+
+    def embed(texts):  # each question a unit axis: cosines of 0 or 1
+        return np.array([axes[t.split()[0]] for t in texts], dtype=np.float32)
+
+    train = [{"id": "p1", "question": "t1 is it", "final_decision": "yes"},
+             {"id": "p2", "question": "t2 does it", "final_decision": "no"}]
+    gen = [{"id": "a", "question": "copy is it", "final_decision": "yes", "source": "rewrite", "parent_id": "p1",
+            "teacher": {"model": "m"}},
+           {"id": "b", "question": "far away now", "final_decision": "no", "source": "rewrite", "parent_id": "p1",
+            "teacher": {"model": "m"}}]
+    prof = profile(train, gen, {"a"}, embed=embed)
+    assert prof["train"]["novelty"] == 1.0 and prof["train"]["answers"] == {"no": 0.5, "yes": 0.5}
+    generated, kept = prof["groups"]
+    assert (generated["stage"], generated["n"], kept["n"]) == ("generated", 2, 1)
+    assert generated["novelty"] == 0.5 and kept["novelty"] == 0.0  # "copy" sits on a train question
+    assert generated["spread"] == 1.0 and kept["spread"] is None
+    assert generated["words"] == {"mean": 3.0, "p90": 3} and generated["distinct_1"] == 1.0
+    assert [r["fidelity_cosine"] for r in prof["rewrites"]] == [1.0, 0.0]
+    assert generated["fidelity_cosine"] == 0.5 and kept["fidelity_cosine"] == 1.0
+    assert generated["distinct_2_train"] == 1.0  # two train questions share no bigram
+
+
+def test_distinct_at_the_same_size_is_the_fair_reference():
+    from medaug.data.profile import distinct, same_size
+
+    questions = [f"is drug {i} safe" for i in range(50)]  # "is drug" and "safe" repeat: distinct falls with n
+    assert distinct(questions[:2], 2) > distinct(questions, 2)
+    assert same_size(questions, 2) == distinct(questions[:2], 2) and same_size(questions, 50) == distinct(questions, 2)
+    assert same_size(questions, 0) is None
