@@ -19,7 +19,7 @@ def shown(page: Path, fragment: str = "") -> tuple[list[str], list[dict[str, str
     after its script ran in headless Chromium with no network."""
     dom = plots.dom(page, fragment=fragment)
     assert 'data-rendered="ok"' in dom, dom[-2000:]
-    body = dom.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    body = dom.split('<table id="items">', 1)[1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
     rows = re.findall(r'<tr data-id="([^"]*)"[^>]*>(.*?)</tr>', body, re.S)
     cells = [dict(re.findall(r'<td class="(\w+)">(.*?)</td>', r, re.S)) for _, r in rows]
     count = int(re.search(r'id="count" data-shown="(\d+)"', dom).group(1))
