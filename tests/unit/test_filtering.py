@@ -196,6 +196,26 @@ def test_balance_caps_each_labels_share_dropping_the_latest(tmp_path, prepared):
     assert run_filter(tmp_path, prepared["dir"], items, p)[2] == {}
 
 
+def test_a_round_lets_a_label_reach_its_share_among_the_picked_parents(tmp_path):
+    """Issue 34: a round's parents are the student's errors, which gather on the labels it gets wrong; the flat cap
+    would undo that (PQA-L: 19 of 24 parents `maybe`, 11 of 23 items dropped). In a round (`picked`) a label may
+    reach its parents' share; beyond it, and everywhere outside rounds, the flat cap holds."""
+    from medaug.filtering.steps.balance import balance
+    from medaug.filtering.steps.base import Context
+
+    parents = [Record(id=f"p{i}", question="q?", contexts=["c"], final_decision=label)
+               for i, label in enumerate(["maybe"] * 6 + ["yes"] * 2)]  # maybe: 75% of the parents
+    # each parent rewritten once, keeping its label, and the teacher adds two more maybe items of its own
+    items = [gen(q, f"g{i}", "q?") for i, q in enumerate(parents)] + [
+        gen(parents[0], f"x{i}", "q?", label="maybe") for i in range(2)]  # maybe: 8 of 10
+    p = Params()
+    p.filter.balance.max_share = 0.5
+    flat = balance(items, Context(p, tmp_path, parents, [], []))
+    assert len(flat) == 6 and set(flat.values()) == {"label_cap"}  # 2 maybe of 4 left
+    picked = balance(items, Context(p, tmp_path, parents, [], [], picked=True))
+    assert picked == {"x1": "label_cap", "x0": "label_cap"}  # down to 6 of 8: the parents' 75%, not past it
+
+
 def test_decontamination_is_never_optional():
     from medaug.params import parse_params
     with pytest.raises(MedaugError, match="filter.steps must include decontaminate"):

@@ -87,7 +87,7 @@ def teach(p: Params, c: Candidate, io: TeachIO, root: Path) -> dict[str, Any]:
                           f"train items (rewrite, new)")
     jobs = [dataclasses.replace(j, sample=j.sample * 1000 + k) for j in jobs]
     generated, gen_rejects, asked = generate.answer(q, root, jobs, stats, c.stage("teach"))
-    ctx = Context(p, root, train, dev, test, earlier=earlier)
+    ctx = Context(p, root, train, dev, test, earlier=earlier, picked=True)
     kept, filter_rejects, funnel = filtering.apply(p, ctx, generated, gen_rejects)
 
     previous = Path(root) / ROUND_REPORTS / f"{c.previous.name}.json"

@@ -23,6 +23,7 @@ class Context:
     dev: list[Record]
     test: list[Record]
     earlier: list[Record] = field(default_factory=list)  # rounds: generated items already in the training set
+    picked: bool = False  # rounds: the parents were picked on purpose (balance lets a label reach their share)
     parents: dict[str, Record] = field(init=False)
     _teacher: object = field(default=None, init=False, repr=False)
 
