@@ -46,6 +46,13 @@ sys.path.insert(0, str(ROOT / "src"))
 RESULTS = ROOT / "bench" / "results"  # the parts of runs made in parts (--keep), committed
 
 
+def rows(path: Path) -> list[dict]:
+    """A JSONL file's rows (medaug's reader: lines end at \\n only, never at the U+2028 abstracts hold)."""
+    from medaug.data.jsonl import iter_jsonl
+
+    return [row for _, row in iter_jsonl(path)]
+
+
 def keep(repo: Path, dest: Path, times: dict[str, float], wall: float, sets: list[str]) -> list[str]:
     """Copy into `dest` what the compare stage reads of each candidate `repo` has scored (eval/<c>/predictions.jsonl
     as id and prediction, reports/dataset/*.json: each recipe's and each round's training-set report), the test
@@ -53,17 +60,16 @@ def keep(repo: Path, dest: Path, times: dict[str, float], wall: float, sets: lis
     for sub in ("eval", "dataset"):
         (dest / sub).mkdir(parents=True, exist_ok=True)
     golds = [{"id": r["id"], "final_decision": r["final_decision"]}
-             for r in map(json.loads, (repo / "data/prepared/test.jsonl").read_text().splitlines())]
+             for r in rows(repo / "data/prepared/test.jsonl")]
     if (dest / "golds.jsonl").exists() and \
-            [json.loads(x) for x in (dest / "golds.jsonl").read_text().splitlines()] != golds:
+            rows(dest / "golds.jsonl") != golds:
         sys.exit(f"{dest}/golds.jsonl: another test split than {repo}'s; keep this run under another name")
     (dest / "golds.jsonl").write_text("".join(json.dumps(g) + "\n" for g in golds))
     kept = []
     for path in sorted((repo / "eval").glob("*/predictions.jsonl")):
-        rows = [json.loads(x) for x in path.read_text().splitlines()]
         (dest / "eval" / path.parent.name).mkdir(exist_ok=True)
         (dest / "eval" / path.parent.name / "predictions.jsonl").write_text(
-            "".join(json.dumps({"id": r["id"], "prediction": r["prediction"]}) + "\n" for r in rows))
+            "".join(json.dumps({"id": r["id"], "prediction": r["prediction"]}) + "\n" for r in rows(path)))
         kept.append(path.parent.name)
     for path in (repo / "reports/dataset").glob("*.json"):
         shutil.copyfile(path, dest / "dataset" / path.name)
@@ -93,15 +99,14 @@ def combine(dest: Path, sets: list[str]) -> str:
     if not seeds:
         sys.exit(f"{dest}: no seed has every candidate of {compare.recipes(p)} scored; run the missing parts")
     p.train.seeds = seeds
-    records = [Record(g["id"], "", [], g["final_decision"])
-               for g in map(json.loads, (dest / "golds.jsonl").read_text().splitlines())]
-    rows = compare.table(p, records, dest / "eval", dest / "dataset", dest / "dataset")
+    records = [Record(g["id"], "", [], g["final_decision"]) for g in rows(dest / "golds.jsonl")]
+    recipes = compare.table(p, records, dest / "eval", dest / "dataset", dest / "dataset")
     table = {"n_test": len(records), "seeds": seeds, "baseline": "original", "bootstrap": p.evaluate.bootstrap or 1000,
-             "recipes": rows}
+             "recipes": recipes}
     per_seed = "\n".join(f"- {r['model']}-{r['variant']}: accuracy per seed "
                          + ", ".join(f"{s}: {a:.3f}" for s, a in zip(r["seeds"], r["accuracy"]["per_seed"]))
-                         for r in rows)
-    parts = [json.loads(x) for x in (dest / "parts.jsonl").read_text().splitlines()]
+                         for r in recipes)
+    parts = rows(dest / "parts.jsonl")
     part_lines = "\n".join(
         f"- {x['date']}, commit {x['commit']}, {x['machine']}: {', '.join(x['candidates'])} scored so far; "
         f"{x['wall_seconds']} s: " + ", ".join(f"{k} {v} s" for k, v in x["stage_seconds"].items()) for x in parts)

@@ -1,0 +1,63 @@
+"""The data profile (medaug.data.profile, issue 35) of one or more built projects, as Markdown appended to
+bench/RESULTS.md: per strategy and teacher, generated and kept, beside the train split.
+
+    python bench/data_profile.py . /tmp/medaug-ablation/project   # the default run and the PQA-L ablation's work folder
+
+Each project needs its prepare, generate and filter outputs (`dvc repro filter`); nothing is written into it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+from roofline import machine  # bench/ (this script's folder is on sys.path)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def table(project: Path) -> str:
+    from medaug.view import data_profile, workspace
+
+    prof = data_profile(workspace(project))
+
+    def num(v) -> str:
+        return "–" if v is None else f"{v:.3f}"
+
+    rows = [("train split", prof["train"])] + [(f"{g['strategy']} · {g['teacher']} · {g['stage']}", g)
+                                               for g in prof["groups"]]
+    lines = ["| questions | n | distinct-1 | distinct-2 | train's distinct-2 at n | spread | novelty | words "
+             "(mean, p90) | answers | rewrite-parent cosine |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, g in rows:
+        answers = ", ".join(f"{a} {v:.0%}" for a, v in g["answers"].items())
+        lines.append(f"| {name} | {g['n']} | {num(g['distinct_1'])} | {num(g['distinct_2'])} | "
+                     f"{num(g.get('distinct_2_train'))} | {num(g['spread'])} | {num(g['novelty'])} | "
+                     f"{g['words']['mean']:.1f}, {g['words']['p90']} | {answers} | {num(g.get('fidelity_cosine'))} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    projects = [Path(p).resolve() for p in sys.argv[1:]] or [ROOT]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    text = f"\n## Data profile, {dt.date.today()} (commit {commit}, {machine()})\n\n" \
+           "`bench/data_profile.py`: medaug.data.profile of each project's generate and filter outputs. novelty: 1 - the " \
+           "MiniLM cosine to the nearest train question (the train split's: to the nearest other one); spread: " \
+           "mean pairwise cosine distance; distinct-n falls as a set grows, so the train split's distinct-2 at the " \
+           "same n is the reference.\n"
+    for project in projects:
+        source = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'src'); from medaug.params "
+                                 "import load_params; print(load_params().data.source)"], cwd=project,
+                                capture_output=True, text=True).stdout.strip()
+        text += f"\n### {project if project != ROOT else 'the default run'} (data.source: `{source}`)\n\n" \
+                f"{table(project)}\n"
+    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
