@@ -12,7 +12,7 @@ from medaug.view import build, changes, items, workspace
 
 def write(root, path, rows):
     (root / path).parent.mkdir(parents=True, exist_ok=True)
-    (root / path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def item(i, question, answer="yes", source="rewrite", parent="p1", **extra):
@@ -25,7 +25,9 @@ QUESTION = "Is it </script><script>alert(1)</script> clear?"  # a teacher's text
 
 @pytest.fixture
 def project(tmp_path):
-    write(tmp_path, "data/prepared/train.jsonl", [item("p1", "Is the parent question clear?", source="original"),
+    # json.dumps leaves U+2028 as it is, and PubMedQA abstracts hold it: a reader that splits at it breaks lines
+    write(tmp_path, "data/prepared/train.jsonl", [item("p1", "Is the parent question clear?", source="original",
+                                                       long_answer="Yes.\u2028Line two."),
                                                   item("p2", "Does the other parent hold?", "no", "original")])
     write(tmp_path, "data/generated/rejects.jsonl",
           [{"id": "g1", "parent_id": "p2", "strategy": "new", "teacher": "t", "reason": "missing_answer"}])
