@@ -20,23 +20,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def table(project: Path) -> str:
+    from medaug.data.profile import COLUMNS, table
     from medaug.view import data_profile, workspace
 
-    prof = data_profile(workspace(project))
-
-    def num(v) -> str:
-        return "–" if v is None else f"{v:.3f}"
-
-    rows = [("train split", prof["train"])] + [(f"{g['strategy']} · {g['teacher']} · {g['stage']}", g)
-                                               for g in prof["groups"]]
-    lines = ["| questions | n | distinct-1 | distinct-2 | train's distinct-2 at n | spread | novelty | words "
-             "(mean, p90) | answers | rewrite-parent cosine |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, g in rows:
-        answers = ", ".join(f"{a} {v:.0%}" for a, v in g["answers"].items())
-        lines.append(f"| {name} | {g['n']} | {num(g['distinct_1'])} | {num(g['distinct_2'])} | "
-                     f"{num(g.get('distinct_2_train'))} | {num(g['spread'])} | {num(g['novelty'])} | "
-                     f"{g['words']['mean']:.1f}, {g['words']['p90']} | {answers} | {num(g.get('fidelity_cosine'))} |")
-    return "\n".join(lines)
+    rows = [COLUMNS, ("---",) * len(COLUMNS), *table(data_profile(workspace(project)))]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def main() -> None:

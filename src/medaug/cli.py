@@ -359,15 +359,15 @@ def view(rev: str | None, output_path: Path | None) -> None:
     import re
 
     from medaug.data.jsonl import atomic_path
-    from medaug.view import render
+    from medaug.view import build
 
-    text, n = render(Path.cwd(), rev)
+    text, rows, _ = build(Path.cwd(), rev)
     out = output_path or Path("reports") / ("view.html" if rev is None else
                                             f"view-{re.sub(r'[^A-Za-z0-9._-]+', '_', rev)}.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    log.info(f"wrote {out} ({n} items{f' changed since {rev}' if rev else ''}); open it in a browser")
+    log.info(f"wrote {out} ({len(rows)} items{f' changed since {rev}' if rev else ''}); open it in a browser")
 
 
 @cli.group(name="data")

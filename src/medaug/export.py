@@ -25,7 +25,7 @@ from medaug.errors import MedaugError
 from medaug.models import TRAINED, hub_id
 from medaug.models.card import model_card, prepared_source
 from medaug.params import Params
-from medaug.paths import DATASETS, METRICS, MODELS, REPORTS, Candidate
+from medaug.paths import DATASETS, MODELS, REPORTS, Candidate
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def bundle(model_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 def card(p: Params, name: str, meta: dict[str, Any], adapter: bool, root: Path) -> str:
     """The README.md of candidate `name` as shipped (an export, the registered model): medaug.json's `meta`, plus
-    from the project's outputs at `root` the dev scores (reports/train), the test scores and CIs (metrics/eval) and,
+    from the project's outputs at `root` the dev scores (reports/train), the test scores, n and CIs (reports/eval) and,
     when the recipe has generated items, its data card (reports/dataset/<recipe>.md, of its own items; a round
     candidate's: reports/dataset/<candidate>.md). Missing files
     are left out."""
@@ -78,7 +78,7 @@ def card(p: Params, name: str, meta: dict[str, Any], adapter: bool, root: Path) 
     datacard = root / DATASETS / f"{name if c.round else c.recipe}.md"  # a round candidate: its own card
     return model_card(name=name, meta=meta, task=p.task, source=prepared_source(root), adapter=adapter,
                       train_metrics=json_or_none(root / REPORTS / "train" / f"{name}.json"),
-                      test_metrics=json_or_none(root / METRICS / "eval" / f"{name}.json"),
+                      test_metrics=json_or_none(root / REPORTS / "eval" / f"{name}.json"),
                       datacard=datacard.read_text(encoding="utf-8") if generated and datacard.exists() else None)
 
 

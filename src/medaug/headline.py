@@ -5,11 +5,13 @@ counts, the registry's answer) and, where a reviewer compares it across commits 
 metrics/ (`dvc metrics diff`, `dvc exp show`):
 
 - a candidate (metrics/eval/<candidate>.json) and the teacher baseline (metrics/teacher.json): accuracy, macro-F1,
-  their 95% CI (unless evaluate.bootstrap is 0), n, and for a trained candidate the McNemar p against its
-  zero-shot base;
+  their 95% CI (unless evaluate.bootstrap is 0), and for a trained candidate the McNemar p against its zero-shot
+  base (n, the test split's size, is in the report and on the stage's last line);
 - the filter funnel (metrics/funnel.json): items in, items kept; each variant's training set
   (metrics/dataset/<variant>.json): its items; a round of a recipe with rounds (metrics/rounds/<candidate>.json):
   its parents, the student's error rate on train, items asked and kept, its training set, the chain's cost;
+- the data profile (metrics/profile.json, the `view` stage): every kept generated item's novelty, distinct-2 as a
+  share of the train split's at the same n, and the rewrites' mean cosine with their parents;
 - what the teacher was asked (generate, filter, the teacher baseline): requests, failures, and what the answers
   cost, `data_cost_usd`: paid in this run or earlier (cache hits), so a rerun on a warm cache reads the same.
 
@@ -30,7 +32,7 @@ def teacher_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
 
 def scores(report: dict[str, Any]) -> dict[str, Any]:
     """A scored candidate's (evaluate.run) or the teacher baseline's headline."""
-    out = {k: report[k] for k in ("accuracy", "macro_f1", "n")}
+    out = {k: report[k] for k in ("accuracy", "macro_f1")}
     if report.get("ci95"):  # none when evaluate.bootstrap is 0; its method is a param (evaluate.ci_method)
         out["ci95"] = {k: v for k, v in report["ci95"].items() if k != "method"}
     if report.get("vs_zero_shot"):
@@ -70,3 +72,10 @@ def teach(report: dict[str, Any]) -> dict[str, Any]:
     student before it got wrong on train, and the teacher cost of the chain so far."""
     return {**{key: report[key] for key in ("asked", "kept", "items", "cost_usd_total")},
             "parents": report["parents"]["n"], "student_error_rate": report["student_on_train"]["error_rate"]}
+
+
+def profile(report: dict[str, Any]) -> dict[str, Any]:
+    """The data profile's headline (medaug.data.profile): of every kept generated item, its novelty, distinct-2
+    against the train split's at the same n, and the rewrites' cosine with their parents (those it has)."""
+    kept = report["kept"]
+    return {k: kept[k] for k in ("novelty", "distinct_2_vs_train", "fidelity_cosine") if kept.get(k) is not None}

@@ -152,10 +152,9 @@ def _bars(title: str, rows: list[tuple[str, float, str]], top: float | None = No
     return f'<section class="chart"><h3>{html.escape(title)}</h3>{body or "<p>nothing</p>"}</section>'
 
 
-def charts(rows: list[dict[str, Any]], read: Reader) -> str:
-    """The page's charts: items per step (asked, then what each step left), kept and dropped per strategy, and
-    the kept items' answers against the train split's."""
-    funnel = json.loads(read(FilterIO.at(Path()).funnel) or "{}")
+def charts(rows: list[dict[str, Any]], read: Reader, funnel: dict[str, Any]) -> str:
+    """The page's charts: items per step (asked, then what each step left: the filter's `funnel` report), kept
+    and dropped per strategy, and the kept items' answers against the train split's."""
     steps = [("asked", funnel.get("in", len(rows)))] + [(name, s["out"]) for name, s in funnel.get("steps", {}).items()]
     out = [_bars("Items left after each step", [(n, v, str(v)) for n, v in steps])]
     per = Counter((r["strategy"], r["fate"]) for r in rows)
@@ -286,26 +285,15 @@ def data_profile(read: Reader) -> dict[str, Any]:
                    {str(r["id"]) for r in _jsonl(read, io.kept)})
 
 
-def _num(v: Any) -> str:
-    return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
 def profile_table(prof: dict[str, Any]) -> str:
-    """The profile as an HTML table: the train split, then each strategy and teacher, generated and kept."""
-    head = ("questions", "n", "distinct-1", "distinct-2", "train's distinct-2 at that n", "spread", "novelty",
-            "words (mean, p90)", "answers", "rewrite ↔ parent cosine")
-    rows = [("train split", prof["train"])] + [(f"{g['strategy']} · {g['teacher']} · {g['stage']}", g)
-                                               for g in prof["groups"]]
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
-            name, g["n"], _num(g["distinct_1"]), _num(g["distinct_2"]), _num(g.get("distinct_2_train")),
-            _num(g["spread"]), _num(g["novelty"]),
-            f"{g['words']['mean']:.1f}, {g['words']['p90']}",
-            " · ".join(f"{a} {v:.0%}" for a, v in g["answers"].items()), _num(g.get("fidelity_cosine")))) + "</tr>"
-        for name, g in rows)
+    """The profile as an HTML table (medaug.data.profile.table): the train split, each strategy and teacher
+    (generated and kept), all kept."""
+    from medaug.data.profile import COLUMNS as HEAD, table
+
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>" for row in table(prof))
     return ('<section class="profile"><h3>Profile (novelty: 1 - cosine to the nearest train question; spread: mean '
             'pairwise cosine distance; MiniLM)</h3><table><thead><tr>'
-            + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr></thead><tbody>{body}</tbody></table>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in HEAD) + f"</tr></thead><tbody>{body}</tbody></table>"
             "</section>")
 
 
@@ -323,17 +311,11 @@ def build(root: Path, rev: str | None = None, with_profile: bool = True
         kept = sum(r["fate"] == "kept" for r in rows)
         prof = data_profile(read) if with_profile else None
         return page("What the teacher wrote", rows, COLUMNS, CHOICE,
-                    charts(rows, read) + (profile_table(prof) if prof else ""),
+                    charts(rows, read, funnel) + (profile_table(prof) if prof else ""),
                     f"{len(rows)} items asked for, {kept} kept."), rows, prof
     diff = changes(items(at_revision(root, rev)), rows)
     return page(f"What changed since {rev}", diff, CHANGE_COLUMNS, ("change", "before", "after", "strategy"),
                 note=f"{len(diff)} items whose fate or text changed between {rev} and the workspace."), diff, None
-
-
-def render(root: Path, rev: str | None = None) -> tuple[str, int]:
-    """(the page, its number of rows): see `build`."""
-    text, rows, _ = build(root, rev)
-    return text, len(rows)
 
 
 def log_table(root: Path, rows: list[dict[str, Any]], page_path: Path) -> str:

@@ -166,13 +166,20 @@ def test_metrics_diff_and_confusion_plots(project):
                      "Accuracy against generated items (size and fraction series)"}
     rounds_plots = {"Accuracy by round (round 0 is original, mean over train.seeds)",
                     "Accuracy against teacher cost so far (rounds, USD, mean over train.seeds)"}
+    profile_plots = {"Generated questions: novelty (1 - MiniLM cosine to the nearest train question)",
+                     "Generated questions: distinct-2 against as many train questions (1 = as varied)"}
     assert set(plots) == {"plots/funnel.json", "plots/candidates.json", "plots/curves/train.json",
-                          "plots/curves/dev.json", *recipes_plots, *rounds_plots,
+                          "plots/curves/dev.json", *recipes_plots, *rounds_plots, *profile_plots,
                           *(f"plots/{kind}/{n}.json" for kind in ("confusion", "per_class")
                             for n in (*candidates, "tiny-zero-shot", "teacher"))}
     assert spec("plots/confusion/tiny-original-0.json")["title"]["text"].startswith("Confusion matrix")
     for title in rounds_plots:  # no rounds here: each model's round 0 (original), a point to start from
         assert [(r["recipe"], r["round"]) for r in spec(title)["data"]["values"]] == [("tiny-original", 0)]
+    profile = json.loads((repo / "reports/profile.json").read_text())["groups"]
+    for title in profile_plots:  # a bar per group: the train split, then each strategy and teacher's, generated/kept
+        assert [r["group"] for r in spec(title)["data"]["values"]] == ["train split"] + [
+            f"{g['strategy']} · {g['teacher']} · {g['stage']}" for g in profile]
+    assert {g["stage"] for g in profile} == {"generated", "kept"}
     bars = spec("Accuracy by recipe (mean over train.seeds)")
     assert {r["recipe"] for r in bars["data"]["values"]} == per_variant("tiny-{v}") | per_variant(
         "tiny-dapt-{v}", variants=DAPT)

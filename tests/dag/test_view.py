@@ -44,7 +44,10 @@ def test_the_page_lists_every_item_asked_for_and_filters_by_reason(project, tmp_
     profile = json.loads((repo / "reports/profile.json").read_text())
     assert profile["train"]["n"] == len(jsonl(repo / "data/prepared/train.jsonl"))
     kept_by = {(g["strategy"], g["teacher"]): g["n"] for g in profile["groups"] if g["stage"] == "kept"}
-    assert sum(kept_by.values()) == funnel["kept"]
+    assert sum(kept_by.values()) == funnel["kept"] == profile["kept"]["n"]
+    headline = json.loads((repo / "metrics/profile.json").read_text())  # the DVC metrics: of all kept items
+    assert headline == {k: profile["kept"][k] for k in ("novelty", "distinct_2_vs_train", "fidelity_cosine")
+                        if profile["kept"].get(k) is not None} and "novelty" in headline
     assert sorted(shown(repo / "reports/view.html")[0]) == sorted(fates(repo))
     kept = json.loads((repo / "data/filtered/kept.jsonl").read_text().splitlines()[0])
     ids, cells = shown(page, f"question={kept['question'][5:40]}&fate=kept")  # a text filter with a choice

@@ -60,14 +60,15 @@ def no_medaug(script: str, tmp_path: Path) -> str:
 
 def test_an_adapter_on_a_hub_base_exports_as_an_adapter_peft_loads_without_medaug(tmp_path, hub):
     p, out = train_candidate(tmp_path, HUB_ID)
-    (tmp_path / "metrics" / "eval").mkdir(parents=True)
-    (tmp_path / "metrics" / "eval" / "tiny-original-0.json").write_text(json.dumps(
+    (tmp_path / "reports" / "eval").mkdir(parents=True)  # the evaluate stage's report: the card's scores and n
+    (tmp_path / "reports" / "eval" / "tiny-original-0.json").write_text(json.dumps(
         {"accuracy": 0.75, "macro_f1": 0.5, "n": 8, "ci95": {"method": "bca", "accuracy": {"low": 0.5, "high": 1.0},
                                                               "macro_f1": {"low": 0.25, "high": 0.8}}}))
     dest = export(p, "tiny-original-0", tmp_path / "export", root=tmp_path)
     assert not (dest / "model.safetensors").exists() and (dest / "adapter_model.safetensors").exists()
     card = (dest / "README.md").read_text()
     assert "| Accuracy | 0.7500 | [0.5000, 1.0000] |" in card and "AutoPeftModelForCausalLM" in card
+    assert "Test split, 8 items; 95% CI: bca bootstrap." in card
     want = logits(*load_model_and_tokenizer(str(out)))
     assert torch.allclose(exported_logits(dest, "AutoPeftModelForCausalLM", tmp_path), want, atol=1e-5)
     # the card's own snippet, run as written (no medaug), answers as the evaluate stage's Scorer does

@@ -83,7 +83,8 @@ def test_changes_are_the_items_added_removed_or_with_another_fate_or_text():
 
 
 def test_the_profile_measures_diversity_novelty_lengths_answers_and_rewrite_cosine():
-    from medaug.data.profile import distinct, profile
+    from medaug import headline
+    from medaug.data.profile import COLUMNS, distinct, plot, profile, table
 
     assert distinct(["a b a b"], 1) == 0.5 and distinct(["a b a b"], 2) == round(2 / 3, 4)
     axes = {"t1": [1, 0, 0], "t2": [0, 1, 0], "copy": [1, 0, 0], "far": [0, 0, 1], "p1": [1, 0, 0]}
@@ -107,6 +108,19 @@ def test_the_profile_measures_diversity_novelty_lengths_answers_and_rewrite_cosi
     assert [r["fidelity_cosine"] for r in prof["rewrites"]] == [1.0, 0.0]
     assert generated["fidelity_cosine"] == 0.5 and kept["fidelity_cosine"] == 1.0
     assert generated["distinct_2_train"] == 1.0  # two train questions share no bigram
+    assert generated["distinct_2_vs_train"] == round(generated["distinct_2"] / 1.0, 4)
+    # all kept items together: the headline (metrics/profile.json), the table and the plot's rows
+    assert (prof["kept"]["n"], prof["kept"]["novelty"], prof["kept"]["fidelity_cosine"]) == (1, 0.0, 1.0)
+    assert headline.profile(prof) == {"novelty": 0.0, "distinct_2_vs_train": prof["kept"]["distinct_2_vs_train"],
+                                      "fidelity_cosine": 1.0}
+    rows = table(prof)
+    assert [r[:2] for r in rows] == [("train split", "2"), ("rewrite · m · generated", "2"),
+                                     ("rewrite · m · kept", "1"), ("all kept", "1")]
+    assert all(len(r) == len(COLUMNS) for r in rows) and rows[2][-1] == "1.000" and rows[0][-1] == "–"
+    assert [(r["group"], r["novelty"]) for r in plot(prof)] == [("train split", 1.0), ("rewrite · m · generated", 0.5),
+                                                                ("rewrite · m · kept", 0.0)]
+    assert profile(train, [], set(), embed=embed)["kept"]["n"] == 0  # nothing generated: a profile, no error
+    assert headline.profile(profile(train, [], set(), embed=embed)) == {}  # and no number that means nothing
 
 
 def test_distinct_at_the_same_size_is_the_fair_reference():

@@ -6,7 +6,8 @@ For each group of questions (the train split; each strategy and teacher's genera
 - `distinct_1`, `distinct_2`: distinct word unigrams and bigrams over all of them (lowercased words), the usual
   diversity measure of generated text (Li et al. 2016): 1.0 = no word repeats across the group. It falls as a
   group grows, so each group also gets `distinct_2_train`: the train split's at the same size (the mean over 20
-  seeded samples of as many train questions), the fair reference;
+  seeded samples of as many train questions), the fair reference, and `distinct_2_vs_train`, the ratio of the two
+  (1.0: as varied as as many train questions);
 - `spread`: the mean pairwise cosine distance of their MiniLM embeddings (0 = one question repeated);
 - `novelty`: the mean over items of 1 - the cosine to the nearest train question (the train split's own: to the
   nearest other train question);
@@ -81,8 +82,9 @@ def group(questions: list[str], answers: list[str], vectors: np.ndarray, train: 
 
 def profile(train: list[dict[str, Any]], generated: list[dict[str, Any]], kept_ids: set[str],
             embed=None) -> dict[str, Any]:
-    """{"train": its group, "groups": [{strategy, teacher, stage: generated|kept, ...group}], "rewrites":
-    [{id, parent_id, kept, fidelity_cosine}]} of the train split and generated items (records as dicts: id,
+    """{"train": its group, "groups": [{strategy, teacher, stage: generated|kept, ...group}], "kept": the group of
+    every kept generated item (the headline: medaug.headline.profile), "rewrites": [{id, parent_id, kept,
+    fidelity_cosine}]} of the train split and generated items (records as dicts: id,
     question, final_decision, source, parent_id, teacher). `embed`: texts -> unit vectors (default: MiniLM)."""
     if embed is None:
         from medaug.filtering.embed import embed
@@ -99,6 +101,13 @@ def profile(train: list[dict[str, Any]], generated: list[dict[str, Any]], kept_i
             out["groups"].append({"strategy": strategy, "teacher": teacher, "stage": stage,
                                   **group(qs, [str(r["final_decision"]) for r in chosen], embed(qs), train_v),
                                   "distinct_2_train": same_size(train_q, len(qs))})
+    kept = [r for r in generated if r["id"] in kept_ids]
+    kept_q = [r["question"] for r in kept]
+    out["kept"] = {**group(kept_q, [str(r["final_decision"]) for r in kept], embed(kept_q), train_v),
+                   "distinct_2_train": same_size(train_q, len(kept_q))}
+    for g in [*out["groups"], out["kept"]]:
+        ref = g["distinct_2_train"]
+        g["distinct_2_vs_train"] = round(g["distinct_2"] / ref, 4) if ref else None
     parents = {str(r["id"]): r["question"] for r in train}
     rewrites = [r for r in generated if r.get("source") == "rewrite" and str(r.get("parent_id")) in parents]
     if rewrites:
@@ -111,4 +120,35 @@ def profile(train: list[dict[str, Any]], generated: list[dict[str, Any]], kept_i
                 mine = [x["fidelity_cosine"] for x in out["rewrites"]
                         if x["teacher"] == g["teacher"] and (g["stage"] == "generated" or x["kept"])]
                 g["fidelity_cosine"] = round(statistics.fmean(mine), 4) if mine else None
+        mine = [x["fidelity_cosine"] for x in out["rewrites"] if x["kept"]]
+        out["kept"]["fidelity_cosine"] = round(statistics.fmean(mine), 4) if mine else None
     return out
+
+
+COLUMNS = ("questions", "n", "distinct-1", "distinct-2", "train's distinct-2 at that n", "spread", "novelty",
+           "words (mean, p90)", "answers", "rewrite ↔ parent cosine")
+"""The profile's table (`table`): the page's (medaug.view) and bench/data_profile.py's."""
+
+
+def _num(v: Any) -> str:
+    return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def table(prof: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A row of `COLUMNS` cells (text) per group: the train split, each strategy and teacher (generated, then
+    kept), and every kept generated item together."""
+    named = [("train split", prof["train"])] + [(f"{g['strategy']} · {g['teacher']} · {g['stage']}", g)
+                                                for g in prof["groups"]] + [("all kept", prof["kept"])]
+    return [(name, str(g["n"]), _num(g["distinct_1"]), _num(g["distinct_2"]), _num(g.get("distinct_2_train")),
+             _num(g["spread"]), _num(g["novelty"]), f"{g['words']['mean']:.1f}, {g['words']['p90']}",
+             " · ".join(f"{a} {v:.0%}" for a, v in g["answers"].items()), _num(g.get("fidelity_cosine")))
+            for name, g in named]
+
+
+def plot(prof: dict[str, Any]) -> list[dict[str, Any]]:
+    """plots/profile.json: a row per group (the train split, each strategy and teacher generated and kept), with
+    its novelty, spread, and distinct-2 as a share of the train split's at the same n (1.0: as varied)."""
+    named = [("train split", {**prof["train"], "distinct_2_vs_train": 1.0})] + [
+        (f"{g['strategy']} · {g['teacher']} · {g['stage']}", g) for g in prof["groups"]]
+    return [{"group": name, **{k: g[k] for k in ("n", "novelty", "spread", "distinct_2_vs_train")}}
+            for name, g in named]

@@ -77,7 +77,7 @@ def model_card(*, name: str, meta: dict[str, Any], task: TaskParams | None, sour
     when unknown); a continued-pretraining output has no task
     (None: it answers nothing yet, it is the base of the dapt-* candidates). `adapter`: the folder holds a LoRA adapter whose
     base is meta's (by hub id where there is one), else whole weights. `train_metrics`: dev scores from training
-    (reports/train/<candidate>.json); `test_metrics`: the evaluate stage's metrics/eval/<candidate>.json;
+    (reports/train/<candidate>.json); `test_metrics`: the evaluate stage's report, reports/eval/<candidate>.json;
     `datacard`: data/filtered/datacard.md, for a training set with generated items."""
     base = meta.get("base", "?")
     base_hub = hub_id(base)
