@@ -55,6 +55,7 @@ def register_step(policy, preds, card=CARD):
     for name, ps in preds.items():
         m = compute_metrics(GOLDS, ps)
         write_json(Path("metrics/eval") / f"{name}.json", {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+        write_json(Path("reports/eval") / f"{name}.json", m)  # the whole report: the model card's n and scores
         write_jsonl(Path("eval") / name / "predictions.jsonl",
                     ({"id": r.id, "gold": r.final_decision, "prediction": y} for r, y in zip(TEST, ps)))
     recipes = Path("reports/dataset")  # what the dataset stage writes of each recipe: its card, teachers, funnel

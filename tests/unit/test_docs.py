@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from medaug import headline
 from medaug.headline import line
 from support.paths import ROOT
 
@@ -15,9 +16,15 @@ NUMBER = re.compile(r"\d+\.\d{3}")
 
 
 def committed_scores() -> dict[str, dict]:
-    out = {p.stem: json.loads(p.read_text()) for p in (ROOT / "metrics" / "eval").glob("*.json")}
+    """Each committed candidate's and the teacher baseline's report (what the stage's last line is made of), its
+    scores checked against its headline in metrics/."""
+    out = {p.stem: json.loads((ROOT / "reports" / "eval" / p.name).read_text())
+           for p in (ROOT / "metrics" / "eval").glob("*.json")}
     teacher = json.loads((ROOT / "reports" / "teacher.json").read_text())
-    out[teacher["variant"]] = json.loads((ROOT / "metrics" / "teacher.json").read_text())
+    out[teacher["variant"]] = teacher
+    for name, report in out.items():
+        path = ROOT / "metrics" / ("teacher.json" if report is teacher else f"eval/{name}.json")
+        assert headline.scores(report) == json.loads(path.read_text()), f"{path}: not the headline of its report"
     return out
 
 

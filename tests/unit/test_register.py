@@ -79,6 +79,7 @@ def test_registered_model_is_code_with_a_signature_an_example_and_pinned_require
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     card = (local / "artifacts" / "model" / "README.md").read_text()
     assert card.startswith("---\n") and "| Accuracy | 0.5000 |" in card and "tiny-original-0" in card
+    assert f"Test split, {len(TEST)} items" in card  # n from the evaluate report (reports/eval), not metrics/
     logged = mlflow.get_logged_model(mv.model_id or mv.source.removeprefix("models:/"))
     scores = {m.key: m.value for m in logged.metrics}
     assert (scores["accuracy"], scores["macro_f1"]) == (0.5, pytest.approx(compute_metrics(GOLDS, right_on(10))[
