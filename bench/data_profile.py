@@ -23,7 +23,8 @@ def table(project: Path) -> str:
     from medaug.data.profile import COLUMNS, table
     from medaug.view import data_profile, workspace
 
-    rows = [COLUMNS, ("---",) * len(COLUMNS), *table(data_profile(workspace(project)))]
+    recipes = sorted(p.stem for p in (project / "data" / "train").glob("*.jsonl"))
+    rows = [COLUMNS, ("---",) * len(COLUMNS), *table(data_profile(workspace(project), recipes))]
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 

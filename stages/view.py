@@ -8,11 +8,12 @@ from medaug import headline, view
 from medaug.data.jsonl import atomic_path, write_json
 from medaug.data.profile import plot
 from medaug.errors import guarded
+from medaug.params import load_params
 from medaug.paths import METRICS, PROFILE, PROFILE_PLOT, VIEW
 
 
 def main() -> str:
-    text, rows, profile = view.build(Path.cwd())
+    text, rows, profile = view.build(Path.cwd(), recipes=load_params().train.variants)
     with atomic_path(VIEW) as tmp:
         tmp.write_text(text, encoding="utf-8")
     write_json(PROFILE, profile)

@@ -359,9 +359,10 @@ def view(rev: str | None, output_path: Path | None) -> None:
     import re
 
     from medaug.data.jsonl import atomic_path
+    from medaug.params import load_params
     from medaug.view import build
 
-    text, rows, _ = build(Path.cwd(), rev)
+    text, rows, _ = build(Path.cwd(), rev, recipes=load_params().train.variants)
     out = output_path or Path("reports") / ("view.html" if rev is None else
                                             f"view-{re.sub(r'[^A-Za-z0-9._-]+', '_', rev)}.html")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medaug.errors import MedaugError
-from medaug.paths import FilterIO
+from medaug.paths import TRAIN_SETS, FilterIO
 
 COLUMNS = ("id", "fate", "step", "reason", "strategy", "teacher", "answer", "parent", "question", "scores",
            "usd")
@@ -276,13 +276,15 @@ def page(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...], choic
 """
 
 
-def data_profile(read: Reader) -> dict[str, Any]:
-    """medaug.data.profile of the project's train split and generated items (kept: the filter's)."""
+def data_profile(read: Reader, recipes: list[str] = ()) -> dict[str, Any]:
+    """medaug.data.profile of the project's train split and generated items (kept: the filter's), and of the
+    training sets of `recipes` (data/train/<recipe>.jsonl)."""
     from medaug.data.profile import profile
 
     io = FilterIO.at(Path())
     return profile(_jsonl(read, io.prepared / "train.jsonl"), _jsonl(read, io.generated),
-                   {str(r["id"]) for r in _jsonl(read, io.kept)})
+                   {str(r["id"]) for r in _jsonl(read, io.kept)},
+                   recipes={name: _jsonl(read, TRAIN_SETS / f"{name}.jsonl") for name in recipes})
 
 
 def profile_table(prof: dict[str, Any]) -> str:
@@ -297,10 +299,10 @@ def profile_table(prof: dict[str, Any]) -> str:
             "</section>")
 
 
-def build(root: Path, rev: str | None = None, with_profile: bool = True
+def build(root: Path, rev: str | None = None, with_profile: bool = True, recipes: list[str] = ()
           ) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
-    """(the page, its rows, the data profile) of the project at `root`; with `rev`, the items changed since that
-    git revision (and no profile)."""
+    """(the page, its rows, the data profile, with the training sets of `recipes`: params train.variants) of the
+    project at `root`; with `rev`, the items changed since that git revision (and no profile)."""
     read = workspace(root)
     rows = items(read)
     if rev is None:
@@ -309,7 +311,7 @@ def build(root: Path, rev: str | None = None, with_profile: bool = True
             raise MedaugError(f"{FilterIO.at(Path()).funnel}: in = {funnel.get('in')}, but data/ holds {len(rows)} "
                               f"items (outputs of another run?); run `dvc repro filter` or `dvc checkout`")
         kept = sum(r["fate"] == "kept" for r in rows)
-        prof = data_profile(read) if with_profile else None
+        prof = data_profile(read, recipes) if with_profile else None
         return page("What the teacher wrote", rows, COLUMNS, CHOICE,
                     charts(rows, read, funnel) + (profile_table(prof) if prof else ""),
                     f"{len(rows)} items asked for, {kept} kept."), rows, prof

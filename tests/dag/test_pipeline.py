@@ -175,11 +175,12 @@ def test_metrics_diff_and_confusion_plots(project):
     assert spec("plots/confusion/tiny-original-0.json")["title"]["text"].startswith("Confusion matrix")
     for title in rounds_plots:  # no rounds here: each model's round 0 (original), a point to start from
         assert [(r["recipe"], r["round"]) for r in spec(title)["data"]["values"]] == [("tiny-original", 0)]
-    profile = json.loads((repo / "reports/profile.json").read_text())["groups"]
-    for title in profile_plots:  # a bar per group: the train split, then each strategy and teacher's, generated/kept
-        assert [r["group"] for r in spec(title)["data"]["values"]] == ["train split"] + [
-            f"{g['strategy']} · {g['teacher']} · {g['stage']}" for g in profile]
-    assert {g["stage"] for g in profile} == {"generated", "kept"}
+    profile = json.loads((repo / "reports/profile.json").read_text())
+    for title in profile_plots:  # a bar per group: the train split, each strategy and teacher's (generated, kept),
+        assert [r["group"] for r in spec(title)["data"]["values"]] == ["train split"] + [  # each recipe's
+            f"{g['strategy']} · {g['teacher']} · {g['stage']}" for g in profile["groups"]] + [
+            f"recipe {r['recipe']}" for r in profile["recipes"]]
+    assert {g["stage"] for g in profile["groups"]} == {"generated", "kept"} and profile["recipes"]
     bars = spec("Accuracy by recipe (mean over train.seeds)")
     assert {r["recipe"] for r in bars["data"]["values"]} == per_variant("tiny-{v}") | per_variant(
         "tiny-dapt-{v}", variants=DAPT)

@@ -45,6 +45,9 @@ def test_the_page_lists_every_item_asked_for_and_filters_by_reason(project, tmp_
     assert profile["train"]["n"] == len(jsonl(repo / "data/prepared/train.jsonl"))
     kept_by = {(g["strategy"], g["teacher"]): g["n"] for g in profile["groups"] if g["stage"] == "kept"}
     assert sum(kept_by.values()) == funnel["kept"] == profile["kept"]["n"]
+    recipes = {r["recipe"]: r["n"] for r in profile["recipes"]}  # each recipe's generated items (params variants)
+    assert recipes and recipes == {name: n for name in ("original", "augmented", "half", "why") if (n := sum(
+        r["source"] != "original" for r in jsonl(repo / f"data/train/{name}.jsonl")))}
     headline = json.loads((repo / "metrics/profile.json").read_text())  # the DVC metrics: of all kept items
     assert headline == {k: profile["kept"][k] for k in ("novelty", "distinct_2_vs_train", "fidelity_cosine")
                         if profile["kept"].get(k) is not None} and "novelty" in headline

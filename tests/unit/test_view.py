@@ -119,6 +119,11 @@ def test_the_profile_measures_diversity_novelty_lengths_answers_and_rewrite_cosi
     assert all(len(r) == len(COLUMNS) for r in rows) and rows[2][-1] == "1.000" and rows[0][-1] == "–"
     assert [(r["group"], r["novelty"]) for r in plot(prof)] == [("train split", 1.0), ("rewrite · m · generated", 0.5),
                                                                 ("rewrite · m · kept", 0.0)]
+    # a recipe's training set: the profile of the generated items it trains on; one with none is left out
+    per = profile(train, gen, {"a"}, embed=embed, recipes={"mix": train + gen[1:], "original": train})["recipes"]
+    assert [(r["recipe"], r["n"], r["novelty"]) for r in per] == [("mix", 1, 1.0)]
+    assert table({**prof, "recipes": per})[-1][:2] == ("recipe mix", "1")
+    assert plot({**prof, "recipes": per})[-1]["group"] == "recipe mix"
     assert profile(train, [], set(), embed=embed)["kept"]["n"] == 0  # nothing generated: a profile, no error
     assert headline.profile(profile(train, [], set(), embed=embed)) == {}  # and no number that means nothing
 

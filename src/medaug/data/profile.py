@@ -81,11 +81,13 @@ def group(questions: list[str], answers: list[str], vectors: np.ndarray, train: 
 
 
 def profile(train: list[dict[str, Any]], generated: list[dict[str, Any]], kept_ids: set[str],
-            embed=None) -> dict[str, Any]:
+            embed=None, recipes: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """{"train": its group, "groups": [{strategy, teacher, stage: generated|kept, ...group}], "kept": the group of
     every kept generated item (the headline: medaug.headline.profile), "rewrites": [{id, parent_id, kept,
     fidelity_cosine}]} of the train split and generated items (records as dicts: id,
-    question, final_decision, source, parent_id, teacher). `embed`: texts -> unit vectors (default: MiniLM)."""
+    question, final_decision, source, parent_id, teacher). `embed`: texts -> unit vectors (default: MiniLM).
+    `recipes`: each recipe's training set (data/train/<recipe>.jsonl), profiled as "recipes": [{recipe, ...group}]
+    of the generated items it trains on (a recipe with none is left out)."""
     if embed is None:
         from medaug.filtering.embed import embed
     train_q = [r["question"] for r in train]
@@ -105,7 +107,15 @@ def profile(train: list[dict[str, Any]], generated: list[dict[str, Any]], kept_i
     kept_q = [r["question"] for r in kept]
     out["kept"] = {**group(kept_q, [str(r["final_decision"]) for r in kept], embed(kept_q), train_v),
                    "distinct_2_train": same_size(train_q, len(kept_q))}
-    for g in [*out["groups"], out["kept"]]:
+    out["recipes"] = []
+    for recipe, rows in sorted((recipes or {}).items()):
+        chosen = [r for r in rows if r.get("source", "original") != "original"]
+        if chosen:
+            qs = [r["question"] for r in chosen]
+            out["recipes"].append({"recipe": recipe, **group(qs, [str(r["final_decision"]) for r in chosen],
+                                                             embed(qs), train_v),
+                                   "distinct_2_train": same_size(train_q, len(qs))})
+    for g in [*out["groups"], out["kept"], *out["recipes"]]:
         ref = g["distinct_2_train"]
         g["distinct_2_vs_train"] = round(g["distinct_2"] / ref, 4) if ref else None
     parents = {str(r["id"]): r["question"] for r in train}
@@ -136,9 +146,10 @@ def _num(v: Any) -> str:
 
 def table(prof: dict[str, Any]) -> list[tuple[str, ...]]:
     """A row of `COLUMNS` cells (text) per group: the train split, each strategy and teacher (generated, then
-    kept), and every kept generated item together."""
+    kept), every kept generated item together, and each recipe's generated items."""
     named = [("train split", prof["train"])] + [(f"{g['strategy']} · {g['teacher']} · {g['stage']}", g)
-                                                for g in prof["groups"]] + [("all kept", prof["kept"])]
+                                                for g in prof["groups"]] + [("all kept", prof["kept"])] + [
+        (f"recipe {g['recipe']}", g) for g in prof.get("recipes", [])]
     return [(name, str(g["n"]), _num(g["distinct_1"]), _num(g["distinct_2"]), _num(g.get("distinct_2_train")),
              _num(g["spread"]), _num(g["novelty"]), f"{g['words']['mean']:.1f}, {g['words']['p90']}",
              " · ".join(f"{a} {v:.0%}" for a, v in g["answers"].items()), _num(g.get("fidelity_cosine")))
@@ -146,9 +157,11 @@ def table(prof: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def plot(prof: dict[str, Any]) -> list[dict[str, Any]]:
-    """plots/profile.json: a row per group (the train split, each strategy and teacher generated and kept), with
+    """plots/profile.json: a row per group (the train split, each strategy and teacher generated and kept, each
+    recipe's generated items), with
     its novelty, spread, and distinct-2 as a share of the train split's at the same n (1.0: as varied)."""
     named = [("train split", {**prof["train"], "distinct_2_vs_train": 1.0})] + [
-        (f"{g['strategy']} · {g['teacher']} · {g['stage']}", g) for g in prof["groups"]]
+        (f"{g['strategy']} · {g['teacher']} · {g['stage']}", g) for g in prof["groups"]] + [
+        (f"recipe {g['recipe']}", g) for g in prof.get("recipes", [])]
     return [{"group": name, **{k: g[k] for k in ("n", "novelty", "spread", "distinct_2_vs_train")}}
             for name, g in named]
