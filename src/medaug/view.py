@@ -288,8 +288,7 @@ def data_profile(read: Reader, recipes: list[str] = ()) -> dict[str, Any]:
 
 
 def profile_table(prof: dict[str, Any]) -> str:
-    """The profile as an HTML table (medaug.data.profile.table): the train split, each strategy and teacher
-    (generated and kept), all kept."""
+    """The profile as an HTML table (medaug.data.profile.table): a row per group."""
     from medaug.data.profile import COLUMNS as HEAD, table
 
     body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>" for row in table(prof))

@@ -178,7 +178,7 @@ def test_metrics_diff_and_confusion_plots(project):
     profile = json.loads((repo / "reports/profile.json").read_text())
     for title in profile_plots:  # a bar per group: the train split, each strategy and teacher's (generated, kept),
         assert [r["group"] for r in spec(title)["data"]["values"]] == ["train split"] + [  # each recipe's
-            f"{g['strategy']} · {g['teacher']} · {g['stage']}" for g in profile["groups"]] + [
+            f"{g['strategy']} · {g['teacher']} · {g['stage']}" for g in profile["groups"]] + ["all kept"] + [
             f"recipe {r['recipe']}" for r in profile["recipes"]]
     assert {g["stage"] for g in profile["groups"]} == {"generated", "kept"} and profile["recipes"]
     bars = spec("Accuracy by recipe (mean over train.seeds)")

@@ -118,7 +118,7 @@ def test_the_profile_measures_diversity_novelty_lengths_answers_and_rewrite_cosi
                                      ("rewrite · m · kept", "1"), ("all kept", "1")]
     assert all(len(r) == len(COLUMNS) for r in rows) and rows[2][-1] == "1.000" and rows[0][-1] == "–"
     assert [(r["group"], r["novelty"]) for r in plot(prof)] == [("train split", 1.0), ("rewrite · m · generated", 0.5),
-                                                                ("rewrite · m · kept", 0.0)]
+                                                                ("rewrite · m · kept", 0.0), ("all kept", 0.0)]
     # a recipe's training set: the profile of the generated items it trains on; one with none is left out
     per = profile(train, gen, {"a"}, embed=embed, recipes={"mix": train + gen[1:], "original": train})["recipes"]
     assert [(r["recipe"], r["n"], r["novelty"]) for r in per] == [("mix", 1, 1.0)]

@@ -144,24 +144,25 @@ def _num(v: Any) -> str:
     return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def groups(prof: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, group) of every group of `prof`, in the order the table and the plot show them: the train split,
+    each strategy and teacher (generated, then kept), every kept generated item together, each recipe's."""
+    return ([("train split", prof["train"])]
+            + [(f"{g['strategy']} · {g['teacher']} · {g['stage']}", g) for g in prof["groups"]]
+            + [("all kept", prof["kept"])] + [(f"recipe {g['recipe']}", g) for g in prof.get("recipes", [])])
+
+
 def table(prof: dict[str, Any]) -> list[tuple[str, ...]]:
-    """A row of `COLUMNS` cells (text) per group: the train split, each strategy and teacher (generated, then
-    kept), every kept generated item together, and each recipe's generated items."""
-    named = [("train split", prof["train"])] + [(f"{g['strategy']} · {g['teacher']} · {g['stage']}", g)
-                                                for g in prof["groups"]] + [("all kept", prof["kept"])] + [
-        (f"recipe {g['recipe']}", g) for g in prof.get("recipes", [])]
+    """A row of `COLUMNS` cells (text) per group (`groups`)."""
     return [(name, str(g["n"]), _num(g["distinct_1"]), _num(g["distinct_2"]), _num(g.get("distinct_2_train")),
              _num(g["spread"]), _num(g["novelty"]), f"{g['words']['mean']:.1f}, {g['words']['p90']}",
              " · ".join(f"{a} {v:.0%}" for a, v in g["answers"].items()), _num(g.get("fidelity_cosine")))
-            for name, g in named]
+            for name, g in groups(prof)]
 
 
 def plot(prof: dict[str, Any]) -> list[dict[str, Any]]:
-    """plots/profile.json: a row per group (the train split, each strategy and teacher generated and kept, each
-    recipe's generated items), with
-    its novelty, spread, and distinct-2 as a share of the train split's at the same n (1.0: as varied)."""
-    named = [("train split", {**prof["train"], "distinct_2_vs_train": 1.0})] + [
-        (f"{g['strategy']} · {g['teacher']} · {g['stage']}", g) for g in prof["groups"]] + [
-        (f"recipe {g['recipe']}", g) for g in prof.get("recipes", [])]
-    return [{"group": name, **{k: g[k] for k in ("n", "novelty", "spread", "distinct_2_vs_train")}}
-            for name, g in named]
+    """plots/profile.json: a row per group (`groups`) with its n, novelty, spread, and distinct-2 as a share of
+    the train split's at the same n (1.0: as varied; the train split's own is 1 by definition)."""
+    return [{"group": name, "n": g["n"], "novelty": g["novelty"], "spread": g["spread"],
+             "distinct_2_vs_train": 1.0 if g is prof["train"] else g["distinct_2_vs_train"]}
+            for name, g in groups(prof)]
