@@ -1,5 +1,7 @@
 """The data profile (medaug.data.profile, issue 35) of one or more built projects, as Markdown appended to
-bench/RESULTS.md: per strategy and teacher, generated and kept, beside the train split.
+bench/RESULTS.md: per strategy and teacher, generated and kept, beside the train split, and the generated items of
+each training set (data/train/<recipe>.jsonl, and a round's data/rounds/<candidate>/train.jsonl: every round so
+far).
 
     python bench/data_profile.py . /tmp/medaug-ablation/project   # the default run and the PQA-L ablation's work folder
 
@@ -23,8 +25,9 @@ def table(project: Path) -> str:
     from medaug.data.profile import COLUMNS, table
     from medaug.view import data_profile, workspace
 
-    recipes = sorted(p.stem for p in (project / "data" / "train").glob("*.jsonl"))
-    rows = [COLUMNS, ("---",) * len(COLUMNS), *table(data_profile(workspace(project), recipes))]
+    sets = {p.stem: p.relative_to(project) for p in sorted((project / "data" / "train").glob("*.jsonl"))}
+    sets |= {p.parent.name: p.relative_to(project) for p in sorted((project / "data" / "rounds").glob("*/train.jsonl"))}
+    rows = [COLUMNS, ("---",) * len(COLUMNS), *table(data_profile(workspace(project), sets))]
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 

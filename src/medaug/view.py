@@ -276,15 +276,15 @@ def page(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...], choic
 """
 
 
-def data_profile(read: Reader, recipes: list[str] = ()) -> dict[str, Any]:
+def data_profile(read: Reader, sets: dict[str, Path] | None = None) -> dict[str, Any]:
     """medaug.data.profile of the project's train split and generated items (kept: the filter's), and of the
-    training sets of `recipes` (data/train/<recipe>.jsonl)."""
+    training sets `sets` ({name: its file}, e.g. data/train/<recipe>.jsonl)."""
     from medaug.data.profile import profile
 
     io = FilterIO.at(Path())
     return profile(_jsonl(read, io.prepared / "train.jsonl"), _jsonl(read, io.generated),
                    {str(r["id"]) for r in _jsonl(read, io.kept)},
-                   recipes={name: _jsonl(read, TRAIN_SETS / f"{name}.jsonl") for name in recipes})
+                   recipes={name: _jsonl(read, path) for name, path in (sets or {}).items()})
 
 
 def profile_table(prof: dict[str, Any]) -> str:
@@ -310,7 +310,7 @@ def build(root: Path, rev: str | None = None, with_profile: bool = True, recipes
             raise MedaugError(f"{FilterIO.at(Path()).funnel}: in = {funnel.get('in')}, but data/ holds {len(rows)} "
                               f"items (outputs of another run?); run `dvc repro filter` or `dvc checkout`")
         kept = sum(r["fate"] == "kept" for r in rows)
-        prof = data_profile(read, recipes) if with_profile else None
+        prof = data_profile(read, {name: TRAIN_SETS / f"{name}.jsonl" for name in recipes}) if with_profile else None
         return page("What the teacher wrote", rows, COLUMNS, CHOICE,
                     charts(rows, read, funnel) + (profile_table(prof) if prof else ""),
                     f"{len(rows)} items asked for, {kept} kept."), rows, prof
