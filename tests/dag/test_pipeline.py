@@ -233,8 +233,11 @@ def test_each_training_set_holds_its_recipe_and_a_recipe_change_reruns_only_its_
     params = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(params.replace("fraction: 0.5", "fraction: 0.75"))
     ran = stages_run(sh(["dvc", "repro"], repo, env).stdout)
-    assert ran == {"dataset@half", "train@tiny-half-0", "evaluate@tiny-half-0", "compare", "registry", "register"}, ran
+    assert ran == {"dataset@half", "train@tiny-half-0", "evaluate@tiny-half-0", "compare", "registry", "register",
+                   "view"}, ran  # view: the profile of each recipe's generated items
     assert len(records("data/train/half.jsonl")) == len(train) + round(len(new) * 0.75)
+    half = next(r for r in json.loads((repo / "reports/profile.json").read_text())["recipes"] if r["recipe"] == "half")
+    assert half["n"] == round(len(new) * 0.75)
 
 
 def test_a_filter_param_change_reruns_filter_and_downstream_never_generate(project):
